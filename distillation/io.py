@@ -1,0 +1,49 @@
+"""Files that are written whole or not at all, and loading that never runs pickled code."""
+import contextlib
+import os
+import tempfile
+
+import torch
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds.
+
+    A reader (or a kill -9 at any moment) sees the old file or the new one, never half of one.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-" + os.path.basename(path) + "-", dir=directory)
+    os.close(fd)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def atomic_torch_save(obj, path):
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def atomic_write_text(path, text):
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def append_line(path, line):
+    """Append one line and flush it, so a crash loses at most the line being written."""
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(line.rstrip("\n") + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def safe_torch_load(path):
+    """Load tensors only: weights_only=True refuses pickles that carry code."""
+    return torch.load(path, map_location="cpu", weights_only=True)

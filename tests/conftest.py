@@ -1,0 +1,102 @@
+"""Shared fixtures: tiny MNLI-layout corpora, vocabularies and BERT configs made on the fly.
+
+Nothing here reads data from outside the repository; every file is generated in a
+temporary directory so the tests run offline and leave nothing behind.
+"""
+import json
+import random
+
+import pytest
+
+SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+# A tiny world: subjects, verbs and places; labels follow simple rules so a model can learn them.
+SUBJECTS = ["dog", "cat", "man", "woman", "child", "bird"]
+VERBS = ["runs", "sleeps", "eats", "sings", "waits", "reads"]
+PLACES = ["park", "house", "garden", "street", "kitchen", "school"]
+WORDS = sorted({"a", "the", "in", "not", "does", "run", "sleep", "eat", "sing", "wait", "read",
+                "\"", "'", ".", ",", "quietly", "today"} | set(SUBJECTS) | set(VERBS) | set(PLACES))
+
+TRAIN_HEADER = ["index", "promptID", "pairID", "genre", "sentence1_binary_parse",
+                "sentence2_binary_parse", "sentence1_parse", "sentence2_parse",
+                "sentence1", "sentence2", "label1", "gold_label"]
+DEV_HEADER = TRAIN_HEADER[:11] + ["label2", "label3", "label4", "label5", "gold_label"]
+LABELS = ["contradiction", "entailment", "neutral"]
+
+
+def make_pair(rng):
+    """One premise/hypothesis pair whose label is decided by a rule."""
+    subject, verb, place = rng.choice(SUBJECTS), rng.choice(VERBS), rng.choice(PLACES)
+    premise = f"the {subject} {verb} in the {place} ."
+    label = rng.choice(LABELS)
+    if label == "entailment":
+        hypothesis = f"a {subject} {verb} ."
+    elif label == "contradiction":
+        hypothesis = f"the {subject} does not {verb[:-1]} ."
+    else:
+        hypothesis = f"the {subject} {verb} quietly today ."
+    return premise, hypothesis, label
+
+
+def mnli_row(index, premise, hypothesis, label, dev):
+    parse_a, parse_b = f"( {premise} )", f"( {hypothesis} )"
+    row = [str(index), str(1000 + index), f"{1000 + index}e", "fiction", parse_a, parse_b,
+           f"(ROOT {premise})", f"(ROOT {hypothesis})", premise, hypothesis, label]
+    if dev:
+        row += [label, label, "", ""]  # real dev files leave unused annotator columns empty
+    return row + [label]
+
+
+def write_mnli_file(path, pairs, dev):
+    header = DEV_HEADER if dev else TRAIN_HEADER
+    lines = ["\t".join(header)]
+    lines += ["\t".join(mnli_row(i, *pair, dev=dev)) for i, pair in enumerate(pairs)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def write_tiny_mnli(root, n_train=64, n_dev=24, seed=0):
+    """Write MNLI/{train,dev_matched,dev_mismatched}.tsv under root and return the MNLI dir."""
+    rng = random.Random(seed)
+    data_dir = root / "MNLI"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    write_mnli_file(data_dir / "train.tsv", [make_pair(rng) for _ in range(n_train)], dev=False)
+    write_mnli_file(data_dir / "dev_matched.tsv", [make_pair(rng) for _ in range(n_dev)], dev=True)
+    write_mnli_file(data_dir / "dev_mismatched.tsv", [make_pair(rng) for _ in range(n_dev)], dev=True)
+    return data_dir
+
+
+def write_vocab(path, words=WORDS):
+    path.write_text("\n".join(SPECIAL_TOKENS + list(words)) + "\n", encoding="utf-8")
+    return path
+
+
+def write_bert_config(path, num_hidden_layers=2, hidden_size=32, num_attention_heads=2,
+                      intermediate_size=64, vocab_size=None):
+    config = {
+        "architectures": ["BertForMaskedLM"], "model_type": "bert",
+        "attention_probs_dropout_prob": 0.0, "hidden_act": "gelu", "hidden_dropout_prob": 0.0,
+        "hidden_size": hidden_size, "initializer_range": 0.02, "intermediate_size": intermediate_size,
+        "max_position_embeddings": 64, "num_attention_heads": num_attention_heads,
+        "num_hidden_layers": num_hidden_layers, "type_vocab_size": 2,
+        "vocab_size": vocab_size or len(SPECIAL_TOKENS) + len(WORDS),
+    }
+    path.write_text(json.dumps(config, indent=2), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def tiny_mnli(tmp_path):
+    """The MNLI directory of a small generated corpus."""
+    return write_tiny_mnli(tmp_path / "data")
+
+
+@pytest.fixture
+def tiny_vocab(tmp_path):
+    return write_vocab(tmp_path / "vocab.txt")
+
+
+@pytest.fixture
+def tiny_bert_config(tmp_path):
+    """A factory: tiny_bert_config(name, **sizes) writes a BERT config json and returns its path."""
+    def make(name="bert_config.json", **sizes):
+        return write_bert_config(tmp_path / name, **sizes)
+    return make
