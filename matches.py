@@ -1,0 +1,131 @@
+"""Named intermediate-match presets for `--matches`, and loading of matches from a JSON file.
+
+A preset names a layer map and a loss; the projection sizes are filled in from the model
+configs, so the same preset serves a bert-base teacher (hidden 768) and any other teacher.
+
+Layer indices follow the adaptor's lists:
+- 'hidden': index 0 is the embedding output, index k the output of layer k (0..num_layers);
+- 'attention': index k-1 holds layer k's attention probabilities (0..num_layers-1).
+
+Names keep the original example's spelling: L3 / L4 / L6 are students of 3, 4 and 6 layers
+under a 12-layer teacher, 't' marks the tiny student whose hidden size differs from the teacher's
+(the projection is added whenever the sizes differ, so L4 and L4t differ only in name).
+"""
+import json
+import os
+
+# Student layer -> teacher layer, uniformly spaced, for the original's three students.
+LAYER_MAPS = {
+    "L3": [(0, 0), (1, 4), (2, 8), (3, 12)],
+    "L4": [(0, 0), (1, 3), (2, 6), (3, 9), (4, 12)],
+    "L6": [(0, 0), (1, 2), (2, 4), (3, 6), (4, 8), (5, 10), (6, 12)],
+}
+# Losses that compare student and teacher vectors directly need equal sizes, hence a projection.
+NEEDS_PROJECTION = {"hidden_mse", "cos", "pkd", "gram", "fsp"}
+
+
+def _single(layer_map, loss, feature="hidden"):
+    return [{"layer_S": s, "layer_T": t, "feature": feature, "loss": loss, "weight": 1}
+            for s, t in layer_map]
+
+
+def _self_pairs(layer_map, loss):
+    """Pair losses (mmd, gram) on a layer with itself: similarity of tokens within one layer."""
+    return [{"layer_S": [s, s], "layer_T": [t, t], "feature": "hidden", "loss": loss, "weight": 1}
+            for s, t in layer_map]
+
+
+def _attention(layer_map, loss):
+    """Attention maps exist for layers 1..L only; list index k-1 holds layer k."""
+    return _single([(s - 1, t - 1) for s, t in layer_map if s > 0], loss, feature="attention")
+
+
+def _build_presets():
+    presets = {}
+    for depth, layer_map in LAYER_MAPS.items():
+        presets[f"{depth}_hidden_mse"] = _single(layer_map, "hidden_mse")
+        presets[f"{depth}t_hidden_mse"] = _single(layer_map, "hidden_mse")
+        presets[f"{depth}_hidden_smmd"] = _self_pairs(layer_map, "mmd")
+        presets[f"{depth}t_hidden_sgram"] = _self_pairs(layer_map, "gram")
+        for loss in ("attention_mse", "attention_ce", "attention_mse_sum", "attention_ce_mean"):
+            presets[f"{depth}_{loss}"] = _attention(layer_map, loss)
+    return presets
+
+
+PRESETS = _build_presets()
+
+
+def read_matches(names_or_path):
+    """`--matches` values -> a list of match dicts: preset names, or one path to a JSON file."""
+    names_or_path = list(names_or_path or [])
+    if len(names_or_path) == 1 and names_or_path[0].endswith(".json"):
+        return _read_match_file(names_or_path[0])
+    unknown = [name for name in names_or_path if name not in PRESETS]
+    if unknown:
+        raise ValueError(f"--matches: unknown preset {', '.join(map(repr, unknown))}; "
+                         f"known presets: {', '.join(sorted(PRESETS))}, "
+                         "or the path of a .json file holding a list of matches")
+    return [dict(match) for name in names_or_path for match in PRESETS[name]]
+
+
+def fit_matches(matches, hidden_size_S, hidden_size_T, num_layers_S, num_layers_T):
+    """Check every layer index against the models' depths and add the projections they need.
+
+    A projection ['linear', hidden_size_S, hidden_size_T] is added where the loss compares
+    vectors directly, the hidden sizes differ and the match names no projection of its own.
+    """
+    fitted = []
+    for index, match in enumerate(matches):
+        match = dict(match)
+        _check_layers(match, index, num_layers_S, num_layers_T)
+        if match.get("loss") in NEEDS_PROJECTION and "proj" not in match and hidden_size_S != hidden_size_T:
+            match["proj"] = ["linear", hidden_size_S, hidden_size_T]
+        _check_projection(match, index, hidden_size_S, hidden_size_T)
+        fitted.append(match)
+    return fitted
+
+
+def uses_attention(matches):
+    return any(match.get("feature") == "attention" for match in matches)
+
+
+def _read_match_file(path):
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"--matches: file not found: {path}")
+    try:
+        with open(path, encoding="utf-8") as f:
+            matches = json.load(f)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: not valid JSON: {error}") from None
+    if not isinstance(matches, list) or not all(isinstance(m, dict) for m in matches):
+        raise ValueError(f"{path}: expected a JSON list of match objects "
+                         '(e.g. [{"layer_T": 12, "layer_S": 4, "feature": "hidden", '
+                         '"loss": "hidden_mse", "weight": 1}])')
+    return matches
+
+
+def _check_layers(match, index, num_layers_S, num_layers_T):
+    # hidden states: embeddings + one per layer; attention maps: one per layer.
+    extra = 1 if match.get("feature", "hidden") == "hidden" else 0
+    for key, num_layers in (("layer_S", num_layers_S), ("layer_T", num_layers_T)):
+        if key not in match:
+            raise ValueError(f"matches[{index}]: missing key '{key}'")
+        layers = match[key] if isinstance(match[key], list) else [match[key]]
+        for layer in layers:
+            if not isinstance(layer, int) or not 0 <= layer < num_layers + extra:
+                raise ValueError(
+                    f"matches[{index}]: {key}={match[key]!r} is out of range for a model with "
+                    f"{num_layers} layers ({match.get('feature', 'hidden')} indices run from 0 "
+                    f"to {num_layers + extra - 1})")
+
+
+def _check_projection(match, index, hidden_size_S, hidden_size_T):
+    proj = match.get("proj")
+    if proj is None:
+        return
+    if not isinstance(proj, list) or len(proj) not in (3, 4):
+        raise ValueError(f"matches[{index}]: proj must be [kind, dim_in, dim_out] "
+                         f"or [kind, dim_in, dim_out, options], got {proj!r}")
+    if match.get("feature", "hidden") == "hidden" and (proj[1], proj[2]) != (hidden_size_S, hidden_size_T):
+        raise ValueError(f"matches[{index}]: proj {proj[0]} {proj[1]} -> {proj[2]} does not fit the "
+                         f"models: student hidden size {hidden_size_S}, teacher {hidden_size_T}")

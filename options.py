@@ -1,0 +1,78 @@
+"""Command-line options of main.py and main.emd.py, declared once and checked up front."""
+import argparse
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        description="Train a BERT teacher on MNLI, or distill teachers into a student.")
+    add = parser.add_argument
+    # Data and files
+    add("--data_dir", required=True, help="Folder holding train.tsv, dev_matched.tsv, dev_mismatched.tsv.")
+    add("--output_dir", required=True, help="Checkpoints gs{step}.pkl, logs and eval_results.txt go here.")
+    add("--model_config_json", required=True, help="JSON naming the teachers and the student (see jsons/).")
+    add("--task_name", default="mnli", choices=["mnli"], help="Only MNLI (matched and mismatched).")
+    add("--cache_dir", default=None,
+        help="Where encoded features are cached (default: <data_dir>/cache, or <output_dir>/cache "
+             "when data_dir is read-only).")
+    # What to do
+    add("--do_train", action="store_true", help="Train (or distill) the student.")
+    add("--do_eval", action="store_true",
+        help="Evaluate on dev_matched and dev_mismatched after every checkpoint.")
+    add("--do_predict", action="store_true",
+        help="Evaluate on the dev sets; without --do_train, the student checkpoint named in the JSON.")
+    # Training
+    add("--max_seq_length", type=int, default=128, help="Pairs are truncated and padded to this length.")
+    add("--train_batch_size", type=int, default=32, help="Examples per optimizer step (over all accumulation).")
+    add("--predict_batch_size", type=int, default=128, help="Examples per evaluation batch.")
+    add("--learning_rate", type=float, default=3e-5)
+    add("--num_train_epochs", type=float, default=3.0)
+    add("--warmup_proportion", type=float, default=0.1, help="Share of the steps with a linear warmup.")
+    add("--weight_decay_rate", type=float, default=0.01, help="AdamW decay; never on biases and LayerNorm.")
+    add("--gradient_accumulation_steps", type=int, default=1)
+    add("--max_grad_norm", type=float, default=-1.0, help="Clip gradients to this norm; <= 0 disables.")
+    add("--random_seed", type=int, default=9580)
+    add("--no_cuda", action="store_true", help="Run on the CPU even when CUDA is available.")
+    add("--fp16", action="store_true",
+        help="fp16 autocast with a GradScaler on CUDA; on a CPU it runs in float32 with a warning.")
+    add("--bf16", action="store_true", help="bf16 autocast (on CPUs without native bf16 it is slow).")
+    add("--PRINT_EVERY", type=int, default=200, help="Log the losses every this many optimizer steps.")
+    add("--ckpt_frequency", type=int, default=1, help="Checkpoints (and evaluations) per epoch.")
+    # Distillation
+    add("--temperature", type=float, default=8.0, help="Temperature of the KD loss on the logits.")
+    add("--matches", nargs="*", default=[],
+        help="Intermediate-match presets (see matches.py), or the path of a JSON list of matches.")
+    return parser
+
+
+def parse_args(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    problems = check_args(args)
+    if problems:
+        parser.error("; ".join(problems))
+    return args
+
+
+def check_args(args):
+    """Mistakes that would otherwise surface hours into a run."""
+    problems = []
+    if not (args.do_train or args.do_predict):
+        problems.append("nothing to do: pass --do_train and/or --do_predict")
+    for name in ("max_seq_length", "train_batch_size", "predict_batch_size",
+                 "gradient_accumulation_steps", "PRINT_EVERY", "ckpt_frequency"):
+        if getattr(args, name) < 1:
+            problems.append(f"--{name} must be at least 1, got {getattr(args, name)}")
+    if args.train_batch_size % max(args.gradient_accumulation_steps, 1):
+        problems.append(f"--train_batch_size {args.train_batch_size} is not divisible by "
+                        f"--gradient_accumulation_steps {args.gradient_accumulation_steps}")
+    if args.num_train_epochs <= 0:
+        problems.append(f"--num_train_epochs must be positive, got {args.num_train_epochs}")
+    if args.learning_rate <= 0:
+        problems.append(f"--learning_rate must be positive, got {args.learning_rate}")
+    if not 0 <= args.warmup_proportion < 1:
+        problems.append(f"--warmup_proportion must be in [0, 1), got {args.warmup_proportion}")
+    if args.temperature <= 0:
+        problems.append(f"--temperature must be positive, got {args.temperature}")
+    if args.fp16 and args.bf16:
+        problems.append("--fp16 and --bf16 exclude each other")
+    return problems
