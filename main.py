@@ -1,0 +1,228 @@
+"""Train a BERT teacher on MNLI, or distill one or several teachers into a student.
+
+One pipeline: options -> model config -> features -> models -> distiller -> train -> evaluate.
+The JSON given by --model_config_json decides the distiller:
+  no enabled teacher  -> BasicTrainer (the student learns from the hard labels: teacher training)
+  one teacher         -> GeneralDistiller with the --matches intermediate matches
+  several teachers    -> MultiTeacherDistiller (the student learns from the averaged logits)
+main.emd.py runs this same pipeline and swaps in the EMDDistiller through `run(build_distiller=...)`.
+"""
+import logging
+import math
+import os
+import random
+import sys
+
+import numpy as np
+import torch
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
+
+from distillation import (BasicTrainer, DistillationConfig, GeneralDistiller,
+                          MultiTeacherDistiller, TrainingConfig)
+from feature_cache import load_features
+from matches import fit_matches, read_matches, uses_attention
+from model_config import parse_model_config
+from modeling import BertForGLUESimpleAdaptor, build_model
+from options import parse_args
+from predict import evaluate, record_results
+from utils_glue import processors
+
+logger = logging.getLogger("main")
+
+DEV_TASKS = ("mnli", "mnli-mm")  # dev_matched.tsv and dev_mismatched.tsv
+
+
+class FeatureDataset(torch.utils.data.Dataset):
+    """Encoded features indexed by a whole list of example indices at once.
+
+    Used with a BatchSampler, a batch is one tensor slice per key instead of `batch_size`
+    single-row lookups stacked by the collate function.
+    """
+
+    def __init__(self, features):
+        self.features = features
+
+    def __len__(self):
+        return len(self.features["labels"])
+
+    def __getitem__(self, indices):
+        return {key: tensor[indices] for key, tensor in self.features.items()}
+
+
+def batch_loader(features, batch_size, shuffle, seed=0):
+    dataset = FeatureDataset(features)
+    if shuffle:
+        order = RandomSampler(dataset, generator=torch.Generator().manual_seed(seed))
+    else:
+        order = SequentialSampler(dataset)
+    sampler = BatchSampler(order, batch_size=batch_size, drop_last=False)
+    # batch_size=None: each item the sampler yields is already a whole batch of indices.
+    return DataLoader(dataset, sampler=sampler, batch_size=None,
+                      pin_memory=torch.cuda.is_available())
+
+
+def set_seed(seed):
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def default_cache_dir(args):
+    """Cache features beside the data; when that folder is read-only, beside the output folder."""
+    if os.access(args.data_dir, os.W_OK):
+        return os.path.join(args.data_dir, "cache")
+    return os.path.join(os.path.dirname(os.path.abspath(args.output_dir)), "feature_cache")
+
+
+def load_split(args, task_name, split, student_entry, label_list):
+    return load_features(processors[task_name](), args.data_dir, split, student_entry.tokenizer,
+                         student_entry.vocab_file, args.max_seq_length,
+                         args.cache_dir or default_cache_dir(args), label_list)
+
+
+def build_optimizer(model, learning_rate, weight_decay_rate):
+    """AdamW without weight decay on biases and LayerNorm weights, as BERT was trained."""
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        (no_decay if name.endswith("bias") or "LayerNorm" in name else decay).append(param)
+    groups = [{"params": decay, "weight_decay": weight_decay_rate},
+              {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=learning_rate)
+
+
+def linear_warmup_decay(optimizer, warmup_steps, total_steps):
+    def factor(step):
+        if step < warmup_steps:
+            return step / max(1, warmup_steps)
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def training_config(args, device):
+    mixed_precision = "fp16" if args.fp16 else "bf16" if args.bf16 else "no"
+    return TrainingConfig(gradient_accumulation_steps=args.gradient_accumulation_steps,
+                          ckpt_frequency=args.ckpt_frequency, log_dir=args.output_dir,
+                          output_dir=args.output_dir, device=device,
+                          mixed_precision=mixed_precision)
+
+
+def distillation_config(args, intermediate_matches=None):
+    return DistillationConfig(temperature=args.temperature,
+                              intermediate_matches=intermediate_matches)
+
+
+def build_distiller(args, train_config, teachers, student, matches):
+    """The distiller the JSON asks for: trainer, GeneralDistiller or MultiTeacherDistiller."""
+    adaptor = BertForGLUESimpleAdaptor
+    if not teachers:
+        if matches:
+            raise ValueError("--matches needs a teacher, but the model config enables none")
+        return BasicTrainer(train_config, student, adaptor)
+    if len(teachers) == 1:
+        teacher = teachers[0]
+        fitted = fit_matches(matches, student.config.hidden_size, teacher.config.hidden_size,
+                             student.config.num_hidden_layers, teacher.config.num_hidden_layers)
+        return GeneralDistiller(train_config, distillation_config(args, fitted),
+                                teacher, student, adaptor, adaptor)
+    if matches:
+        raise ValueError("--matches is for one teacher; the multi-teacher distiller uses logits only")
+    return MultiTeacherDistiller(train_config, distillation_config(args), teachers, student,
+                                 adaptor, adaptor)
+
+
+def run(argv=None, build_distiller=build_distiller):
+    args = parse_args(argv)
+    set_seed(args.random_seed)
+    device = "cpu" if args.no_cuda or not torch.cuda.is_available() else "cuda"
+
+    setup = parse_model_config(args.model_config_json)
+    student_entry = setup.student
+    matches = read_matches(args.matches)
+    label_list = processors[args.task_name]().get_labels()
+    _check_lengths(args, setup)
+
+    # Features first: a data error must stop the run before anything is written to output_dir.
+    dev_loaders = {}
+    if args.do_eval or args.do_predict:
+        dev_loaders = {task: batch_loader(load_split(args, task, "dev", student_entry, label_list),
+                                          args.predict_batch_size, shuffle=False)
+                       for task in DEV_TASKS}
+    if not args.do_train:
+        if not student_entry.checkpoint:
+            raise ValueError(f"{setup.source}: --do_predict without --do_train evaluates the "
+                             "student's checkpoint, but student.checkpoint is not set")
+        student = build_model(student_entry, len(label_list), "student",
+                              output_hidden_states=False, output_attentions=False).to(device)
+        _make_output_dir(args.output_dir)
+        record_results(args.output_dir, 0, evaluate(student, dev_loaders, device))
+        return
+
+    train_features = load_split(args, args.task_name, "train", student_entry, label_list)
+    per_step_batch = args.train_batch_size // args.gradient_accumulation_steps
+    train_loader = batch_loader(train_features, per_step_batch, shuffle=True, seed=args.random_seed)
+
+    distilling = bool(setup.enabled_teachers)
+    needs_attention = uses_attention(matches)
+    teachers = [build_model(entry, len(label_list), "teacher", output_hidden_states=distilling,
+                            output_attentions=needs_attention).to(device)
+                for entry in setup.enabled_teachers]
+    student = build_model(student_entry, len(label_list), "student",
+                          output_hidden_states=distilling,
+                          output_attentions=needs_attention).to(device)
+
+    steps_per_epoch = len(train_loader) // args.gradient_accumulation_steps
+    total_steps = max(1, math.ceil(steps_per_epoch * args.num_train_epochs))
+    _make_output_dir(args.output_dir)
+    train_config = training_config(args, device)
+    distiller = build_distiller(args, train_config, teachers, student, matches)
+    distiller.print_freq = args.PRINT_EVERY
+
+    optimizer = build_optimizer(student, args.learning_rate, args.weight_decay_rate)
+    scheduler = linear_warmup_decay(optimizer, int(args.warmup_proportion * total_steps), total_steps)
+    _log_training_summary(args, len(train_features["labels"]), steps_per_epoch, total_steps, distiller)
+
+    def evaluate_checkpoint(model, step):
+        if dev_loaders:
+            record_results(args.output_dir, step, evaluate(model, dev_loaders, device))
+
+    epochs = args.num_train_epochs
+    length = {"num_epochs": int(epochs)} if epochs == int(epochs) else {"num_steps": total_steps}
+    with distiller:
+        distiller.train(optimizer, train_loader, scheduler=scheduler,
+                        max_grad_norm=args.max_grad_norm, callback=evaluate_checkpoint, **length)
+
+
+def _check_lengths(args, setup):
+    for role, entry in [("student", setup.student)] + [("teacher", t) for t in setup.enabled_teachers]:
+        limit = entry.bert_config.max_position_embeddings
+        if args.max_seq_length > limit:
+            raise ValueError(f"--max_seq_length {args.max_seq_length} exceeds the {role}'s "
+                             f"max_position_embeddings {limit} ({entry.config_file})")
+
+
+def _make_output_dir(path):
+    os.makedirs(path, exist_ok=True)
+    if not os.access(path, os.W_OK):
+        raise PermissionError(f"--output_dir {path} cannot be written")
+
+
+def _log_training_summary(args, num_examples, steps_per_epoch, total_steps, distiller):
+    logger.info("***** Running training: %s *****", type(distiller).__name__)
+    logger.info("  Examples = %d, epochs = %s", num_examples, args.num_train_epochs)
+    logger.info("  Batch size = %d (accumulation %d), optimizer steps = %d (%d per epoch)",
+                args.train_batch_size, args.gradient_accumulation_steps, total_steps, steps_per_epoch)
+
+
+def main(build=build_distiller):
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S", level=logging.INFO)
+    try:
+        run(build_distiller=build)
+    except (ValueError, FileNotFoundError, PermissionError) as error:
+        # A user's mistake (a path, a key, an option): one clear line, no traceback.
+        logger.error("%s", error)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
