@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Distill the fine-tuned teacher into T4-tiny with BERT-EMD (distiller_emd.py): every student
+# layer learns from every teacher layer through an Earth Mover's Distance plan; no layer map.
+# Every variable below can be set from the environment: `ep=1 bash run_mnli_distill_T4tiny_emd.sh`.
+# Arguments after the script name go to main.emd.py as they are.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+
+: "${OUTPUT_ROOT_DIR:=output-root-dir}"
+: "${DATA_ROOT_DIR:=data-root-dir}"
+: "${model_config_json_file:=DistillBertToTiny.json}"  # set the teacher's checkpoint there
+: "${accu:=1}"
+: "${ep:=40}"
+: "${lr:=1e-4}"
+: "${temperature:=8}"
+: "${batch_size:=32}"
+: "${length:=128}"
+: "${torch_seed:=9580}"
+: "${PYTHON:=python}"
+
+[[ "$model_config_json_file" == */* ]] || model_config_json_file="${here}/jsons/${model_config_json_file}"
+: "${OUTPUT_DIR:=${OUTPUT_ROOT_DIR}/mnli_t${temperature}_T4tiny_emd_lr${lr}_e${ep}_bs${batch_size}}"  # this run's folder
+mkdir -p "$OUTPUT_DIR"
+cp "$model_config_json_file" "${OUTPUT_DIR}/$(basename "$model_config_json_file").run"
+
+"$PYTHON" -u "${here}/main.emd.py" \
+    --data_dir "${DATA_ROOT_DIR}/MNLI" \
+    --output_dir "$OUTPUT_DIR" \
+    --model_config_json "$model_config_json_file" \
+    --task_name mnli \
+    --do_train --do_eval \
+    --max_seq_length "$length" \
+    --train_batch_size "$batch_size" \
+    --gradient_accumulation_steps "$accu" \
+    --num_train_epochs "$ep" \
+    --learning_rate "$lr" \
+    --random_seed "$torch_seed" \
+    --temperature "$temperature" \
+    --ckpt_frequency 1 \
+    --fp16 \
+    "$@"
