@@ -172,10 +172,10 @@ def run(argv=None, build_distiller=build_distiller):
 
     steps_per_epoch = len(train_loader) // args.gradient_accumulation_steps
     total_steps = max(1, math.ceil(steps_per_epoch * args.num_train_epochs))
-    _make_output_dir(args.output_dir)
     train_config = training_config(args, device)
     distiller = build_distiller(args, train_config, teachers, student, matches)
     distiller.print_freq = args.PRINT_EVERY
+    _make_output_dir(args.output_dir)  # only now: every check above has passed
 
     optimizer = build_optimizer(student, args.learning_rate, args.weight_decay_rate)
     scheduler = linear_warmup_decay(optimizer, int(args.warmup_proportion * total_steps), total_steps)

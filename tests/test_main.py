@@ -1,0 +1,160 @@
+"""main.py and main.emd.py end to end on a tiny generated corpus: train, distill, predict."""
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import main
+from conftest import write_bert_config, write_tiny_mnli, write_vocab
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULT_LINE = re.compile(r"^step: (\d+) Acc:mnli=0\.\d{5} mnli-mm=0\.\d{5} All=0\.\d{5}$")
+
+
+def load_main_emd():
+    spec = importlib.util.spec_from_file_location("main_emd", os.path.join(REPO, "main.emd.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def entry(files, config, checkpoint=None):
+    return {"model_type": "bert", "prefix": "bert", "vocab_file": str(files["vocab"]),
+            "config_file": str(files[config]), "checkpoint": checkpoint,
+            "tokenizer_kwargs": {"do_lower_case": True}}
+
+
+def write_json(path, content):
+    path.write_text(json.dumps(content))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("main")
+    return {"root": root,
+            "data": write_tiny_mnli(root / "data", n_train=64, n_dev=24),
+            "vocab": write_vocab(root / "vocab.txt"),
+            "teacher_config": write_bert_config(root / "teacher.json", num_hidden_layers=4,
+                                                hidden_size=32, intermediate_size=64),
+            "student_config": write_bert_config(root / "student.json", num_hidden_layers=2,
+                                                hidden_size=16, intermediate_size=32)}
+
+
+def args(files, output_dir, model_json, *extra):
+    return ["--data_dir", str(files["data"]), "--output_dir", str(output_dir),
+            "--model_config_json", model_json, "--do_train", "--do_eval",
+            "--max_seq_length", "24", "--train_batch_size", "16", "--num_train_epochs", "2",
+            "--learning_rate", "1e-3", "--PRINT_EVERY", "2", *extra]
+
+
+def result_lines(output_dir):
+    with open(os.path.join(output_dir, "eval_results.txt")) as f:
+        return [line.rstrip("\n") for line in f]
+
+
+@pytest.fixture(scope="module")
+def teacher_checkpoint(files):
+    """Train the teacher once: no enabled teacher in the JSON -> the student trains on labels."""
+    model_json = write_json(files["root"] / "teacher_run.json",
+                            {"teachers": [], "student": entry(files, "teacher_config")})
+    output_dir = files["root"] / "teacher_out"
+    main.run(args(files, output_dir, model_json))
+    return output_dir
+
+
+def test_teacher_training_writes_checkpoints_and_results(teacher_checkpoint):
+    # 64 examples, batch 16 -> 4 steps per epoch, one checkpoint per epoch.
+    assert {f for f in os.listdir(teacher_checkpoint) if f.endswith(".pkl")} == {"gs4.pkl", "gs8.pkl"}
+    lines = result_lines(teacher_checkpoint)
+    assert [RESULT_LINE.match(line).group(1) for line in lines] == ["4", "8"]
+    records = [json.loads(line) for line in open(teacher_checkpoint / "eval_results.jsonl")]
+    assert [r["step"] for r in records] == [4, 8]
+    assert set(records[0]["acc"]) == {"mnli", "mnli-mm", "All"}
+    state = torch.load(teacher_checkpoint / "gs8.pkl", weights_only=True)
+    assert "classifier.weight" in state and "bert.encoder.layer.3.output.dense.weight" in state
+
+
+def distill_json(files, teacher_checkpoint, name, teachers=1):
+    teacher = entry(files, "teacher_config", str(teacher_checkpoint / "gs8.pkl"))
+    return write_json(files["root"] / name,
+                      {"teachers": [teacher] * teachers, "student": entry(files, "student_config")})
+
+
+def test_general_distillation_with_matches_file(files, teacher_checkpoint, tmp_path):
+    matches = write_json(tmp_path / "matches.json", [
+        {"layer_S": 0, "layer_T": 0, "feature": "hidden", "loss": "hidden_mse", "weight": 1},
+        {"layer_S": 2, "layer_T": 4, "feature": "hidden", "loss": "hidden_mse", "weight": 1},
+        {"layer_S": [2, 2], "layer_T": [4, 4], "feature": "hidden", "loss": "mmd", "weight": 1},
+        {"layer_S": 1, "layer_T": 3, "feature": "attention", "loss": "attention_mse", "weight": 1}])
+    output_dir = tmp_path / "t4"
+    main.run(args(files, output_dir, distill_json(files, teacher_checkpoint, "d.json"),
+                  "--matches", matches, "--temperature", "4"))
+    assert {"gs4.pkl", "gs8.pkl"} <= set(os.listdir(output_dir))
+    assert len(result_lines(output_dir)) == 2
+    logged = [json.loads(line) for line in open(output_dir / "metrics.jsonl")]
+    assert "unweighted_hidden_hidden_mse_2_4" in logged[-1]
+    assert "unweighted_attention_attention_mse_1_3" in logged[-1]
+
+
+def test_emd_distillation(files, teacher_checkpoint, tmp_path):
+    output_dir = tmp_path / "emd"
+    main.run(args(files, output_dir, distill_json(files, teacher_checkpoint, "e.json")),
+             build_distiller=load_main_emd().build_emd_distiller)
+    assert {"gs4.pkl", "gs8.pkl"} <= set(os.listdir(output_dir))
+    assert [RESULT_LINE.match(line).group(1) for line in result_lines(output_dir)] == ["4", "8"]
+    logged = [json.loads(line) for line in open(output_dir / "metrics.jsonl")]
+    assert "unweighted_hidden_emd" in logged[-1]
+
+
+def test_multi_teacher_distillation(files, teacher_checkpoint, tmp_path):
+    output_dir = tmp_path / "multi"
+    main.run(args(files, output_dir, distill_json(files, teacher_checkpoint, "m.json", teachers=2),
+                  "--ckpt_frequency", "2"))
+    # Two checkpoints per epoch: steps 2, 4, 6, 8.
+    assert {f"gs{step}.pkl" for step in (2, 4, 6, 8)} <= set(os.listdir(output_dir))
+    assert len(result_lines(output_dir)) == 4
+
+
+def test_predict_only_evaluates_the_students_checkpoint(files, teacher_checkpoint, tmp_path):
+    model_json = write_json(tmp_path / "p.json", {"teachers": [], "student": entry(
+        files, "teacher_config", str(teacher_checkpoint / "gs8.pkl"))})
+    output_dir = tmp_path / "predict"
+    main.run(["--data_dir", str(files["data"]), "--output_dir", str(output_dir),
+              "--model_config_json", model_json, "--do_predict", "--max_seq_length", "24"])
+    (line,) = result_lines(output_dir)
+    # The same weights give the same accuracies as the teacher's own last evaluation.
+    assert line.split("Acc:")[1] == result_lines(teacher_checkpoint)[-1].split("Acc:")[1]
+
+
+def run_main_cli(*argv):
+    return subprocess.run([sys.executable, os.path.join(REPO, "main.py"), *argv],
+                          capture_output=True, text=True, cwd=REPO)
+
+
+def test_user_errors_exit_with_one_clear_line(files, teacher_checkpoint, tmp_path):
+    model_json = distill_json(files, teacher_checkpoint, "err.json")
+    output_dir = tmp_path / "never"
+    result = run_main_cli(*args(files, output_dir, model_json, "--matches", "L4_hiden_mse"))
+    assert result.returncode != 0
+    assert "unknown preset 'L4_hiden_mse'" in result.stderr and "Traceback" not in result.stderr
+    assert not output_dir.exists()
+
+    result = run_main_cli(*args(files, output_dir, model_json, "--max_seq_length", "100"))
+    assert result.returncode != 0 and "max_position_embeddings 64" in result.stderr
+    assert not output_dir.exists()
+
+    result = run_main_cli(*args(files, output_dir, model_json, "--gradient_accumulation_steps", "3"))
+    assert result.returncode != 0 and "not divisible" in result.stderr
+
+
+def test_matches_without_a_teacher_is_an_error(files, tmp_path):
+    model_json = write_json(tmp_path / "alone.json",
+                            {"teachers": [], "student": entry(files, "student_config")})
+    with pytest.raises(ValueError, match="--matches needs a teacher"):
+        main.run(args(files, tmp_path / "out", model_json, "--matches", "L3_hidden_mse"))

@@ -1,0 +1,98 @@
+"""The four shell scripts end to end, with the shipped JSON configs, on tiny generated files.
+
+BERT_DIR holds a tiny 12-layer "pre-trained BERT" saved the way transformers saves one
+(config.json, model.safetensors, vocab.txt), so the scripts run exactly as a user runs them
+with bert-base-uncased, only smaller and shorter, through their environment overrides.
+"""
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+from transformers import BertConfig, BertModel
+
+from conftest import SPECIAL_TOKENS, WORDS, write_tiny_mnli, write_vocab
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULT_LINE = re.compile(r"^step: \d+ Acc:mnli=0\.\d{5} mnli-mm=0\.\d{5} All=0\.\d{5}$")
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    root = tmp_path_factory.mktemp("scripts")
+    bert_dir = root / "bert"
+    config = BertConfig(vocab_size=len(SPECIAL_TOKENS) + len(WORDS), hidden_size=32,
+                        num_hidden_layers=12, num_attention_heads=2, intermediate_size=64,
+                        max_position_embeddings=64)
+    BertModel(config).save_pretrained(bert_dir)
+    write_vocab(bert_dir / "vocab.txt")
+    write_tiny_mnli(root / "data", n_train=32, n_dev=16)
+    return dict(os.environ, PYTHON=sys.executable, BERT_DIR=str(bert_dir),
+                DATA_ROOT_DIR=str(root / "data"), OUTPUT_ROOT_DIR=str(root / "out"),
+                ep="1", length="24", batch_size="16", PYTHONUNBUFFERED="1")
+
+
+def run_script(name, env, *extra):
+    result = subprocess.run(["bash", os.path.join(REPO, name), "--PRINT_EVERY", "1", *extra],
+                            env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+def finished_run(env, output_dir, json_name):
+    files = os.listdir(output_dir)
+    assert f"{json_name}.run" in files  # the scripts keep a copy of the JSON they ran with
+    with open(os.path.join(output_dir, "eval_results.txt")) as f:
+        lines = f.read().splitlines()
+    assert lines and all(RESULT_LINE.match(line) for line in lines)
+    return sorted((f for f in files if re.fullmatch(r"gs\d+\.pkl", f)),
+                  key=lambda f: int(f[2:-4]))
+
+
+@pytest.fixture(scope="module")
+def teacher_checkpoint(env):
+    output_dir = os.path.join(env["OUTPUT_ROOT_DIR"], "teacher")
+    run_script("run_mnli_train.sh", dict(env, OUTPUT_DIR=output_dir))
+    # 32 examples, batch 16, one epoch -> two steps and one checkpoint at the end.
+    assert finished_run(env, output_dir, "TrainBertTeacher.json") == ["gs2.pkl"]
+    return os.path.join(output_dir, "gs2.pkl")
+
+
+def test_train_script_fine_tunes_the_pretrained_bert(teacher_checkpoint):
+    assert os.path.isfile(teacher_checkpoint)
+
+
+def test_t4tiny_script_with_its_default_matches(env, teacher_checkpoint):
+    output_dir = os.path.join(env["OUTPUT_ROOT_DIR"], "t4")
+    run_script("run_mnli_distill_T4tiny.sh",
+               dict(env, OUTPUT_DIR=output_dir, TEACHER_CKPT=teacher_checkpoint))
+    assert finished_run(env, output_dir, "DistillBertToTiny.json") == ["gs2.pkl"]
+    # The default presets L4t_hidden_mse and L4_hidden_smmd ran on T4-tiny (hidden 312).
+    with open(os.path.join(output_dir, "metrics.jsonl")) as f:
+        logged = f.read()
+    assert "unweighted_hidden_hidden_mse_4_12" in logged and "unweighted_hidden_mmd_4-4_12-12" in logged
+
+
+def test_emd_script(env, teacher_checkpoint):
+    output_dir = os.path.join(env["OUTPUT_ROOT_DIR"], "emd")
+    run_script("run_mnli_distill_T4tiny_emd.sh",
+               dict(env, OUTPUT_DIR=output_dir, TEACHER_CKPT=teacher_checkpoint))
+    assert finished_run(env, output_dir, "DistillBertToTiny.json") == ["gs2.pkl"]
+
+
+def test_multiteacher_script(env, teacher_checkpoint):
+    output_dir = os.path.join(env["OUTPUT_ROOT_DIR"], "multi")
+    run_script("run_mnli_distill_multiteacher.sh",
+               dict(env, OUTPUT_DIR=output_dir, TEACHER_CKPT=teacher_checkpoint,
+                    TEACHER_CKPT_2=teacher_checkpoint, batch_size="8", accu="2"))
+    assert finished_run(env, output_dir, "DistillMultiBert.json") == ["gs2.pkl"]
+
+
+def test_a_failing_run_stops_the_script(env, tmp_path):
+    result = subprocess.run(["bash", os.path.join(REPO, "run_mnli_distill_T4tiny.sh")],
+                            env=dict(env, OUTPUT_DIR=str(tmp_path / "x"),
+                                     TEACHER_CKPT=str(tmp_path / "missing.pkl")),
+                            capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "missing.pkl" in result.stderr
