@@ -1,0 +1,203 @@
+"""Training and distillation settings, with TextBrewer 0.2.1's names and defaults.
+
+Neither config changes during training or touches the disk: schedules are applied per step by
+the distillers, and output_dir is created when training starts.
+"""
+import logging
+
+import torch
+
+from .losses import KD_LOSS_MAP, MATCH_LOSS_MAP
+from .projections import PROJ_MAP
+from .registry import FEATURES
+from .schedulers import TEMPERATURE_SCHEDULER, TEMPERATURE_SCHEDULER_BUILDERS, WEIGHT_SCHEDULER
+
+logger = logging.getLogger(__name__)
+
+MIXED_PRECISION = ("no", "fp16", "bf16")
+
+
+class _Config:
+    def __repr__(self):
+        fields = "\n".join(f"  {key}: {value!r}" for key, value in self._public().items())
+        return f"{type(self).__name__}(\n{fields}\n)"
+
+    def _public(self):
+        return {key: value for key, value in vars(self).items() if not key.startswith("_")}
+
+
+class TrainingConfig(_Config):
+    """How to train: accumulation, checkpoints, logs, device and precision.
+
+    mixed_precision ('no' | 'fp16' | 'bf16') is the modern spelling of fp16=True. fp16 needs CUDA:
+    without it the run stays in float32 (bf16 autocast on CPUs without native bf16 is many times
+    slower, so fp16 never turns into it); bf16 runs on the CPU only when asked for by name.
+    fp16_opt_level is apex's and is ignored; data_parallel and local_rank are kept for
+    compatibility (multi-process training is launched with torchrun).
+    """
+
+    def __init__(self, gradient_accumulation_steps=1, ckpt_frequency=1, ckpt_epoch_frequency=1,
+                 ckpt_steps=None, log_dir=None, output_dir="./saved_models", device="cuda",
+                 fp16=False, fp16_opt_level="O1", data_parallel=False, local_rank=-1,
+                 mixed_precision=None):
+        for name, value in (("gradient_accumulation_steps", gradient_accumulation_steps),
+                            ("ckpt_frequency", ckpt_frequency),
+                            ("ckpt_epoch_frequency", ckpt_epoch_frequency)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"TrainingConfig: {name} must be a positive integer, got {value!r}")
+        if ckpt_steps is not None and (not isinstance(ckpt_steps, int) or ckpt_steps < 1):
+            raise ValueError(f"TrainingConfig: ckpt_steps must be a positive integer or None, got {ckpt_steps!r}")
+        self.gradient_accumulation_steps = gradient_accumulation_steps
+        self.ckpt_frequency = ckpt_frequency
+        self.ckpt_epoch_frequency = ckpt_epoch_frequency
+        self.ckpt_steps = ckpt_steps
+        self.log_dir = log_dir
+        self.output_dir = output_dir
+        self.device = self._available_device(device)
+        self.fp16 = fp16
+        self.fp16_opt_level = fp16_opt_level
+        self.data_parallel = data_parallel
+        self.local_rank = local_rank
+        self.mixed_precision = self._mixed_precision(fp16, mixed_precision, self.device)
+        if fp16_opt_level != "O1":
+            logger.warning("fp16_opt_level=%r is ignored: torch.amp has no apex opt levels", fp16_opt_level)
+
+    @staticmethod
+    def _available_device(device):
+        device = torch.device(device)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            logger.warning("CUDA is not available: training on the CPU")
+            return torch.device("cpu")
+        return device
+
+    @staticmethod
+    def _mixed_precision(fp16, mixed_precision, device):
+        if mixed_precision is None:
+            mixed_precision = "fp16" if fp16 else "no"
+        if mixed_precision not in MIXED_PRECISION:
+            raise ValueError(f"TrainingConfig: mixed_precision must be one of {MIXED_PRECISION}, "
+                             f"got {mixed_precision!r}")
+        if fp16 and mixed_precision != "fp16":
+            raise ValueError(f"TrainingConfig: fp16=True conflicts with mixed_precision={mixed_precision!r}")
+        if mixed_precision == "fp16" and device.type != "cuda":
+            logger.warning("fp16 needs CUDA: training in float32 on %s", device)
+            return "no"
+        return mixed_precision
+
+
+class IntermediateMatch(_Config):
+    """One intermediate match: which layers, which feature, which loss, its weight and projection."""
+
+    def __init__(self, layer_T, layer_S, feature, loss, weight, proj=None, proj_group=None):
+        self.layer_T = layer_T
+        self.layer_S = layer_S
+        self.feature = feature
+        self.loss = loss
+        self.weight = weight
+        self.proj = proj
+        self.proj_group = proj_group or {}
+
+    KEYS = ("layer_T", "layer_S", "feature", "loss", "weight", "proj")
+
+    @classmethod
+    def from_dict(cls, match, index):
+        where = f"intermediate_matches[{index}]"
+        if not isinstance(match, dict):
+            raise ValueError(f"{where}: expected a dict, got {match!r}")
+        unknown = sorted(set(match) - set(cls.KEYS))
+        if unknown:
+            raise ValueError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; known: {', '.join(cls.KEYS)}")
+        missing = [key for key in cls.KEYS[:5] if key not in match]
+        if missing:
+            raise ValueError(f"{where}: missing key(s) {', '.join(missing)}")
+        if match["feature"] not in FEATURES:
+            raise ValueError(f"{where}: unknown feature {match['feature']!r}; known: {', '.join(FEATURES)}")
+        if match["loss"] not in MATCH_LOSS_MAP:
+            raise ValueError(f"{where}: unknown loss {match['loss']!r}; known: {', '.join(MATCH_LOSS_MAP)}")
+        if not isinstance(match["weight"], (int, float)) or isinstance(match["weight"], bool):
+            raise ValueError(f"{where}: weight must be a number, got {match['weight']!r}")
+        layer_T, layer_S = match["layer_T"], match["layer_S"]
+        if not (_is_layer(layer_T) and _is_layer(layer_S)) or isinstance(layer_T, list) != isinstance(layer_S, list):
+            raise ValueError(f"{where}: layer_T and layer_S must both be integers, or both lists "
+                             f"of two integers (pair losses); got {layer_T!r} and {layer_S!r}")
+        proj, proj_group = match.get("proj"), None
+        if proj is not None:
+            if (not isinstance(proj, (list, tuple)) or len(proj) not in (3, 4) or proj[0] not in PROJ_MAP
+                    or not all(isinstance(d, int) and d > 0 for d in proj[1:3])
+                    or (len(proj) == 4 and not isinstance(proj[3], dict))):
+                raise ValueError(f"{where}: proj must be [kind, dim_in, dim_out] or [kind, dim_in, "
+                                 f"dim_out, {{options}}] with kind in {', '.join(PROJ_MAP)}; got {proj!r}")
+            proj, proj_group = list(proj[:3]), (proj[3] if len(proj) == 4 else {})
+        return cls(layer_T, layer_S, match["feature"], match["loss"], match["weight"], proj, proj_group)
+
+
+def _is_layer(layer):
+    if isinstance(layer, list):
+        return len(layer) == 2 and all(_is_layer(item) for item in layer)
+    return isinstance(layer, int) and not isinstance(layer, bool) and layer >= 0
+
+
+class DistillationConfig(_Config):
+    """What to distill: the KD loss and its temperature, hard labels, intermediate matches.
+
+    temperature_scheduler: 'none', 'constant', or ['flsw', beta, gamma] / ['cwsm', beta].
+    hard_label_weight_scheduler, kd_loss_weight_scheduler: 'none', 'linear_decay', 'linear_growth'.
+    intermediate_matches: dicts {layer_T, layer_S, feature, loss, weight, proj?}.
+    is_caching_logits: the teachers' logits of the first epoch are reused in later epochs.
+    """
+
+    def __init__(self, temperature=4, temperature_scheduler="none", hard_label_weight=0,
+                 hard_label_weight_scheduler="none", kd_loss_type="ce", kd_loss_weight=1,
+                 kd_loss_weight_scheduler="none", probability_shift=False,
+                 intermediate_matches=None, is_caching_logits=False):
+        self.temperature = temperature
+        self.temperature_scheduler = temperature_scheduler
+        self.hard_label_weight = hard_label_weight
+        self.hard_label_weight_scheduler = hard_label_weight_scheduler
+        self.kd_loss_type = kd_loss_type
+        self.kd_loss_weight = kd_loss_weight
+        self.kd_loss_weight_scheduler = kd_loss_weight_scheduler
+        self.probability_shift = probability_shift
+        self.intermediate_matches = [IntermediateMatch.from_dict(match, i)
+                                     for i, match in enumerate(intermediate_matches or [])]
+        self.is_caching_logits = is_caching_logits
+        if kd_loss_type not in KD_LOSS_MAP:
+            raise ValueError(f"DistillationConfig: unknown kd_loss_type {kd_loss_type!r}; known: {', '.join(KD_LOSS_MAP)}")
+        # Resolved once here; the settings above stay as the user wrote them.
+        self._temperature_fn = _temperature_function(temperature_scheduler)
+        self._hard_label_weight_fn = _weight_function(hard_label_weight_scheduler, "hard_label_weight_scheduler")
+        self._kd_loss_weight_fn = _weight_function(kd_loss_weight_scheduler, "kd_loss_weight_scheduler")
+
+    def temperature_for(self, logits_S, logits_T):
+        if self._temperature_fn is None:
+            return self.temperature
+        return self._temperature_fn(logits_S, logits_T, self.temperature)
+
+    def weights_at(self, step, total_steps):
+        """(kd_loss_weight, hard_label_weight) after their schedules at this optimizer step."""
+        kd, hard = self.kd_loss_weight, self.hard_label_weight
+        if self._kd_loss_weight_fn is not None:
+            kd = kd * self._kd_loss_weight_fn(step, total_steps)
+        if self._hard_label_weight_fn is not None:
+            hard = hard * self._hard_label_weight_fn(step, total_steps)
+        return kd, hard
+
+
+def _temperature_function(scheduler):
+    if scheduler in ("none", None):
+        return None
+    name, args = (scheduler[0], list(scheduler[1:])) if isinstance(scheduler, (list, tuple)) else (scheduler, [])
+    if name not in TEMPERATURE_SCHEDULER:
+        raise ValueError(f"DistillationConfig: unknown temperature_scheduler {name!r}; "
+                         f"known: none, {', '.join(TEMPERATURE_SCHEDULER)}")
+    if name in TEMPERATURE_SCHEDULER_BUILDERS:
+        return TEMPERATURE_SCHEDULER[name](*args)
+    return TEMPERATURE_SCHEDULER[name]
+
+
+def _weight_function(scheduler, key):
+    if scheduler in ("none", None):
+        return None
+    if scheduler not in WEIGHT_SCHEDULER:
+        raise ValueError(f"DistillationConfig: unknown {key} {scheduler!r}; known: none, {', '.join(WEIGHT_SCHEDULER)}")
+    return WEIGHT_SCHEDULER[scheduler]

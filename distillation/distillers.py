@@ -1,0 +1,147 @@
+"""The distillers: BasicTrainer, BasicDistiller, GeneralDistiller and MultiTeacherDistiller.
+
+Each one only says how its loss is computed; AbstractDistiller runs the training.
+"""
+import torch
+
+from .adaptors import as_list
+from .losses import KD_LOSS_MAP, MATCH_LOSS_MAP
+from .projections import PROJ_MAP
+from .trainer import AbstractDistiller
+
+
+class BasicTrainer(AbstractDistiller):
+    """Trains one model on the loss(es) its adaptor returns under 'losses' (e.g. a teacher)."""
+
+    def __init__(self, train_config, model, adaptor):
+        super().__init__(train_config, None, None, model, None, adaptor)
+
+    def compute_loss(self, results_S, results_T=None):
+        if "losses" not in results_S:
+            raise ValueError("BasicTrainer: the adaptor must return 'losses'")
+        loss = sum(loss.mean() for loss in as_list(results_S["losses"]))
+        return loss, {"unweighted_hard_label_loss": loss}
+
+
+class BasicDistiller(AbstractDistiller):
+    """KD on the logits (at the temperature) plus the weighted hard-label loss.
+
+    Subclasses add terms by overriding compute_loss and calling compute_prediction_loss.
+    """
+
+    def __init__(self, train_config, distill_config, model_T, model_S, adaptor_T, adaptor_S):
+        super().__init__(train_config, distill_config, model_T, model_S, adaptor_T, adaptor_S)
+        self.kd_loss = KD_LOSS_MAP[distill_config.kd_loss_type]
+
+    def compute_loss(self, results_S, results_T):
+        return self.compute_prediction_loss(results_S, results_T)
+
+    def compute_prediction_loss(self, results_S, results_T):
+        """kd_loss_weight * KD(student logits, teacher logits) + hard_label_weight * 'losses'.
+
+        Returns (total, {'unweighted_kd_loss': ..., 'unweighted_hard_label_loss': ...}); a term
+        whose inputs the adaptors did not return is left out.
+        """
+        total, losses = 0, {}
+        if "logits" in results_S and "logits" in results_T:
+            logits_S = _select(results_S, "logits")
+            logits_T = _select(results_T, "logits")
+            if self.d_config.probability_shift:
+                labels = as_list(results_S["labels"])
+                logits_T = [probability_shift(l_T, y) for l_T, y in zip(logits_T, labels)]
+            kd = sum(self.kd_loss(l_S, l_T, self.d_config.temperature_for(l_S, l_T))
+                     for l_S, l_T in zip(logits_S, logits_T))
+            total = total + self.kd_loss_weight * kd
+            losses["unweighted_kd_loss"] = kd
+        if "losses" in results_S:
+            hard = sum(loss.mean() for loss in as_list(results_S["losses"]))
+            total = total + self.hard_label_weight * hard
+            losses["unweighted_hard_label_loss"] = hard
+        return total, losses
+
+
+class GeneralDistiller(BasicDistiller):
+    """BasicDistiller plus the intermediate matches of the DistillationConfig.
+
+    Each match compares one student feature with one teacher feature (or a pair with a pair),
+    after the match's projection, if any, is applied to the student's side.
+    """
+
+    def __init__(self, train_config, distill_config, model_T, model_S, adaptor_T, adaptor_S):
+        super().__init__(train_config, distill_config, model_T, model_S, adaptor_T, adaptor_S)
+        for match in distill_config.intermediate_matches:
+            proj = None
+            if match.proj is not None:
+                kind, dim_in, dim_out = match.proj
+                proj = PROJ_MAP[kind](dim_in, dim_out).to(self.device)
+            self.projs.append(proj)
+            self.projs_group.append(match.proj_group)
+
+    def compute_loss(self, results_S, results_T):
+        total, losses = self.compute_prediction_loss(results_S, results_T)
+        mask = results_S.get("inputs_mask")
+        for index, (match, proj) in enumerate(zip(self.d_config.intermediate_matches, self.projs)):
+            feature_S = _feature(results_S, match.feature, index, "student")
+            feature_T = _feature(results_T, match.feature, index, "teacher")
+            if isinstance(match.layer_S, list):
+                inter_S = [_project(proj, feature_S[layer]) for layer in match.layer_S]
+                inter_T = [feature_T[layer] for layer in match.layer_T]
+                name_S, name_T = "-".join(map(str, match.layer_S)), "-".join(map(str, match.layer_T))
+            else:
+                inter_S, inter_T = _project(proj, feature_S[match.layer_S]), feature_T[match.layer_T]
+                name_S, name_T = str(match.layer_S), str(match.layer_T)
+            loss = MATCH_LOSS_MAP[match.loss](inter_S, inter_T, mask=mask)
+            total = total + match.weight * loss
+            losses[f"unweighted_{match.feature}_{match.loss}_{name_S}_{name_T}"] = loss
+        return total, losses
+
+
+class MultiTeacherDistiller(BasicDistiller):
+    """Several teachers (model_T is a list, sharing adaptor_T): the student learns from the
+    average of their logits, plus the weighted hard-label loss."""
+
+    def __init__(self, train_config, distill_config, model_T, model_S, adaptor_T, adaptor_S):
+        if not isinstance(model_T, (list, tuple)) or not model_T:
+            raise ValueError("MultiTeacherDistiller: model_T must be a non-empty list of teachers")
+        super().__init__(train_config, distill_config, list(model_T), model_S, adaptor_T, adaptor_S)
+
+    def compute_loss(self, results_S, results_T):
+        logits_T = [as_list(results["logits"]) for results in results_T]
+        averaged = {"logits": [sum(heads) / len(heads) for heads in zip(*logits_T)]}
+        if "logits_mask" in results_T[0]:
+            averaged["logits_mask"] = results_T[0]["logits_mask"]
+        return self.compute_prediction_loss(results_S, averaged)
+
+
+def probability_shift(logits, labels):
+    """Swap, in each row, the largest logit with the gold label's, so the teacher is never wrong.
+
+    logits: (batch, classes) or (batch, length, classes); labels: (batch,) or (batch, length).
+    """
+    logits = logits.clone()
+    top = logits.argmax(dim=-1, keepdim=True)
+    gold = labels.unsqueeze(-1)
+    top_values, gold_values = logits.gather(-1, top), logits.gather(-1, gold)
+    logits.scatter_(-1, top, gold_values)
+    logits.scatter_(-1, gold, top_values)
+    return logits
+
+
+def _select(results, key):
+    """The logits list, each reduced to its masked rows when the adaptor gave logits_mask."""
+    logits = as_list(results[key])
+    if "logits_mask" not in results:
+        return logits
+    return [l[mask.bool()] for l, mask in zip(logits, as_list(results["logits_mask"]))]
+
+
+def _feature(results, feature, index, side):
+    if feature not in results:
+        raise ValueError(f"intermediate_matches[{index}] needs '{feature}' from the {side}'s "
+                         f"adaptor, which returned only {', '.join(results)}")
+    return results[feature]
+
+
+def _project(proj, feature):
+    feature = feature.float()  # losses and projections run in float32 under mixed precision
+    return proj(feature) if proj is not None else feature

@@ -1,0 +1,295 @@
+"""The training loop every distiller shares: train -> one batch -> compute_loss -> optimizer step.
+
+A distiller subclasses AbstractDistiller and overrides compute_loss(results_S, results_T);
+everything else (devices, mixed precision, accumulation, clipping, schedules, checkpoints,
+logging, the teachers' logit cache) happens here once.
+"""
+import contextlib
+import json
+import logging
+import math
+import os
+
+import torch
+from tqdm import tqdm
+
+from .adaptors import as_list, call_model, move_to_device, post_adaptor
+from .io import append_line, atomic_torch_save
+
+logger = logging.getLogger("distillation")
+
+AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+class AbstractDistiller:
+    """Trains model_S; the teachers (model_T: a model, a list of models, or None) stay frozen.
+
+    Attributes kept under TextBrewer's names: t_config, d_config, model_T, model_S, adaptor_T,
+    adaptor_S, projs (trainable modules beside the student, None for none) and projs_group
+    (their optimizer options), print_freq (log every this many optimizer steps).
+    """
+
+    def __init__(self, train_config, distill_config, model_T, model_S, adaptor_T, adaptor_S):
+        self.t_config = train_config
+        self.d_config = distill_config
+        self.model_T = model_T
+        self.model_S = model_S
+        self.adaptor_T = adaptor_T
+        self.adaptor_S = adaptor_S
+        self.projs = []
+        self.projs_group = []
+        self.print_freq = 20
+        self.device = train_config.device
+        self.model_S.to(self.device)
+        for teacher in self.teachers:
+            teacher.to(self.device)
+            teacher.eval()
+            teacher.requires_grad_(False)
+        self._tensorboard = None
+        self._logit_cache = []
+        # The weights in force; training updates them by their schedules at every step.
+        self.kd_loss_weight, self.hard_label_weight = self._scheduled_weights(0, None)
+
+    @property
+    def teachers(self):
+        if self.model_T is None:
+            return []
+        return list(self.model_T) if isinstance(self.model_T, (list, tuple)) else [self.model_T]
+
+    # ----- the hook a distiller overrides --------------------------------------------------
+    def compute_loss(self, results_S, results_T):
+        """(total_loss, {name: unweighted loss}) from the adaptors' dicts."""
+        raise NotImplementedError
+
+    # ----- context manager: closes the metric writers ----------------------------------------
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        if self._tensorboard:
+            self._tensorboard.close()
+        self._tensorboard = None
+        return False
+
+    # ----- training --------------------------------------------------------------------------
+    def train(self, optimizer, dataloader, num_epochs=None, scheduler_class=None,
+              scheduler_args=None, scheduler=None, max_grad_norm=-1.0, num_steps=None,
+              callback=None, batch_postprocessor=None, **args):
+        """Train for num_epochs epochs or num_steps optimizer steps (exactly one of them).
+
+        Checkpoints gs{step}.pkl (the student's state_dict) go to t_config.output_dir:
+        ckpt_frequency times per epoch (every ckpt_epoch_frequency epochs, and in the last), or
+        every ckpt_steps steps with num_steps; always at the last step. callback(model=, step=)
+        runs after each. **args are passed to every model call.
+        """
+        if (num_epochs is None) == (num_steps is None):
+            raise ValueError("train: give exactly one of num_epochs and num_steps")
+        accumulation = self.t_config.gradient_accumulation_steps
+        steps_per_epoch = len(dataloader) // accumulation
+        if steps_per_epoch == 0:
+            raise ValueError(f"train: the dataloader has {len(dataloader)} batches, fewer than "
+                             f"gradient_accumulation_steps={accumulation}")
+        total_steps = num_steps if num_steps is not None else int(num_epochs) * steps_per_epoch
+        num_epochs = int(num_epochs) if num_epochs is not None else math.ceil(total_steps / steps_per_epoch)
+        added_groups = self._add_projections_to(optimizer)
+        if scheduler_class is not None:  # built now, so it also schedules the projections' groups
+            scheduler = scheduler_class(optimizer, **(scheduler_args or {}))
+        elif scheduler is not None and added_groups:
+            raise ValueError("train: the scheduler was built before the projections' parameter "
+                             "groups joined the optimizer; pass scheduler_class and "
+                             "scheduler_args instead of scheduler")
+        os.makedirs(self.t_config.output_dir, exist_ok=True)
+        if self.t_config.log_dir:
+            os.makedirs(self.t_config.log_dir, exist_ok=True)
+        logger.info("Training %s for %d steps (%d per epoch, %d epochs)\n%s\n%s",
+                    type(self).__name__, total_steps, steps_per_epoch, num_epochs,
+                    self.t_config, self.d_config if self.d_config is not None else "")
+
+        scaler = torch.amp.GradScaler(self.device.type, enabled=self.t_config.mixed_precision == "fp16")
+        params = self._trained_parameters()
+        checkpoints = self._checkpoint_steps(total_steps, steps_per_epoch, num_epochs, num_steps is not None)
+        running = {}  # loss terms summed on the device since the last log line
+        logged_steps = 0
+        global_step = 0
+        self.model_S.train()
+        optimizer.zero_grad(set_to_none=True)
+        for epoch in range(num_epochs):
+            batches = self._epoch_batches(dataloader, epoch, steps_per_epoch * accumulation)
+            progress = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{num_epochs}",
+                            disable=not logger.isEnabledFor(logging.INFO), leave=False)
+            for batch_index, (batch, cached_T) in enumerate(batches):
+                self.kd_loss_weight, self.hard_label_weight = self._scheduled_weights(global_step, total_steps)
+                if batch_postprocessor is not None and cached_T is None:
+                    batch = batch_postprocessor(batch)
+                total_loss, losses = self.train_on_batch(batch, args, cached_T, epoch)
+                scaler.scale(total_loss / accumulation).backward()
+                self._accumulate(running, total_loss, losses)
+                if (batch_index + 1) % accumulation:
+                    continue
+
+                if max_grad_norm > 0:
+                    scaler.unscale_(optimizer)
+                    torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+                scaler.step(optimizer)
+                scaler.update()
+                if scheduler is not None:
+                    scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                global_step += 1
+                logged_steps += 1
+                progress.update(1)
+
+                if global_step % self.print_freq == 0 or global_step == total_steps:
+                    self._log(running, logged_steps * accumulation, global_step, epoch, optimizer, progress)
+                    running, logged_steps = {}, 0
+                if global_step in checkpoints:
+                    self._save_checkpoint(global_step, callback)
+                if global_step == total_steps:
+                    break
+            progress.close()
+            if global_step == total_steps:
+                break
+        logger.info("Training finished at step %d", global_step)
+
+    def train_on_batch(self, batch, args, cached_T=None, epoch=0):
+        """Forward the teachers (or take their cached logits) and the student; return the loss."""
+        batch = move_to_device(batch, self.device)
+        if cached_T is not None:
+            results_T = move_to_device_nested(cached_T, self.device)
+        else:
+            results_T = self.teacher_results(batch, args)
+            if self._caches_logits() and epoch == 0:
+                self._logit_cache.append((move_to_device(batch, "cpu"), _logits_on_cpu(results_T)))
+        with self._autocast():
+            outputs_S = call_model(self.model_S, batch, args)
+        results_S = post_adaptor(self.adaptor_S(batch, outputs_S))
+        return self.compute_loss(results_S, results_T)
+
+    def teacher_results(self, batch, args):
+        """The teachers' adapted outputs: a dict for one teacher, a list for several, None for none."""
+        if not self.teachers:
+            return None
+        with torch.no_grad(), self._autocast():
+            results = [post_adaptor(self.adaptor_T(batch, call_model(teacher, batch, args)))
+                       for teacher in self.teachers]
+        return results if isinstance(self.model_T, (list, tuple)) else results[0]
+
+    # ----- pieces of the loop -------------------------------------------------------------------
+    def _caches_logits(self):
+        return bool(self.d_config is not None and self.d_config.is_caching_logits and self.teachers
+                    and not self.d_config.intermediate_matches)
+
+    def _epoch_batches(self, dataloader, epoch, num_batches):
+        """(batch, cached teacher results or None) pairs of one epoch.
+
+        Batches past the last full accumulation group are left out, so every optimizer step
+        sees the same number of examples. After the first epoch a logit-caching distiller
+        replays its cache in a new random order instead of running the teachers.
+        """
+        if self._caches_logits() and epoch > 0:
+            order = torch.randperm(len(self._logit_cache)).tolist()
+            return ((self._logit_cache[i][0], self._logit_cache[i][1]) for i in order)
+        if self._caches_logits():
+            self._logit_cache = []
+        return ((batch, None) for batch, _ in zip(dataloader, range(num_batches)))
+
+    def _autocast(self):
+        dtype = AUTOCAST_DTYPES.get(self.t_config.mixed_precision)
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=dtype)
+
+    def _scheduled_weights(self, step, total_steps):
+        if self.d_config is None:
+            return 1, 1
+        if total_steps is None:  # outside training: the base weights
+            return self.d_config.kd_loss_weight, self.d_config.hard_label_weight
+        return self.d_config.weights_at(step, total_steps)
+
+    def _trained_parameters(self):
+        params = list(self.model_S.parameters())
+        for proj in self.projs:
+            if proj is not None:
+                params += list(proj.parameters())
+        return params
+
+    def _add_projections_to(self, optimizer):
+        """Each projection becomes its own parameter group, once per optimizer."""
+        present = {id(p) for group in optimizer.param_groups for p in group["params"]}
+        added = 0
+        for proj, group in zip(self.projs, self.projs_group):
+            if proj is not None and not any(id(p) in present for p in proj.parameters()):
+                optimizer.add_param_group({"params": list(proj.parameters()), **group})
+                added += 1
+        return added
+
+    def _checkpoint_steps(self, total_steps, steps_per_epoch, num_epochs, by_steps):
+        if by_steps:
+            every = self.t_config.ckpt_steps
+            steps = set(range(every, total_steps + 1, every)) if every else set()
+            return steps | {total_steps}
+        frequency = self.t_config.ckpt_frequency
+        in_epoch = {int(steps_per_epoch * i / frequency) for i in range(frequency)}
+        steps = set()
+        for epoch in range(num_epochs):
+            if (epoch + 1) % self.t_config.ckpt_epoch_frequency == 0 or epoch + 1 == num_epochs:
+                steps |= {epoch * steps_per_epoch + offset for offset in in_epoch if offset > 0}
+                steps.add((epoch + 1) * steps_per_epoch)  # offset 0: the end of the epoch
+        return steps
+
+    def _save_checkpoint(self, step, callback):
+        path = os.path.join(self.t_config.output_dir, f"gs{step}.pkl")
+        atomic_torch_save(self.model_S.state_dict(), path)
+        logger.info("Saved %s", path)
+        if callback is not None:
+            callback(model=self.model_S, step=step)
+            self.model_S.train()
+
+    @staticmethod
+    def _accumulate(running, total_loss, losses):
+        """Sum the detached terms on the device: no host synchronisation per step."""
+        for name, value in [("loss", total_loss), *losses.items()]:
+            value = value.detach().float()
+            running[name] = running[name] + value if name in running else value
+
+    def _log(self, running, num_batches, step, epoch, optimizer, progress):
+        if not running:
+            return
+        names = list(running)
+        values = torch.stack([running[name] for name in names]).div(num_batches).tolist()  # one sync
+        record = {"step": step, "epoch": epoch + 1, **dict(zip(names, values)),
+                  "lr": optimizer.param_groups[0]["lr"]}
+        progress.set_postfix(loss=f"{record['loss']:.4f}")
+        logger.info("step %d: %s", step, " ".join(f"{k}={v:.5g}" for k, v in record.items()
+                                                   if k not in ("step",)))
+        if self.t_config.log_dir:
+            append_line(os.path.join(self.t_config.log_dir, "metrics.jsonl"), json.dumps(record))
+            self._write_tensorboard(record, step)
+
+    def _write_tensorboard(self, record, step):
+        if self._tensorboard is None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:  # tensorboard is optional
+                self._tensorboard = False
+                return
+            self._tensorboard = SummaryWriter(log_dir=self.t_config.log_dir)
+        if self._tensorboard:
+            for name, value in record.items():
+                if name != "step":
+                    self._tensorboard.add_scalar(name, value, step)
+
+
+def move_to_device_nested(results, device):
+    if isinstance(results, list) and results and isinstance(results[0], dict):
+        return [move_to_device_nested(r, device) for r in results]
+    return {key: [v.to(device, non_blocking=True) for v in value] if isinstance(value, list)
+            else value.to(device, non_blocking=True) for key, value in results.items()}
+
+
+def _logits_on_cpu(results_T):
+    """What the logit cache keeps of the teachers' results: their logits, on the CPU."""
+    if isinstance(results_T, list):
+        return [_logits_on_cpu(r) for r in results_T]
+    return {key: [t.detach().to("cpu") for t in as_list(results_T[key])]
+            for key in ("logits", "logits_mask") if key in results_T}
