@@ -178,7 +178,10 @@ def run(argv=None, build_distiller=build_distiller):
     _make_output_dir(args.output_dir)  # only now: every check above has passed
 
     optimizer = build_optimizer(student, args.learning_rate, args.weight_decay_rate)
-    scheduler = linear_warmup_decay(optimizer, int(args.warmup_proportion * total_steps), total_steps)
+    # Built by the distiller once the projections have joined the optimizer.
+    schedule = {"scheduler_class": linear_warmup_decay,
+                "scheduler_args": {"warmup_steps": int(args.warmup_proportion * total_steps),
+                                   "total_steps": total_steps}}
     _log_training_summary(args, len(train_features["labels"]), steps_per_epoch, total_steps, distiller)
 
     def evaluate_checkpoint(model, step):
@@ -188,8 +191,8 @@ def run(argv=None, build_distiller=build_distiller):
     epochs = args.num_train_epochs
     length = {"num_epochs": int(epochs)} if epochs == int(epochs) else {"num_steps": total_steps}
     with distiller:
-        distiller.train(optimizer, train_loader, scheduler=scheduler,
-                        max_grad_norm=args.max_grad_norm, callback=evaluate_checkpoint, **length)
+        distiller.train(optimizer, train_loader, max_grad_norm=args.max_grad_norm,
+                        callback=evaluate_checkpoint, **schedule, **length)
 
 
 def _check_lengths(args, setup):

@@ -86,7 +86,8 @@ def test_multiteacher_script(env, teacher_checkpoint):
     run_script("run_mnli_distill_multiteacher.sh",
                dict(env, OUTPUT_DIR=output_dir, TEACHER_CKPT=teacher_checkpoint,
                     TEACHER_CKPT_2=teacher_checkpoint, batch_size="8", accu="2"))
-    assert finished_run(env, output_dir, "DistillMultiBert.json") == ["gs2.pkl"]
+    # batch 8 in two accumulation steps of 4 -> 32 / 8 = 4 optimizer steps.
+    assert finished_run(env, output_dir, "DistillMultiBert.json") == ["gs4.pkl"]
 
 
 def test_a_failing_run_stops_the_script(env, tmp_path):
