@@ -1,0 +1,305 @@
+"""Every loss against a plain, loop-by-loop computation of its formula, with and without a mask.
+
+The references below walk over examples, heads and positions one at a time, so they share no
+vectorised code with distillation/losses.py. For each masked loss, changing what sits at the
+padding positions must not change the value.
+"""
+import math
+
+import pytest
+import torch
+
+from distillation import KD_LOSS_MAP, MATCH_LOSS_MAP
+from distillation.losses import (att_ce_loss, att_ce_mean_loss, att_mse_loss, att_mse_sum_loss,
+                                 cos_loss, fsp_loss, hid_mse_loss, kd_ce_loss, kd_mse_loss,
+                                 mmd_loss, pkd_loss)
+
+BATCH, LENGTH, HEADS, HIDDEN_S, HIDDEN_T, CLASSES = 3, 5, 2, 4, 6, 3
+LENGTHS = [5, 3, 2]  # real tokens per example; the rest is padding
+
+
+@pytest.fixture
+def mask():
+    mask = torch.zeros(BATCH, LENGTH)
+    for b, n in enumerate(LENGTHS):
+        mask[b, :n] = 1
+    return mask
+
+
+def randn(*shape, seed):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+def real_positions(mask, b):
+    return [i for i in range(mask.size(1)) if mask[b, i] == 1]
+
+
+def softmax_row(row):
+    exps = [math.exp(v) for v in row]
+    return [e / sum(exps) for e in exps]
+
+
+def close(actual, expected):
+    assert actual.dtype == torch.float32
+    assert actual.item() == pytest.approx(float(expected), rel=1e-5, abs=1e-6)
+
+
+# ----- KD losses -----------------------------------------------------------------------------
+
+def test_kd_ce_loss_with_a_float_and_a_per_example_temperature():
+    logits_S, logits_T = randn(4, CLASSES, seed=1), randn(4, CLASSES, seed=2)
+    for temperature in (1, 4.0, torch.tensor([1.0, 2.0, 3.0, 0.5])):
+        total = 0.0
+        for b in range(4):
+            tau = float(temperature[b]) if isinstance(temperature, torch.Tensor) else temperature
+            p_T = softmax_row([v / tau for v in logits_T[b].tolist()])
+            p_S = softmax_row([v / tau for v in logits_S[b].tolist()])
+            total += -sum(t * math.log(s) for t, s in zip(p_T, p_S))
+        close(kd_ce_loss(logits_S, logits_T, temperature), total / 4)
+
+
+def test_kd_mse_loss():
+    logits_S, logits_T = randn(4, CLASSES, seed=3), randn(4, CLASSES, seed=4)
+    squares = [((s - t) / 2.0) ** 2 for s, t in zip(logits_S.flatten().tolist(), logits_T.flatten().tolist())]
+    close(kd_mse_loss(logits_S, logits_T, 2.0), sum(squares) / len(squares))
+
+
+def test_kd_loss_map():
+    assert KD_LOSS_MAP == {"ce": kd_ce_loss, "mse": kd_mse_loss}
+
+
+# ----- hidden-state losses ---------------------------------------------------------------------
+
+def hidden_mse_reference(S, T, mask=None):
+    total, count = 0.0, 0
+    for b in range(S.size(0)):
+        positions = real_positions(mask, b) if mask is not None else range(S.size(1))
+        for i in positions:
+            total += sum((s - t) ** 2 for s, t in zip(S[b, i].tolist(), T[b, i].tolist()))
+            count += S.size(2)
+    return total / count
+
+
+def cos_reference(S, T, mask=None):
+    distances = []
+    for b in range(S.size(0)):
+        positions = real_positions(mask, b) if mask is not None else range(S.size(1))
+        for i in positions:
+            s, t = S[b, i].tolist(), T[b, i].tolist()
+            dot = sum(x * y for x, y in zip(s, t))
+            norms = math.sqrt(sum(x * x for x in s)) * math.sqrt(sum(y * y for y in t))
+            distances.append(1 - dot / norms)
+    return sum(distances) / len(distances)
+
+
+def pkd_reference(S, T):
+    total = 0.0
+    for b in range(S.size(0)):
+        s, t = S[b, 0].tolist(), T[b, 0].tolist()
+        ns, nt = math.sqrt(sum(x * x for x in s)), math.sqrt(sum(y * y for y in t))
+        total += sum((x / ns - y / nt) ** 2 for x, y in zip(s, t))
+    return total / S.size(0)
+
+
+@pytest.mark.parametrize("loss, reference", [(hid_mse_loss, hidden_mse_reference),
+                                             (cos_loss, cos_reference)])
+def test_position_wise_losses(loss, reference, mask):
+    S, T = randn(BATCH, LENGTH, HIDDEN_S, seed=5), randn(BATCH, LENGTH, HIDDEN_S, seed=6)
+    close(loss(S, T), reference(S, T))
+    close(loss(S, T, mask), reference(S, T, mask))
+
+
+def test_pkd_loss_uses_the_first_position_only(mask):
+    S, T = randn(BATCH, LENGTH, HIDDEN_S, seed=7), randn(BATCH, LENGTH, HIDDEN_S, seed=8)
+    close(pkd_loss(S, T), pkd_reference(S, T))
+    S_other = S.clone()
+    S_other[:, 1:] = randn(BATCH, LENGTH - 1, HIDDEN_S, seed=9)
+    close(pkd_loss(S_other, T, mask), pkd_reference(S, T))
+
+
+# ----- attention losses ------------------------------------------------------------------------
+
+def attention_mse_reference(S, T, mask=None):
+    """S, T: (batch, heads, L, L). Without a mask, scores <= -1e-3 count as 0."""
+    total, count = 0.0, 0
+    for b in range(S.size(0)):
+        positions = real_positions(mask, b) if mask is not None else range(S.size(-1))
+        for h in range(S.size(1)):
+            for i in positions:
+                for j in positions:
+                    s, t = S[b, h, i, j].item(), T[b, h, i, j].item()
+                    if mask is None:
+                        s, t = (0.0 if s <= -1e-3 else s), (0.0 if t <= -1e-3 else t)
+                    total += (s - t) ** 2
+                    count += 1
+    return total / count
+
+
+def attention_ce_reference(S, T, mask=None):
+    """Row-wise cross-entropy; with a mask, real rows and real columns only (softmax over all)."""
+    total, rows = 0.0, 0
+    for b in range(S.size(0)):
+        positions = real_positions(mask, b) if mask is not None else range(S.size(-1))
+        for h in range(S.size(1)):
+            for i in positions:
+                p_T = softmax_row(T[b, h, i].tolist())
+                p_S = softmax_row(S[b, h, i].tolist())
+                row = 0.0
+                for j in positions:
+                    if mask is None and T[b, h, i, j].item() <= -1e-3:
+                        continue  # a masked score: its target probability counts as 0
+                    row -= p_T[j] * math.log(p_S[j])
+                total += row
+                rows += 1
+    return total / rows
+
+
+def attention_scores(seed):
+    return randn(BATCH, HEADS, LENGTH, LENGTH, seed=seed)
+
+
+def test_attention_mse(mask):
+    S, T = attention_scores(10), attention_scores(11)  # about half the scores are <= -1e-3
+    close(att_mse_loss(S, T), attention_mse_reference(S, T))
+    close(att_mse_loss(S, T, mask), attention_mse_reference(S, T, mask))
+
+
+def test_attention_mse_sum_sums_over_heads(mask):
+    S, T = attention_scores(12), attention_scores(13)
+    summed_S, summed_T = S.sum(dim=1, keepdim=True), T.sum(dim=1, keepdim=True)
+    close(att_mse_sum_loss(S, T), attention_mse_reference(summed_S, summed_T))
+    close(att_mse_sum_loss(S, T, mask), attention_mse_reference(summed_S, summed_T, mask))
+    # Already summed maps (batch, L, L) are taken as they are.
+    close(att_mse_sum_loss(S.sum(1), T.sum(1), mask), attention_mse_reference(summed_S, summed_T, mask))
+
+
+def test_attention_ce(mask):
+    S, T = attention_scores(14), attention_scores(15)
+    close(att_ce_loss(S, T), attention_ce_reference(S, T))
+    close(att_ce_loss(S, T, mask), attention_ce_reference(S, T, mask))
+
+
+def test_attention_ce_mean_averages_over_heads(mask):
+    S, T = attention_scores(16), attention_scores(17)
+    mean_S, mean_T = S.mean(dim=1, keepdim=True), T.mean(dim=1, keepdim=True)
+    close(att_ce_mean_loss(S, T), attention_ce_reference(mean_S, mean_T))
+    close(att_ce_mean_loss(S, T, mask), attention_ce_reference(mean_S, mean_T, mask))
+
+
+# ----- pair losses -------------------------------------------------------------------------
+
+def gram_reference(X0, X1, mask=None):
+    """(batch, hidden, hidden): sum over real positions of x0_i x1_j, divided by the length."""
+    batch, length, hidden = X0.shape
+    out = torch.zeros(batch, hidden, hidden, dtype=torch.float64)
+    for b in range(batch):
+        positions = real_positions(mask, b) if mask is not None else range(length)
+        for i in range(hidden):
+            for j in range(hidden):
+                out[b, i, j] = sum(X0[b, p, i].item() * X1[b, p, j].item() for p in positions) / len(positions)
+    return out
+
+
+def similarity_reference(X0, X1):
+    """(batch, L, L): x0_i . x1_j / hidden."""
+    batch, length, hidden = X0.shape
+    out = torch.zeros(batch, length, length, dtype=torch.float64)
+    for b in range(batch):
+        for i in range(length):
+            for j in range(length):
+                out[b, i, j] = sum(X0[b, i, k].item() * X1[b, j, k].item() for k in range(hidden)) / hidden
+    return out
+
+
+def mean_square(a, b, keep=None):
+    diffs = ((a - b) ** 2).flatten().tolist()
+    keep = keep.flatten().tolist() if keep is not None else [1] * len(diffs)
+    return sum(d for d, k in zip(diffs, keep) if k) / sum(keep)
+
+
+def pairs(hidden, seed):
+    return [randn(BATCH, LENGTH, hidden, seed=seed), randn(BATCH, LENGTH, hidden, seed=seed + 1)]
+
+
+def test_fsp_gram_loss(mask):
+    S, T = pairs(HIDDEN_S, 20), pairs(HIDDEN_S, 22)
+    close(fsp_loss(S, T), mean_square(gram_reference(*S), gram_reference(*T)))
+    close(fsp_loss(S, T, mask), mean_square(gram_reference(*S, mask), gram_reference(*T, mask)))
+
+
+def test_mmd_nst_loss_with_different_hidden_sizes(mask):
+    S, T = pairs(HIDDEN_S, 24), pairs(HIDDEN_T, 26)
+    sim_S, sim_T = similarity_reference(*S), similarity_reference(*T)
+    close(mmd_loss(S, T), mean_square(sim_S, sim_T))
+    pair_mask = torch.stack([torch.outer(mask[b], mask[b]) for b in range(BATCH)])
+    close(mmd_loss(S, T, mask), mean_square(sim_S, sim_T, keep=pair_mask))
+
+
+def test_match_loss_map_names():
+    assert MATCH_LOSS_MAP == {
+        "attention_mse_sum": att_mse_sum_loss, "attention_mse": att_mse_loss,
+        "attention_ce_mean": att_ce_mean_loss, "attention_ce": att_ce_loss,
+        "hidden_mse": hid_mse_loss, "cos": cos_loss, "pkd": pkd_loss,
+        "gram": fsp_loss, "fsp": fsp_loss, "mmd": mmd_loss, "nst": mmd_loss}
+
+
+# ----- padding does not count --------------------------------------------------------------
+
+def scramble_padding(tensor, mask, seed, dims):
+    """New values wherever one of `dims` (the length axes) indexes a padding position."""
+    padding = torch.zeros(tensor.shape, dtype=torch.bool)
+    for dim in dims:
+        shape = [1] * tensor.dim()
+        shape[0], shape[dim] = BATCH, LENGTH
+        padding |= (mask == 0).view(shape).expand(tensor.shape)
+    return torch.where(padding, randn(*tensor.shape, seed=seed) * 10, tensor)
+
+
+@pytest.mark.parametrize("name", ["hidden_mse", "cos", "pkd"])
+def test_padding_does_not_change_position_wise_losses(name, mask):
+    loss = MATCH_LOSS_MAP[name]
+    S, T = randn(BATCH, LENGTH, HIDDEN_S, seed=30), randn(BATCH, LENGTH, HIDDEN_S, seed=31)
+    expected = loss(S, T, mask)
+    close(loss(scramble_padding(S, mask, 32, [1]), scramble_padding(T, mask, 33, [1]), mask), expected)
+
+
+@pytest.mark.parametrize("name", ["attention_mse", "attention_mse_sum"])
+def test_padding_does_not_change_attention_mse_losses(name, mask):
+    loss = MATCH_LOSS_MAP[name]
+    S, T = attention_scores(34), attention_scores(35)
+    expected = loss(S, T, mask)
+    scrambled_S, scrambled_T = (scramble_padding(x, mask, seed, [2, 3]) for x, seed in ((S, 36), (T, 37)))
+    close(loss(scrambled_S, scrambled_T, mask), expected)
+
+
+@pytest.mark.parametrize("name", ["attention_ce", "attention_ce_mean"])
+def test_padding_does_not_change_attention_ce_losses(name, mask):
+    """The softmax of a row runs over all its columns (as in TextBrewer), so padding columns are
+    where a model puts large negative scores; any such scores give the same loss. Padding rows
+    may hold anything."""
+    loss = MATCH_LOSS_MAP[name]
+    S, T = attention_scores(38), attention_scores(39)
+    padded_columns = (mask == 0)[:, None, None, :].expand_as(S)
+    S, T = S.masked_fill(padded_columns, -1e4), T.masked_fill(padded_columns, -1e4)
+    expected = loss(S, T, mask)
+    other_S = torch.where(padded_columns, -2e4 + randn(*S.shape, seed=40), scramble_padding(S, mask, 41, [2]))
+    other_T = torch.where(padded_columns, -3e4 + randn(*T.shape, seed=42), scramble_padding(T, mask, 43, [2]))
+    close(loss(other_S, other_T, mask), expected)
+
+
+@pytest.mark.parametrize("name, hidden_T", [("fsp", HIDDEN_S), ("gram", HIDDEN_S), ("mmd", HIDDEN_T), ("nst", HIDDEN_T)])
+def test_padding_does_not_change_pair_losses(name, hidden_T, mask):
+    loss = MATCH_LOSS_MAP[name]
+    S, T = pairs(HIDDEN_S, 44), pairs(hidden_T, 46)
+    expected = loss(S, T, mask)
+    other_S = [scramble_padding(x, mask, 48 + i, [1]) for i, x in enumerate(S)]
+    other_T = [scramble_padding(x, mask, 50 + i, [1]) for i, x in enumerate(T)]
+    close(loss(other_S, other_T, mask), expected)
+
+
+def test_losses_on_half_precision_inputs_are_float32(mask):
+    S, T = randn(BATCH, LENGTH, HIDDEN_S, seed=52), randn(BATCH, LENGTH, HIDDEN_S, seed=53)
+    value = hid_mse_loss(S.bfloat16(), T.bfloat16(), mask)
+    assert value.dtype == torch.float32
+    close(value, hidden_mse_reference(S.bfloat16().float(), T.bfloat16().float(), mask))
+    assert kd_ce_loss(S[:, 0].half(), T[:, 0].half(), 2.0).dtype == torch.float32
