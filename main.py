@@ -11,14 +11,16 @@ import logging
 import math
 import os
 import random
+import signal
 import sys
 
 import numpy as np
 import torch
-from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
+from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, SequentialSampler
 
 from distillation import (BasicTrainer, DistillationConfig, GeneralDistiller,
                           MultiTeacherDistiller, TrainingConfig)
+from distillation.resume import TrainingInterrupted, latest_state
 from feature_cache import load_features
 from matches import fit_matches, read_matches, uses_attention
 from model_config import parse_model_config
@@ -52,7 +54,9 @@ class FeatureDataset(torch.utils.data.Dataset):
 def batch_loader(features, batch_size, shuffle, seed=0):
     dataset = FeatureDataset(features)
     if shuffle:
-        order = RandomSampler(dataset, generator=torch.Generator().manual_seed(seed))
+        # The order of epoch e depends on (seed, e) alone: the distiller calls set_epoch, so a
+        # resumed run sees the same batches as an uninterrupted one.
+        order = DistributedSampler(dataset, num_replicas=1, rank=0, shuffle=True, seed=seed)
     else:
         order = SequentialSampler(dataset)
     sampler = BatchSampler(order, batch_size=batch_size, drop_last=False)
@@ -103,7 +107,8 @@ def training_config(args, device):
     return TrainingConfig(gradient_accumulation_steps=args.gradient_accumulation_steps,
                           ckpt_frequency=args.ckpt_frequency, log_dir=args.output_dir,
                           output_dir=args.output_dir, device=device,
-                          mixed_precision=mixed_precision)
+                          mixed_precision=mixed_precision,
+                          keep_resume_states=args.keep_resume_states)
 
 
 def distillation_config(args, intermediate_matches=None):
@@ -175,6 +180,11 @@ def run(argv=None, build_distiller=build_distiller):
     train_config = training_config(args, device)
     distiller = build_distiller(args, train_config, teachers, student, matches)
     distiller.print_freq = args.PRINT_EVERY
+    if args.resume:
+        state = latest_state(args.output_dir)
+        if state is None:
+            raise FileNotFoundError(f"--resume: no resume state (resume_gs*.pt) in {args.output_dir}")
+        distiller.resume_from(state)
     _make_output_dir(args.output_dir)  # only now: every check above has passed
 
     optimizer = build_optimizer(student, args.learning_rate, args.weight_decay_rate)
@@ -221,8 +231,12 @@ def main(build=build_distiller):
                         datefmt="%H:%M:%S", level=logging.INFO)
     try:
         run(build_distiller=build)
-    except (ValueError, FileNotFoundError, PermissionError) as error:
-        # A user's mistake (a path, a key, an option): one clear line, no traceback.
+    except TrainingInterrupted as stop:
+        logger.error("Stopped by %s at step %d. To continue, run the same command with --resume "
+                     "(state: %s)", signal.Signals(stop.signal_number).name, stop.step, stop.state_path)
+        sys.exit(128 + stop.signal_number)
+    except (ValueError, FileNotFoundError, PermissionError, FloatingPointError) as error:
+        # A user's mistake (a path, a key, an option) or a diverged run: one clear line.
         logger.error("%s", error)
         sys.exit(1)
 

@@ -37,6 +37,10 @@ def build_parser():
     add("--bf16", action="store_true", help="bf16 autocast (on CPUs without native bf16 it is slow).")
     add("--PRINT_EVERY", type=int, default=200, help="Log the losses every this many optimizer steps.")
     add("--ckpt_frequency", type=int, default=1, help="Checkpoints (and evaluations) per epoch.")
+    add("--resume", action="store_true",
+        help="Continue the interrupted run in --output_dir from its newest resume_gs*.pt.")
+    add("--keep_resume_states", type=int, default=2,
+        help="How many resume states (saved beside the checkpoints) to keep.")
     # Distillation
     add("--temperature", type=float, default=8.0, help="Temperature of the KD loss on the logits.")
     add("--matches", nargs="*", default=[],
@@ -59,7 +63,8 @@ def check_args(args):
     if not (args.do_train or args.do_predict):
         problems.append("nothing to do: pass --do_train and/or --do_predict")
     for name in ("max_seq_length", "train_batch_size", "predict_batch_size",
-                 "gradient_accumulation_steps", "PRINT_EVERY", "ckpt_frequency"):
+                 "gradient_accumulation_steps", "PRINT_EVERY", "ckpt_frequency",
+                 "keep_resume_states"):
         if getattr(args, name) < 1:
             problems.append(f"--{name} must be at least 1, got {getattr(args, name)}")
     if args.train_batch_size % max(args.gradient_accumulation_steps, 1):

@@ -33,16 +33,18 @@ class TrainingConfig(_Config):
     without it the run stays in float32 (bf16 autocast on CPUs without native bf16 is many times
     slower, so fp16 never turns into it); bf16 runs on the CPU only when asked for by name.
     fp16_opt_level is apex's and is ignored; data_parallel and local_rank are kept for
-    compatibility (multi-process training is launched with torchrun).
+    compatibility (multi-process training is launched with torchrun). keep_resume_states: how
+    many resume states (resume_gs{step}.pt, saved beside the checkpoints) are kept.
     """
 
     def __init__(self, gradient_accumulation_steps=1, ckpt_frequency=1, ckpt_epoch_frequency=1,
                  ckpt_steps=None, log_dir=None, output_dir="./saved_models", device="cuda",
                  fp16=False, fp16_opt_level="O1", data_parallel=False, local_rank=-1,
-                 mixed_precision=None):
+                 mixed_precision=None, keep_resume_states=2):
         for name, value in (("gradient_accumulation_steps", gradient_accumulation_steps),
                             ("ckpt_frequency", ckpt_frequency),
-                            ("ckpt_epoch_frequency", ckpt_epoch_frequency)):
+                            ("ckpt_epoch_frequency", ckpt_epoch_frequency),
+                            ("keep_resume_states", keep_resume_states)):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"TrainingConfig: {name} must be a positive integer, got {value!r}")
         if ckpt_steps is not None and (not isinstance(ckpt_steps, int) or ckpt_steps < 1):
@@ -59,6 +61,7 @@ class TrainingConfig(_Config):
         self.data_parallel = data_parallel
         self.local_rank = local_rank
         self.mixed_precision = self._mixed_precision(fp16, mixed_precision, self.device)
+        self.keep_resume_states = keep_resume_states
         if fp16_opt_level != "O1":
             logger.warning("fp16_opt_level=%r is ignored: torch.amp has no apex opt levels", fp16_opt_level)
 

@@ -5,6 +5,8 @@ everything else (devices, mixed precision, accumulation, clipping, schedules, ch
 logging, the teachers' logit cache) happens here once.
 """
 import contextlib
+import dataclasses
+import itertools
 import json
 import logging
 import math
@@ -14,6 +16,7 @@ import torch
 from tqdm import tqdm
 
 from .adaptors import as_list, call_model, move_to_device, post_adaptor
+from . import resume
 from .io import append_line, atomic_torch_save
 
 logger = logging.getLogger("distillation")
@@ -46,7 +49,10 @@ class AbstractDistiller:
             teacher.eval()
             teacher.requires_grad_(False)
         self._tensorboard = None
-        self._logit_cache = []
+        self._logit_cache = []          # (batch, teacher logits) pairs, on the CPU
+        self._building_cache = False    # filling the cache during this epoch
+        self._cache_complete = False    # the cache covers a whole epoch
+        self._pending_resume = None     # a resume state for the next train()
         # The weights in force; training updates them by their schedules at every step.
         self.kd_loss_weight, self.hard_label_weight = self._scheduled_weights(0, None)
 
@@ -80,7 +86,9 @@ class AbstractDistiller:
         Checkpoints gs{step}.pkl (the student's state_dict) go to t_config.output_dir:
         ckpt_frequency times per epoch (every ckpt_epoch_frequency epochs, and in the last), or
         every ckpt_steps steps with num_steps; always at the last step. callback(model=, step=)
-        runs after each. **args are passed to every model call.
+        runs after each. A resume state is saved beside each checkpoint (see resume_from).
+        SIGINT and SIGTERM end the current step, save a resume state and raise
+        TrainingInterrupted. **args are passed to every model call.
         """
         if (num_epochs is None) == (num_steps is None):
             raise ValueError("train: give exactly one of num_epochs and num_steps")
@@ -101,64 +109,86 @@ class AbstractDistiller:
         os.makedirs(self.t_config.output_dir, exist_ok=True)
         if self.t_config.log_dir:
             os.makedirs(self.t_config.log_dir, exist_ok=True)
-        logger.info("Training %s for %d steps (%d per epoch, %d epochs)\n%s\n%s",
-                    type(self).__name__, total_steps, steps_per_epoch, num_epochs,
+        scaler = torch.amp.GradScaler(self.device.type, enabled=self.t_config.mixed_precision == "fp16")
+        run = _Run(optimizer, scheduler, scaler, steps_per_epoch, accumulation, total_steps)
+        if self._pending_resume is not None:
+            self._restore(run, self._pending_resume)
+            self._pending_resume = None
+        logger.info("Training %s for %d steps (%d per epoch, %d epochs) from step %d\n%s\n%s",
+                    type(self).__name__, total_steps, steps_per_epoch, num_epochs, run.global_step,
                     self.t_config, self.d_config if self.d_config is not None else "")
 
-        scaler = torch.amp.GradScaler(self.device.type, enabled=self.t_config.mixed_precision == "fp16")
         params = self._trained_parameters()
         checkpoints = self._checkpoint_steps(total_steps, steps_per_epoch, num_epochs, num_steps is not None)
         running = {}  # loss terms summed on the device since the last log line
         logged_steps = 0
-        global_step = 0
+        self._first_nonfinite = torch.full((), -1, device=self.device)
         self.model_S.train()
         optimizer.zero_grad(set_to_none=True)
-        for epoch in range(num_epochs):
-            batches = self._epoch_batches(dataloader, epoch, steps_per_epoch * accumulation)
-            progress = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{num_epochs}",
-                            disable=not logger.isEnabledFor(logging.INFO), leave=False)
-            for batch_index, (batch, cached_T) in enumerate(batches):
-                self.kd_loss_weight, self.hard_label_weight = self._scheduled_weights(global_step, total_steps)
-                if batch_postprocessor is not None and cached_T is None:
-                    batch = batch_postprocessor(batch)
-                total_loss, losses = self.train_on_batch(batch, args, cached_T, epoch)
-                scaler.scale(total_loss / accumulation).backward()
-                self._accumulate(running, total_loss, losses)
-                if (batch_index + 1) % accumulation:
-                    continue
+        with resume.stop_on_signals() as stop:
+            for epoch in range(run.epoch, num_epochs):
+                run.epoch = epoch
+                skip, run.batches_done = run.batches_done, 0
+                batches = self._epoch_batches(dataloader, epoch, steps_per_epoch * accumulation, skip)
+                progress = tqdm(total=steps_per_epoch, initial=skip // accumulation,
+                                desc=f"epoch {epoch + 1}/{num_epochs}",
+                                disable=not logger.isEnabledFor(logging.INFO), leave=False)
+                for batch, cached_T in batches:
+                    self.kd_loss_weight, self.hard_label_weight = self._scheduled_weights(run.global_step, total_steps)
+                    if batch_postprocessor is not None and cached_T is None:
+                        batch = batch_postprocessor(batch)
+                    total_loss, losses = self.train_on_batch(batch, args, cached_T)
+                    scaler.scale(total_loss / accumulation).backward()
+                    self._accumulate(running, total_loss, losses, run.global_step + 1)
+                    run.batches_done += 1
+                    if run.batches_done % accumulation:
+                        continue
 
-                if max_grad_norm > 0:
-                    scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
-                scaler.step(optimizer)
-                scaler.update()
-                if scheduler is not None:
-                    scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                global_step += 1
-                logged_steps += 1
-                progress.update(1)
+                    if max_grad_norm > 0:
+                        scaler.unscale_(optimizer)
+                        torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+                    scaler.step(optimizer)
+                    scaler.update()
+                    if scheduler is not None:
+                        scheduler.step()
+                    optimizer.zero_grad(set_to_none=True)
+                    run.global_step += 1
+                    logged_steps += 1
+                    progress.update(1)
 
-                if global_step % self.print_freq == 0 or global_step == total_steps:
-                    self._log(running, logged_steps * accumulation, global_step, epoch, optimizer, progress)
-                    running, logged_steps = {}, 0
-                if global_step in checkpoints:
-                    self._save_checkpoint(global_step, callback)
-                if global_step == total_steps:
+                    if run.global_step % self.print_freq == 0 or run.global_step == total_steps:
+                        self._check_finite(running)
+                        self._log(running, logged_steps * accumulation, run.global_step, epoch, optimizer, progress)
+                        running, logged_steps = {}, 0
+                    if run.global_step in checkpoints:
+                        self._check_finite(running)
+                        self._save_checkpoint(run, callback)
+                    if stop:
+                        path = self._save_resume_state(run)
+                        raise resume.TrainingInterrupted(stop.signal_number, run.global_step, path)
+                    if run.global_step == total_steps:
+                        break
+                progress.close()
+                run.batches_done = 0
+                if self._building_cache:
+                    self._building_cache, self._cache_complete = False, True
+                if run.global_step == total_steps:
                     break
-            progress.close()
-            if global_step == total_steps:
-                break
-        logger.info("Training finished at step %d", global_step)
+        logger.info("Training finished at step %d", run.global_step)
 
-    def train_on_batch(self, batch, args, cached_T=None, epoch=0):
+    def resume_from(self, path):
+        """Continue from a resume state (resume_gs{step}.pt) at the next call of train()."""
+        self._pending_resume = resume.load_state(path)
+        logger.info("Resuming from %s (step %d)", path, self._pending_resume["global_step"])
+
+    def train_on_batch(self, batch, args, cached_T=None):
         """Forward the teachers (or take their cached logits) and the student; return the loss."""
         batch = move_to_device(batch, self.device)
         if cached_T is not None:
             results_T = move_to_device_nested(cached_T, self.device)
         else:
             results_T = self.teacher_results(batch, args)
-            if self._caches_logits() and epoch == 0:
+            if self._building_cache:
                 self._logit_cache.append((move_to_device(batch, "cpu"), _logits_on_cpu(results_T)))
         with self._autocast():
             outputs_S = call_model(self.model_S, batch, args)
@@ -179,19 +209,23 @@ class AbstractDistiller:
         return bool(self.d_config is not None and self.d_config.is_caching_logits and self.teachers
                     and not self.d_config.intermediate_matches)
 
-    def _epoch_batches(self, dataloader, epoch, num_batches):
-        """(batch, cached teacher results or None) pairs of one epoch.
+    def _epoch_batches(self, dataloader, epoch, num_batches, skip):
+        """(batch, cached teacher results or None) pairs of one epoch, after `skip` batches.
 
         Batches past the last full accumulation group are left out, so every optimizer step
-        sees the same number of examples. After the first epoch a logit-caching distiller
-        replays its cache in a new random order instead of running the teachers.
+        sees the same number of examples. A sampler with set_epoch (DistributedSampler, or any
+        seeded sampler) gets the epoch, so a resumed run sees the same order. A logit-caching
+        distiller fills its cache during the first whole epoch it runs, then replays the cache
+        in a new random order instead of running the teachers.
         """
-        if self._caches_logits() and epoch > 0:
+        if self._caches_logits() and self._cache_complete:
             order = torch.randperm(len(self._logit_cache)).tolist()
             return ((self._logit_cache[i][0], self._logit_cache[i][1]) for i in order)
-        if self._caches_logits():
-            self._logit_cache = []
-        return ((batch, None) for batch, _ in zip(dataloader, range(num_batches)))
+        self._building_cache = self._caches_logits() and skip == 0
+        self._logit_cache = []
+        _set_epoch(dataloader, epoch)
+        batches = itertools.islice(dataloader, skip, num_batches)
+        return ((batch, None) for batch in batches)
 
     def _autocast(self):
         dtype = AUTOCAST_DTYPES.get(self.t_config.mixed_precision)
@@ -237,20 +271,66 @@ class AbstractDistiller:
                 steps.add((epoch + 1) * steps_per_epoch)  # offset 0: the end of the epoch
         return steps
 
-    def _save_checkpoint(self, step, callback):
-        path = os.path.join(self.t_config.output_dir, f"gs{step}.pkl")
+    def _save_checkpoint(self, run, callback):
+        path = os.path.join(self.t_config.output_dir, f"gs{run.global_step}.pkl")
         atomic_torch_save(self.model_S.state_dict(), path)
         logger.info("Saved %s", path)
+        self._save_resume_state(run)
         if callback is not None:
-            callback(model=self.model_S, step=step)
+            callback(model=self.model_S, step=run.global_step)
             self.model_S.train()
 
-    @staticmethod
-    def _accumulate(running, total_loss, losses):
-        """Sum the detached terms on the device: no host synchronisation per step."""
+    def _save_resume_state(self, run):
+        path = resume.state_path(self.t_config.output_dir, run.global_step)
+        resume.save_state(
+            path, self.t_config.keep_resume_states, global_step=run.global_step,
+            epoch=run.epoch, batches_done=run.batches_done,
+            model_S=self.model_S.state_dict(),
+            projs=[proj.state_dict() if proj is not None else None for proj in self.projs],
+            optimizer=run.optimizer.state_dict(),
+            scheduler=run.scheduler.state_dict() if run.scheduler is not None else None,
+            scaler=run.scaler.state_dict())
+        return path
+
+    def _restore(self, run, state):
+        self.model_S.load_state_dict(state["model_S"])
+        for proj, proj_state in zip(self.projs, state.get("projs", [])):
+            if proj is not None:
+                proj.load_state_dict(proj_state)
+        run.optimizer.load_state_dict(state["optimizer"])
+        if run.scheduler is not None and state.get("scheduler") is not None:
+            run.scheduler.load_state_dict(state["scheduler"])
+        if state.get("scaler"):
+            run.scaler.load_state_dict(state["scaler"])
+        resume.restore_rng(state["rng"])
+        run.global_step, run.epoch, run.batches_done = state["global_step"], state["epoch"], state["batches_done"]
+        if run.batches_done >= run.steps_per_epoch * run.accumulation:  # saved at an epoch's end
+            run.epoch, run.batches_done = run.epoch + 1, 0
+
+    def _check_finite(self, running):
+        """Stop before a non-finite loss reaches a log line or a checkpoint (one host sync).
+
+        Under fp16 the GradScaler already skips the steps whose gradients are not finite.
+        """
+        if self.t_config.mixed_precision == "fp16":
+            return
+        step = int(self._first_nonfinite)
+        if step >= 0:
+            bad = [name for name, value in running.items() if not torch.isfinite(value)]
+            raise FloatingPointError(f"the loss was not finite at step {step} "
+                                     f"(terms: {', '.join(bad) or 'see metrics.jsonl'}); "
+                                     "no checkpoint was written after it")
+
+    def _accumulate(self, running, total_loss, losses, step):
+        """Sum the detached terms on the device and note the first non-finite step, all
+        without a host synchronisation."""
         for name, value in [("loss", total_loss), *losses.items()]:
             value = value.detach().float()
             running[name] = running[name] + value if name in running else value
+        nonfinite = ~torch.isfinite(running["loss"])
+        self._first_nonfinite = torch.where(nonfinite & (self._first_nonfinite < 0),
+                                            torch.full_like(self._first_nonfinite, step),
+                                            self._first_nonfinite)
 
     def _log(self, running, num_batches, step, epoch, optimizer, progress):
         if not running:
@@ -278,6 +358,29 @@ class AbstractDistiller:
             for name, value in record.items():
                 if name != "step":
                     self._tensorboard.add_scalar(name, value, step)
+
+
+@dataclasses.dataclass
+class _Run:
+    """What changes during one train() call, and what a resume state records of it."""
+    optimizer: object
+    scheduler: object
+    scaler: object
+    steps_per_epoch: int
+    accumulation: int
+    total_steps: int
+    global_step: int = 0
+    epoch: int = 0
+    batches_done: int = 0  # batches of the current epoch already trained on
+
+
+def _set_epoch(dataloader, epoch):
+    """Tell a seeded sampler (e.g. DistributedSampler) the epoch, wherever it sits."""
+    for holder in (dataloader.sampler, dataloader.batch_sampler):
+        for sampler in (holder, getattr(holder, "sampler", None)):
+            if hasattr(sampler, "set_epoch"):
+                sampler.set_epoch(epoch)
+                return
 
 
 def move_to_device_nested(results, device):

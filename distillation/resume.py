@@ -1,0 +1,113 @@
+"""Everything a run needs to continue where it stopped, and stopping cleanly on a signal.
+
+A resume state is saved beside each checkpoint as resume_gs{step}.pt: the student, the
+projections, the optimizer, the LR scheduler, the GradScaler, the random number generators, and
+where the run was (step, epoch, batches done in the epoch). It holds tensors and plain Python
+values only, so it loads with weights_only=True.
+"""
+import contextlib
+import glob
+import os
+import random
+import re
+import signal
+import threading
+
+import numpy as np
+import torch
+
+from .io import atomic_torch_save, safe_torch_load
+
+STATE_PATTERN = re.compile(r"resume_gs(\d+)\.pt$")
+
+
+class TrainingInterrupted(Exception):
+    """Raised after a SIGINT or SIGTERM, once the current step is done and its state saved."""
+
+    def __init__(self, signal_number, step, state_path):
+        self.signal_number = signal_number
+        self.step = step
+        self.state_path = state_path
+        super().__init__(f"{signal.Signals(signal_number).name} at step {step}; "
+                         f"the run's state is saved in {state_path}")
+
+
+def state_path(output_dir, step):
+    return os.path.join(output_dir, f"resume_gs{step}.pt")
+
+
+def latest_state(output_dir):
+    """The path of the newest resume state in output_dir, or None."""
+    found = [(int(m.group(1)), path) for path in glob.glob(os.path.join(output_dir, "resume_gs*.pt"))
+             if (m := STATE_PATTERN.search(path))]
+    return max(found)[1] if found else None
+
+
+def save_state(path, keep_last, **state):
+    """Write one resume state atomically, then delete all but the newest keep_last of them."""
+    state["rng"] = _capture_rng()
+    atomic_torch_save(state, path)
+    directory = os.path.dirname(path)
+    found = sorted((int(m.group(1)), p) for p in glob.glob(os.path.join(directory, "resume_gs*.pt"))
+                   if (m := STATE_PATTERN.search(p)))
+    for _, old in found[:-keep_last]:
+        os.remove(old)
+
+
+def load_state(path):
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"resume state not found: {path}")
+    state = safe_torch_load(path)
+    missing = {"global_step", "epoch", "batches_done", "model_S", "optimizer", "rng"} - set(state)
+    if missing:
+        raise ValueError(f"{path} is not a resume state: missing {', '.join(sorted(missing))}")
+    return state
+
+
+def restore_rng(state):
+    random.setstate((state["python_version"], tuple(state["python"].tolist()), state["python_gauss"]))
+    np.random.set_state((state["numpy_kind"], state["numpy_keys"].numpy().astype(np.uint32),
+                         state["numpy_pos"], state["numpy_has_gauss"], state["numpy_gauss"]))
+    torch.set_rng_state(state["torch"])
+    if torch.cuda.is_available() and state.get("cuda"):
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _capture_rng():
+    version, values, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"python_version": version, "python": torch.tensor(values, dtype=torch.int64),
+            "python_gauss": gauss, "numpy_kind": kind,
+            "numpy_keys": torch.from_numpy(keys.astype(np.int64)), "numpy_pos": int(pos),
+            "numpy_has_gauss": int(has_gauss), "numpy_gauss": float(cached),
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+class StopRequest:
+    """Set by SIGINT / SIGTERM; the training loop looks at it after each optimizer step."""
+
+    def __init__(self):
+        self.signal_number = None
+
+    def __bool__(self):
+        return self.signal_number is not None
+
+
+@contextlib.contextmanager
+def stop_on_signals():
+    """Within the block, SIGINT and SIGTERM only set the yielded StopRequest."""
+    request = StopRequest()
+    if threading.current_thread() is not threading.main_thread():  # handlers need the main thread
+        yield request
+        return
+
+    def handle(signal_number, frame):
+        request.signal_number = signal_number
+
+    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield request
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
