@@ -214,7 +214,10 @@ def _check_lengths(args, setup):
 
 
 def _make_output_dir(path):
-    os.makedirs(path, exist_ok=True)
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as error:
+        raise PermissionError(f"--output_dir {path} cannot be created: {error.strerror}") from None
     if not os.access(path, os.W_OK):
         raise PermissionError(f"--output_dir {path} cannot be written")
 

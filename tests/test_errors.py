@@ -1,0 +1,167 @@
+"""Every bad input stops main.py with one clear line, a non-zero exit, no traceback, and
+nothing in the output directory that could be taken for results."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import write_bert_config, write_tiny_mnli, write_vocab
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    root = tmp_path_factory.mktemp("errors")
+    vocab = write_vocab(root / "vocab.txt")
+    teacher_config = write_bert_config(root / "teacher.json", num_hidden_layers=4, hidden_size=32)
+    student_config = write_bert_config(root / "student.json", num_hidden_layers=2, hidden_size=16,
+                                       intermediate_size=32)
+    sys.path.insert(0, REPO)
+    from modeling import BertForGLUESimple
+    from transformers import BertConfig
+    teacher = BertForGLUESimple(BertConfig.from_json_file(teacher_config), 3)
+    torch.save(teacher.state_dict(), root / "teacher.pkl")
+    return {"root": root, "vocab": str(vocab), "teacher_config": str(teacher_config),
+            "student_config": str(student_config), "teacher_ckpt": str(root / "teacher.pkl"),
+            "data": str(write_tiny_mnli(root / "data", n_train=32, n_dev=8))}
+
+
+def entry(base, config="student_config", checkpoint=None, vocab=None):
+    return {"model_type": "bert", "prefix": "bert", "vocab_file": vocab or base["vocab"],
+            "config_file": base[config], "checkpoint": checkpoint}
+
+
+def distill_config(base, **teacher_changes):
+    teacher = dict(entry(base, "teacher_config", base["teacher_ckpt"]), **teacher_changes)
+    return {"teachers": [teacher], "student": entry(base)}
+
+
+def run_main(base, tmp_path, model_config, *extra, data_dir=None):
+    model_json = tmp_path / "model.json"
+    if isinstance(model_config, str):
+        model_json.write_text(model_config)
+    else:
+        model_json.write_text(json.dumps(model_config))
+    output_dir = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, os.path.join(REPO, "main.py"), "--data_dir", data_dir or base["data"],
+         "--output_dir", str(output_dir), "--model_config_json", str(model_json), "--do_train",
+         "--do_eval", "--max_seq_length", "24", "--train_batch_size", "8", *extra],
+        capture_output=True, text=True, cwd=REPO)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert not output_dir.exists() or not os.listdir(output_dir)
+    return result.stderr
+
+
+def broken_data(tmp_path, file_name, edit):
+    data_dir = write_tiny_mnli(tmp_path / "data", n_train=16, n_dev=8)
+    path = data_dir / file_name
+    path.write_text(edit(path.read_text()))
+    return str(data_dir)
+
+
+def test_missing_tsv(base, tmp_path):
+    data_dir = write_tiny_mnli(tmp_path / "data")
+    os.remove(data_dir / "train.tsv")
+    assert "train.tsv" in run_main(base, tmp_path, distill_config(base), data_dir=str(data_dir))
+
+
+def test_empty_tsv(base, tmp_path):
+    data_dir = broken_data(tmp_path, "dev_matched.tsv", lambda text: "")
+    assert "dev_matched.tsv" in run_main(base, tmp_path, distill_config(base), data_dir=data_dir)
+
+
+def test_row_with_too_few_columns(base, tmp_path):
+    def cut(text):
+        lines = text.splitlines()
+        lines[3] = "\t".join(lines[3].split("\t")[:5])
+        return "\n".join(lines) + "\n"
+    stderr = run_main(base, tmp_path, distill_config(base), data_dir=broken_data(tmp_path, "train.tsv", cut))
+    assert "train.tsv" in stderr and "line 4" in stderr
+
+
+def test_unknown_gold_label(base, tmp_path):
+    def relabel(text):
+        lines = text.splitlines()
+        lines[2] = lines[2].rsplit("\t", 1)[0] + "\tmaybe"
+        return "\n".join(lines) + "\n"
+    stderr = run_main(base, tmp_path, distill_config(base), data_dir=broken_data(tmp_path, "train.tsv", relabel))
+    assert "'maybe'" in stderr and "line 3" in stderr
+
+
+def test_malformed_json(base, tmp_path):
+    assert "invalid JSON" in run_main(base, tmp_path, '{"teachers": [,]}')
+
+
+def test_missing_key(base, tmp_path):
+    config = distill_config(base)
+    del config["student"]["config_file"]
+    assert "student: missing key(s) config_file" in run_main(base, tmp_path, config)
+
+
+def test_wrong_type(base, tmp_path):
+    assert "teachers[0].disable: expected true/false, got 'no'" in \
+        run_main(base, tmp_path, distill_config(base, disable="no"))
+
+
+def test_checkpoint_that_does_not_fit_the_config(base, tmp_path):
+    config = distill_config(base, config_file=base["student_config"])
+    stderr = run_main(base, tmp_path, config)
+    assert "does not fit the model's config" in stderr and "teacher.pkl" in stderr
+
+
+def test_different_vocabularies(base, tmp_path):
+    other_vocab = write_vocab(tmp_path / "other_vocab.txt", words=["a", "b", "c"])
+    stderr = run_main(base, tmp_path, distill_config(base, vocab_file=str(other_vocab)))
+    assert "must share one vocabulary" in stderr
+
+
+def test_max_seq_length_beyond_the_position_embeddings(base, tmp_path):
+    assert "exceeds the student's max_position_embeddings 64" in \
+        run_main(base, tmp_path, distill_config(base), "--max_seq_length", "65")
+
+
+def test_batch_not_divisible_by_accumulation(base, tmp_path):
+    assert "not divisible" in run_main(base, tmp_path, distill_config(base),
+                                       "--gradient_accumulation_steps", "3")
+
+
+def test_unknown_matches_name_lists_the_known_ones(base, tmp_path):
+    stderr = run_main(base, tmp_path, distill_config(base), "--matches", "L4t_hiden_mse")
+    assert "unknown preset 'L4t_hiden_mse'" in stderr and "L4t_hidden_mse" in stderr
+
+
+def test_layer_index_out_of_range(base, tmp_path):
+    # L6 presets need a 6-layer student; this one has 2.
+    assert "out of range" in run_main(base, tmp_path, distill_config(base), "--matches", "L3_hidden_mse")
+
+
+def test_projection_that_does_not_fit(base, tmp_path):
+    matches = tmp_path / "matches.json"
+    matches.write_text(json.dumps([{"layer_S": 1, "layer_T": 2, "feature": "hidden",
+                                    "loss": "hidden_mse", "weight": 1, "proj": ["linear", 16, 768]}]))
+    assert "does not fit the models" in run_main(base, tmp_path, distill_config(base),
+                                                 "--matches", str(matches))
+
+
+def test_output_dir_that_cannot_be_written(base, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    result = subprocess.run(
+        [sys.executable, os.path.join(REPO, "main.py"), "--data_dir", base["data"],
+         "--output_dir", str(blocker / "out"), "--model_config_json",
+         str(_write(tmp_path / "m.json", distill_config(base))), "--do_train",
+         "--max_seq_length", "24", "--train_batch_size", "8"],
+        capture_output=True, text=True, cwd=REPO)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "cannot be created" in result.stderr
+
+
+def _write(path, content):
+    path.write_text(json.dumps(content))
+    return path
