@@ -92,7 +92,7 @@ def att_mse_loss(attention_S, attention_T, mask=None):
 def att_mse_sum_loss(attention_S, attention_T, mask=None):
     """Like attention_mse on the maps summed over heads: (batch, heads, L, L) -> (batch, L, L)."""
     if attention_S.dim() == 4:
-        attention_S, attention_T = attention_S.sum(dim=1), attention_T.sum(dim=1)
+        attention_S, attention_T = attention_S.float().sum(dim=1), attention_T.float().sum(dim=1)
     return att_mse_loss(attention_S.unsqueeze(1), attention_T.unsqueeze(1), mask)
 
 
@@ -119,7 +119,7 @@ def att_ce_loss(attention_S, attention_T, mask=None):
 def att_ce_mean_loss(attention_S, attention_T, mask=None):
     """Like attention_ce on the maps averaged over heads: (batch, heads, L, L) -> (batch, L, L)."""
     if attention_S.dim() == 4:
-        attention_S, attention_T = attention_S.mean(dim=1), attention_T.mean(dim=1)
+        attention_S, attention_T = attention_S.float().mean(dim=1), attention_T.float().mean(dim=1)
     return att_ce_loss(attention_S, attention_T, mask)
 
 
