@@ -7,7 +7,7 @@ import logging
 
 import torch
 
-from .losses import KD_LOSS_MAP, MATCH_LOSS_MAP
+from .losses import KD_LOSS_MAP, MATCH_LOSS_MAP, PAIR_LOSSES
 from .projections import PROJ_MAP
 from .registry import FEATURES
 from .schedulers import TEMPERATURE_SCHEDULER, TEMPERATURE_SCHEDULER_BUILDERS, WEIGHT_SCHEDULER
@@ -120,9 +120,11 @@ class IntermediateMatch(_Config):
         if not isinstance(match["weight"], (int, float)) or isinstance(match["weight"], bool):
             raise ValueError(f"{where}: weight must be a number, got {match['weight']!r}")
         layer_T, layer_S = match["layer_T"], match["layer_S"]
-        if not (_is_layer(layer_T) and _is_layer(layer_S)) or isinstance(layer_T, list) != isinstance(layer_S, list):
-            raise ValueError(f"{where}: layer_T and layer_S must both be integers, or both lists "
-                             f"of two integers (pair losses); got {layer_T!r} and {layer_S!r}")
+        pairs = match["loss"] in PAIR_LOSSES
+        if not all(_is_layer(layer, pairs) for layer in (layer_T, layer_S)):
+            expected = "lists of two layer indices" if pairs else "layer indices (integers)"
+            raise ValueError(f"{where}: loss {match['loss']!r} takes {expected} as layer_T and "
+                             f"layer_S; got {layer_T!r} and {layer_S!r}")
         proj, proj_group = match.get("proj"), None
         if proj is not None:
             if (not isinstance(proj, (list, tuple)) or len(proj) not in (3, 4) or proj[0] not in PROJ_MAP
@@ -134,9 +136,9 @@ class IntermediateMatch(_Config):
         return cls(layer_T, layer_S, match["feature"], match["loss"], match["weight"], proj, proj_group)
 
 
-def _is_layer(layer):
-    if isinstance(layer, list):
-        return len(layer) == 2 and all(_is_layer(item) for item in layer)
+def _is_layer(layer, pair):
+    if pair:
+        return isinstance(layer, list) and len(layer) == 2 and all(_is_layer(i, False) for i in layer)
     return isinstance(layer, int) and not isinstance(layer, bool) and layer >= 0
 
 
@@ -194,7 +196,12 @@ def _temperature_function(scheduler):
         raise ValueError(f"DistillationConfig: unknown temperature_scheduler {name!r}; "
                          f"known: none, {', '.join(TEMPERATURE_SCHEDULER)}")
     if name in TEMPERATURE_SCHEDULER_BUILDERS:
-        return TEMPERATURE_SCHEDULER[name](*args)
+        try:
+            return TEMPERATURE_SCHEDULER[name](*args)
+        except TypeError:
+            raise ValueError(f"DistillationConfig: temperature_scheduler {scheduler!r}: '{name}' "
+                             "takes its arguments in a list, e.g. ['flsw', 1, 1] (beta, gamma) "
+                             "or ['cwsm', 1] (beta)") from None
     return TEMPERATURE_SCHEDULER[name]
 
 

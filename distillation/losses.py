@@ -166,6 +166,7 @@ def _zero_masked_scores(attention):
 
 
 KD_LOSS_MAP = {"ce": kd_ce_loss, "mse": kd_mse_loss}
+PAIR_LOSSES = {"gram", "fsp", "mmd", "nst"}  # they compare two layers: layer_S/layer_T are pairs
 
 MATCH_LOSS_MAP = {
     "hidden_mse": hid_mse_loss,

@@ -376,7 +376,7 @@ class _Run:
 
 def _set_epoch(dataloader, epoch):
     """Tell a seeded sampler (e.g. DistributedSampler) the epoch, wherever it sits."""
-    for holder in (dataloader.sampler, dataloader.batch_sampler):
+    for holder in (getattr(dataloader, "sampler", None), getattr(dataloader, "batch_sampler", None)):
         for sampler in (holder, getattr(holder, "sampler", None)):
             if hasattr(sampler, "set_epoch"):
                 sampler.set_epoch(epoch)

@@ -224,3 +224,17 @@ def test_register_new_rejects_an_unknown_map():
     with pytest.raises(ValueError, match="LOSS_MAPS") as error:
         register_new("LOSS_MAPS", "x", abs)
     assert "MATCH_LOSS_MAP" in str(error.value)
+
+
+def test_pair_losses_need_pairs_and_single_losses_need_single_layers():
+    with pytest.raises(ValueError, match=r"intermediate_matches\[0\]: loss 'mmd' takes lists of two"):
+        DistillationConfig(intermediate_matches=[
+            {"layer_T": 2, "layer_S": 1, "feature": "hidden", "loss": "mmd", "weight": 1}])
+    with pytest.raises(ValueError, match=r"loss 'hidden_mse' takes layer indices"):
+        DistillationConfig(intermediate_matches=[
+            {"layer_T": [2, 2], "layer_S": [1, 1], "feature": "hidden", "loss": "hidden_mse", "weight": 1}])
+
+
+def test_a_temperature_scheduler_builder_without_its_arguments_is_named():
+    with pytest.raises(ValueError, match=r"temperature_scheduler 'flsw'.*\['flsw', 1, 1\]"):
+        DistillationConfig(temperature_scheduler="flsw")
