@@ -474,10 +474,11 @@ def test_a_subclass_adds_its_own_trained_module(tmp_path, teacher, student, data
 
 
 def test_the_core_api_example_runs(tmp_path, monkeypatch):
-    """docs/core_api.md's example, run as written."""
-    with open(os.path.join(REPO, "docs", "core_api.md"), encoding="utf-8") as f:
-        blocks = re.findall(r"```python\n(.*?)```", f.read(), flags=re.S)
+    """The README's example of the core, run as written."""
+    with open(os.path.join(REPO, "README.md"), encoding="utf-8") as f:
+        section = f.read().split("## The `distillation` core")[1].split("\n## ")[0]
+    blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
     assert len(blocks) == 1
     monkeypatch.chdir(tmp_path)
-    exec(compile(blocks[0], "core_api.md", "exec"), {"__name__": "__main__"})
+    exec(compile(blocks[0], "README.md", "exec"), {"__name__": "__main__"})
     assert checkpoint_steps(tmp_path / "saved_models")
