@@ -1,0 +1,355 @@
+"""How fast the pipeline runs: feature encoding, training steps of each distiller, evaluation.
+
+    python benchmark.py                      # about two minutes on 2 CPU cores
+    python benchmark.py --device cuda --bf16 --batch 32 --length 128
+
+Everything is generated: a synthetic MNLI-layout train file with MNLI-like sentence lengths (and
+a vocabulary built from its words) for the encoding, random token ids for the models. A training
+step is timed through the distillers' own loop (AbstractDistiller.train with num_steps, on the
+DataLoader main.py builds) with checkpoint writing switched off, and compared with a bare step:
+teacher forward under no_grad, student forward and backward on the hard-label cross-entropy,
+optimizer step. Every configuration runs once per round, the rounds interleave the
+configurations (so a slowdown of the machine hits them all alike), and the table shows medians.
+"""
+import argparse
+import contextlib
+import logging
+import os
+import platform
+import random
+import resource
+import statistics
+import tempfile
+import time
+
+import torch
+from transformers import BertConfig, BertTokenizer
+
+import main
+from distillation import (DistillationConfig, GeneralDistiller, MultiTeacherDistiller,
+                          TrainingConfig)
+from distillation.adaptors import move_to_device
+from distiller_emd import EMDDistiller
+from feature_cache import load_features
+from matches import PRESETS, fit_matches
+from modeling import BertForGLUESimple, BertForGLUESimpleAdaptor
+from predict import evaluate
+from utils_glue import LABELS, MnliProcessor
+
+MNLI_TRAIN_PAIRS = 392_702
+VOCAB_SIZE = 30522  # bert-base-uncased's, so the embedding tables have their real size
+SYLLABLES = ["ka", "lo", "mi", "ne", "ru", "ta", "vi", "so", "pe", "du", "an", "el", "or", "is"]
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add = parser.add_argument
+    add("--teacher_layers", type=int, default=12)
+    add("--teacher_hidden", type=int, default=256)
+    add("--student_layers", type=int, default=4, help="T4-tiny: 4 layers, 312 hidden, 12 heads, 1200 intermediate.")
+    add("--student_hidden", type=int, default=312)
+    add("--student_heads", type=int, default=12)
+    add("--student_intermediate", type=int, default=1200)
+    add("--batch", type=int, default=16)
+    add("--length", type=int, default=64)
+    add("--steps", type=int, default=4, help="Timed optimizer steps per configuration and round.")
+    add("--rounds", type=int, default=3, help="Timed rounds; the table shows medians.")
+    add("--warmup", type=int, default=2, help="Untimed steps per configuration before the rounds.")
+    add("--encode_pairs", type=int, default=20_000, help="Pairs in the generated train file.")
+    add("--eval_examples", type=int, default=2048)
+    add("--threads", type=int, default=2, help="torch.set_num_threads for the whole run.")
+    add("--device", choices=["cpu", "cuda"], default="cpu")
+    add("--bf16", action="store_true", help="bf16 autocast in every configuration.")
+    add("--seed", type=int, default=0)
+    return parser.parse_args(argv)
+
+
+# ----- feature encoding --------------------------------------------------------------------------
+
+def make_lexicon(rng, size=4000):
+    words = set()
+    while len(words) < size:
+        words.add("".join(rng.choice(SYLLABLES) for _ in range(rng.randint(1, 4))))
+    return sorted(words)
+
+
+def sentence(rng, lexicon, mean_words):
+    """A sentence with about mean_words words (MNLI: premises ~22, hypotheses ~11)."""
+    num_words = max(2, int(rng.gauss(mean_words, mean_words / 2.5)))
+    return " ".join(rng.choice(lexicon) for _ in range(num_words)) + " ."
+
+
+def write_train_file(path, num_pairs, lexicon, rng):
+    header = ["index", "promptID", "pairID", "genre", "sentence1_binary_parse",
+              "sentence2_binary_parse", "sentence1_parse", "sentence2_parse",
+              "sentence1", "sentence2", "label1", "gold_label"]
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\t".join(header) + "\n")
+        for index in range(num_pairs):
+            premise, hypothesis = sentence(rng, lexicon, 22), sentence(rng, lexicon, 11)
+            label = rng.choice(LABELS)
+            f.write("\t".join([str(index), str(index), f"{index}e", "fiction", premise, hypothesis,
+                               premise, hypothesis, premise, hypothesis, label, label]) + "\n")
+
+
+def time_encoding(args, workdir):
+    """(pairs per second when encoding, seconds to load the cache) on a generated train file."""
+    rng = random.Random(args.seed)
+    lexicon = make_lexicon(rng)
+    data_dir = os.path.join(workdir, "MNLI")
+    os.makedirs(data_dir)
+    write_train_file(os.path.join(data_dir, "train.tsv"), args.encode_pairs, lexicon, rng)
+    vocab_file = os.path.join(workdir, "vocab.txt")
+    with open(vocab_file, "w", encoding="utf-8") as f:
+        f.write("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "."] + lexicon) + "\n")
+    tokenizer = BertTokenizer(vocab=vocab_file, do_lower_case=True)
+    cache_dir = os.path.join(workdir, "cache")
+
+    def load():
+        start = time.perf_counter()
+        load_features(MnliProcessor(), data_dir, "train", tokenizer, vocab_file, 128, cache_dir, LABELS)
+        return time.perf_counter() - start
+    encode_seconds = load()  # reads, encodes and writes the cache
+    cached_seconds = statistics.median(load() for _ in range(3))
+    return args.encode_pairs / encode_seconds, cached_seconds
+
+
+# ----- models and batches ------------------------------------------------------------------------
+
+def bert_config(layers, hidden, heads, intermediate, length):
+    return BertConfig(vocab_size=VOCAB_SIZE, hidden_size=hidden, num_hidden_layers=layers,
+                      num_attention_heads=heads, intermediate_size=intermediate,
+                      max_position_embeddings=max(512, length))
+
+
+def synthetic_features(num_examples, length, generator):
+    """Random ids with MNLI-like padding: each row holds between half and all of `length` tokens."""
+    real = torch.randint(length // 2, length + 1, (num_examples,), generator=generator)
+    positions = torch.arange(length)
+    attention_mask = (positions < real[:, None]).long()
+    first_segment = (real * 2) // 3
+    token_type_ids = ((positions >= first_segment[:, None]) & attention_mask.bool()).long()
+    input_ids = torch.randint(1000, VOCAB_SIZE, (num_examples, length), generator=generator)
+    input_ids = input_ids * attention_mask
+    return {"input_ids": input_ids, "attention_mask": attention_mask,
+            "token_type_ids": token_type_ids,
+            "labels": torch.randint(0, len(LABELS), (num_examples,), generator=generator)}
+
+
+class NoCheckpoints:
+    """Mixin: the distiller trains as usual but writes no checkpoint or resume state."""
+
+    def _save_checkpoint(self, run, callback):
+        pass
+
+    def _save_resume_state(self, run):
+        return None
+
+
+def without_checkpoints(distiller_class):
+    return type(f"Timed{distiller_class.__name__}", (NoCheckpoints, distiller_class), {})
+
+
+class Setup:
+    """Builds the models and loaders of one benchmark run."""
+
+    def __init__(self, args, workdir):
+        self.args = args
+        self.device = torch.device(args.device)
+        self.workdir = workdir
+        self.teacher_config = bert_config(args.teacher_layers, args.teacher_hidden,
+                                          max(1, args.teacher_hidden // 64), 4 * args.teacher_hidden,
+                                          args.length)
+        self.student_config = bert_config(args.student_layers, args.student_hidden, args.student_heads,
+                                          args.student_intermediate, args.length)
+        generator = torch.Generator().manual_seed(args.seed)
+        num_batches = args.warmup + args.steps
+        self.features = synthetic_features(num_batches * args.batch, args.length, generator)
+
+    def model(self, config, hidden_states, seed):
+        torch.manual_seed(seed)
+        return BertForGLUESimple(config, len(LABELS), output_hidden_states=hidden_states).to(self.device)
+
+    def teacher(self, hidden_states, seed=1):
+        return self.model(self.teacher_config, hidden_states, seed).eval().requires_grad_(False)
+
+    def student(self, hidden_states):
+        return self.model(self.student_config, hidden_states, seed=0)
+
+    def loader(self):
+        return main.batch_loader(self.features, self.args.batch, shuffle=True, seed=self.args.seed)
+
+    def train_config(self, name):
+        return TrainingConfig(output_dir=os.path.join(self.workdir, name), device=self.device,
+                              mixed_precision="bf16" if self.args.bf16 else "no")
+
+
+class BareStep:
+    """The reference: what any training step does, without distillation."""
+
+    def __init__(self, setup):
+        self.setup = setup
+        self.teacher = setup.teacher(hidden_states=False)
+        self.student = setup.student(hidden_states=False)
+        self.optimizer = main.build_optimizer(self.student, 1e-4, 0.01)
+        self.loader = setup.loader()
+
+    def run(self, num_steps):
+        autocast = (torch.autocast(self.setup.device.type, dtype=torch.bfloat16)
+                    if self.setup.args.bf16 else contextlib.nullcontext())
+        self.student.train()
+        for step, batch in enumerate(self.loader):
+            if step == num_steps:
+                break
+            batch = move_to_device(batch, self.setup.device)
+            with torch.no_grad(), autocast:
+                self.teacher(**{k: v for k, v in batch.items() if k != "labels"})
+            with autocast:
+                loss = self.student(**batch)["loss"]
+            loss.backward()
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+
+
+class DistillerStep:
+    """num_steps optimizer steps of a distiller's own train() loop."""
+
+    def __init__(self, setup, distiller):
+        self.distiller = distiller
+        self.distiller.print_freq = 10**9  # one log line, at the last step
+        self.optimizer = main.build_optimizer(distiller.model_S, 1e-4, 0.01)
+        self.loader = setup.loader()
+
+    def run(self, num_steps):
+        self.distiller.train(self.optimizer, self.loader, num_steps=num_steps)
+
+
+def build_steps(setup):
+    """{configuration name: object with run(num_steps)}, in the table's order."""
+    temperature = 8
+    matches = fit_matches(PRESETS["L4t_hidden_mse"] + PRESETS["L4_hidden_smmd"],
+                          setup.student_config.hidden_size, setup.teacher_config.hidden_size,
+                          setup.student_config.num_hidden_layers, setup.teacher_config.num_hidden_layers)
+    adaptor = BertForGLUESimpleAdaptor
+    general = without_checkpoints(GeneralDistiller)(
+        setup.train_config("general"), DistillationConfig(temperature=temperature, intermediate_matches=matches),
+        setup.teacher(hidden_states=True), setup.student(hidden_states=True), adaptor, adaptor)
+    emd = without_checkpoints(EMDDistiller)(
+        setup.train_config("emd"), DistillationConfig(temperature=temperature),
+        setup.teacher(hidden_states=True), setup.student(hidden_states=True), adaptor, adaptor)
+
+    def multi(caching):
+        return without_checkpoints(MultiTeacherDistiller)(
+            setup.train_config(f"multi{caching}"),
+            DistillationConfig(temperature=temperature, is_caching_logits=caching),
+            [setup.teacher(False, seed=1), setup.teacher(False, seed=2)],
+            setup.student(hidden_states=False), adaptor, adaptor)
+    return {"bare step": BareStep(setup),
+            "GeneralDistiller L4t_hidden_mse + L4_hidden_smmd": DistillerStep(setup, general),
+            "EMDDistiller": DistillerStep(setup, emd),
+            "MultiTeacherDistiller, 2 teachers": DistillerStep(setup, multi(False)),
+            "MultiTeacherDistiller, 2 teachers, cached logits (epoch >= 2)":
+                DistillerStep(setup, multi(True))}
+
+
+def synchronize(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_steps(setup, steps):
+    """{name: median seconds per step}, and {name: peak GPU bytes} on CUDA."""
+    args = setup.args
+    for step in steps.values():  # warm-up; a logit cache is filled here (one whole epoch)
+        step.run(args.warmup + args.steps if isinstance(step, DistillerStep) else args.warmup)
+    times, peaks = {name: [] for name in steps}, {}
+    for _ in range(args.rounds):
+        for name, step in steps.items():
+            if setup.device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats()
+            synchronize(setup.device)
+            start = time.perf_counter()
+            step.run(args.steps)
+            synchronize(setup.device)
+            times[name].append((time.perf_counter() - start) / args.steps)
+            if setup.device.type == "cuda":
+                peaks[name] = torch.cuda.max_memory_allocated()
+    return {name: statistics.median(values) for name, values in times.items()}, peaks
+
+
+def time_evaluation(setup):
+    """Examples per second of predict.evaluate on the student, batches of 128."""
+    generator = torch.Generator().manual_seed(setup.args.seed + 1)
+    features = synthetic_features(setup.args.eval_examples, setup.args.length, generator)
+    loaders = {"mnli": main.batch_loader(features, 128, shuffle=False)}
+    student = setup.student(hidden_states=False)
+    evaluate(student, loaders, setup.device)  # warm-up
+    synchronize(setup.device)
+    start = time.perf_counter()
+    evaluate(student, loaders, setup.device)
+    return setup.args.eval_examples / (time.perf_counter() - start)
+
+
+# ----- the report --------------------------------------------------------------------------------
+
+def machine_description(device):
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+        if names:
+            cpu = names[0]
+    text = (f"CPU: {cpu}, {os.cpu_count()} cores visible, torch threads {torch.get_num_threads()}, "
+            f"torch {torch.__version__}, Python {platform.python_version()}")
+    if device.type == "cuda":
+        text += f", GPU: {torch.cuda.get_device_name()}"
+    return text
+
+
+def max_rss_mib():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def report(args, setup, encoding, step_times, peaks, eval_rate):
+    encode_rate, cached_seconds = encoding
+    bare = step_times["bare step"]
+    general = step_times["GeneralDistiller L4t_hidden_mse + L4_hidden_smmd"]
+    lines = [f"Machine: {machine_description(setup.device)}",
+             f"Sizes: teacher {args.teacher_layers} layers x {args.teacher_hidden} hidden; student "
+             f"{args.student_layers} x {args.student_hidden} ({args.student_heads} heads, "
+             f"{args.student_intermediate} intermediate); batch {args.batch}, length {args.length}, "
+             f"{'bf16' if args.bf16 else 'float32'}, device {args.device}; median of {args.rounds} "
+             f"rounds of {args.steps} steps", "",
+             "| measurement | value | ratio to the bare step |", "|---|---|---|"]
+    lines.append(f"| feature encoding, length 128 ({args.encode_pairs} generated pairs) | "
+                 f"{encode_rate:,.0f} pairs/s (MNLI train, {MNLI_TRAIN_PAIRS:,} pairs: "
+                 f"~{MNLI_TRAIN_PAIRS / encode_rate:.0f} s) | |")
+    lines.append(f"| loading the cached features | {cached_seconds:.3f} s (MNLI train: "
+                 f"~{cached_seconds * MNLI_TRAIN_PAIRS / args.encode_pairs:.1f} s) | |")
+    for name, seconds in step_times.items():
+        peak = f", peak {peaks[name] / 2**20:,.0f} MiB" if name in peaks else ""
+        lines.append(f"| training: {name} | {1 / seconds:.3f} steps/s ({seconds * 1000:.0f} ms{peak}) "
+                     f"| {seconds / bare:.3f}x |")
+    lines.append(f"| EMD step / GeneralDistiller step | | "
+                 f"{step_times['EMDDistiller'] / general:.3f}x |")
+    lines.append(f"| evaluation ({args.eval_examples} examples, batch 128) | {eval_rate:,.0f} examples/s | |")
+    lines.append(f"| peak memory of the process (max RSS) | {max_rss_mib():,.0f} MiB | |")
+    return "\n".join(lines)
+
+
+def run(argv=None):
+    args = parse_args(argv)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: CUDA is not available on this machine")
+    torch.set_num_threads(args.threads)
+    logging.basicConfig(level=logging.WARNING)
+    with tempfile.TemporaryDirectory(prefix="mnli-benchmark-") as workdir:
+        encoding = time_encoding(args, workdir)
+        setup = Setup(args, workdir)
+        step_times, peaks = time_steps(setup, build_steps(setup))
+        eval_rate = time_evaluation(setup)
+        print(report(args, setup, encoding, step_times, peaks, eval_rate))
+
+
+if __name__ == "__main__":
+    run()
