@@ -80,7 +80,8 @@ def test_unknown_schedulers_list_every_known_name():
 @pytest.mark.parametrize("bad, words", [
     ("hidden_mse", ["intermediate_matches[0]", "dict"]),
     (match(layer_T=[1, 2], layer_S=1), ["intermediate_matches[0]", "layer_T", "layer_S"]),
-    (match(layer_T=[0, 1, 2], layer_S=[0, 1, 2]), ["intermediate_matches[0]", "two integers"]),
+    (match(loss="mmd", layer_T=[0, 1, 2], layer_S=[0, 1, 2]), ["intermediate_matches[0]", "layer_T", "[0, 1, 2]"]),
+    (match(loss="mmd"), ["intermediate_matches[0]", "'mmd'", "layer_T"]),
     (match(layer_S=-1), ["intermediate_matches[0]", "layer_S"]),
     (match(layer_S=True), ["intermediate_matches[0]", "layer_S"]),
     (match(weight=True), ["intermediate_matches[0]", "weight"]),
