@@ -258,7 +258,8 @@ def test_metrics_jsonl_gets_a_line_every_print_freq_steps(tmp_path):
         assert {"step", "loss", "unweighted_kd_loss", "unweighted_hard_label_loss", "lr"} <= set(record)
         assert record["lr"] == 0.1
         # The logged terms are averages over the same batches, so the weighted sum still holds.
-        assert record["loss"] == pytest.approx(record["unweighted_kd_loss"] + 0.5 * record["unweighted_hard_label_loss"], rel=1e-5)
+        weighted = record["unweighted_kd_loss"] + 0.5 * record["unweighted_hard_label_loss"]
+        assert record["loss"] == pytest.approx(weighted, rel=1e-5)
 
 
 # ----- the teachers' logit cache -----------------------------------------------------------------------
