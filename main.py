@@ -6,7 +6,9 @@ The JSON given by --model_config_json decides the distiller:
   one teacher         -> GeneralDistiller with the --matches intermediate matches
   several teachers    -> MultiTeacherDistiller (the student learns from the averaged logits)
 main.emd.py runs this same pipeline and swaps in the EMDDistiller through `run(build_distiller=...)`.
+Launched by torchrun, each process trains on its share of every batch (see init_distributed).
 """
+import contextlib
 import logging
 import math
 import os
@@ -16,6 +18,7 @@ import sys
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, SequentialSampler
 
 from distillation import (BasicTrainer, DistillationConfig, GeneralDistiller,
@@ -51,12 +54,16 @@ class FeatureDataset(torch.utils.data.Dataset):
         return {key: tensor[indices] for key, tensor in self.features.items()}
 
 
-def batch_loader(features, batch_size, shuffle, seed=0):
+def batch_loader(features, batch_size, shuffle, seed=0, num_replicas=1, rank=0):
+    """Batches of batch_size examples; when shuffling, process `rank` of num_replicas gets every
+    num_replicas-th example of the epoch's permutation, so the processes' k-th batches together
+    hold the examples a single process would see in its k-th batch of num_replicas * batch_size."""
     dataset = FeatureDataset(features)
     if shuffle:
         # The order of epoch e depends on (seed, e) alone: the distiller calls set_epoch, so a
         # resumed run sees the same batches as an uninterrupted one.
-        order = DistributedSampler(dataset, num_replicas=1, rank=0, shuffle=True, seed=seed)
+        order = DistributedSampler(dataset, num_replicas=num_replicas, rank=rank, shuffle=True,
+                                   seed=seed)
     else:
         order = SequentialSampler(dataset)
     sampler = BatchSampler(order, batch_size=batch_size, drop_last=False)
@@ -69,6 +76,33 @@ def set_seed(seed):
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def init_distributed(use_cuda):
+    """(rank, world_size, device) under torchrun (WORLD_SIZE > 1), else (0, 1, None).
+
+    Joins the process group: NCCL with one GPU per process (cuda:LOCAL_RANK), or gloo on CPUs.
+    """
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size == 1:
+        return 0, 1, None
+    local_rank = int(os.environ["LOCAL_RANK"])
+    if use_cuda:
+        torch.cuda.set_device(local_rank)
+        dist.init_process_group("nccl")
+        return dist.get_rank(), world_size, torch.device("cuda", local_rank)
+    dist.init_process_group("gloo")
+    return dist.get_rank(), world_size, torch.device("cpu")
+
+
+@contextlib.contextmanager
+def rank_zero_first(world_size, rank):
+    """Rank 0 runs the block first (e.g. builds the feature cache), the others then read its result."""
+    if world_size > 1 and rank != 0:
+        dist.barrier()
+    yield
+    if world_size > 1 and rank == 0:
+        dist.barrier()
 
 
 def default_cache_dir(args):
@@ -102,9 +136,10 @@ def linear_warmup_decay(optimizer, warmup_steps, total_steps):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def training_config(args, device):
+def training_config(args, device, data_parallel=False):
     mixed_precision = "fp16" if args.fp16 else "bf16" if args.bf16 else "no"
-    return TrainingConfig(gradient_accumulation_steps=args.gradient_accumulation_steps,
+    return TrainingConfig(data_parallel=data_parallel,
+                          gradient_accumulation_steps=args.gradient_accumulation_steps,
                           ckpt_frequency=args.ckpt_frequency, log_dir=args.output_dir,
                           output_dir=args.output_dir, device=device,
                           mixed_precision=mixed_precision,
@@ -137,8 +172,17 @@ def build_distiller(args, train_config, teachers, student, matches):
 
 def run(argv=None, build_distiller=build_distiller):
     args = parse_args(argv)
+    use_cuda = not args.no_cuda and torch.cuda.is_available()
+    rank, world_size, device = init_distributed(use_cuda)
+    try:
+        _run(args, build_distiller, rank, world_size, device or ("cuda" if use_cuda else "cpu"))
+    finally:
+        if world_size > 1:
+            dist.destroy_process_group()
+
+
+def _run(args, build_distiller, rank, world_size, device):
     set_seed(args.random_seed)
-    device = "cpu" if args.no_cuda or not torch.cuda.is_available() else "cuda"
 
     setup = parse_model_config(args.model_config_json)
     student_entry = setup.student
@@ -148,11 +192,17 @@ def run(argv=None, build_distiller=build_distiller):
 
     # Features first: a data error must stop the run before anything is written to output_dir.
     dev_loaders = {}
-    if args.do_eval or args.do_predict:
+    if world_size > 1 and args.train_batch_size % (args.gradient_accumulation_steps * world_size):
+        raise ValueError(f"--train_batch_size {args.train_batch_size} (the batch of one optimizer "
+                         f"step) is not divisible by --gradient_accumulation_steps "
+                         f"{args.gradient_accumulation_steps} x {world_size} processes")
+    if (args.do_eval or args.do_predict) and rank == 0:  # rank 0 alone evaluates
         dev_loaders = {task: batch_loader(load_split(args, task, "dev", student_entry, label_list),
                                           args.predict_batch_size, shuffle=False)
                        for task in DEV_TASKS}
     if not args.do_train:
+        if rank != 0:
+            return
         if not student_entry.checkpoint:
             raise ValueError(f"{setup.source}: --do_predict without --do_train evaluates the "
                              "student's checkpoint, but student.checkpoint is not set")
@@ -162,9 +212,12 @@ def run(argv=None, build_distiller=build_distiller):
         record_results(args.output_dir, 0, evaluate(student, dev_loaders, device))
         return
 
-    train_features = load_split(args, args.task_name, "train", student_entry, label_list)
-    per_step_batch = args.train_batch_size // args.gradient_accumulation_steps
-    train_loader = batch_loader(train_features, per_step_batch, shuffle=True, seed=args.random_seed)
+    with rank_zero_first(world_size, rank):
+        train_features = load_split(args, args.task_name, "train", student_entry, label_list)
+    # train_batch_size is the global batch of one optimizer step: split over processes and micro-batches.
+    per_step_batch = args.train_batch_size // (args.gradient_accumulation_steps * world_size)
+    train_loader = batch_loader(train_features, per_step_batch, shuffle=True, seed=args.random_seed,
+                                num_replicas=world_size, rank=rank)
 
     distilling = bool(setup.enabled_teachers)
     needs_attention = uses_attention(matches)
@@ -177,7 +230,7 @@ def run(argv=None, build_distiller=build_distiller):
 
     steps_per_epoch = len(train_loader) // args.gradient_accumulation_steps
     total_steps = max(1, math.ceil(steps_per_epoch * args.num_train_epochs))
-    train_config = training_config(args, device)
+    train_config = training_config(args, device, data_parallel=world_size > 1)
     distiller = build_distiller(args, train_config, teachers, student, matches)
     distiller.print_freq = args.PRINT_EVERY
     if args.resume:
@@ -192,7 +245,8 @@ def run(argv=None, build_distiller=build_distiller):
     schedule = {"scheduler_class": linear_warmup_decay,
                 "scheduler_args": {"warmup_steps": int(args.warmup_proportion * total_steps),
                                    "total_steps": total_steps}}
-    _log_training_summary(args, len(train_features["labels"]), steps_per_epoch, total_steps, distiller)
+    _log_training_summary(args, len(train_features["labels"]), steps_per_epoch, total_steps,
+                          distiller, world_size)
 
     def evaluate_checkpoint(model, step):
         if dev_loaders:
@@ -222,16 +276,19 @@ def _make_output_dir(path):
         raise PermissionError(f"--output_dir {path} cannot be written")
 
 
-def _log_training_summary(args, num_examples, steps_per_epoch, total_steps, distiller):
+def _log_training_summary(args, num_examples, steps_per_epoch, total_steps, distiller, world_size):
     logger.info("***** Running training: %s *****", type(distiller).__name__)
     logger.info("  Examples = %d, epochs = %s", num_examples, args.num_train_epochs)
-    logger.info("  Batch size = %d (accumulation %d), optimizer steps = %d (%d per epoch)",
-                args.train_batch_size, args.gradient_accumulation_steps, total_steps, steps_per_epoch)
+    logger.info("  Batch size = %d (accumulation %d, processes %d), optimizer steps = %d (%d per epoch)",
+                args.train_batch_size, args.gradient_accumulation_steps, world_size, total_steps,
+                steps_per_epoch)
 
 
 def main(build=build_distiller):
+    # Under torchrun, rank 0 alone logs progress; the others report warnings and errors.
+    quiet = int(os.environ.get("RANK", "0")) != 0
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        datefmt="%H:%M:%S", level=logging.INFO)
+                        datefmt="%H:%M:%S", level=logging.WARNING if quiet else logging.INFO)
     try:
         run(build_distiller=build)
     except TrainingInterrupted as stop:

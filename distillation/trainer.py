@@ -13,6 +13,8 @@ import math
 import os
 
 import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from .adaptors import as_list, call_model, move_to_device, post_adaptor
@@ -53,6 +55,7 @@ class AbstractDistiller:
         self._building_cache = False    # filling the cache during this epoch
         self._cache_complete = False    # the cache covers a whole epoch
         self._pending_resume = None     # a resume state for the next train()
+        self._student_forward = model_S  # the DistributedDataParallel wrapper while training on several processes
         # The weights in force; training updates them by their schedules at every step.
         self.kd_loss_weight, self.hard_label_weight = self._scheduled_weights(0, None)
 
@@ -89,6 +92,14 @@ class AbstractDistiller:
         runs after each. A resume state is saved beside each checkpoint (see resume_from).
         SIGINT and SIGTERM end the current step, save a resume state and raise
         TrainingInterrupted. **args are passed to every model call.
+
+        With t_config.data_parallel (one process per device, torch.distributed initialised, e.g.
+        by torchrun) the student runs inside DistributedDataParallel, whose gradients are
+        averaged over the processes on the last micro-batch of each accumulation group; the
+        projections' gradients are averaged before each optimizer step. Each process gets its
+        own share of the data from its dataloader (a DistributedSampler). Rank 0 alone writes
+        checkpoints, resume states and logs and runs the callback; the logged losses are
+        averaged over the processes.
         """
         if (num_epochs is None) == (num_steps is None):
             raise ValueError("train: give exactly one of num_epochs and num_steps")
@@ -119,31 +130,40 @@ class AbstractDistiller:
                     self.t_config, self.d_config if self.d_config is not None else "")
 
         params = self._trained_parameters()
+        parallel = self._data_parallel()
+        if parallel:
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            self._student_forward = DistributedDataParallel(self.model_S, device_ids=device_ids)
         checkpoints = self._checkpoint_steps(total_steps, steps_per_epoch, num_epochs, num_steps is not None)
         running = {}  # loss terms summed on the device since the last log line
         logged_steps = 0
         self._first_nonfinite = torch.full((), -1, device=self.device)
         self.model_S.train()
         optimizer.zero_grad(set_to_none=True)
-        with resume.stop_on_signals() as stop:
+        with resume.stop_on_signals() as stop, self._unwrap_after_training():
             for epoch in range(run.epoch, num_epochs):
                 run.epoch = epoch
                 skip, run.batches_done = run.batches_done, 0
                 batches = self._epoch_batches(dataloader, epoch, steps_per_epoch * accumulation, skip)
                 progress = tqdm(total=steps_per_epoch, initial=skip // accumulation,
                                 desc=f"epoch {epoch + 1}/{num_epochs}",
-                                disable=not logger.isEnabledFor(logging.INFO), leave=False)
+                                disable=not (logger.isEnabledFor(logging.INFO) and _is_main_process()),
+                                leave=False)
                 for batch, cached_T in batches:
                     self.kd_loss_weight, self.hard_label_weight = self._scheduled_weights(run.global_step, total_steps)
                     if batch_postprocessor is not None and cached_T is None:
                         batch = batch_postprocessor(batch)
-                    total_loss, losses = self.train_on_batch(batch, args, cached_T)
-                    scaler.scale(total_loss / accumulation).backward()
+                    closes_group = (run.batches_done + 1) % accumulation == 0
+                    with self._gradient_sync(closes_group):
+                        total_loss, losses = self.train_on_batch(batch, args, cached_T)
+                        scaler.scale(total_loss / accumulation).backward()
                     self._accumulate(running, total_loss, losses, run.global_step + 1)
                     run.batches_done += 1
                     if run.batches_done % accumulation:
                         continue
 
+                    if parallel:
+                        self._average_projection_gradients()
                     if max_grad_norm > 0:
                         scaler.unscale_(optimizer)
                         torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
@@ -163,7 +183,7 @@ class AbstractDistiller:
                     if run.global_step in checkpoints:
                         self._check_finite(running)
                         self._save_checkpoint(run, callback)
-                    if stop:
+                    if (_any_process(bool(stop), self.device) if parallel else stop):
                         path = self._save_resume_state(run)
                         raise resume.TrainingInterrupted(stop.signal_number, run.global_step, path)
                     if run.global_step == total_steps:
@@ -191,7 +211,7 @@ class AbstractDistiller:
             if self._building_cache:
                 self._logit_cache.append((move_to_device(batch, "cpu"), _logits_on_cpu(results_T)))
         with self._autocast():
-            outputs_S = call_model(self.model_S, batch, args)
+            outputs_S = call_model(self._student_forward, batch, args)
         results_S = post_adaptor(self.adaptor_S(batch, outputs_S))
         return self.compute_loss(results_S, results_T)
 
@@ -226,6 +246,39 @@ class AbstractDistiller:
         _set_epoch(dataloader, epoch)
         batches = itertools.islice(dataloader, skip, num_batches)
         return ((batch, None) for batch in batches)
+
+    def _data_parallel(self):
+        if not self.t_config.data_parallel:
+            return False
+        if not (dist.is_available() and dist.is_initialized()):
+            raise ValueError("TrainingConfig(data_parallel=True) needs torch.distributed to be "
+                             "initialised (launch with torchrun and call init_process_group)")
+        return True
+
+    @contextlib.contextmanager
+    def _unwrap_after_training(self):
+        try:
+            yield
+        finally:
+            self._student_forward = self.model_S
+
+    def _gradient_sync(self, closes_group):
+        """DistributedDataParallel averages gradients only on the last micro-batch of a group."""
+        if closes_group or self._student_forward is self.model_S:
+            return contextlib.nullcontext()
+        return self._student_forward.no_sync()
+
+    def _average_projection_gradients(self):
+        """One all-reduce for all projection gradients (a projection a batch missed counts 0)."""
+        params = [p for proj in self.projs if proj is not None for p in proj.parameters()]
+        if not params:
+            return
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        dist.all_reduce(flat)
+        flat /= dist.get_world_size()
+        for param, averaged in zip(params, flat.split([p.numel() for p in params])):
+            param.grad = averaged.view_as(param).clone()
 
     def _autocast(self):
         dtype = AUTOCAST_DTYPES.get(self.t_config.mixed_precision)
@@ -272,6 +325,8 @@ class AbstractDistiller:
         return steps
 
     def _save_checkpoint(self, run, callback):
+        if not _is_main_process():
+            return
         path = os.path.join(self.t_config.output_dir, f"gs{run.global_step}.pkl")
         atomic_torch_save(self.model_S.state_dict(), path)
         logger.info("Saved %s", path)
@@ -282,6 +337,8 @@ class AbstractDistiller:
 
     def _save_resume_state(self, run):
         path = resume.state_path(self.t_config.output_dir, run.global_step)
+        if not _is_main_process():
+            return path
         resume.save_state(
             path, self.t_config.keep_resume_states, global_step=run.global_step,
             epoch=run.epoch, batches_done=run.batches_done,
@@ -314,7 +371,11 @@ class AbstractDistiller:
         """
         if self.t_config.mixed_precision == "fp16":
             return
-        step = int(self._first_nonfinite)
+        first_nonfinite = self._first_nonfinite
+        if self._student_forward is not self.model_S:  # every process stops, or none
+            first_nonfinite = first_nonfinite.clone()
+            dist.all_reduce(first_nonfinite, op=dist.ReduceOp.MAX)
+        step = int(first_nonfinite)
         if step >= 0:
             bad = [name for name, value in running.items() if not torch.isfinite(value)]
             raise FloatingPointError(f"the loss was not finite at step {step} "
@@ -336,7 +397,13 @@ class AbstractDistiller:
         if not running:
             return
         names = list(running)
-        values = torch.stack([running[name] for name in names]).div(num_batches).tolist()  # one sync
+        values = torch.stack([running[name] for name in names]).div(num_batches)
+        if self._student_forward is not self.model_S:
+            dist.all_reduce(values)
+            values /= dist.get_world_size()
+        if not _is_main_process():
+            return
+        values = values.tolist()  # one sync
         record = {"step": step, "epoch": epoch + 1, **dict(zip(names, values)),
                   "lr": optimizer.param_groups[0]["lr"]}
         progress.set_postfix(loss=f"{record['loss']:.4f}")
@@ -372,6 +439,17 @@ class _Run:
     global_step: int = 0
     epoch: int = 0
     batches_done: int = 0  # batches of the current epoch already trained on
+
+
+def _is_main_process():
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+
+
+def _any_process(flag, device):
+    """Whether flag is set on any process (a signal may reach the processes a step apart)."""
+    flag = torch.tensor([int(flag)], device=device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return bool(flag.item())
 
 
 def _set_epoch(dataloader, epoch):

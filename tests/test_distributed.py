@@ -1,0 +1,114 @@
+"""main.py under torchrun: two CPU processes (gloo) train like one process with the same global batch."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import write_bert_config, write_tiny_mnli, write_vocab
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def model_entry(vocab, config, checkpoint=None):
+    return {"model_type": "bert", "prefix": "bert", "vocab_file": str(vocab),
+            "config_file": str(config), "checkpoint": checkpoint,
+            "tokenizer_kwargs": {"do_lower_case": True}}
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """A tiny corpus, a random teacher checkpoint and the model JSON of a GeneralDistiller run."""
+    root = tmp_path_factory.mktemp("distributed")
+    data = write_tiny_mnli(root / "data", n_train=32, n_dev=8)
+    vocab = write_vocab(root / "vocab.txt")
+    teacher_config = write_bert_config(root / "teacher.json", num_hidden_layers=2, hidden_size=32)
+    student_config = write_bert_config(root / "student.json", num_hidden_layers=2, hidden_size=16,
+                                       intermediate_size=32)
+    sys.path.insert(0, REPO)
+    from model_config import parse_model_config
+    from modeling import BertForGLUESimple
+    teacher_json = root / "teacher_only.json"
+    teacher_json.write_text(json.dumps({"teachers": [], "student": model_entry(vocab, teacher_config)}))
+    torch.manual_seed(3)
+    teacher = BertForGLUESimple(parse_model_config(str(teacher_json)).student.bert_config, 3)
+    torch.save(teacher.state_dict(), root / "teacher.pkl")
+    model_json = root / "model.json"
+    model_json.write_text(json.dumps({
+        "teachers": [model_entry(vocab, teacher_config, str(root / "teacher.pkl"))],
+        "student": model_entry(vocab, student_config)}))
+    # A match with a projection (student 16 -> teacher 32): its gradients are averaged too. pkd
+    # is a mean over examples, so shards of a batch average to the whole batch's value (a mean
+    # over tokens would weight the shards by their token counts).
+    matches = root / "matches.json"
+    matches.write_text(json.dumps([{"layer_T": 2, "layer_S": 2, "feature": "hidden",
+                                    "loss": "pkd", "weight": 1}]))
+    return {"root": root, "data": data, "model_json": model_json, "matches": matches}
+
+
+def train(setup, name, nproc, accumulation=1):
+    output_dir = setup["root"] / name
+    options = ["main.py", "--data_dir", str(setup["data"]), "--output_dir", str(output_dir),
+               "--model_config_json", str(setup["model_json"]), "--matches", str(setup["matches"]),
+               "--do_train", "--do_eval", "--no_cuda", "--max_seq_length", "24",
+               "--train_batch_size", "8", "--gradient_accumulation_steps", str(accumulation),
+               "--num_train_epochs", "1", "--learning_rate", "1e-2", "--warmup_proportion", "0",
+               "--PRINT_EVERY", "2", "--cache_dir", str(setup["root"] / "cache")]
+    if nproc > 1:
+        command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
+                   "--standalone", *options]
+    else:
+        command = [sys.executable, *options]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(name, None)
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return output_dir
+
+
+@pytest.fixture(scope="module")
+def single(setup):
+    return train(setup, "single", nproc=1)
+
+
+def test_two_processes_match_one_process(setup, single):
+    double = train(setup, "double", nproc=2, accumulation=2)  # 2 processes x 2 micro-batches of 2
+    # 32 examples, global batch 8 -> 4 steps; the checkpoint has the single-process keys.
+    state_1 = torch.load(single / "gs4.pkl", weights_only=True)
+    state_2 = torch.load(double / "gs4.pkl", weights_only=True)
+    assert list(state_1) == list(state_2)
+    for key in state_1:
+        torch.testing.assert_close(state_2[key], state_1[key], rtol=1e-4, atol=1e-5, msg=key)
+    losses_1 = [json.loads(line) for line in open(single / "metrics.jsonl")]
+    losses_2 = [json.loads(line) for line in open(double / "metrics.jsonl")]
+    assert [r["step"] for r in losses_1] == [r["step"] for r in losses_2] == [2, 4]
+    for record_1, record_2 in zip(losses_1, losses_2):
+        assert record_2["loss"] == pytest.approx(record_1["loss"], rel=1e-4)
+        assert record_2["unweighted_hidden_pkd_2_2"] == pytest.approx(
+            record_1["unweighted_hidden_pkd_2_2"], rel=1e-4)
+
+
+def test_only_rank_zero_writes(setup, single):
+    double = train(setup, "double_files", nproc=2)
+    expected = sorted(os.listdir(single))
+    assert sorted(os.listdir(double)) == expected
+    for name in ("eval_results.txt", "metrics.jsonl"):
+        lines_1 = (single / name).read_text().splitlines()
+        lines_2 = (double / name).read_text().splitlines()
+        assert len(lines_2) == len(lines_1)  # one writer: no line written twice
+
+
+def test_batch_not_divisible_by_processes_is_an_error(setup):
+    output_dir = setup["root"] / "odd"
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+               "--standalone", "main.py", "--data_dir", str(setup["data"]),
+               "--output_dir", str(output_dir), "--model_config_json", str(setup["model_json"]),
+               "--do_train", "--no_cuda", "--max_seq_length", "24", "--train_batch_size", "7",
+               "--cache_dir", str(setup["root"] / "cache")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode != 0
+    assert "--train_batch_size 7" in done.stderr and "2 processes" in done.stderr
