@@ -24,6 +24,7 @@ from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, Seque
 from distillation import (BasicTrainer, DistillationConfig, GeneralDistiller,
                           MultiTeacherDistiller, TrainingConfig)
 from distillation.resume import TrainingInterrupted, latest_state
+from distillation.trainer import EXAMPLE_INDEX_KEY
 from feature_cache import load_features
 from matches import fit_matches, read_matches, uses_attention
 from model_config import parse_model_config
@@ -41,24 +42,29 @@ class FeatureDataset(torch.utils.data.Dataset):
     """Encoded features indexed by a whole list of example indices at once.
 
     Used with a BatchSampler, a batch is one tensor slice per key instead of `batch_size`
-    single-row lookups stacked by the collate function.
+    single-row lookups stacked by the collate function. with_index: each batch also holds the
+    examples' indices under 'index' (batch,), the key of the distillers' logit cache.
     """
 
-    def __init__(self, features):
+    def __init__(self, features, with_index=False):
         self.features = features
+        self.with_index = with_index
 
     def __len__(self):
         return len(self.features["labels"])
 
     def __getitem__(self, indices):
-        return {key: tensor[indices] for key, tensor in self.features.items()}
+        batch = {key: tensor[indices] for key, tensor in self.features.items()}
+        if self.with_index:
+            batch[EXAMPLE_INDEX_KEY] = torch.as_tensor(indices, dtype=torch.long)
+        return batch
 
 
-def batch_loader(features, batch_size, shuffle, seed=0, num_replicas=1, rank=0):
+def batch_loader(features, batch_size, shuffle, seed=0, num_replicas=1, rank=0, with_index=False):
     """Batches of batch_size examples; when shuffling, process `rank` of num_replicas gets every
     num_replicas-th example of the epoch's permutation, so the processes' k-th batches together
     hold the examples a single process would see in its k-th batch of num_replicas * batch_size."""
-    dataset = FeatureDataset(features)
+    dataset = FeatureDataset(features, with_index)
     if shuffle:
         # The order of epoch e depends on (seed, e) alone: the distiller calls set_epoch, so a
         # resumed run sees the same batches as an uninterrupted one.
@@ -148,7 +154,17 @@ def training_config(args, device, data_parallel=False):
 
 def distillation_config(args, intermediate_matches=None):
     return DistillationConfig(temperature=args.temperature,
-                              intermediate_matches=intermediate_matches)
+                              intermediate_matches=intermediate_matches,
+                              is_caching_logits=args.cache_teacher_logits)
+
+
+def reads_hidden_states(distiller):
+    """Whether the distiller's losses use hidden states (a distiller not known here: assume so)."""
+    if type(distiller) in (BasicTrainer, MultiTeacherDistiller):
+        return False
+    if type(distiller) is GeneralDistiller:
+        return any(match.feature == "hidden" for match in distiller.d_config.intermediate_matches)
+    return True
 
 
 def build_distiller(args, train_config, teachers, student, matches):
@@ -217,7 +233,8 @@ def _run(args, build_distiller, rank, world_size, device):
     # train_batch_size is the global batch of one optimizer step: split over processes and micro-batches.
     per_step_batch = args.train_batch_size // (args.gradient_accumulation_steps * world_size)
     train_loader = batch_loader(train_features, per_step_batch, shuffle=True, seed=args.random_seed,
-                                num_replicas=world_size, rank=rank)
+                                num_replicas=world_size, rank=rank,
+                                with_index=args.cache_teacher_logits)
 
     distilling = bool(setup.enabled_teachers)
     needs_attention = uses_attention(matches)
@@ -232,6 +249,13 @@ def _run(args, build_distiller, rank, world_size, device):
     total_steps = max(1, math.ceil(steps_per_epoch * args.num_train_epochs))
     train_config = training_config(args, device, data_parallel=world_size > 1)
     distiller = build_distiller(args, train_config, teachers, student, matches)
+    if not reads_hidden_states(distiller):  # logits alone: do not keep every layer's output
+        for model in teachers + [student]:
+            model.output_hidden_states = False
+    if args.cache_teacher_logits and (not teachers or reads_hidden_states(distiller) or needs_attention):
+        raise ValueError(f"--cache_teacher_logits keeps the teachers' logits only, but "
+                         f"{type(distiller).__name__} here "
+                         f"{'has no teacher' if not teachers else 'distills intermediate features'}")
     distiller.print_freq = args.PRINT_EVERY
     if args.resume:
         state = latest_state(args.output_dir)

@@ -43,6 +43,9 @@ def build_parser():
         help="How many resume states (saved beside the checkpoints) to keep.")
     # Distillation
     add("--temperature", type=float, default=8.0, help="Temperature of the KD loss on the logits.")
+    add("--cache_teacher_logits", action="store_true",
+        help="Compute each training example's teacher logits once (first epoch) and reuse them, "
+             "keyed by example index; for distillation on logits alone.")
     add("--matches", nargs="*", default=[],
         help="Intermediate-match presets (see matches.py), or the path of a JSON list of matches.")
     return parser

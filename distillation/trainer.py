@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import os
+from collections.abc import Mapping
 
 import torch
 import torch.distributed as dist
@@ -24,6 +25,9 @@ from .io import append_line, atomic_torch_save
 logger = logging.getLogger("distillation")
 
 AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+# A Mapping batch may carry the dataset indices of its examples under this key (a (batch,)
+# integer tensor): the logit cache is then keyed by example, and the key never reaches a model.
+EXAMPLE_INDEX_KEY = "index"
 
 
 class AbstractDistiller:
@@ -52,6 +56,9 @@ class AbstractDistiller:
             teacher.requires_grad_(False)
         self._tensorboard = None
         self._logit_cache = []          # (batch, teacher logits) pairs, on the CPU
+        self._index_cache = None        # per teacher, per head: (num_examples, classes) logits
+        self._index_filled = None       # (num_examples,) bool: which rows hold logits
+        self._num_examples = None       # len(dataloader.dataset): the index cache's rows
         self._building_cache = False    # filling the cache during this epoch
         self._cache_complete = False    # the cache covers a whole epoch
         self._pending_resume = None     # a resume state for the next train()
@@ -191,7 +198,8 @@ class AbstractDistiller:
                 progress.close()
                 run.batches_done = 0
                 if self._building_cache:
-                    self._building_cache, self._cache_complete = False, True
+                    self._building_cache = False
+                    self._cache_complete = self._finish_cache(parallel, skip)
                 if run.global_step == total_steps:
                     break
         logger.info("Training finished at step %d", run.global_step)
@@ -203,12 +211,17 @@ class AbstractDistiller:
 
     def train_on_batch(self, batch, args, cached_T=None):
         """Forward the teachers (or take their cached logits) and the student; return the loss."""
+        batch, indices = _split_indices(batch)
         batch = move_to_device(batch, self.device)
         if cached_T is not None:
             results_T = move_to_device_nested(cached_T, self.device)
+        elif indices is not None and self._cache_complete and self._caches_logits():
+            results_T = self._indexed_logits(indices)
         else:
             results_T = self.teacher_results(batch, args)
-            if self._building_cache:
+            if self._building_cache and indices is not None:
+                self._store_indexed_logits(indices, results_T)
+            elif self._building_cache:
                 self._logit_cache.append((move_to_device(batch, "cpu"), _logits_on_cpu(results_T)))
         with self._autocast():
             outputs_S = call_model(self._student_forward, batch, args)
@@ -234,15 +247,20 @@ class AbstractDistiller:
 
         Batches past the last full accumulation group are left out, so every optimizer step
         sees the same number of examples. A sampler with set_epoch (DistributedSampler, or any
-        seeded sampler) gets the epoch, so a resumed run sees the same order. A logit-caching
-        distiller fills its cache during the first whole epoch it runs, then replays the cache
-        in a new random order instead of running the teachers.
+        seeded sampler) gets the epoch, so a resumed run sees the same order.
+
+        A logit-caching distiller fills its cache while the teachers run, then stops running
+        them. When the batches carry their examples' indices (EXAMPLE_INDEX_KEY), the cache is a
+        (num_examples, classes) table per teacher, filled until every example has its row,
+        and later epochs keep the dataloader's own shuffling. Otherwise the batches of the first
+        whole epoch are stored with their logits and replayed in a new random order.
         """
-        if self._caches_logits() and self._cache_complete:
+        if self._caches_logits() and self._cache_complete and self._index_cache is None:
             order = torch.randperm(len(self._logit_cache)).tolist()
             return ((self._logit_cache[i][0], self._logit_cache[i][1]) for i in order)
-        self._building_cache = self._caches_logits() and skip == 0
+        self._building_cache = self._caches_logits() and not self._cache_complete
         self._logit_cache = []
+        self._num_examples = len(dataloader.dataset) if hasattr(dataloader, "dataset") else None
         _set_epoch(dataloader, epoch)
         batches = itertools.islice(dataloader, skip, num_batches)
         return ((batch, None) for batch in batches)
@@ -279,6 +297,49 @@ class AbstractDistiller:
         flat /= dist.get_world_size()
         for param, averaged in zip(params, flat.split([p.numel() for p in params])):
             param.grad = averaged.view_as(param).clone()
+
+    def _store_indexed_logits(self, indices, results_T):
+        per_teacher = results_T if isinstance(results_T, list) else [results_T]
+        if any("logits_mask" in results for results in per_teacher):
+            raise ValueError("caching logits by example index needs one logits row per example; "
+                             "the adaptor returned logits_mask")
+        if self._index_cache is None:
+            if self._num_examples is None:
+                raise ValueError("caching logits by example index needs a dataloader with a "
+                                 "dataset of known length")
+            self._index_cache = [[torch.zeros(self._num_examples, *logits.shape[1:],
+                                              device=self.device) for logits in results["logits"]]
+                                 for results in per_teacher]
+            self._index_filled = torch.zeros(self._num_examples, dtype=torch.bool, device=self.device)
+        indices = indices.to(self.device, non_blocking=True)
+        for table, results in zip(self._index_cache, per_teacher):
+            for head, logits in zip(table, results["logits"]):
+                head[indices] = logits.detach().float()
+        self._index_filled[indices] = True
+
+    def _indexed_logits(self, indices):
+        indices = indices.to(self.device, non_blocking=True)
+        results = [{"logits": [head[indices] for head in table]} for table in self._index_cache]
+        return results if isinstance(self.model_T, (list, tuple)) else results[0]
+
+    def _finish_cache(self, parallel, skip):
+        """Whether the cache now covers the whole dataset (one host sync per epoch)."""
+        if self._index_cache is None:  # batch replay: only a whole epoch can be replayed
+            return skip == 0
+        if parallel:  # each process filled the rows of its own share: pool them
+            counts = self._index_filled.float()
+            dist.all_reduce(counts)
+            for table in self._index_cache:
+                for head in table:
+                    head.mul_(self._index_filled.unsqueeze(-1))
+                    dist.all_reduce(head)
+                    head.div_(counts.clamp_min(1).unsqueeze(-1))
+            self._index_filled = counts > 0
+        complete = bool(self._index_filled.all())
+        if complete:
+            logger.info("Teacher logits cached for all %d examples: the teachers stop running",
+                        self._num_examples)
+        return complete
 
     def _autocast(self):
         dtype = AUTOCAST_DTYPES.get(self.t_config.mixed_precision)
@@ -459,6 +520,14 @@ def _set_epoch(dataloader, epoch):
             if hasattr(sampler, "set_epoch"):
                 sampler.set_epoch(epoch)
                 return
+
+
+def _split_indices(batch):
+    """(batch without EXAMPLE_INDEX_KEY, the indices or None)."""
+    if isinstance(batch, Mapping) and EXAMPLE_INDEX_KEY in batch:
+        indices = batch[EXAMPLE_INDEX_KEY]
+        return {key: value for key, value in batch.items() if key != EXAMPLE_INDEX_KEY}, indices
+    return batch, None
 
 
 def move_to_device_nested(results, device):

@@ -7,7 +7,10 @@ import sys
 import pytest
 import torch
 
+import main
 from conftest import write_bert_config, write_tiny_mnli, write_vocab
+from model_config import parse_model_config
+from modeling import BertForGLUESimple
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -27,9 +30,6 @@ def setup(tmp_path_factory):
     teacher_config = write_bert_config(root / "teacher.json", num_hidden_layers=2, hidden_size=32)
     student_config = write_bert_config(root / "student.json", num_hidden_layers=2, hidden_size=16,
                                        intermediate_size=32)
-    sys.path.insert(0, REPO)
-    from model_config import parse_model_config
-    from modeling import BertForGLUESimple
     teacher_json = root / "teacher_only.json"
     teacher_json.write_text(json.dumps({"teachers": [], "student": model_entry(vocab, teacher_config)}))
     torch.manual_seed(3)
@@ -74,8 +74,12 @@ def single(setup):
     return train(setup, "single", nproc=1)
 
 
-def test_two_processes_match_one_process(setup, single):
-    double = train(setup, "double", nproc=2, accumulation=2)  # 2 processes x 2 micro-batches of 2
+@pytest.fixture(scope="module")
+def double(setup):
+    return train(setup, "double", nproc=2, accumulation=2)  # 2 processes x 2 micro-batches of 2
+
+
+def test_two_processes_match_one_process(single, double):
     # 32 examples, global batch 8 -> 4 steps; the checkpoint has the single-process keys.
     state_1 = torch.load(single / "gs4.pkl", weights_only=True)
     state_2 = torch.load(double / "gs4.pkl", weights_only=True)
@@ -91,8 +95,7 @@ def test_two_processes_match_one_process(setup, single):
             record_1["unweighted_hidden_pkd_2_2"], rel=1e-4)
 
 
-def test_only_rank_zero_writes(setup, single):
-    double = train(setup, "double_files", nproc=2)
+def test_only_rank_zero_writes(single, double):
     expected = sorted(os.listdir(single))
     assert sorted(os.listdir(double)) == expected
     for name in ("eval_results.txt", "metrics.jsonl"):
@@ -112,3 +115,58 @@ def test_batch_not_divisible_by_processes_is_an_error(setup):
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
     assert done.returncode != 0
     assert "--train_batch_size 7" in done.stderr and "2 processes" in done.stderr
+
+
+# ----- teacher logits cached by example index ----------------------------------------------------
+
+def cache_run_options(setup, output_dir, *extra):
+    return ["--data_dir", str(setup["data"]), "--output_dir", str(output_dir),
+            "--model_config_json", str(setup["model_json"]), "--do_train", "--no_cuda",
+            "--max_seq_length", "24", "--train_batch_size", "8", "--num_train_epochs", "3",
+            "--learning_rate", "1e-2", "--PRINT_EVERY", "4", "--cache_dir",
+            str(setup["root"] / "cache"), *extra]
+
+
+def counting_teacher_calls(calls):
+    def build(args, train_config, teachers, student, matches):
+        for teacher in teachers:
+            teacher.register_forward_hook(lambda *_: calls.append(1))
+        return main.build_distiller(args, train_config, teachers, student, matches)
+    return build
+
+
+def test_cached_teacher_logits_run_the_teacher_once_per_example(setup):
+    # 32 examples, batch 8, 3 epochs: 4 teacher calls with the cache instead of 12.
+    runs = {}
+    for name, extra in (("plain", []), ("cached", ["--cache_teacher_logits"])):
+        calls = []
+        main.run(cache_run_options(setup, setup["root"] / name, *extra),
+                 build_distiller=counting_teacher_calls(calls))
+        runs[name] = (len(calls), torch.load(setup["root"] / name / "gs12.pkl", weights_only=True))
+    assert runs["plain"][0] == 12 and runs["cached"][0] == 4
+    # Reshuffled epochs still pair every example with its own teacher logits: same training.
+    for key, value in runs["plain"][1].items():
+        torch.testing.assert_close(runs["cached"][1][key], value, rtol=1e-5, atol=1e-6, msg=key)
+
+
+def test_cached_teacher_logits_are_pooled_across_processes(setup):
+    # Each process fills the rows of its share in epoch 1; later epochs give it other examples.
+    single = setup["root"] / "cached_single"
+    main.run(cache_run_options(setup, single, "--cache_teacher_logits"))
+    double = setup["root"] / "cached_double"
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+               "--standalone", "main.py", *cache_run_options(setup, double, "--cache_teacher_logits")]
+    done = subprocess.run(command, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                          capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "cached for all 32 examples" in done.stderr  # after epoch 1, from both shares
+    state_1 = torch.load(single / "gs12.pkl", weights_only=True)
+    state_2 = torch.load(double / "gs12.pkl", weights_only=True)
+    for key, value in state_1.items():
+        torch.testing.assert_close(state_2[key], value, rtol=1e-4, atol=1e-5, msg=key)
+
+
+def test_cached_teacher_logits_refuse_intermediate_matches(setup):
+    with pytest.raises(ValueError, match="--cache_teacher_logits"):
+        main.run(cache_run_options(setup, setup["root"] / "refused", "--cache_teacher_logits",
+                                   "--matches", str(setup["matches"])))
