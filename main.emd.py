@@ -14,7 +14,8 @@ def build_emd_distiller(args, train_config, teachers, student, matches):
     if matches:
         raise ValueError("main.emd.py finds its own layer mapping: drop --matches")
     return EMDDistiller(train_config, main.distillation_config(args), teachers[0], student,
-                        BertForGLUESimpleAdaptor, BertForGLUESimpleAdaptor)
+                        BertForGLUESimpleAdaptor, BertForGLUESimpleAdaptor,
+                        emd_weight=args.intermediate_weight)
 
 
 if __name__ == "__main__":

@@ -31,11 +31,13 @@ from model_config import parse_model_config
 from modeling import BertForGLUESimpleAdaptor, build_model
 from options import parse_args
 from predict import evaluate, record_results
+from student_init import init_student_from_teacher
 from utils_glue import processors
 
 logger = logging.getLogger("main")
 
 DEV_TASKS = ("mnli", "mnli-mm")  # dev_matched.tsv and dev_mismatched.tsv
+INIT_SAMPLE = 256  # training examples whose teacher hidden states give --init_student_from_teacher its directions
 
 
 class FeatureDataset(torch.utils.data.Dataset):
@@ -60,10 +62,12 @@ class FeatureDataset(torch.utils.data.Dataset):
         return batch
 
 
-def batch_loader(features, batch_size, shuffle, seed=0, num_replicas=1, rank=0, with_index=False):
+def batch_loader(features, batch_size, shuffle, seed=0, num_replicas=1, rank=0, with_index=False,
+                 num_workers=0):
     """Batches of batch_size examples; when shuffling, process `rank` of num_replicas gets every
     num_replicas-th example of the epoch's permutation, so the processes' k-th batches together
-    hold the examples a single process would see in its k-th batch of num_replicas * batch_size."""
+    hold the examples a single process would see in its k-th batch of num_replicas * batch_size.
+    num_workers > 0 slices the batches in worker processes, ahead of the training step."""
     dataset = FeatureDataset(features, with_index)
     if shuffle:
         # The order of epoch e depends on (seed, e) alone: the distiller calls set_epoch, so a
@@ -74,8 +78,16 @@ def batch_loader(features, batch_size, shuffle, seed=0, num_replicas=1, rank=0, 
         order = SequentialSampler(dataset)
     sampler = BatchSampler(order, batch_size=batch_size, drop_last=False)
     # batch_size=None: each item the sampler yields is already a whole batch of indices.
-    return DataLoader(dataset, sampler=sampler, batch_size=None,
-                      pin_memory=torch.cuda.is_available())
+    return DataLoader(dataset, sampler=sampler, batch_size=None, num_workers=num_workers,
+                      persistent_workers=num_workers > 0, pin_memory=torch.cuda.is_available())
+
+
+def loader_workers(args, device):
+    """--num_workers, or by default 2 on a GPU (batches ready while it computes), 0 on CPUs
+    (where a worker would take a core from the model)."""
+    if args.num_workers is not None:
+        return args.num_workers
+    return 2 if torch.device(device).type == "cuda" else 0
 
 
 def set_seed(seed):
@@ -154,6 +166,8 @@ def training_config(args, device, data_parallel=False):
 
 def distillation_config(args, intermediate_matches=None):
     return DistillationConfig(temperature=args.temperature,
+                              hard_label_weight=args.hard_label_weight,
+                              kd_loss_weight=args.kd_loss_weight,
                               intermediate_matches=intermediate_matches,
                               is_caching_logits=args.cache_teacher_logits)
 
@@ -178,6 +192,8 @@ def build_distiller(args, train_config, teachers, student, matches):
         teacher = teachers[0]
         fitted = fit_matches(matches, student.config.hidden_size, teacher.config.hidden_size,
                              student.config.num_hidden_layers, teacher.config.num_hidden_layers)
+        for match in fitted:
+            match["weight"] = match.get("weight", 1) * args.intermediate_weight
         return GeneralDistiller(train_config, distillation_config(args, fitted),
                                 teacher, student, adaptor, adaptor)
     if matches:
@@ -234,7 +250,8 @@ def _run(args, build_distiller, rank, world_size, device):
     per_step_batch = args.train_batch_size // (args.gradient_accumulation_steps * world_size)
     train_loader = batch_loader(train_features, per_step_batch, shuffle=True, seed=args.random_seed,
                                 num_replicas=world_size, rank=rank,
-                                with_index=args.cache_teacher_logits)
+                                with_index=args.cache_teacher_logits,
+                                num_workers=loader_workers(args, device))
 
     distilling = bool(setup.enabled_teachers)
     needs_attention = uses_attention(matches)
@@ -244,6 +261,19 @@ def _run(args, build_distiller, rank, world_size, device):
     student = build_model(student_entry, len(label_list), "student",
                           output_hidden_states=distilling,
                           output_attentions=needs_attention).to(device)
+
+    if args.init_student_from_teacher:
+        if not teachers:
+            raise ValueError("--init_student_from_teacher needs a teacher, but the model config "
+                             "enables none")
+        if student_entry.checkpoint:
+            raise ValueError(f"{setup.source}: --init_student_from_teacher (recipe {args.recipe}) "
+                             f"would replace the student's checkpoint {student_entry.checkpoint}; "
+                             "set student.checkpoint to null, or use --recipe published")
+        # A fresh run only: a resumed one gets the student's weights from its resume state.
+        sample = {key: tensor[:INIT_SAMPLE].to(device) for key, tensor in train_features.items()
+                  if key != "labels"}
+        init_student_from_teacher(student, teachers[0], sample)
 
     steps_per_epoch = len(train_loader) // args.gradient_accumulation_steps
     total_steps = max(1, math.ceil(steps_per_epoch * args.num_train_epochs))

@@ -1,6 +1,8 @@
 """Command-line options of main.py and main.emd.py, declared once and checked up front."""
 import argparse
 
+from recipes import RECIPES
+
 
 def build_parser():
     parser = argparse.ArgumentParser(
@@ -35,6 +37,8 @@ def build_parser():
     add("--fp16", action="store_true",
         help="fp16 autocast with a GradScaler on CUDA; on a CPU it runs in float32 with a warning.")
     add("--bf16", action="store_true", help="bf16 autocast (on CPUs without native bf16 it is slow).")
+    add("--num_workers", type=int, default=None,
+        help="Worker processes preparing training batches (default: 2 on a GPU, 0 on CPUs).")
     add("--PRINT_EVERY", type=int, default=200, help="Log the losses every this many optimizer steps.")
     add("--ckpt_frequency", type=int, default=1, help="Checkpoints (and evaluations) per epoch.")
     add("--resume", action="store_true",
@@ -42,10 +46,21 @@ def build_parser():
     add("--keep_resume_states", type=int, default=2,
         help="How many resume states (saved beside the checkpoints) to keep.")
     # Distillation
+    add("--recipe", choices=sorted(RECIPES), default="published",
+        help="A named set of the distillation options below (see recipes.py); options given "
+             "on the command line override it.")
     add("--temperature", type=float, default=8.0, help="Temperature of the KD loss on the logits.")
     add("--cache_teacher_logits", action="store_true",
         help="Compute each training example's teacher logits once (first epoch) and reuse them, "
              "keyed by example index; for distillation on logits alone.")
+    add("--hard_label_weight", type=float, default=0.0,
+        help="Weight of the cross-entropy on the gold labels, beside the KD term.")
+    add("--kd_loss_weight", type=float, default=1.0, help="Weight of the KD term on the logits.")
+    add("--intermediate_weight", type=float, default=1.0,
+        help="Multiplies the weight of every intermediate match (and of EMD's hidden-state term).")
+    add("--init_student_from_teacher", action="store_true",
+        help="Start the student from the (first) teacher's weights, projected onto the student's "
+             "sizes (see student_init.py).")
     add("--matches", nargs="*", default=[],
         help="Intermediate-match presets (see matches.py), or the path of a JSON list of matches.")
     return parser
@@ -53,6 +68,9 @@ def build_parser():
 
 def parse_args(argv=None):
     parser = build_parser()
+    # The recipe first: its values become the defaults, so explicit options still win.
+    recipe, _ = parser.parse_known_args(argv)
+    parser.set_defaults(**RECIPES[recipe.recipe])
     args = parser.parse_args(argv)
     problems = check_args(args)
     if problems:
@@ -73,6 +91,8 @@ def check_args(args):
     if args.train_batch_size % max(args.gradient_accumulation_steps, 1):
         problems.append(f"--train_batch_size {args.train_batch_size} is not divisible by "
                         f"--gradient_accumulation_steps {args.gradient_accumulation_steps}")
+    if args.num_workers is not None and args.num_workers < 0:
+        problems.append(f"--num_workers must be at least 0, got {args.num_workers}")
     if args.num_train_epochs <= 0:
         problems.append(f"--num_train_epochs must be positive, got {args.num_train_epochs}")
     if args.learning_rate <= 0:

@@ -11,15 +11,18 @@ here=$(cd "$(dirname "$0")" && pwd)
 : "${model_config_json_file:=DistillMultiBert.json}"  # set each teacher's checkpoint there
 : "${accu:=1}"
 : "${ep:=10}"
-: "${lr:=2e-5}"
-: "${temperature:=8}"
+: "${recipe:=published}"  # published: the original recipe; recommended: see recipes.py
+if [[ $recipe == published ]]; then  # another recipe brings its own, unless set here
+    : "${lr:=2e-5}"
+    : "${temperature:=8}"
+fi
 : "${batch_size:=32}"
 : "${length:=128}"
 : "${torch_seed:=9580}"
 : "${PYTHON:=python}"
 
 [[ "$model_config_json_file" == */* ]] || model_config_json_file="${here}/jsons/${model_config_json_file}"
-: "${OUTPUT_DIR:=${OUTPUT_ROOT_DIR}/mnli_t${temperature}_multiteacher_lr${lr}_e${ep}_bs${batch_size}}"  # this run's folder
+: "${OUTPUT_DIR:=${OUTPUT_ROOT_DIR}/mnli_${recipe}${temperature:+_t$temperature}_multiteacher${lr:+_lr$lr}_e${ep}_bs${batch_size}}"  # this run's folder
 mkdir -p "$OUTPUT_DIR"
 cp "$model_config_json_file" "${OUTPUT_DIR}/$(basename "$model_config_json_file").run"
 
@@ -33,9 +36,8 @@ cp "$model_config_json_file" "${OUTPUT_DIR}/$(basename "$model_config_json_file"
     --train_batch_size "$batch_size" \
     --gradient_accumulation_steps "$accu" \
     --num_train_epochs "$ep" \
-    --learning_rate "$lr" \
     --random_seed "$torch_seed" \
-    --temperature "$temperature" \
+    --recipe "$recipe" ${lr:+--learning_rate "$lr"} ${temperature:+--temperature "$temperature"} \
     --ckpt_frequency 1 \
     --fp16 \
     "$@"

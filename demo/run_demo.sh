@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole example on a synthetic MNLI-layout corpus, on any machine, with nothing to download:
-# train two small teachers and a student alone, then distill (T4-tiny with matches, BERT-EMD,
-# multi-teacher) with the four scripts of the repository, and print the results table.
+# train two small teachers with run_mnli_train.sh, then compare_recipes.sh trains the student
+# alone and distills it (published and recommended recipes, BERT-EMD, multi-teacher) with the
+# repository's scripts, and prints the results table.
 #
 #   bash demo/run_demo.sh            # DEMO_DIR defaults to ./demo_output
 #
@@ -19,7 +20,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 : "${teacher_lr:=2e-4}"
 : "${student_ep:=2}"
 : "${student_lr:=2e-4}"
-: "${temperature:=8}"
+: "${runs:=alone alone_recipe_lr published recommended emd multiteacher}"  # rows (see compare_recipes.sh)
 : "${PYTHON:=python}"
 
 export DEMO_DIR=$(mkdir -p "$DEMO_DIR" && cd "$DEMO_DIR" && pwd)
@@ -30,36 +31,24 @@ final_checkpoint() {  # the checkpoint of the last step of a run
     ls "$1"/gs*.pkl | sort -V | tail -n 1
 }
 
-run() {  # run NAME SCRIPT [VAR=VALUE ...]: one script into $OUTPUT_ROOT_DIR/NAME, timed
-    local name=$1 script=$2
-    shift 2
-    echo "=== ${name}: ${script} $*"
+teacher() {  # teacher NAME JSON SEED: train one teacher with run_mnli_train.sh, timed
+    echo "=== ${1}: run_mnli_train.sh ($2)"
     local start=$SECONDS
-    env "$@" OUTPUT_DIR="$OUTPUT_ROOT_DIR/$name" bash "$here/$script" --PRINT_EVERY 100 \
-        > "$DEMO_DIR/$name.log" 2>&1 || { tail -n 20 "$DEMO_DIR/$name.log"; exit 1; }
-    echo $((SECONDS - start)) > "$OUTPUT_ROOT_DIR/$name/seconds.txt"
-    grep "Acc:" "$OUTPUT_ROOT_DIR/$name/eval_results.txt" | tail -n 1
+    env OUTPUT_DIR="$OUTPUT_ROOT_DIR/$1" model_config_json_file="$2" torch_seed="$3" \
+        ep="$teacher_ep" lr="$teacher_lr" bash "$here/run_mnli_train.sh" --PRINT_EVERY 100 \
+        > "$OUTPUT_ROOT_DIR/$1.log" 2>&1 || { tail -n 20 "$OUTPUT_ROOT_DIR/$1.log"; exit 1; }
+    echo $((SECONDS - start)) > "$OUTPUT_ROOT_DIR/$1/seconds.txt"
+    grep "Acc:" "$OUTPUT_ROOT_DIR/$1/eval_results.txt" | tail -n 1
 }
 
 "$PYTHON" "$here/demo/make_demo_data.py" --output_dir "$DEMO_DIR" --n_train "$n_train" --n_dev "$n_dev"
+mkdir -p "$OUTPUT_ROOT_DIR"
+teacher teacher demo_teacher.json 9580
+teacher teacher2 demo_teacher2.json 1234
 
-run teacher run_mnli_train.sh model_config_json_file=demo_teacher.json ep=$teacher_ep lr=$teacher_lr
-run teacher2 run_mnli_train.sh model_config_json_file=demo_teacher2.json ep=$teacher_ep lr=$teacher_lr torch_seed=1234
-run student_alone run_mnli_train.sh model_config_json_file=demo_student_alone.json ep=$student_ep lr=$student_lr
-
-export DEMO_TEACHER_CKPT=$(final_checkpoint "$OUTPUT_ROOT_DIR/teacher")
-export DEMO_TEACHER2_CKPT=$(final_checkpoint "$OUTPUT_ROOT_DIR/teacher2")
-run t4tiny run_mnli_distill_T4tiny.sh model_config_json_file=demo_distill_tiny.json \
-    ep=$student_ep lr=$student_lr temperature=$temperature matches="$here/jsons/demo_matches.json"
-run t4tiny_emd run_mnli_distill_T4tiny_emd.sh model_config_json_file=demo_distill_tiny.json \
-    ep=$student_ep lr=$student_lr temperature=$temperature
-run multiteacher run_mnli_distill_multiteacher.sh model_config_json_file=demo_distill_multi.json \
-    ep=$student_ep lr=$student_lr temperature=$temperature
-
-echo
-"$PYTHON" "$here/demo/report.py" --json "$DEMO_DIR/results.json" \
-    "Teacher=$OUTPUT_ROOT_DIR/teacher" "Teacher 2=$OUTPUT_ROOT_DIR/teacher2" \
-    "T4-tiny alone (hard labels)=$OUTPUT_ROOT_DIR/student_alone" \
-    "T4-tiny distilled (matches)=$OUTPUT_ROOT_DIR/t4tiny" \
-    "T4-tiny BERT-EMD=$OUTPUT_ROOT_DIR/t4tiny_emd" \
-    "T4-tiny multi-teacher=$OUTPUT_ROOT_DIR/multiteacher" | tee "$DEMO_DIR/results.md"
+# The students: alone, distilled with each recipe, EMD and multi-teacher, and the table.
+TEACHER_CKPT=$(final_checkpoint "$OUTPUT_ROOT_DIR/teacher") \
+TEACHER_CKPT_2=$(final_checkpoint "$OUTPUT_ROOT_DIR/teacher2") \
+ep=$student_ep lr=$student_lr runs=$runs matches="$here/jsons/matches_L4t_from_6_layers.json" \
+alone_json=demo_student_alone.json tiny_json=demo_distill_tiny.json multi_json=demo_distill_multi.json \
+    bash "$here/compare_recipes.sh"

@@ -11,6 +11,8 @@ import torch
 
 import main
 from conftest import write_bert_config, write_tiny_mnli, write_vocab
+from recipes import RECIPES
+from student_init import init_student_from_teacher
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULT_LINE = re.compile(r"^step: (\d+) Acc:mnli=0\.\d{5} mnli-mm=0\.\d{5} All=0\.\d{5}$")
@@ -158,3 +160,64 @@ def test_matches_without_a_teacher_is_an_error(files, tmp_path):
                             {"teachers": [], "student": entry(files, "student_config")})
     with pytest.raises(ValueError, match="--matches needs a teacher"):
         main.run(args(files, tmp_path / "out", model_json, "--matches", "L3_hidden_mse"))
+
+
+def test_worker_processes_load_the_same_batches(files, teacher_checkpoint, tmp_path):
+    model_json = distill_json(files, teacher_checkpoint, "w.json")
+    states = []
+    for workers in ("0", "2"):
+        output_dir = tmp_path / f"workers{workers}"
+        main.run(args(files, output_dir, model_json, "--num_workers", workers))
+        states.append(torch.load(output_dir / "gs8.pkl", weights_only=True))
+    for key, value in states[0].items():
+        assert torch.equal(states[1][key], value), key
+
+
+def test_recommended_recipe_starts_from_the_teacher(files, teacher_checkpoint, tmp_path, monkeypatch):
+    calls = []
+
+    def recording_init(student, teacher, sample):
+        calls.append((student, teacher, sample))
+        return init_student_from_teacher(student, teacher, sample)
+
+    monkeypatch.setattr(main, "init_student_from_teacher", recording_init)
+    seen = {}
+
+    def build(args_, train_config, teachers, student, matches):
+        seen["models"] = (student, teachers[0])
+        seen["distiller"] = main.build_distiller(args_, train_config, teachers, student, matches)
+        return seen["distiller"]
+
+    matches = write_json(tmp_path / "matches.json", [
+        {"layer_S": s, "layer_T": t, "feature": "hidden", "loss": "hidden_mse", "weight": 1}
+        for s, t in ((0, 0), (1, 2), (2, 4))])
+    output_dir = tmp_path / "recommended"
+    main.run(args(files, output_dir, distill_json(files, teacher_checkpoint, "r.json"),
+                  "--recipe", "recommended", "--matches", matches), build_distiller=build)
+    assert RECIPES["recommended"]["init_student_from_teacher"]
+    [(student, teacher, sample)] = calls
+    assert (student, teacher) == seen["models"]
+    assert sample["input_ids"].shape == (64, 24)  # every one of the 64 training examples
+    config = seen["distiller"].d_config
+    for key in ("temperature", "hard_label_weight", "kd_loss_weight"):
+        assert getattr(config, key) == RECIPES["recommended"].get(key, getattr(config, key))
+    weight = RECIPES["recommended"].get("intermediate_weight", 1.0)
+    assert [match.weight for match in config.intermediate_matches] == [weight] * 3
+    logged = [json.loads(line) for line in open(output_dir / "metrics.jsonl")]
+    assert "unweighted_hard_label_loss" in logged[-1]
+
+
+def test_embedding_init_needs_a_teacher(files, tmp_path):
+    model_json = write_json(tmp_path / "alone.json",
+                            {"teachers": [], "student": entry(files, "student_config")})
+    with pytest.raises(ValueError, match="--init_student_from_teacher needs a teacher"):
+        main.run(args(files, tmp_path / "out", model_json, "--init_student_from_teacher"))
+
+
+def test_teacher_init_refuses_to_overwrite_a_student_checkpoint(files, teacher_checkpoint, tmp_path):
+    student = entry(files, "teacher_config", str(teacher_checkpoint / "gs8.pkl"))
+    teacher = entry(files, "teacher_config", str(teacher_checkpoint / "gs8.pkl"))
+    model_json = write_json(tmp_path / "pretrained_student.json", {"teachers": [teacher], "student": student})
+    with pytest.raises(ValueError, match="would replace the student's checkpoint"):
+        main.run(args(files, tmp_path / "out", model_json, "--recipe", "recommended"))
+    assert not (tmp_path / "out").exists()

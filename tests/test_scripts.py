@@ -4,6 +4,7 @@ BERT_DIR holds a tiny 12-layer "pre-trained BERT" saved the way transformers sav
 (config.json, model.safetensors, vocab.txt), so the scripts run exactly as a user runs them
 with bert-base-uncased, only smaller and shorter, through their environment overrides.
 """
+import json
 import os
 import re
 import subprocess
@@ -97,3 +98,40 @@ def test_a_failing_run_stops_the_script(env, tmp_path):
                             capture_output=True, text=True)
     assert result.returncode != 0
     assert "missing.pkl" in result.stderr
+
+
+def test_compare_recipes_runs_every_row_and_prints_the_table(env, teacher_checkpoint, tmp_path):
+    # A student the recommended recipe can start from the tiny teacher: same heads, narrower.
+    student_config = tmp_path / "student_config.json"
+    config = BertConfig(vocab_size=len(SPECIAL_TOKENS) + len(WORDS), hidden_size=16,
+                        num_hidden_layers=4, num_attention_heads=2, intermediate_size=32,
+                        max_position_embeddings=64)
+    student_config.write_text(config.to_json_string())
+    model = {"model_type": "bert", "prefix": "bert", "vocab_file": "${BERT_DIR}/vocab.txt",
+             "tokenizer_kwargs": {"do_lower_case": True}}
+    teacher = dict(model, config_file="${BERT_DIR}/config.json", checkpoint="${TEACHER_CKPT}")
+    student = dict(model, config_file=str(student_config), checkpoint=None)
+    jsons = {}
+    for name, teachers in (("alone", []), ("tiny", [teacher]),
+                           ("multi", [teacher, dict(teacher, checkpoint="${TEACHER_CKPT_2}")])):
+        jsons[f"{name}_json"] = str(tmp_path / f"{name}.json")
+        (tmp_path / f"{name}.json").write_text(json.dumps({"teachers": teachers, "student": student}))
+    output_root = tmp_path / "compare"
+    result = subprocess.run(
+        ["bash", os.path.join(REPO, "compare_recipes.sh")],
+        env=dict(env, OUTPUT_ROOT_DIR=str(output_root), TEACHER_CKPT=teacher_checkpoint,
+                 TEACHER_CKPT_2=teacher_checkpoint, n_train="16", **jsons),
+        capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    rows = json.loads((output_root / "results.json").read_text())
+    assert [row["model"] for row in rows] == [
+        "Teacher", "Student alone (hard labels), lr 1e-4", "Student alone (hard labels), lr 0.0005",
+        "Published recipe, lr 1e-4", "Recommended recipe, lr 0.0005", "BERT-EMD (recommended)",
+        "Multi-teacher (recommended)"]
+    assert all(0 <= row["mnli"] <= 1 and row["seconds"] is not None for row in rows[1:])
+    table = (output_root / "results.md").read_text().splitlines()
+    assert sum(line.startswith("| ") for line in table) == len(rows) + 1  # the header and the rows
+    # n_train=16: one epoch of 16 pairs at batch 16 is one step, in every student run.
+    assert all(row["step"] == 1 for row in rows[1:])
+    with open(output_root / "recommended.log") as f:
+        assert "initialised from the teacher" in f.read()

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Compare distillation recipes on one dataset and one teacher: the student trained alone, the
+# published recipe, the recommended recipe, BERT-EMD and multi-teacher, all with the same epochs,
+# learning rate, batch and length. Prints a table of dev accuracy and wall time (Markdown, and
+# JSON in $OUTPUT_ROOT_DIR/results.json).
+#
+#   DATA_ROOT_DIR=data BERT_DIR=bert TEACHER_CKPT=teacher/gs747.pkl [TEACHER_CKPT_2=...] \
+#       bash compare_recipes.sh
+#
+# BERT_DIR holds the teacher's vocab.txt and config.json; TEACHER_CKPT is the fine-tuned teacher
+# (run_mnli_train.sh writes it; the table's teacher row is read from the folder holding it).
+# Multi-teacher runs only when TEACHER_CKPT_2 is set. Shorter runs: `ep=1`, `n_train=2000`.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+
+: "${DATA_ROOT_DIR:?set DATA_ROOT_DIR: the folder holding MNLI/train.tsv and the dev files}"
+: "${TEACHER_CKPT:?set TEACHER_CKPT: the fine-tuned teacher checkpoint}"
+: "${OUTPUT_ROOT_DIR:=compare-output}"
+: "${ep:=3}"
+: "${lr:=1e-4}"             # of the student alone and the published recipe (the others: their recipe's)
+: "${batch_size:=32}"
+: "${length:=64}"
+: "${torch_seed:=9580}"
+: "${n_train:=0}"          # train on the first n_train pairs of train.tsv only (0: all of them)
+: "${runs:=alone alone_recipe_lr published recommended emd multiteacher}"  # rows, in this order
+: "${matches:=L4t_hidden_mse L4_hidden_smmd}"  # the published recipe's matches (presets or a JSON file)
+: "${emd_recipe:=recommended}"    # the recipe of the EMD and multi-teacher rows
+: "${multi_recipe:=recommended}"
+: "${alone_json:=TrainTinyAlone.json}"          # the JSON configs (in jsons/, or paths)
+: "${tiny_json:=DistillBertToTiny.json}"
+: "${multi_json:=DistillMultiBertToTiny.json}"
+: "${PYTHON:=python}"
+export TEACHER_CKPT TEACHER_CKPT_2 PYTHON
+
+mkdir -p "$OUTPUT_ROOT_DIR"
+OUTPUT_ROOT_DIR=$(cd "$OUTPUT_ROOT_DIR" && pwd)
+data=$DATA_ROOT_DIR
+if (( n_train > 0 )); then  # a subset: the header and the first n_train rows; the dev files as they are
+    data=$OUTPUT_ROOT_DIR/data_first${n_train}
+    mkdir -p "$data/MNLI"
+    head -n $((n_train + 1)) "$DATA_ROOT_DIR/MNLI/train.tsv" > "$data/MNLI/train.tsv"
+    for dev in dev_matched.tsv dev_mismatched.tsv; do
+        ln -sf "$(cd "$DATA_ROOT_DIR/MNLI" && pwd)/$dev" "$data/MNLI/$dev"
+    done
+fi
+
+rows=()
+teacher_dir=$(dirname "$TEACHER_CKPT")
+[[ -f "$teacher_dir/eval_results.jsonl" ]] && rows+=("Teacher=$teacher_dir")
+
+run() {  # run NAME "TABLE ROW" SCRIPT [VAR=VALUE ...]: one script into $OUTPUT_ROOT_DIR/NAME, timed
+    local name=$1 row=$2 script=$3
+    shift 3
+    echo "=== ${row}: ${script} $*"
+    local start=$SECONDS
+    env -u lr -u temperature -u recipe "$@" DATA_ROOT_DIR="$data" OUTPUT_DIR="$OUTPUT_ROOT_DIR/$name" ep="$ep" \
+        batch_size="$batch_size" length="$length" torch_seed="$torch_seed" \
+        bash "$here/$script" --PRINT_EVERY 100 \
+        > "$OUTPUT_ROOT_DIR/$name.log" 2>&1 || { tail -n 20 "$OUTPUT_ROOT_DIR/$name.log"; exit 1; }
+    echo $((SECONDS - start)) > "$OUTPUT_ROOT_DIR/$name/seconds.txt"
+    grep "Acc:" "$OUTPUT_ROOT_DIR/$name/eval_results.txt" | tail -n 1
+    rows+=("$row=$OUTPUT_ROOT_DIR/$name")
+}
+
+recipe_lr=$("$PYTHON" "$here/recipes.py" recommended learning_rate)
+for which in $runs; do
+    case $which in
+        alone) run alone "Student alone (hard labels), lr $lr" run_mnli_train.sh \
+                   model_config_json_file="$alone_json" lr="$lr" ;;
+        alone_recipe_lr) run alone_recipe_lr "Student alone (hard labels), lr $recipe_lr" run_mnli_train.sh \
+                             model_config_json_file="$alone_json" lr="$recipe_lr" ;;
+        published) run published "Published recipe, lr $lr" run_mnli_distill_T4tiny.sh \
+                       model_config_json_file="$tiny_json" recipe=published lr="$lr" matches="$matches" ;;
+        recommended) run recommended "Recommended recipe, lr $recipe_lr" run_mnli_distill_T4tiny.sh \
+                         model_config_json_file="$tiny_json" recipe=recommended matches="$matches" ;;
+        emd) run emd "BERT-EMD ($emd_recipe)" run_mnli_distill_T4tiny_emd.sh \
+                 model_config_json_file="$tiny_json" recipe="$emd_recipe" ;;
+        multiteacher)
+            if [[ -z "${TEACHER_CKPT_2:-}" ]]; then echo "=== multi-teacher skipped: TEACHER_CKPT_2 is not set"; continue; fi
+            run multiteacher "Multi-teacher ($multi_recipe)" run_mnli_distill_multiteacher.sh \
+                model_config_json_file="$multi_json" recipe="$multi_recipe" ;;
+        *) echo "unknown run '$which' in runs (expected: alone alone_recipe_lr published recommended emd multiteacher)" >&2; exit 1 ;;
+    esac
+done
+
+echo
+"$PYTHON" "$here/report.py" --json "$OUTPUT_ROOT_DIR/results.json" "${rows[@]}" | tee "$OUTPUT_ROOT_DIR/results.md"
