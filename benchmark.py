@@ -176,8 +176,9 @@ class Setup:
     def student(self, hidden_states):
         return self.model(self.student_config, hidden_states, seed=0)
 
-    def loader(self):
-        return main.batch_loader(self.features, self.args.batch, shuffle=True, seed=self.args.seed)
+    def loader(self, with_index=False):
+        return main.batch_loader(self.features, self.args.batch, shuffle=True, seed=self.args.seed,
+                                 with_index=with_index)
 
     def train_config(self, name):
         return TrainingConfig(output_dir=os.path.join(self.workdir, name), device=self.device,
@@ -214,11 +215,11 @@ class BareStep:
 class DistillerStep:
     """num_steps optimizer steps of a distiller's own train() loop."""
 
-    def __init__(self, setup, distiller):
+    def __init__(self, setup, distiller, with_index=False):
         self.distiller = distiller
         self.distiller.print_freq = 10**9  # one log line, at the last step
         self.optimizer = main.build_optimizer(distiller.model_S, 1e-4, 0.01)
-        self.loader = setup.loader()
+        self.loader = setup.loader(with_index)  # with_index: the logit cache is keyed by example
 
     def run(self, num_steps):
         self.distiller.train(self.optimizer, self.loader, num_steps=num_steps)
@@ -249,7 +250,7 @@ def build_steps(setup):
             "EMDDistiller": DistillerStep(setup, emd),
             "MultiTeacherDistiller, 2 teachers": DistillerStep(setup, multi(False)),
             "MultiTeacherDistiller, 2 teachers, cached logits (epoch >= 2)":
-                DistillerStep(setup, multi(True))}
+                DistillerStep(setup, multi(True), with_index=True)}
 
 
 def synchronize(device):
