@@ -10,6 +10,8 @@
 # BERT_DIR holds the teacher's vocab.txt and config.json; TEACHER_CKPT is the fine-tuned teacher
 # (run_mnli_train.sh writes it; the table's teacher row is read from the folder holding it).
 # Multi-teacher runs only when TEACHER_CKPT_2 is set. Shorter runs: `ep=1`, `n_train=2000`.
+# `parallel=2` runs two rows at once with half the cores each: on CPUs this finishes sooner,
+# because one small model does not keep several cores busy.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 
@@ -29,6 +31,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 : "${alone_json:=TrainTinyAlone.json}"          # the JSON configs (in jsons/, or paths)
 : "${tiny_json:=DistillBertToTiny.json}"
 : "${multi_json:=DistillMultiBertToTiny.json}"
+: "${parallel:=1}"        # rows run at the same time
 : "${PYTHON:=python}"
 export TEACHER_CKPT TEACHER_CKPT_2 PYTHON
 
@@ -47,21 +50,41 @@ fi
 rows=()
 teacher_dir=$(dirname "$TEACHER_CKPT")
 [[ -f "$teacher_dir/eval_results.jsonl" ]] && rows+=("Teacher=$teacher_dir")
+if [[ -n "${TEACHER_CKPT_2:-}" && -f "$(dirname "$TEACHER_CKPT_2")/eval_results.jsonl" ]]; then
+    rows+=("Teacher 2=$(dirname "$TEACHER_CKPT_2")")
+fi
 
-run() {  # run NAME "TABLE ROW" SCRIPT [VAR=VALUE ...]: one script into $OUTPUT_ROOT_DIR/NAME, timed
-    local name=$1 row=$2 script=$3
-    shift 3
-    echo "=== ${row}: ${script} $*"
+run_row() {  # run_row NAME SCRIPT [VAR=VALUE ...]: one script into $OUTPUT_ROOT_DIR/NAME, timed
+    local name=$1 script=$2
+    shift 2
     local start=$SECONDS
+    rm -f "$OUTPUT_ROOT_DIR/$name/seconds.txt"  # written last: the row's mark of success
     env -u lr -u temperature -u recipe "$@" DATA_ROOT_DIR="$data" OUTPUT_DIR="$OUTPUT_ROOT_DIR/$name" ep="$ep" \
         batch_size="$batch_size" length="$length" torch_seed="$torch_seed" \
         bash "$here/$script" --PRINT_EVERY 100 \
-        > "$OUTPUT_ROOT_DIR/$name.log" 2>&1 || { tail -n 20 "$OUTPUT_ROOT_DIR/$name.log"; exit 1; }
+        > "$OUTPUT_ROOT_DIR/$name.log" 2>&1 || { echo "=== $name failed:"; tail -n 20 "$OUTPUT_ROOT_DIR/$name.log"; return 1; }
     echo $((SECONDS - start)) > "$OUTPUT_ROOT_DIR/$name/seconds.txt"
-    grep "Acc:" "$OUTPUT_ROOT_DIR/$name/eval_results.txt" | tail -n 1
-    rows+=("$row=$OUTPUT_ROOT_DIR/$name")
+    echo "=== $name: $(grep "Acc:" "$OUTPUT_ROOT_DIR/$name/eval_results.txt" | tail -n 1)"
 }
 
+names=()
+run() {  # run NAME "TABLE ROW" SCRIPT [VAR=VALUE ...]
+    local name=$1 row=$2
+    shift 2
+    rows+=("$row=$OUTPUT_ROOT_DIR/$name")
+    names+=("$name")
+    if (( parallel > 1 )); then
+        while (( $(jobs -rp | wc -l) >= parallel )); do sleep 1; done  # (bash 3.2 has no wait -n)
+        echo "=== ${row}: $*"
+        OMP_NUM_THREADS=$threads_per_row run_row "$name" "$@" &
+    else
+        echo "=== ${row}: $*"
+        run_row "$name" "$@"
+    fi
+}
+
+cores=$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1)
+threads_per_row=$(( cores / parallel > 0 ? cores / parallel : 1 ))
 recipe_lr=$("$PYTHON" "$here/recipes.py" recommended learning_rate)
 for which in $runs; do
     case $which in
@@ -83,5 +106,9 @@ for which in $runs; do
     esac
 done
 
+wait  # for the rows still running
+for name in "${names[@]}"; do
+    [[ -f "$OUTPUT_ROOT_DIR/$name/seconds.txt" ]] || { echo "row '$name' failed: see $OUTPUT_ROOT_DIR/$name.log" >&2; exit 1; }
+done
 echo
 "$PYTHON" "$here/report.py" --json "$OUTPUT_ROOT_DIR/results.json" "${rows[@]}" | tee "$OUTPUT_ROOT_DIR/results.md"

@@ -57,6 +57,12 @@ class FeatureDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, indices):
         batch = {key: tensor[indices] for key, tensor in self.features.items()}
+        # Cut the padding all the batch's examples share (features are padded on the right):
+        # masked positions change no output, and every layer's cost grows with the length.
+        longest = int(batch["attention_mask"].sum(dim=1).max())
+        for key, tensor in batch.items():
+            if tensor.dim() == 2:
+                batch[key] = tensor[:, :longest]
         if self.with_index:
             batch[EXAMPLE_INDEX_KEY] = torch.as_tensor(indices, dtype=torch.long)
         return batch

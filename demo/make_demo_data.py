@@ -39,8 +39,7 @@ TRAIN_HEADER = ["index", "promptID", "pairID", "genre", "sentence1_binary_parse"
                 "sentence2_binary_parse", "sentence1_parse", "sentence2_parse",
                 "sentence1", "sentence2", "label1", "gold_label"]
 DEV_HEADER = TRAIN_HEADER[:11] + ["label2", "label3", "label4", "label5", "gold_label"]
-DEMO_CONFIGS = ("demo_bert_config_teacher.json", "demo_bert_config_teacher2.json",
-                "demo_bert_config_student.json")
+DEMO_CONFIGS = ("demo_bert_config_teacher.json", "demo_bert_config_student.json")
 
 TRAIN_NOISE = 0.09        # share of train labels replaced by another label
 ANNOTATOR_ERROR = 0.10    # chance that one simulated dev annotator picks a wrong label

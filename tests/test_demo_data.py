@@ -190,11 +190,10 @@ def test_demo_configs_fit_the_vocabulary_and_the_brief(corpus_dir):
     assert (student["num_hidden_layers"], student["hidden_size"], student["num_attention_heads"],
             student["intermediate_size"], student["max_position_embeddings"]) == (4, 128, 8, 512, 128)
     assert student["hidden_dropout_prob"] == student["attention_probs_dropout_prob"] == 0.1
-    teacher, teacher2 = configs["demo_bert_config_teacher.json"], configs["demo_bert_config_teacher2.json"]
-    assert teacher != teacher2
-    for config in (teacher, teacher2):
-        assert config["num_attention_heads"] == student["num_attention_heads"]
-        assert config["hidden_size"] > student["hidden_size"]
+    teacher = configs["demo_bert_config_teacher.json"]
+    assert teacher["num_attention_heads"] == student["num_attention_heads"]
+    assert teacher["hidden_size"] > student["hidden_size"]
+    assert teacher["num_hidden_layers"] >= student["num_hidden_layers"]
 
 
 def test_config_check_names_the_file_and_the_size_needed(tmp_path):

@@ -221,3 +221,26 @@ def test_teacher_init_refuses_to_overwrite_a_student_checkpoint(files, teacher_c
     with pytest.raises(ValueError, match="would replace the student's checkpoint"):
         main.run(args(files, tmp_path / "out", model_json, "--recipe", "recommended"))
     assert not (tmp_path / "out").exists()
+
+
+def test_batches_drop_the_padding_their_examples_share():
+    from transformers import BertConfig, BertForSequenceClassification
+    lengths = [3, 7, 5, 2, 6, 4]
+    mask = torch.zeros(len(lengths), 12, dtype=torch.long)
+    for row, length in enumerate(lengths):
+        mask[row, :length] = 1
+    features = {"input_ids": torch.randint(5, 40, mask.shape) * mask, "attention_mask": mask,
+                "token_type_ids": torch.zeros_like(mask), "labels": torch.arange(6) % 3}
+    batches = list(main.batch_loader(features, batch_size=3, shuffle=False))
+    assert [batch["input_ids"].shape[1] for batch in batches] == [7, 6]
+    assert [batch["labels"].shape for batch in batches] == [(3,), (3,)]
+
+    # Cutting the shared padding changes no prediction.
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(BertConfig(
+        vocab_size=40, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=32, num_labels=3, attn_implementation="eager")).eval()
+    full = {key: features[key][:3] for key in ("input_ids", "attention_mask", "token_type_ids")}
+    cut = {key: batches[0][key] for key in full}
+    with torch.no_grad():
+        torch.testing.assert_close(model(**cut).logits, model(**full).logits)

@@ -101,6 +101,7 @@ def test_a_failing_run_stops_the_script(env, tmp_path):
 
 
 def test_compare_recipes_runs_every_row_and_prints_the_table(env, teacher_checkpoint, tmp_path):
+    # parallel=2: two rows at a time, as the demo runs them.
     # A student the recommended recipe can start from the tiny teacher: same heads, narrower.
     student_config = tmp_path / "student_config.json"
     config = BertConfig(vocab_size=len(SPECIAL_TOKENS) + len(WORDS), hidden_size=16,
@@ -120,18 +121,51 @@ def test_compare_recipes_runs_every_row_and_prints_the_table(env, teacher_checkp
     result = subprocess.run(
         ["bash", os.path.join(REPO, "compare_recipes.sh")],
         env=dict(env, OUTPUT_ROOT_DIR=str(output_root), TEACHER_CKPT=teacher_checkpoint,
-                 TEACHER_CKPT_2=teacher_checkpoint, n_train="16", **jsons),
+                 TEACHER_CKPT_2=teacher_checkpoint, n_train="16", parallel="2", **jsons),
         capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     rows = json.loads((output_root / "results.json").read_text())
     assert [row["model"] for row in rows] == [
-        "Teacher", "Student alone (hard labels), lr 1e-4", "Student alone (hard labels), lr 0.0005",
-        "Published recipe, lr 1e-4", "Recommended recipe, lr 0.0005", "BERT-EMD (recommended)",
+        "Teacher", "Teacher 2", "Student alone (hard labels), lr 1e-4", "Student alone (hard labels), lr 5e-4",
+        "Published recipe, lr 1e-4", "Recommended recipe, lr 5e-4", "BERT-EMD (recommended)",
         "Multi-teacher (recommended)"]
-    assert all(0 <= row["mnli"] <= 1 and row["seconds"] is not None for row in rows[1:])
+    assert all(0 <= row["mnli"] <= 1 and row["seconds"] is not None for row in rows[2:])
     table = (output_root / "results.md").read_text().splitlines()
     assert sum(line.startswith("| ") for line in table) == len(rows) + 1  # the header and the rows
     # n_train=16: one epoch of 16 pairs at batch 16 is one step, in every student run.
-    assert all(row["step"] == 1 for row in rows[1:])
+    assert all(row["step"] == 1 for row in rows[2:])
     with open(output_root / "recommended.log") as f:
         assert "initialised from the teacher" in f.read()
+
+
+def test_compare_recipes_fails_when_a_parallel_row_fails(env, teacher_checkpoint, tmp_path):
+    result = subprocess.run(
+        ["bash", os.path.join(REPO, "compare_recipes.sh")],
+        env=dict(env, OUTPUT_ROOT_DIR=str(tmp_path / "compare"), TEACHER_CKPT=teacher_checkpoint,
+                 n_train="16", parallel="2", runs="alone emd",
+                 tiny_json=str(tmp_path / "missing.json")),
+        capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "row 'emd' failed" in result.stderr and "missing.json" in result.stdout
+    assert not (tmp_path / "compare" / "results.md").exists()
+
+
+def test_demo_runs_every_script_and_prints_the_table(tmp_path):
+    # The demo as users run it, with its own generator, configs and JSONs, only tiny: teachers
+    # on 96 pairs, students on the first 48, one epoch each, two runs at a time.
+    demo_dir = tmp_path / "demo"
+    result = subprocess.run(
+        ["bash", os.path.join(REPO, "demo", "run_demo.sh")],
+        env=dict(os.environ, PYTHON=sys.executable, DEMO_DIR=str(demo_dir), n_train="96",
+                 student_n_train="48", n_dev="24", teacher_ep="1", student_ep="1",
+                 batch_size="16", parallel="2", PYTHONUNBUFFERED="1"),
+        capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    rows = json.loads((demo_dir / "runs" / "results.json").read_text())
+    assert [row["model"] for row in rows] == [
+        "Teacher", "Teacher 2", "Student alone (hard labels), lr 5e-4", "Recommended recipe, lr 5e-4",
+        "BERT-EMD (recommended)", "Multi-teacher (recommended)"]
+    assert rows[0]["step"] == rows[1]["step"] == 6  # the teachers: 96 pairs at batch 16
+    assert all(row["step"] == 3 for row in rows[2:])  # the students: the first 48
+    assert all(0 <= row["mnli"] <= 1 and 0 <= row["mnli-mm"] <= 1 for row in rows)
+    assert "| Multi-teacher (recommended) |" in result.stdout
