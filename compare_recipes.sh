@@ -10,8 +10,8 @@
 # BERT_DIR holds the teacher's vocab.txt and config.json; TEACHER_CKPT is the fine-tuned teacher
 # (run_mnli_train.sh writes it; the table's teacher row is read from the folder holding it).
 # Multi-teacher runs only when TEACHER_CKPT_2 is set. Shorter runs: `ep=1`, `n_train=2000`.
-# `parallel=2` runs two rows at once with half the cores each: on CPUs this finishes sooner,
-# because one small model does not keep several cores busy.
+# `parallel=2` runs two rows at once with half the cores each (or OMP_NUM_THREADS each, when it
+# is set): on CPUs this finishes sooner, because one small model does not keep several cores busy.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 
@@ -35,8 +35,15 @@ here=$(cd "$(dirname "$0")" && pwd)
 : "${PYTHON:=python}"
 export TEACHER_CKPT TEACHER_CKPT_2 PYTHON
 
+known_runs="alone alone_recipe_lr published recommended emd multiteacher"
+for which in $runs; do  # every row is checked before the first one starts
+    [[ " $known_runs " == *" $which "* ]] || { echo "unknown run '$which' in runs (expected: $known_runs)" >&2; exit 1; }
+done
+[[ "$parallel" =~ ^[1-9][0-9]*$ ]] || { echo "parallel must be a whole number >= 1, got '$parallel'" >&2; exit 1; }
+
 mkdir -p "$OUTPUT_ROOT_DIR"
 OUTPUT_ROOT_DIR=$(cd "$OUTPUT_ROOT_DIR" && pwd)
+rm -f "$OUTPUT_ROOT_DIR/results.md" "$OUTPUT_ROOT_DIR/results.json"  # no old table after a failed run
 data=$DATA_ROOT_DIR
 if (( n_train > 0 )); then  # a subset: the header and the first n_train rows; the dev files as they are
     data=$OUTPUT_ROOT_DIR/data_first${n_train}
@@ -73,18 +80,23 @@ run() {  # run NAME "TABLE ROW" SCRIPT [VAR=VALUE ...]
     shift 2
     rows+=("$row=$OUTPUT_ROOT_DIR/$name")
     names+=("$name")
-    if (( parallel > 1 )); then
-        while (( $(jobs -rp | wc -l) >= parallel )); do sleep 1; done  # (bash 3.2 has no wait -n)
-        echo "=== ${row}: $*"
-        OMP_NUM_THREADS=$threads_per_row run_row "$name" "$@" &
-    else
-        echo "=== ${row}: $*"
-        run_row "$name" "$@"
-    fi
+    while (( $(jobs -rp | wc -l) >= parallel )); do sleep 1; done  # (bash 3.2 has no wait -n)
+    echo "=== ${row}: $*"
+    # In the background even one at a time, so that a TERM stops the row at once (see the traps).
+    OMP_NUM_THREADS=$threads_per_row run_row "$name" "$@" &
+    (( parallel > 1 )) || wait $! || exit 1
 }
 
-cores=$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1)
-threads_per_row=$(( cores / parallel > 0 ? cores / parallel : 1 ))
+stop_tree() {  # stop_tree PID: a process and everything it started (a row is bash -> bash -> python)
+    local child
+    for child in $(pgrep -P "$1"); do stop_tree "$child"; done
+    kill "$1" 2>/dev/null || true
+}
+trap 'for job in $(jobs -p); do stop_tree "$job"; done' EXIT  # no row outlives the comparison
+trap 'exit 143' TERM
+
+cores=$(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1)
+threads_per_row=${OMP_NUM_THREADS:-$(( cores / parallel > 0 ? cores / parallel : 1 ))}
 recipe_lr=$("$PYTHON" "$here/recipes.py" recommended learning_rate)
 for which in $runs; do
     case $which in
@@ -102,13 +114,12 @@ for which in $runs; do
             if [[ -z "${TEACHER_CKPT_2:-}" ]]; then echo "=== multi-teacher skipped: TEACHER_CKPT_2 is not set"; continue; fi
             run multiteacher "Multi-teacher ($multi_recipe)" run_mnli_distill_multiteacher.sh \
                 model_config_json_file="$multi_json" recipe="$multi_recipe" ;;
-        *) echo "unknown run '$which' in runs (expected: alone alone_recipe_lr published recommended emd multiteacher)" >&2; exit 1 ;;
     esac
 done
 
 wait  # for the rows still running
-for name in "${names[@]}"; do
+for name in ${names[@]+"${names[@]}"}; do
     [[ -f "$OUTPUT_ROOT_DIR/$name/seconds.txt" ]] || { echo "row '$name' failed: see $OUTPUT_ROOT_DIR/$name.log" >&2; exit 1; }
 done
 echo
-"$PYTHON" "$here/report.py" --json "$OUTPUT_ROOT_DIR/results.json" "${rows[@]}" | tee "$OUTPUT_ROOT_DIR/results.md"
+"$PYTHON" "$here/report.py" --json "$OUTPUT_ROOT_DIR/results.json" ${rows[@]+"${rows[@]}"} | tee "$OUTPUT_ROOT_DIR/results.md"

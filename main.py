@@ -62,7 +62,7 @@ class FeatureDataset(torch.utils.data.Dataset):
         longest = int(batch["attention_mask"].sum(dim=1).max())
         for key, tensor in batch.items():
             if tensor.dim() == 2:
-                batch[key] = tensor[:, :longest]
+                batch[key] = tensor[:, :longest].contiguous()  # a compact copy, cheap to pin and move
         if self.with_index:
             batch[EXAMPLE_INDEX_KEY] = torch.as_tensor(indices, dtype=torch.long)
         return batch

@@ -23,10 +23,10 @@ RECIPES = {
 
 
 def compact(value):
-    """A number as a person writes it in a shell variable: 5e-4 rather than 0.0005, 2 not 2.0."""
+    """A number as a person writes it in a shell variable: 5e-4 rather than 0.0005, never rounded."""
     if isinstance(value, bool) or not isinstance(value, float):
         return str(value)
-    plain = f"{value:g}"
+    plain = repr(value)
     scientific = re.sub(r"e([+-])0*(\d)", r"e\1\2", f"{value:.0e}")
     return scientific if float(scientific) == value and len(scientific) < len(plain) else plain
 

@@ -27,12 +27,15 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 : "${student_lr:=5e-4}"      # the student alone's; the recommended recipe's is 5e-4 too
 : "${runs:=alone recommended emd multiteacher}"  # rows (see compare_recipes.sh; add published)
 : "${parallel:=2}"           # runs at the same time, each with its share of the cores
+                             # (or with OMP_NUM_THREADS threads, when it is set)
 : "${PYTHON:=python}"
 
 export DEMO_DIR=$(mkdir -p "$DEMO_DIR" && cd "$DEMO_DIR" && pwd)
 export DATA_ROOT_DIR=$DEMO_DIR OUTPUT_ROOT_DIR=$DEMO_DIR/runs length batch_size PYTHON
-cores=$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1)
-threads=$(( cores / parallel > 0 ? cores / parallel : 1 ))
+[[ "$parallel" =~ ^[1-9][0-9]*$ ]] || { echo "parallel must be a whole number >= 1, got '$parallel'" >&2; exit 1; }
+(( student_n_train <= n_train )) || { echo "student_n_train ($student_n_train) must not exceed n_train ($n_train)" >&2; exit 1; }
+cores=$(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1)
+threads=${OMP_NUM_THREADS:-$(( cores / parallel > 0 ? cores / parallel : 1 ))}
 
 final_checkpoint() {  # the checkpoint of the last step of a run
     ls "$1"/gs*.pkl | sort -V | tail -n 1
@@ -52,12 +55,19 @@ train_teacher() {  # train_teacher NAME JSON SEED: one teacher with run_mnli_tra
 mkdir -p "$OUTPUT_ROOT_DIR"
 echo "=== the teachers: run_mnli_train.sh (demo_teacher.json, seeds 9580 and 1234)"
 if (( parallel > 1 )); then
+    stop_tree() {  # a process and everything it started (a teacher is bash -> bash -> python)
+        for child in $(pgrep -P "$1"); do stop_tree "$child"; done
+        kill "$1" 2>/dev/null || true
+    }
+    trap 'for job in $(jobs -p); do stop_tree "$job"; done' EXIT  # on a TERM or a failure
+    trap 'exit 143' TERM
     train_teacher teacher demo_teacher.json 9580 & first=$!
     train_teacher teacher2 demo_teacher.json 1234 & second=$!
     failed=0
     wait $first || failed=1
     wait $second || failed=1
     (( failed == 0 )) || exit 1
+    trap - EXIT TERM
 else
     train_teacher teacher demo_teacher.json 9580
     train_teacher teacher2 demo_teacher.json 1234

@@ -146,8 +146,21 @@ def test_compare_recipes_fails_when_a_parallel_row_fails(env, teacher_checkpoint
                  tiny_json=str(tmp_path / "missing.json")),
         capture_output=True, text=True)
     assert result.returncode != 0
-    assert "row 'emd' failed" in result.stderr and "missing.json" in result.stdout
+    assert "row 'emd' failed" in result.stderr
+    # The failed row's log ends the output, and the row beside it was waited for, not abandoned.
+    assert "=== emd failed:" in result.stdout and "missing.json" in result.stdout.split("=== emd failed:")[1]
+    assert (tmp_path / "compare" / "alone" / "seconds.txt").exists()
     assert not (tmp_path / "compare" / "results.md").exists()
+
+
+def test_compare_recipes_checks_its_rows_before_running_any(env, teacher_checkpoint, tmp_path):
+    result = subprocess.run(
+        ["bash", os.path.join(REPO, "compare_recipes.sh")],
+        env=dict(env, OUTPUT_ROOT_DIR=str(tmp_path / "compare"), TEACHER_CKPT=teacher_checkpoint,
+                 runs="alone bogus"),
+        capture_output=True, text=True)
+    assert result.returncode == 1 and "unknown run 'bogus'" in result.stderr
+    assert not (tmp_path / "compare").exists()
 
 
 def test_demo_runs_every_script_and_prints_the_table(tmp_path):
