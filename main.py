@@ -227,6 +227,14 @@ def _run(args, build_distiller, rank, world_size, device):
     matches = read_matches(args.matches)
     label_list = processors[args.task_name]().get_labels()
     _check_lengths(args, setup)
+    if args.init_student_from_teacher and args.do_train:  # checked before any feature is encoded
+        if not setup.enabled_teachers:
+            raise ValueError("--init_student_from_teacher needs a teacher, but the model config "
+                             "enables none")
+        if student_entry.checkpoint:
+            raise ValueError(f"{setup.source}: --init_student_from_teacher (recipe {args.recipe}) "
+                             f"would replace the student's checkpoint {student_entry.checkpoint}; "
+                             "set student.checkpoint to null, or use --recipe published")
 
     # Features first: a data error must stop the run before anything is written to output_dir.
     dev_loaders = {}
@@ -269,14 +277,7 @@ def _run(args, build_distiller, rank, world_size, device):
                           output_attentions=needs_attention).to(device)
 
     if args.init_student_from_teacher:
-        if not teachers:
-            raise ValueError("--init_student_from_teacher needs a teacher, but the model config "
-                             "enables none")
-        if student_entry.checkpoint:
-            raise ValueError(f"{setup.source}: --init_student_from_teacher (recipe {args.recipe}) "
-                             f"would replace the student's checkpoint {student_entry.checkpoint}; "
-                             "set student.checkpoint to null, or use --recipe published")
-        # A fresh run only: a resumed one gets the student's weights from its resume state.
+        # A resumed run then gets the student's weights from its resume state.
         sample = {key: tensor[:INIT_SAMPLE].to(device) for key, tensor in train_features.items()
                   if key != "labels"}
         init_student_from_teacher(student, teachers[0], sample)
