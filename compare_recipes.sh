@@ -39,7 +39,9 @@ known_runs="alone alone_recipe_lr published recommended emd multiteacher"
 for which in $runs; do  # every row is checked before the first one starts
     [[ " $known_runs " == *" $which "* ]] || { echo "unknown run '$which' in runs (expected: $known_runs)" >&2; exit 1; }
 done
-[[ "$parallel" =~ ^[1-9][0-9]*$ ]] || { echo "parallel must be a whole number >= 1, got '$parallel'" >&2; exit 1; }
+source "$here/timed_runs.sh"  # start_run, wait_for_runs; it checks $parallel
+# The rows choose their own learning rate, temperature and recipe: none is inherited.
+export -n lr temperature recipe
 
 mkdir -p "$OUTPUT_ROOT_DIR"
 OUTPUT_ROOT_DIR=$(cd "$OUTPUT_ROOT_DIR" && pwd)
@@ -61,42 +63,14 @@ if [[ -n "${TEACHER_CKPT_2:-}" && -f "$(dirname "$TEACHER_CKPT_2")/eval_results.
     rows+=("Teacher 2=$(dirname "$TEACHER_CKPT_2")")
 fi
 
-run_row() {  # run_row NAME SCRIPT [VAR=VALUE ...]: one script into $OUTPUT_ROOT_DIR/NAME, timed
-    local name=$1 script=$2
-    shift 2
-    local start=$SECONDS
-    rm -f "$OUTPUT_ROOT_DIR/$name/seconds.txt"  # written last: the row's mark of success
-    env -u lr -u temperature -u recipe "$@" DATA_ROOT_DIR="$data" OUTPUT_DIR="$OUTPUT_ROOT_DIR/$name" ep="$ep" \
-        batch_size="$batch_size" length="$length" torch_seed="$torch_seed" \
-        bash "$here/$script" --PRINT_EVERY 100 \
-        > "$OUTPUT_ROOT_DIR/$name.log" 2>&1 || { echo "=== $name failed:"; tail -n 20 "$OUTPUT_ROOT_DIR/$name.log"; return 1; }
-    echo $((SECONDS - start)) > "$OUTPUT_ROOT_DIR/$name/seconds.txt"
-    echo "=== $name: $(grep "Acc:" "$OUTPUT_ROOT_DIR/$name/eval_results.txt" | tail -n 1)"
-}
-
-names=()
-run() {  # run NAME "TABLE ROW" SCRIPT [VAR=VALUE ...]
+run() {  # run NAME "TABLE ROW" SCRIPT [VAR=VALUE ...]: one row of the table
     local name=$1 row=$2
     shift 2
     rows+=("$row=$OUTPUT_ROOT_DIR/$name")
-    names+=("$name")
-    while (( $(jobs -rp | wc -l) >= parallel )); do sleep 1; done  # (bash 3.2 has no wait -n)
-    echo "=== ${row}: $*"
-    # In the background even one at a time, so that a TERM stops the row at once (see the traps).
-    OMP_NUM_THREADS=$threads_per_row run_row "$name" "$@" &
-    (( parallel > 1 )) || wait $! || exit 1
+    start_run "$name" "$@" DATA_ROOT_DIR="$data" ep="$ep" batch_size="$batch_size" \
+        length="$length" torch_seed="$torch_seed"
 }
 
-stop_tree() {  # stop_tree PID: a process and everything it started (a row is bash -> bash -> python)
-    local child
-    for child in $(pgrep -P "$1"); do stop_tree "$child"; done
-    kill "$1" 2>/dev/null || true
-}
-trap 'for job in $(jobs -p); do stop_tree "$job"; done' EXIT  # no row outlives the comparison
-trap 'exit 143' TERM
-
-cores=$(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1)
-threads_per_row=${OMP_NUM_THREADS:-$(( cores / parallel > 0 ? cores / parallel : 1 ))}
 recipe_lr=$("$PYTHON" "$here/recipes.py" recommended learning_rate)
 for which in $runs; do
     case $which in
@@ -117,9 +91,6 @@ for which in $runs; do
     esac
 done
 
-wait  # for the rows still running
-for name in ${names[@]+"${names[@]}"}; do
-    [[ -f "$OUTPUT_ROOT_DIR/$name/seconds.txt" ]] || { echo "row '$name' failed: see $OUTPUT_ROOT_DIR/$name.log" >&2; exit 1; }
-done
+wait_for_runs
 echo
 "$PYTHON" "$here/report.py" --json "$OUTPUT_ROOT_DIR/results.json" ${rows[@]+"${rows[@]}"} | tee "$OUTPUT_ROOT_DIR/results.md"

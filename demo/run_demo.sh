@@ -32,46 +32,21 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 
 export DEMO_DIR=$(mkdir -p "$DEMO_DIR" && cd "$DEMO_DIR" && pwd)
 export DATA_ROOT_DIR=$DEMO_DIR OUTPUT_ROOT_DIR=$DEMO_DIR/runs length batch_size PYTHON
-[[ "$parallel" =~ ^[1-9][0-9]*$ ]] || { echo "parallel must be a whole number >= 1, got '$parallel'" >&2; exit 1; }
 (( student_n_train <= n_train )) || { echo "student_n_train ($student_n_train) must not exceed n_train ($n_train)" >&2; exit 1; }
-cores=$(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1)
-threads=${OMP_NUM_THREADS:-$(( cores / parallel > 0 ? cores / parallel : 1 ))}
+source "$here/timed_runs.sh"  # start_run, wait_for_runs; it checks $parallel
 
 final_checkpoint() {  # the checkpoint of the last step of a run
     ls "$1"/gs*.pkl | sort -V | tail -n 1
 }
 
-train_teacher() {  # train_teacher NAME JSON SEED: one teacher with run_mnli_train.sh, timed
-    local start=$SECONDS
-    env OUTPUT_DIR="$OUTPUT_ROOT_DIR/$1" model_config_json_file="$2" torch_seed="$3" \
-        ep="$teacher_ep" lr="$teacher_lr" OMP_NUM_THREADS="$threads" \
-        bash "$here/run_mnli_train.sh" --PRINT_EVERY 100 \
-        > "$OUTPUT_ROOT_DIR/$1.log" 2>&1 || { echo "=== $1 failed:"; tail -n 20 "$OUTPUT_ROOT_DIR/$1.log"; return 1; }
-    echo $((SECONDS - start)) > "$OUTPUT_ROOT_DIR/$1/seconds.txt"
-    echo "=== $1: $(grep "Acc:" "$OUTPUT_ROOT_DIR/$1/eval_results.txt" | tail -n 1)"
-}
-
 "$PYTHON" "$here/demo/make_demo_data.py" --output_dir "$DEMO_DIR" --n_train "$n_train" --n_dev "$n_dev"
 mkdir -p "$OUTPUT_ROOT_DIR"
-echo "=== the teachers: run_mnli_train.sh (demo_teacher.json, seeds 9580 and 1234)"
-if (( parallel > 1 )); then
-    stop_tree() {  # a process and everything it started (a teacher is bash -> bash -> python)
-        for child in $(pgrep -P "$1"); do stop_tree "$child"; done
-        kill "$1" 2>/dev/null || true
-    }
-    trap 'for job in $(jobs -p); do stop_tree "$job"; done' EXIT  # on a TERM or a failure
-    trap 'exit 143' TERM
-    train_teacher teacher demo_teacher.json 9580 & first=$!
-    train_teacher teacher2 demo_teacher.json 1234 & second=$!
-    failed=0
-    wait $first || failed=1
-    wait $second || failed=1
-    (( failed == 0 )) || exit 1
-    trap - EXIT TERM
-else
-    train_teacher teacher demo_teacher.json 9580
-    train_teacher teacher2 demo_teacher.json 1234
-fi
+# Two teachers of one config and two seeds, side by side when parallel > 1.
+start_run teacher run_mnli_train.sh model_config_json_file=demo_teacher.json torch_seed=9580 \
+    ep="$teacher_ep" lr="$teacher_lr"
+start_run teacher2 run_mnli_train.sh model_config_json_file=demo_teacher.json torch_seed=1234 \
+    ep="$teacher_ep" lr="$teacher_lr"
+wait_for_runs
 
 # The students: alone, distilled with each recipe, EMD and multi-teacher, and the table.
 TEACHER_CKPT=$(final_checkpoint "$OUTPUT_ROOT_DIR/teacher") \
@@ -79,4 +54,5 @@ TEACHER_CKPT_2=$(final_checkpoint "$OUTPUT_ROOT_DIR/teacher2") \
 n_train=$student_n_train ep=$student_ep lr=$student_lr runs=$runs parallel=$parallel \
 matches="$here/jsons/matches_L4_from_4_layers.json" alone_json=demo_student_alone.json \
 tiny_json=demo_distill_tiny.json multi_json=demo_distill_multi.json \
-    bash "$here/compare_recipes.sh"
+    bash "$here/compare_recipes.sh" &
+wait $!  # (in the background, so that a TERM reaches the traps of timed_runs.sh at once)
