@@ -23,14 +23,15 @@ from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, Seque
 
 from distillation import (BasicTrainer, DistillationConfig, GeneralDistiller,
                           MultiTeacherDistiller, TrainingConfig)
+from distillation.io import safe_torch_load
+from distillation.logit_cache import EXAMPLE_INDEX_KEY
 from distillation.resume import TrainingInterrupted, latest_state
-from distillation.trainer import EXAMPLE_INDEX_KEY
 from feature_cache import load_features
 from matches import fit_matches, read_matches, uses_attention
 from model_config import parse_model_config
 from modeling import BertForGLUESimpleAdaptor, build_model
 from options import parse_args
-from predict import evaluate, record_results
+from predict import evaluate, record_results, recorded_results
 from student_init import init_student_from_teacher
 from utils_glue import processors
 
@@ -83,9 +84,13 @@ def batch_loader(features, batch_size, shuffle, seed=0, num_replicas=1, rank=0, 
     else:
         order = SequentialSampler(dataset)
     sampler = BatchSampler(order, batch_size=batch_size, drop_last=False)
+    # Each iteration draws the workers' base seed from `generator`: without one it would come
+    # from the global generator, and an evaluation or a resume would move the dropout masks.
+    generator = torch.Generator().manual_seed(seed)
     # batch_size=None: each item the sampler yields is already a whole batch of indices.
     return DataLoader(dataset, sampler=sampler, batch_size=None, num_workers=num_workers,
-                      persistent_workers=num_workers > 0, pin_memory=torch.cuda.is_available())
+                      persistent_workers=num_workers > 0, pin_memory=torch.cuda.is_available(),
+                      generator=generator)
 
 
 def loader_workers(args, device):
@@ -300,6 +305,8 @@ def _run(args, build_distiller, rank, world_size, device):
             raise FileNotFoundError(f"--resume: no resume state (resume_gs*.pt) in {args.output_dir}")
         distiller.resume_from(state)
     _make_output_dir(args.output_dir)  # only now: every check above has passed
+    if args.resume and dev_loaders:
+        evaluate_missed_checkpoints(args.output_dir, distiller.resume_step, student, dev_loaders, device)
 
     optimizer = build_optimizer(student, args.learning_rate, args.weight_decay_rate)
     # Built by the distiller once the projections have joined the optimizer.
@@ -318,6 +325,21 @@ def _run(args, build_distiller, rank, world_size, device):
     with distiller:
         distiller.train(optimizer, train_loader, max_grad_norm=args.max_grad_norm,
                         callback=evaluate_checkpoint, **schedule, **length)
+
+
+def evaluate_missed_checkpoints(output_dir, up_to_step, student, dev_loaders, device):
+    """Evaluate the checkpoints an interrupted run saved but did not evaluate (a kill during
+    the evaluation). The student's own weights come back from the resume state afterwards."""
+    evaluated = recorded_results(output_dir)
+    for step in sorted(saved_checkpoint_steps(output_dir)):
+        if step <= up_to_step and step not in evaluated:
+            student.load_state_dict(safe_torch_load(os.path.join(output_dir, f"gs{step}.pkl")))
+            record_results(output_dir, step, evaluate(student, dev_loaders, device))
+
+
+def saved_checkpoint_steps(output_dir):
+    names = (name[2:-4] for name in os.listdir(output_dir) if name.startswith("gs") and name.endswith(".pkl"))
+    return [int(step) for step in names if step.isdigit()]
 
 
 def _check_lengths(args, setup):

@@ -5,7 +5,7 @@ import os
 
 import torch
 
-from distillation.io import append_line
+from distillation.io import atomic_write_text
 from utils_glue import compute_metrics
 
 logger = logging.getLogger(__name__)
@@ -44,10 +44,33 @@ def evaluate(model, eval_loaders, device):
     return results
 
 
+def recorded_results(output_dir):
+    """{step: accuracies} of the evaluations in output_dir's eval_results.jsonl."""
+    path = os.path.join(output_dir, RESULTS_JSONL)
+    if not os.path.exists(path):
+        return {}
+    with open(path, encoding="utf-8") as f:
+        records = [json.loads(line) for line in f if line.strip()]
+    return {record["step"]: record["acc"] for record in records}
+
+
 def record_results(output_dir, step, results):
-    """Append one line to eval_results.txt and the same as JSON to eval_results.jsonl."""
+    """Write the evaluation of `step` into eval_results.txt and eval_results.jsonl.
+
+    Both files are rewritten whole, in step order, with one line per step: a checkpoint
+    evaluated again after a resume keeps one line. The JSON lines file is written last, so a
+    step in it means that its evaluation is complete.
+    """
+    logger.info("Evaluation %s", _text_line(step, results))
+    records = recorded_results(output_dir)
+    records[step] = results
+    steps = sorted(records)
+    atomic_write_text(os.path.join(output_dir, RESULTS_TEXT),
+                      "".join(_text_line(s, records[s]) + "\n" for s in steps))
+    atomic_write_text(os.path.join(output_dir, RESULTS_JSONL),
+                      "".join(json.dumps({"step": s, "acc": records[s]}) + "\n" for s in steps))
+
+
+def _text_line(step, results):
     accuracies = " ".join(f"{name}={acc:.5f}" for name, acc in results.items())
-    line = f"step: {step} Acc:{accuracies}"
-    logger.info("Evaluation %s", line)
-    append_line(os.path.join(output_dir, RESULTS_TEXT), line)
-    append_line(os.path.join(output_dir, RESULTS_JSONL), json.dumps({"step": step, "acc": results}))
+    return f"step: {step} Acc:{accuracies}"

@@ -1,8 +1,9 @@
 """Everything a run needs to continue where it stopped, and stopping cleanly on a signal.
 
 A resume state is saved beside each checkpoint as resume_gs{step}.pt: the student, the
-projections, the optimizer, the LR scheduler, the GradScaler, the random number generators, and
-where the run was (step, epoch, batches done in the epoch). It holds tensors and plain Python
+projections, the optimizer, the LR scheduler, the GradScaler, where the run was (step, epoch,
+batches done in the epoch), and for each process its random number generators, its loss sums
+since the last log line and its teachers' logit cache. It holds tensors and plain Python
 values only, so it loads with weights_only=True.
 """
 import contextlib
@@ -45,7 +46,6 @@ def latest_state(output_dir):
 
 def save_state(path, keep_last, **state):
     """Write one resume state atomically, then delete all but the newest keep_last of them."""
-    state["rng"] = _capture_rng()
     atomic_torch_save(state, path)
     directory = os.path.dirname(path)
     found = sorted((int(m.group(1)), p) for p in glob.glob(os.path.join(directory, "resume_gs*.pt"))
@@ -58,7 +58,7 @@ def load_state(path):
     if not os.path.isfile(path):
         raise FileNotFoundError(f"resume state not found: {path}")
     state = safe_torch_load(path)
-    missing = {"global_step", "epoch", "batches_done", "model_S", "optimizer", "rng"} - set(state)
+    missing = {"global_step", "epoch", "batches_done", "model_S", "optimizer", "per_process"} - set(state)
     if missing:
         raise ValueError(f"{path} is not a resume state: missing {', '.join(sorted(missing))}")
     return state
@@ -73,7 +73,17 @@ def restore_rng(state):
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _capture_rng():
+@contextlib.contextmanager
+def preserved_rng():
+    """Within the block, draw random numbers freely: the generators are put back afterwards."""
+    state = capture_rng()
+    try:
+        yield
+    finally:
+        restore_rng(state)
+
+
+def capture_rng():
     version, values, gauss = random.getstate()
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     return {"python_version": version, "python": torch.tensor(values, dtype=torch.int64),

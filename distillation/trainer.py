@@ -11,23 +11,20 @@ import json
 import logging
 import math
 import os
-from collections.abc import Mapping
 
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from .adaptors import as_list, call_model, move_to_device, post_adaptor
+from .adaptors import call_model, move_to_device, post_adaptor
 from . import resume
-from .io import append_line, atomic_torch_save
+from .io import append_line, atomic_torch_save, atomic_write_text
+from .logit_cache import EXAMPLE_INDEX_KEY, TeacherLogitCache, split_indices
 
 logger = logging.getLogger("distillation")
 
 AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
-# A Mapping batch may carry the dataset indices of its examples under this key (a (batch,)
-# integer tensor): the logit cache is then keyed by example, and the key never reaches a model.
-EXAMPLE_INDEX_KEY = "index"
 
 
 class AbstractDistiller:
@@ -55,12 +52,10 @@ class AbstractDistiller:
             teacher.eval()
             teacher.requires_grad_(False)
         self._tensorboard = None
-        self._logit_cache = []          # (batch, teacher logits) pairs, on the CPU
-        self._index_cache = None        # per teacher, per head: (num_examples, classes) logits
-        self._index_filled = None       # (num_examples,) bool: which rows hold logits
-        self._num_examples = None       # len(dataloader.dataset): the index cache's rows
-        self._building_cache = False    # filling the cache during this epoch
-        self._cache_complete = False    # the cache covers a whole epoch
+        # A dict batch may carry its examples' dataset indices under EXAMPLE_INDEX_KEY: the
+        # cache is then keyed by example (see logit_cache.py).
+        self.logit_cache = (TeacherLogitCache(isinstance(model_T, (list, tuple)), self.device)
+                            if self._caches_logits() else None)
         self._pending_resume = None     # a resume state for the next train()
         self._student_forward = model_S  # the DistributedDataParallel wrapper while training on several processes
         # The weights in force; training updates them by their schedules at every step.
@@ -128,43 +123,43 @@ class AbstractDistiller:
         if self.t_config.log_dir:
             os.makedirs(self.t_config.log_dir, exist_ok=True)
         scaler = torch.amp.GradScaler(self.device.type, enabled=self.t_config.mixed_precision == "fp16")
-        run = _Run(optimizer, scheduler, scaler, steps_per_epoch, accumulation, total_steps)
+        run = _Run(optimizer, scheduler, scaler, steps_per_epoch, accumulation, total_steps,
+                   first_nonfinite=torch.full((), -1, device=self.device))
+        parallel = self._data_parallel()
         if self._pending_resume is not None:
-            self._restore(run, self._pending_resume)
+            self._restore(run, self._pending_resume, parallel)
             self._pending_resume = None
+            self._note_resume_in_metrics(run.global_step)
         logger.info("Training %s for %d steps (%d per epoch, %d epochs) from step %d\n%s\n%s",
                     type(self).__name__, total_steps, steps_per_epoch, num_epochs, run.global_step,
                     self.t_config, self.d_config if self.d_config is not None else "")
 
         params = self._trained_parameters()
-        parallel = self._data_parallel()
         if parallel:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
             self._student_forward = DistributedDataParallel(self.model_S, device_ids=device_ids)
         checkpoints = self._checkpoint_steps(total_steps, steps_per_epoch, num_epochs, num_steps is not None)
-        running = {}  # loss terms summed on the device since the last log line
-        logged_steps = 0
-        self._first_nonfinite = torch.full((), -1, device=self.device)
         self.model_S.train()
         optimizer.zero_grad(set_to_none=True)
         with resume.stop_on_signals() as stop, self._unwrap_after_training():
             for epoch in range(run.epoch, num_epochs):
                 run.epoch = epoch
-                skip, run.batches_done = run.batches_done, 0
+                skip = run.batches_done  # after a resume: batches of this epoch already trained on
                 batches = self._epoch_batches(dataloader, epoch, steps_per_epoch * accumulation, skip)
+                replaying = self.logit_cache is not None and self.logit_cache.replaying
                 progress = tqdm(total=steps_per_epoch, initial=skip // accumulation,
                                 desc=f"epoch {epoch + 1}/{num_epochs}",
                                 disable=not (logger.isEnabledFor(logging.INFO) and _is_main_process()),
                                 leave=False)
-                for batch, cached_T in batches:
+                for batch in batches:
                     self.kd_loss_weight, self.hard_label_weight = self._scheduled_weights(run.global_step, total_steps)
-                    if batch_postprocessor is not None and cached_T is None:
+                    if batch_postprocessor is not None and not replaying:  # replayed: already done
                         batch = batch_postprocessor(batch)
                     closes_group = (run.batches_done + 1) % accumulation == 0
                     with self._gradient_sync(closes_group):
-                        total_loss, losses = self.train_on_batch(batch, args, cached_T)
+                        total_loss, losses = self.train_on_batch(batch, args)
                         scaler.scale(total_loss / accumulation).backward()
-                    self._accumulate(running, total_loss, losses, run.global_step + 1)
+                    self._accumulate(run, total_loss, losses)
                     run.batches_done += 1
                     if run.batches_done % accumulation:
                         continue
@@ -180,49 +175,47 @@ class AbstractDistiller:
                         scheduler.step()
                     optimizer.zero_grad(set_to_none=True)
                     run.global_step += 1
-                    logged_steps += 1
+                    run.logged_steps += 1
                     progress.update(1)
 
                     if run.global_step % self.print_freq == 0 or run.global_step == total_steps:
-                        self._check_finite(running)
-                        self._log(running, logged_steps * accumulation, run.global_step, epoch, optimizer, progress)
-                        running, logged_steps = {}, 0
+                        self._check_finite(run)
+                        self._log(run, epoch, progress)
                     if run.global_step in checkpoints:
-                        self._check_finite(running)
-                        self._save_checkpoint(run, callback)
+                        self._check_finite(run)
+                        self._save_checkpoint(run, callback, parallel)
                     if (_any_process(bool(stop), self.device) if parallel else stop):
-                        path = self._save_resume_state(run)
+                        self._check_finite(run)
+                        path = self._save_resume_state(run, parallel)
                         raise resume.TrainingInterrupted(stop.signal_number, run.global_step, path)
                     if run.global_step == total_steps:
                         break
                 progress.close()
                 run.batches_done = 0
-                if self._building_cache:
-                    self._building_cache = False
-                    self._cache_complete = self._finish_cache(parallel, skip)
+                if self.logit_cache is not None:
+                    self.logit_cache.end_epoch(parallel)
                 if run.global_step == total_steps:
                     break
         logger.info("Training finished at step %d", run.global_step)
-
     def resume_from(self, path):
         """Continue from a resume state (resume_gs{step}.pt) at the next call of train()."""
         self._pending_resume = resume.load_state(path)
-        logger.info("Resuming from %s (step %d)", path, self._pending_resume["global_step"])
+        logger.info("Resuming from %s (step %d)", path, self.resume_step)
 
-    def train_on_batch(self, batch, args, cached_T=None):
-        """Forward the teachers (or take their cached logits) and the student; return the loss."""
-        batch, indices = _split_indices(batch)
+    @property
+    def resume_step(self):
+        """The step the next train() resumes from (0 for a fresh run)."""
+        return self._pending_resume["global_step"] if self._pending_resume is not None else 0
+
+    def train_on_batch(self, batch, args):
+        """Forward the teachers (or take their cached logits) and the student: (loss, terms)."""
+        batch, indices = split_indices(batch)
         batch = move_to_device(batch, self.device)
-        if cached_T is not None:
-            results_T = move_to_device_nested(cached_T, self.device)
-        elif indices is not None and self._cache_complete and self._caches_logits():
-            results_T = self._indexed_logits(indices)
-        else:
+        results_T = self.logit_cache.lookup(indices) if self.logit_cache is not None else None
+        if results_T is None:
             results_T = self.teacher_results(batch, args)
-            if self._building_cache and indices is not None:
-                self._store_indexed_logits(indices, results_T)
-            elif self._building_cache:
-                self._logit_cache.append((move_to_device(batch, "cpu"), _logits_on_cpu(results_T)))
+            if self.logit_cache is not None:
+                self.logit_cache.store(batch, indices, results_T)
         with self._autocast():
             outputs_S = call_model(self._student_forward, batch, args)
         results_S = post_adaptor(self.adaptor_S(batch, outputs_S))
@@ -243,27 +236,19 @@ class AbstractDistiller:
                     and not self.d_config.intermediate_matches)
 
     def _epoch_batches(self, dataloader, epoch, num_batches, skip):
-        """(batch, cached teacher results or None) pairs of one epoch, after `skip` batches.
+        """The batches of one epoch, after the first `skip`.
 
         Batches past the last full accumulation group are left out, so every optimizer step
         sees the same number of examples. A sampler with set_epoch (DistributedSampler, or any
-        seeded sampler) gets the epoch, so a resumed run sees the same order.
-
-        A logit-caching distiller fills its cache while the teachers run, then stops running
-        them. When the batches carry their examples' indices (EXAMPLE_INDEX_KEY), the cache is a
-        (num_examples, classes) table per teacher, filled until every example has its row,
-        and later epochs keep the dataloader's own shuffling. Otherwise the batches of the first
-        whole epoch are stored with their logits and replayed in a new random order.
+        seeded sampler) gets the epoch, so a resumed run sees the same order. A logit cache
+        may replay its stored batches instead (logit_cache.py).
         """
-        if self._caches_logits() and self._cache_complete and self._index_cache is None:
-            order = torch.randperm(len(self._logit_cache)).tolist()
-            return ((self._logit_cache[i][0], self._logit_cache[i][1]) for i in order)
-        self._building_cache = self._caches_logits() and not self._cache_complete
-        self._logit_cache = []
-        self._num_examples = len(dataloader.dataset) if hasattr(dataloader, "dataset") else None
-        _set_epoch(dataloader, epoch)
-        batches = itertools.islice(dataloader, skip, num_batches)
-        return ((batch, None) for batch in batches)
+        def fresh_batches():
+            _set_epoch(dataloader, epoch)
+            return itertools.islice(dataloader, skip, num_batches)
+        if self.logit_cache is None:
+            return fresh_batches()
+        return self.logit_cache.batches(dataloader, epoch, num_batches, skip, fresh_batches)
 
     def _data_parallel(self):
         if not self.t_config.data_parallel:
@@ -297,49 +282,6 @@ class AbstractDistiller:
         flat /= dist.get_world_size()
         for param, averaged in zip(params, flat.split([p.numel() for p in params])):
             param.grad = averaged.view_as(param).clone()
-
-    def _store_indexed_logits(self, indices, results_T):
-        per_teacher = results_T if isinstance(results_T, list) else [results_T]
-        if any("logits_mask" in results for results in per_teacher):
-            raise ValueError("caching logits by example index needs one logits row per example; "
-                             "the adaptor returned logits_mask")
-        if self._index_cache is None:
-            if self._num_examples is None:
-                raise ValueError("caching logits by example index needs a dataloader with a "
-                                 "dataset of known length")
-            self._index_cache = [[torch.zeros(self._num_examples, *logits.shape[1:],
-                                              device=self.device) for logits in results["logits"]]
-                                 for results in per_teacher]
-            self._index_filled = torch.zeros(self._num_examples, dtype=torch.bool, device=self.device)
-        indices = indices.to(self.device, non_blocking=True)
-        for table, results in zip(self._index_cache, per_teacher):
-            for head, logits in zip(table, results["logits"]):
-                head[indices] = logits.detach().float()
-        self._index_filled[indices] = True
-
-    def _indexed_logits(self, indices):
-        indices = indices.to(self.device, non_blocking=True)
-        results = [{"logits": [head[indices] for head in table]} for table in self._index_cache]
-        return results if isinstance(self.model_T, (list, tuple)) else results[0]
-
-    def _finish_cache(self, parallel, skip):
-        """Whether the cache now covers the whole dataset (one host sync per epoch)."""
-        if self._index_cache is None:  # batch replay: only a whole epoch can be replayed
-            return skip == 0
-        if parallel:  # each process filled the rows of its own share: pool them
-            counts = self._index_filled.float()
-            dist.all_reduce(counts)
-            for table in self._index_cache:
-                for head in table:
-                    head.mul_(self._index_filled.unsqueeze(-1))
-                    dist.all_reduce(head)
-                    head.div_(counts.clamp_min(1).unsqueeze(-1))
-            self._index_filled = counts > 0
-        complete = bool(self._index_filled.all())
-        if complete:
-            logger.info("Teacher logits cached for all %d examples: the teachers stop running",
-                        self._num_examples)
-        return complete
 
     def _autocast(self):
         dtype = AUTOCAST_DTYPES.get(self.t_config.mixed_precision)
@@ -385,18 +327,29 @@ class AbstractDistiller:
                 steps.add((epoch + 1) * steps_per_epoch)  # offset 0: the end of the epoch
         return steps
 
-    def _save_checkpoint(self, run, callback):
-        if not _is_main_process():
-            return
-        path = os.path.join(self.t_config.output_dir, f"gs{run.global_step}.pkl")
-        atomic_torch_save(self.model_S.state_dict(), path)
-        logger.info("Saved %s", path)
-        self._save_resume_state(run)
-        if callback is not None:
-            callback(model=self.model_S, step=run.global_step)
+    def _save_checkpoint(self, run, callback, parallel):
+        """gs{step}.pkl, its resume state, then the callback (e.g. an evaluation)."""
+        if _is_main_process():
+            path = os.path.join(self.t_config.output_dir, f"gs{run.global_step}.pkl")
+            atomic_torch_save(self.model_S.state_dict(), path)
+            logger.info("Saved %s", path)
+        self._save_resume_state(run, parallel)
+        if callback is not None and _is_main_process():
+            # The callback may draw random numbers (a DataLoader's seed, a sampled example):
+            # it must not move the generators the next step uses, or a resumed run would differ.
+            with resume.preserved_rng():
+                callback(model=self.model_S, step=run.global_step)
             self.model_S.train()
 
-    def _save_resume_state(self, run):
+    def _save_resume_state(self, run, parallel):
+        """Save where the run stands; every process adds its own generators, loss sums and cache."""
+        local = {"rng": resume.capture_rng(), "logged_steps": run.logged_steps,
+                 "running": {name: value.cpu() for name, value in run.running.items()},
+                 "logit_cache": self.logit_cache.state_dict() if self.logit_cache is not None else None}
+        per_process = [local]
+        if parallel:
+            per_process = [None] * dist.get_world_size()
+            dist.all_gather_object(per_process, local)
         path = resume.state_path(self.t_config.output_dir, run.global_step)
         if not _is_main_process():
             return path
@@ -407,10 +360,15 @@ class AbstractDistiller:
             projs=[proj.state_dict() if proj is not None else None for proj in self.projs],
             optimizer=run.optimizer.state_dict(),
             scheduler=run.scheduler.state_dict() if run.scheduler is not None else None,
-            scaler=run.scaler.state_dict())
+            scaler=run.scaler.state_dict(), per_process=per_process)
         return path
 
-    def _restore(self, run, state):
+    def _restore(self, run, state, parallel):
+        processes = dist.get_world_size() if parallel else 1
+        if len(state["per_process"]) != processes:
+            raise ValueError(f"the resume state was saved by {len(state['per_process'])} "
+                             f"process(es); this run has {processes}")
+        local = state["per_process"][dist.get_rank() if parallel else 0]
         self.model_S.load_state_dict(state["model_S"])
         for proj, proj_state in zip(self.projs, state.get("projs", [])):
             if proj is not None:
@@ -420,41 +378,69 @@ class AbstractDistiller:
             run.scheduler.load_state_dict(state["scheduler"])
         if state.get("scaler"):
             run.scaler.load_state_dict(state["scaler"])
-        resume.restore_rng(state["rng"])
+        resume.restore_rng(local["rng"])
+        run.running = {name: value.to(self.device) for name, value in local["running"].items()}
+        run.logged_steps = local["logged_steps"]
+        if self.logit_cache is not None and local["logit_cache"] is not None:
+            self.logit_cache.load_state_dict(local["logit_cache"])
         run.global_step, run.epoch, run.batches_done = state["global_step"], state["epoch"], state["batches_done"]
         if run.batches_done >= run.steps_per_epoch * run.accumulation:  # saved at an epoch's end
             run.epoch, run.batches_done = run.epoch + 1, 0
+            if self.logit_cache is not None:
+                self.logit_cache.end_epoch(parallel)
 
-    def _check_finite(self, running):
+    def _note_resume_in_metrics(self, step):
+        """Drop the lines an interrupted run logged after its resume state, and mark the resume."""
+        if not (self.t_config.log_dir and _is_main_process()):
+            return
+        path = os.path.join(self.t_config.log_dir, "metrics.jsonl")
+        kept = []
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as f:
+                for line in f:
+                    try:
+                        record = json.loads(line)
+                    except json.JSONDecodeError:  # a line cut by the kill
+                        continue
+                    if record.get("step", 0) <= step:
+                        kept.append(line.rstrip("\n"))
+        kept.append(json.dumps({"step": step, "resumed": True}))
+        atomic_write_text(path, "\n".join(kept) + "\n")
+
+    def _check_finite(self, run):
         """Stop before a non-finite loss reaches a log line or a checkpoint (one host sync).
 
         Under fp16 the GradScaler already skips the steps whose gradients are not finite.
         """
         if self.t_config.mixed_precision == "fp16":
             return
-        first_nonfinite = self._first_nonfinite
+        first_nonfinite = run.first_nonfinite
         if self._student_forward is not self.model_S:  # every process stops, or none
             first_nonfinite = first_nonfinite.clone()
             dist.all_reduce(first_nonfinite, op=dist.ReduceOp.MAX)
         step = int(first_nonfinite)
         if step >= 0:
-            bad = [name for name, value in running.items() if not torch.isfinite(value)]
+            bad = [name for name, value in run.running.items() if not torch.isfinite(value)]
             raise FloatingPointError(f"the loss was not finite at step {step} "
                                      f"(terms: {', '.join(bad) or 'see metrics.jsonl'}); "
                                      "no checkpoint was written after it")
 
-    def _accumulate(self, running, total_loss, losses, step):
+    def _accumulate(self, run, total_loss, losses):
         """Sum the detached terms on the device and note the first non-finite step, all
         without a host synchronisation."""
+        running = run.running
         for name, value in [("loss", total_loss), *losses.items()]:
             value = value.detach().float()
             running[name] = running[name] + value if name in running else value
         nonfinite = ~torch.isfinite(running["loss"])
-        self._first_nonfinite = torch.where(nonfinite & (self._first_nonfinite < 0),
-                                            torch.full_like(self._first_nonfinite, step),
-                                            self._first_nonfinite)
+        run.first_nonfinite = torch.where(nonfinite & (run.first_nonfinite < 0),
+                                          torch.full_like(run.first_nonfinite, run.global_step + 1),
+                                          run.first_nonfinite)
 
-    def _log(self, running, num_batches, step, epoch, optimizer, progress):
+    def _log(self, run, epoch, progress):
+        """Log the terms averaged over the batches since the last log line, then reset the sums."""
+        running, num_batches = run.running, run.logged_steps * run.accumulation
+        run.running, run.logged_steps = {}, 0
         if not running:
             return
         names = list(running)
@@ -465,14 +451,14 @@ class AbstractDistiller:
         if not _is_main_process():
             return
         values = values.tolist()  # one sync
-        record = {"step": step, "epoch": epoch + 1, **dict(zip(names, values)),
-                  "lr": optimizer.param_groups[0]["lr"]}
+        record = {"step": run.global_step, "epoch": epoch + 1, **dict(zip(names, values)),
+                  "lr": run.optimizer.param_groups[0]["lr"]}
         progress.set_postfix(loss=f"{record['loss']:.4f}")
-        logger.info("step %d: %s", step, " ".join(f"{k}={v:.5g}" for k, v in record.items()
-                                                   if k not in ("step",)))
+        logger.info("step %d: %s", run.global_step, " ".join(f"{k}={v:.5g}" for k, v in record.items()
+                                                              if k not in ("step",)))
         if self.t_config.log_dir:
             append_line(os.path.join(self.t_config.log_dir, "metrics.jsonl"), json.dumps(record))
-            self._write_tensorboard(record, step)
+            self._write_tensorboard(record, run.global_step)
 
     def _write_tensorboard(self, record, step):
         if self._tensorboard is None:
@@ -500,6 +486,9 @@ class _Run:
     global_step: int = 0
     epoch: int = 0
     batches_done: int = 0  # batches of the current epoch already trained on
+    running: dict = dataclasses.field(default_factory=dict)  # loss terms summed since the last log
+    logged_steps: int = 0  # optimizer steps in those sums
+    first_nonfinite: object = None  # a device tensor: the first step whose loss was not finite, or -1
 
 
 def _is_main_process():
@@ -520,26 +509,3 @@ def _set_epoch(dataloader, epoch):
             if hasattr(sampler, "set_epoch"):
                 sampler.set_epoch(epoch)
                 return
-
-
-def _split_indices(batch):
-    """(batch without EXAMPLE_INDEX_KEY, the indices or None)."""
-    if isinstance(batch, Mapping) and EXAMPLE_INDEX_KEY in batch:
-        indices = batch[EXAMPLE_INDEX_KEY]
-        return {key: value for key, value in batch.items() if key != EXAMPLE_INDEX_KEY}, indices
-    return batch, None
-
-
-def move_to_device_nested(results, device):
-    if isinstance(results, list) and results and isinstance(results[0], dict):
-        return [move_to_device_nested(r, device) for r in results]
-    return {key: [v.to(device, non_blocking=True) for v in value] if isinstance(value, list)
-            else value.to(device, non_blocking=True) for key, value in results.items()}
-
-
-def _logits_on_cpu(results_T):
-    """What the logit cache keeps of the teachers' results: their logits, on the CPU."""
-    if isinstance(results_T, list):
-        return [_logits_on_cpu(r) for r in results_T]
-    return {key: [t.detach().to("cpu") for t in as_list(results_T[key])]
-            for key in ("logits", "logits_mask") if key in results_T}

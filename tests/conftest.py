@@ -70,10 +70,13 @@ def write_vocab(path, words=WORDS):
 
 
 def write_bert_config(path, num_hidden_layers=2, hidden_size=32, num_attention_heads=2,
-                      intermediate_size=64, vocab_size=None):
+                      intermediate_size=64, vocab_size=None, dropout=0.0):
+    """dropout: both dropout probabilities. Tests of random state (resume, data workers,
+    torchrun, caching) set the shipped configs' 0.1, so that a moved generator shows."""
     config = {
         "architectures": ["BertForMaskedLM"], "model_type": "bert",
-        "attention_probs_dropout_prob": 0.0, "hidden_act": "gelu", "hidden_dropout_prob": 0.0,
+        "attention_probs_dropout_prob": dropout, "hidden_act": "gelu",
+        "hidden_dropout_prob": dropout,
         "hidden_size": hidden_size, "initializer_range": 0.02, "intermediate_size": intermediate_size,
         "max_position_embeddings": 64, "num_attention_heads": num_attention_heads,
         "num_hidden_layers": num_hidden_layers, "type_vocab_size": 2,

@@ -1,5 +1,10 @@
-"""Interrupted runs: SIGKILL then --resume reaches the same weights; SIGTERM saves a state;
-a non-finite loss stops the run before a checkpoint; resume states load without pickle."""
+"""Interrupted runs: killed at any moment and resumed, every distiller ends bit-identical to an
+uninterrupted run, with every evaluation line; SIGTERM / Ctrl-C save the state of that step;
+a non-finite loss stops the run before a checkpoint.
+
+Dropout is on (0.1, as in the shipped configs), so a random generator moved by anything
+outside the training step, or restored wrongly, changes the weights; they are compared exactly.
+"""
 import json
 import os
 import random
@@ -10,35 +15,65 @@ import time
 
 import pytest
 import torch
+from transformers import BertConfig
 
 from conftest import write_bert_config, write_tiny_mnli, write_vocab
+from modeling import BertForGLUESimple
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 24  # 96 examples, batch 8 -> 12 steps per epoch, 2 epochs
+CHECKPOINTS = list(range(3, STEPS + 1, 3))  # --ckpt_frequency 4: every 3 steps, each evaluated
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("resume")
-    # Big enough that a step takes a few milliseconds, so a kill lands mid-run.
-    config = write_bert_config(root / "bert.json", num_hidden_layers=2, hidden_size=64,
-                               intermediate_size=256)
-    entry = {"model_type": "bert", "prefix": "bert", "vocab_file": str(write_vocab(root / "v.txt")),
-             "config_file": str(config), "checkpoint": None}
-    model_json = root / "model.json"
-    model_json.write_text(json.dumps({"teachers": [], "student": entry}))
-    return {"root": root, "json": str(model_json),
-            "data": str(write_tiny_mnli(root / "data", n_train=96, n_dev=8))}
+    vocab = str(write_vocab(root / "v.txt"))
+    # Big enough that a step takes a few milliseconds, so a kill lands anywhere in the run.
+    student = write_bert_config(root / "student.json", num_hidden_layers=2, hidden_size=32,
+                                intermediate_size=128, dropout=0.1)
+    teacher = write_bert_config(root / "teacher.json", num_hidden_layers=3, hidden_size=48,
+                                intermediate_size=128, dropout=0.1)
+    teachers = []
+    for seed in (1, 2):  # two random teachers, saved as complete checkpoints
+        torch.manual_seed(seed)
+        path = root / f"teacher{seed}.pkl"
+        torch.save(BertForGLUESimple(BertConfig.from_json_file(str(teacher)), 3).state_dict(), path)
+        teachers.append({"model_type": "bert", "prefix": "bert", "vocab_file": vocab,
+                         "config_file": str(teacher), "checkpoint": str(path)})
+    student_entry = {"model_type": "bert", "prefix": "bert", "vocab_file": vocab,
+                     "config_file": str(student), "checkpoint": None}
+    jsons = {}
+    for name, enabled in [("alone", []), ("one", teachers[:1]), ("two", teachers)]:
+        jsons[name] = root / f"{name}.json"
+        jsons[name].write_text(json.dumps({"teachers": enabled, "student": student_entry}))
+    matches = root / "matches.json"  # projected hidden MSE and a pair loss
+    matches.write_text(json.dumps(
+        [{"layer_S": s, "layer_T": t, "feature": "hidden", "loss": "hidden_mse", "weight": 1}
+         for s, t in [(0, 0), (1, 2), (2, 3)]]
+        + [{"layer_S": [2, 2], "layer_T": [3, 3], "feature": "hidden", "loss": "mmd", "weight": 1}]))
+    return {"root": root, "jsons": jsons, "matches": str(matches),
+            "data": str(write_tiny_mnli(root / "data", n_train=96, n_dev=64))}
 
 
-def command(setup, output_dir, *extra):
-    # ckpt_frequency 12: a checkpoint and a resume state after every step; dropout stays on,
-    # so the restored random number generators matter.
-    return [sys.executable, os.path.join(REPO, "main.py"), "--data_dir", setup["data"],
-            "--output_dir", str(output_dir), "--model_config_json", setup["json"], "--do_train",
-            "--max_seq_length", "32", "--train_batch_size", "8", "--num_train_epochs", "2",
-            "--learning_rate", "1e-3", "--ckpt_frequency", "12", "--keep_resume_states", "3",
-            *extra]
+# name -> (entry script, model config, extra options)
+RUNS = {
+    "trainer": ("main.py", "alone", []),
+    "general_with_projections": ("main.py", "one", ["--matches", "MATCHES"]),
+    "emd": ("main.emd.py", "one", []),
+    "multi_teacher": ("main.py", "two", []),
+    "multi_teacher_cached_logits": ("main.py", "two", ["--cache_teacher_logits"]),
+}
+
+
+def command(setup, name, output_dir, *extra):
+    script, model, options = RUNS[name]
+    options = [setup["matches"] if option == "MATCHES" else option for option in options]
+    return [sys.executable, os.path.join(REPO, script), "--data_dir", setup["data"],
+            "--output_dir", str(output_dir), "--model_config_json", str(setup["jsons"][model]),
+            "--do_train", "--do_eval", "--max_seq_length", "32", "--train_batch_size", "8",
+            "--num_train_epochs", "2", "--learning_rate", "1e-3", "--ckpt_frequency", "4",
+            "--PRINT_EVERY", "5", "--keep_resume_states", "3", *options, *extra]
 
 
 def wait_for(path, process, timeout=120):
@@ -46,62 +81,134 @@ def wait_for(path, process, timeout=120):
     while not os.path.exists(path):
         assert process.poll() is None, "the run ended before it could be interrupted"
         assert time.time() < deadline, f"{path} never appeared"
-        time.sleep(0.005)
+        time.sleep(0.002)
 
 
-def final_weights(output_dir):
-    return torch.load(os.path.join(output_dir, f"gs{STEPS}.pkl"), weights_only=True)
+def checkpoints(output_dir):
+    return {step: torch.load(os.path.join(output_dir, f"gs{step}.pkl"), weights_only=True)
+            for step in CHECKPOINTS}
+
+
+def read(output_dir, name):
+    with open(os.path.join(output_dir, name), encoding="utf-8") as f:
+        return f.read()
+
+
+def assert_identical_runs(resumed_dir, straight_dir):
+    """Every checkpoint equal bit for bit; the evaluation lines the same, once each, in order."""
+    straight, resumed = checkpoints(straight_dir), checkpoints(resumed_dir)
+    for step in CHECKPOINTS:
+        assert resumed[step].keys() == straight[step].keys()
+        for key, value in straight[step].items():
+            assert torch.equal(resumed[step][key], value), f"gs{step}.pkl differs at {key}"
+    assert read(resumed_dir, "eval_results.txt") == read(straight_dir, "eval_results.txt")
+    assert read(resumed_dir, "eval_results.jsonl") == read(straight_dir, "eval_results.jsonl")
+    steps = [json.loads(line)["step"] for line in read(resumed_dir, "eval_results.jsonl").splitlines()]
+    assert steps == CHECKPOINTS
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(setup):
-    output_dir = setup["root"] / "straight"
-    subprocess.run(command(setup, output_dir), check=True, capture_output=True)
-    return final_weights(output_dir)
+def straight_runs(setup):
+    """Each distiller run once without interruption (output folder per name, made on demand)."""
+    done = {}
+
+    def get(name):
+        if name not in done:
+            done[name] = setup["root"] / f"straight_{name}"
+            subprocess.run(command(setup, name, done[name]), check=True, capture_output=True)
+        return done[name]
+    return get
 
 
-def test_sigkill_then_resume_reaches_the_same_weights(setup, uninterrupted):
-    output_dir = setup["root"] / "killed"
-    kill_step = random.Random(os.getpid()).randint(2, STEPS - 4)
-    process = subprocess.Popen(command(setup, output_dir), stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    wait_for(output_dir / f"gs{kill_step}.pkl", process)
-    process.kill()
+@pytest.mark.parametrize("name", list(RUNS))
+def test_sigkill_at_a_random_moment_then_resume_is_bit_identical(setup, straight_runs, name):
+    """Killed during a step, a checkpoint write or an evaluation: the resumed run ends as the
+    uninterrupted one, every checkpoint evaluated once."""
+    straight = straight_runs(name)
+    rng = random.Random(f"{os.getpid()}-{name}")
+    # The cached run is killed in epoch 2, when the teachers no longer run.
+    first = 15 if name == "multi_teacher_cached_logits" else 3
+    kill_after = rng.choice([s for s in CHECKPOINTS if first <= s < STEPS])
+    output_dir = setup["root"] / f"killed_{name}"
+    process = subprocess.Popen(command(setup, name, output_dir), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
+    wait_for(output_dir / f"gs{kill_after}.pkl", process)
+    time.sleep(rng.uniform(0, 0.05))  # into the state write, the evaluation or the next steps
+    os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     assert not os.path.exists(output_dir / f"gs{STEPS}.pkl")
-    leftovers = [f for f in os.listdir(output_dir) if f.startswith(".tmp")]
-    for name in os.listdir(output_dir):  # every file there is whole: it loads
-        if name.endswith((".pkl", ".pt")):
-            torch.load(output_dir / name, weights_only=True)
 
-    subprocess.run(command(setup, output_dir, "--resume"), check=True, capture_output=True)
-    resumed = final_weights(output_dir)
-    assert resumed.keys() == uninterrupted.keys()
-    for key in uninterrupted:
-        torch.testing.assert_close(resumed[key], uninterrupted[key], rtol=1e-4, atol=1e-5)
-    # Temporary files of an interrupted write are never taken for results.
-    assert all(not f.endswith((".pkl", ".pt")) for f in leftovers)
-    # Only the newest resume states are kept.
+    subprocess.run(command(setup, name, output_dir, "--resume"), check=True, capture_output=True)
+    assert_identical_runs(output_dir, straight)
+    assert not [f for f in os.listdir(output_dir) if f.startswith(".tmp")]
     assert len([f for f in os.listdir(output_dir) if f.startswith("resume_gs")]) == 3
+    # metrics.jsonl says where the run was resumed, and no step is logged twice.
+    records = [json.loads(line) for line in read(output_dir, "metrics.jsonl").splitlines()]
+    resumed_at = [r["step"] for r in records if r.get("resumed")]
+    assert len(resumed_at) == 1
+    logged = [r["step"] for r in records if not r.get("resumed")]
+    assert logged == sorted(set(logged))
+    straight_records = [json.loads(line) for line in read(straight, "metrics.jsonl").splitlines()]
+    assert [r for r in records if not r.get("resumed")] == straight_records
 
 
-def test_sigterm_saves_a_resume_state_and_says_how_to_resume(setup):
-    output_dir = setup["root"] / "terminated"
-    process = subprocess.Popen(command(setup, output_dir, "--keep_resume_states", "100"),
+def test_killed_during_an_evaluation_the_checkpoint_is_evaluated_on_resume(setup, straight_runs):
+    """The state of step 6 is saved, then the process dies in the middle of evaluating gs6."""
+    name = "general_with_projections"
+    straight = straight_runs(name)
+    output_dir = setup["root"] / "killed_in_evaluation"
+    # A sitecustomize that kills the process (SIGKILL, no cleanup) in its third evaluation pass.
+    hook = setup["root"] / "die_in_evaluation"
+    hook.mkdir(exist_ok=True)
+    (hook / "sitecustomize.py").write_text(
+        "import os, signal, predict\n"
+        "calls = [0]\n"
+        "original = predict.predict_labels\n"
+        "def dying(*args, **kwargs):\n"
+        "    calls[0] += 1\n"
+        "    if calls[0] == 3:  # gs3: mnli, mnli-mm; gs6: mnli, then death\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n"
+        "    return original(*args, **kwargs)\n"
+        "predict.predict_labels = dying\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(hook), REPO]))
+    killed = subprocess.run(command(setup, name, output_dir), env=env, capture_output=True)
+    assert killed.returncode == -signal.SIGKILL
+    assert os.path.exists(output_dir / "resume_gs6.pt")
+    assert [json.loads(line)["step"] for line in read(output_dir, "eval_results.jsonl").splitlines()] == [3]
+
+    subprocess.run(command(setup, name, output_dir, "--resume"), check=True, capture_output=True)
+    assert_identical_runs(output_dir, straight)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_saves_the_state_of_that_step_and_resuming_from_it_is_exact(setup, straight_runs, sig):
+    """Checkpoints (and their states) come only every 3 steps; the signal lands between them,
+    so the state of its step can only come from the handler, and it resumes exactly."""
+    name = "general_with_projections"
+    straight = straight_runs(name)
+    output_dir = setup["root"] / f"signal_{sig.name}"
+    process = subprocess.Popen(command(setup, name, output_dir, "--keep_resume_states", "100"),
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    wait_for(output_dir / "gs3.pkl", process)
-    process.send_signal(signal.SIGTERM)
+    wait_for(output_dir / "gs6.pkl", process)
+    process.send_signal(sig)
     _, stderr = process.communicate(timeout=120)
-    assert process.returncode == 128 + signal.SIGTERM
+    assert process.returncode == 128 + sig
     assert "--resume" in stderr and "Traceback" not in stderr
     states = sorted(int(f[len("resume_gs"):-3]) for f in os.listdir(output_dir) if f.startswith("resume_gs"))
-    assert states and states[-1] < STEPS
-    state = torch.load(output_dir / f"resume_gs{states[-1]}.pt", weights_only=True)
-    assert state["global_step"] == states[-1] and "optimizer" in state and "rng" in state
+    stopped_at = states[-1]
+    assert f"Stopped by {sig.name} at step {stopped_at}" in stderr
+    if stopped_at % 3:  # between checkpoints: a state no checkpoint wrote
+        assert not os.path.exists(output_dir / f"gs{stopped_at}.pkl")
+    state = torch.load(output_dir / f"resume_gs{stopped_at}.pt", weights_only=True)
+    assert state["global_step"] == stopped_at
+
+    subprocess.run(command(setup, name, output_dir, "--resume"), check=True, capture_output=True)
+    assert_identical_runs(output_dir, straight)
 
 
 def test_resume_without_a_state_is_a_clear_error(setup, tmp_path):
-    result = subprocess.run(command(setup, tmp_path / "empty", "--resume"), capture_output=True, text=True)
+    result = subprocess.run(command(setup, "trainer", tmp_path / "empty", "--resume"),
+                            capture_output=True, text=True)
     assert result.returncode != 0
     assert "no resume state" in result.stderr and "Traceback" not in result.stderr
 
