@@ -15,12 +15,16 @@ run neither runs the teachers again for cached examples nor sees other logits.
 """
 from collections.abc import Mapping
 
+import logging
+
 import torch
 import torch.distributed as dist
 
 from .adaptors import as_list, move_to_device
 
 EXAMPLE_INDEX_KEY = "index"  # the batch key of the examples' dataset indices
+
+logger = logging.getLogger("distillation")
 
 
 class TeacherLogitCache:
@@ -66,6 +70,9 @@ class TeacherLogitCache:
         if parallel:
             self.pool()
         self.complete = bool(self.filled.all())  # one host sync per epoch
+        if self.complete:
+            logger.info("Teacher logits cached for all %d examples: the teachers stop running",
+                        self.num_examples)
 
     def pool(self):
         """Share the rows each process filled with all of them (torchrun).

@@ -39,13 +39,21 @@ def setup(tmp_path_factory):
     model_json.write_text(json.dumps({
         "teachers": [model_entry(vocab, teacher_config, str(root / "teacher.pkl"))],
         "student": model_entry(vocab, student_config)}))
+    # Dropout on, for the tests of random state: each process's generators must be restored.
+    dropout_student = write_bert_config(root / "student_dropout.json", num_hidden_layers=2,
+                                        hidden_size=16, intermediate_size=32, dropout=0.1)
+    dropout_json = root / "model_dropout.json"
+    dropout_json.write_text(json.dumps({
+        "teachers": [model_entry(vocab, teacher_config, str(root / "teacher.pkl"))],
+        "student": model_entry(vocab, dropout_student)}))
     # A match with a projection (student 16 -> teacher 32): its gradients are averaged too. pkd
     # is a mean over examples, so shards of a batch average to the whole batch's value (a mean
     # over tokens would weight the shards by their token counts).
     matches = root / "matches.json"
     matches.write_text(json.dumps([{"layer_T": 2, "layer_S": 2, "feature": "hidden",
                                     "loss": "pkd", "weight": 1}]))
-    return {"root": root, "data": data, "model_json": model_json, "matches": matches}
+    return {"root": root, "data": data, "model_json": model_json, "matches": matches,
+            "dropout_json": dropout_json}
 
 
 def train(setup, name, nproc, accumulation=1):
@@ -80,6 +88,7 @@ def double(setup):
 
 
 def test_two_processes_match_one_process(single, double):
+    # Dropout is off here: one process and two draw their masks from different generators.
     # 32 examples, global batch 8 -> 4 steps; the checkpoint has the single-process keys.
     state_1 = torch.load(single / "gs4.pkl", weights_only=True)
     state_2 = torch.load(double / "gs4.pkl", weights_only=True)
@@ -119,9 +128,9 @@ def test_batch_not_divisible_by_processes_is_an_error(setup):
 
 # ----- teacher logits cached by example index ----------------------------------------------------
 
-def cache_run_options(setup, output_dir, *extra):
+def cache_run_options(setup, output_dir, *extra, model_json="model_json"):
     return ["--data_dir", str(setup["data"]), "--output_dir", str(output_dir),
-            "--model_config_json", str(setup["model_json"]), "--do_train", "--no_cuda",
+            "--model_config_json", str(setup[model_json]), "--do_train", "--no_cuda",
             "--max_seq_length", "24", "--train_batch_size", "8", "--num_train_epochs", "3",
             "--learning_rate", "1e-2", "--PRINT_EVERY", "4", "--cache_dir",
             str(setup["root"] / "cache"), *extra]
@@ -137,16 +146,18 @@ def counting_teacher_calls(calls):
 
 def test_cached_teacher_logits_run_the_teacher_once_per_example(setup):
     # 32 examples, batch 8, 3 epochs: 4 teacher calls with the cache instead of 12.
+    # Dropout on in the student: the cache must not move the generators the student draws from.
     runs = {}
     for name, extra in (("plain", []), ("cached", ["--cache_teacher_logits"])):
         calls = []
-        main.run(cache_run_options(setup, setup["root"] / name, *extra),
+        main.run(cache_run_options(setup, setup["root"] / name, *extra, model_json="dropout_json"),
                  build_distiller=counting_teacher_calls(calls))
         runs[name] = (len(calls), torch.load(setup["root"] / name / "gs12.pkl", weights_only=True))
     assert runs["plain"][0] == 12 and runs["cached"][0] == 4
-    # Reshuffled epochs still pair every example with its own teacher logits: same training.
+    # Reshuffled epochs still pair every example with its own teacher logits: the same training,
+    # bit for bit (the teacher's logits in a batch do not depend on the batch's other rows here).
     for key, value in runs["plain"][1].items():
-        torch.testing.assert_close(runs["cached"][1][key], value, rtol=1e-5, atol=1e-6, msg=key)
+        assert torch.equal(runs["cached"][1][key], value), key
 
 
 def test_cached_teacher_logits_are_pooled_across_processes(setup):
@@ -170,3 +181,42 @@ def test_cached_teacher_logits_refuse_intermediate_matches(setup):
     with pytest.raises(ValueError, match="--cache_teacher_logits"):
         main.run(cache_run_options(setup, setup["root"] / "refused", "--cache_teacher_logits",
                                    "--matches", str(setup["matches"])))
+
+
+# ----- resume under torchrun -----------------------------------------------------------------------
+
+def test_two_processes_killed_and_resumed_end_as_an_uninterrupted_two_process_run(setup):
+    """Each process restores its own generators (dropout on) and its share of the logit cache."""
+    import random
+    import signal
+    import time
+
+    def launch(output_dir, *extra):
+        options = cache_run_options(setup, output_dir, "--cache_teacher_logits", "--ckpt_frequency",
+                                    "2", "--keep_resume_states", "100", *extra,
+                                    model_json="dropout_json")
+        command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                   "--standalone", "main.py", *options]
+        return subprocess.Popen(command, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True)
+
+    straight = setup["root"] / "resume_straight"
+    assert launch(straight).wait(timeout=180) == 0
+    killed = setup["root"] / "resume_killed"
+    process = launch(killed)
+    kill_after = random.Random(os.getpid()).choice([2, 4, 6, 8])  # 12 steps, a state every 2
+    deadline = time.time() + 180
+    while not (killed / f"resume_gs{kill_after}.pt").exists():
+        assert process.poll() is None and time.time() < deadline
+        time.sleep(0.002)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    resumed = launch(killed, "--resume")
+    _, stderr = resumed.communicate(timeout=180)
+    assert resumed.returncode == 0, stderr[-3000:]
+    for step in (2, 4, 6, 8, 10, 12):
+        expected = torch.load(straight / f"gs{step}.pkl", weights_only=True)
+        got = torch.load(killed / f"gs{step}.pkl", weights_only=True)
+        for key, value in expected.items():
+            assert torch.equal(got[key], value), f"gs{step}.pkl: {key}"

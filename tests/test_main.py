@@ -163,7 +163,12 @@ def test_matches_without_a_teacher_is_an_error(files, tmp_path):
 
 
 def test_worker_processes_load_the_same_batches(files, teacher_checkpoint, tmp_path):
-    model_json = distill_json(files, teacher_checkpoint, "w.json")
+    # Dropout on: a worker process that moved the main process's generator would change the masks.
+    dropout_config = write_bert_config(tmp_path / "student_dropout.json", num_hidden_layers=2,
+                                       hidden_size=16, intermediate_size=32, dropout=0.1)
+    teacher = entry(files, "teacher_config", str(teacher_checkpoint / "gs8.pkl"))
+    student = {**entry(files, "student_config"), "config_file": str(dropout_config)}
+    model_json = write_json(tmp_path / "w.json", {"teachers": [teacher], "student": student})
     states = []
     for workers in ("0", "2"):
         output_dir = tmp_path / f"workers{workers}"
