@@ -162,7 +162,9 @@ class AbstractDistiller:
                         batch = batch_postprocessor(batch)
                     closes_group = (run.batches_done + 1) % accumulation == 0
                     with self._gradient_sync(closes_group):
-                        total_loss, losses = self.train_on_batch(batch, args, cached_T)
+                        # TextBrewer's train_on_batch(batch, args) unless replaying cached logits
+                        total_loss, losses = (self.train_on_batch(batch, args) if cached_T is None
+                                              else self.train_on_batch(batch, args, cached_T))
                         scaler.scale(total_loss / accumulation).backward()
                     self._accumulate(running, total_loss, losses, run.global_step + 1)
                     run.batches_done += 1
