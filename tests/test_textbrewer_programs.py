@@ -6,6 +6,7 @@ textbrewer`, `from distillation.distiller_utils import *`, ...). The tests run i
 then run the same text with those import lines pointed back at TextBrewer 0.2.1, on identical
 models, data and random seeds, and compare the losses of every training step.
 """
+import json
 import types
 from pathlib import Path
 
@@ -158,13 +159,27 @@ def test_multitask_program_runs(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.glob("gs*.pkl")) == ["gs3.pkl", "gs6.pkl"]
 
 
-def test_multitask_program_matches_textbrewer(tmp_path, monkeypatch):
+def test_multitask_program_accumulates_and_logs(tmp_path, monkeypatch):
+    program = load_program("multitask", "distillation")
+    records = record_batches(monkeypatch, distillation.MultiTaskDistiller)
+    program.main(str(tmp_path), num_steps=4, accumulation=2, log_dir=str(tmp_path / "logs"))
+    assert len(records) == 8  # two batches per optimizer step
+    lines = [json.loads(line) for line in (tmp_path / "logs" / "metrics.jsonl").read_text().splitlines()]
+    assert lines and all({"loss", "unweighted_kd_loss", "unweighted_hidden_hidden_mse_2_3"} <= set(line)
+                         for line in lines)
+    assert lines[-1]["step"] == 4  # the last step is always logged
+
+
+@pytest.mark.parametrize("accumulation", [1, 2])
+def test_multitask_program_matches_textbrewer(tmp_path, monkeypatch, accumulation):
     textbrewer = textbrewer_package()
     runs = {}
     for package, distiller in (("distillation", distillation.MultiTaskDistiller),
                                ("textbrewer", textbrewer.MultiTaskDistiller)):
         records = record_batches(monkeypatch, distiller)
-        runs[package] = records, load_program("multitask", package).main(str(tmp_path / package), num_steps=8)
+        program = load_program("multitask", package)
+        runs[package] = records, program.main(str(tmp_path / package), num_steps=8 // accumulation,
+                                              accumulation=accumulation)
     ours, reference = runs["distillation"][0], runs["textbrewer"][0]
     assert {task for task, _, _ in reference} == {"parity", "topic"}  # both tasks drawn, in the same order
     assert_same_losses(ours, reference)

@@ -59,13 +59,15 @@ def tell_task(task):
     return lambda batch: {**batch, "task": task}
 
 
-def main(output_dir, num_steps=6, tau=1, seed=0, sizes=(48, 16), callback=None):
+def main(output_dir, num_steps=6, tau=1, seed=0, sizes=(48, 16), callback=None, accumulation=1,
+         log_dir=None):
     torch.manual_seed(seed)
     teachers = {task: TaskModel(32, 3, {task: n}) for task, n in TASKS.items()}
     student = TaskModel(16, 2, TASKS)
     dataloaders = {task: DataLoader(TaskDataset(size, TASKS[task], seed=i), batch_size=8)
                    for i, (task, size) in enumerate(zip(TASKS, sizes))}
-    train_config = TrainingConfig(device="cpu", output_dir=output_dir, ckpt_steps=3)
+    train_config = TrainingConfig(device="cpu", output_dir=output_dir, ckpt_steps=3, log_dir=log_dir,
+                                  gradient_accumulation_steps=accumulation)
     distill_config = DistillationConfig(
         temperature=4, hard_label_weight=0.5,
         intermediate_matches=[{"layer_T": 3, "layer_S": 2, "feature": "hidden",
