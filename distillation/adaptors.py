@@ -51,3 +51,51 @@ def call_model(model, batch, args):
     if isinstance(batch, (tuple, list)):
         return model(*batch, **args)
     return model(batch, **args)
+
+
+def forward_models(models, batch, args):
+    """One model's outputs, or a list / dict of outputs for a list / dict of models."""
+    if isinstance(models, (list, tuple)):
+        return [call_model(model, batch, args) for model in models]
+    if isinstance(models, Mapping):
+        return {name: call_model(model, batch, args) for name, model in models.items()}
+    return call_model(models, batch, args)
+
+
+def get_outputs_from_batch(batch, device, model_T, model_S, args, no_teacher_forward=False):
+    """((teacher_batch, teacher outputs), (student_batch, student outputs)), as TextBrewer's.
+
+    The outputs are the models' raw outputs, before the adaptors. The batch goes to the device;
+    a dict batch with 'teacher' and 'student' keys gives each side its own batch, and its
+    'teacher_cache', if present, stands in for the teachers' outputs. The teachers run without
+    gradients; their outputs are None with no_teacher_forward.
+    """
+    if isinstance(batch, Mapping) and "teacher" in batch and "student" in batch:
+        teacher_batch = move_to_device(batch["teacher"], device)
+        student_batch = move_to_device(batch["student"], device)
+        cached = batch.get("teacher_cache")
+    else:
+        teacher_batch = student_batch = move_to_device(batch, device)
+        cached = None
+    if no_teacher_forward:
+        outputs_T = None
+    elif cached is not None:
+        outputs_T = move_to_device(cached, device)
+    else:
+        with torch.no_grad():
+            outputs_T = forward_models(model_T, teacher_batch, args)
+    outputs_S = call_model(model_S, student_batch, args)
+    return (teacher_batch, outputs_T), (student_batch, outputs_S)
+
+
+def select_logits_with_mask(logits_list, masks_list):
+    """TextBrewer's selection: (batch, length, classes) logits keep the rows their mask marks,
+    giving (selected, classes); (batch, classes) logits are left as they are. One mask may
+    serve every logits tensor."""
+    if len(masks_list) == 1:
+        masks_list = masks_list * len(logits_list)
+    if len(masks_list) != len(logits_list):
+        raise ValueError(f"select_logits_with_mask: {len(logits_list)} logits tensors but "
+                         f"{len(masks_list)} masks")
+    return [logits[mask.bool()] if logits.dim() == 3 else logits
+            for logits, mask in zip(logits_list, masks_list)]

@@ -3,6 +3,7 @@
 Neither config changes during training or touches the disk: schedules are applied per step by
 the distillers, and output_dir is created when training starts.
 """
+import json
 import logging
 
 import torch
@@ -24,6 +25,16 @@ class _Config:
 
     def _public(self):
         return {key: value for key, value in vars(self).items() if not key.startswith("_")}
+
+    @classmethod
+    def from_dict(cls, settings):
+        """The config built from a dict of its arguments (TextBrewer's Config.from_dict)."""
+        return cls(**settings)
+
+    @classmethod
+    def from_json_file(cls, path):
+        with open(path, encoding="utf-8") as file:
+            return cls.from_dict(json.load(file))
 
 
 class TrainingConfig(_Config):
@@ -145,7 +156,9 @@ def _is_layer(layer, pair):
 class DistillationConfig(_Config):
     """What to distill: the KD loss and its temperature, hard labels, intermediate matches.
 
-    temperature_scheduler: 'none', 'constant', or ['flsw', beta, gamma] / ['cwsm', beta].
+    temperature_scheduler: 'none', 'constant', or ['flsw', beta, gamma] / ['cwsm', beta]; the
+      attribute holds, as in TextBrewer, None or the function (logits_S, logits_T, temperature)
+      -> temperature, because distillers written for TextBrewer call it themselves.
     hard_label_weight_scheduler, kd_loss_weight_scheduler: 'none', 'linear_decay', 'linear_growth'.
     intermediate_matches: dicts {layer_T, layer_S, feature, loss, weight, proj?}.
     is_caching_logits: the teachers' logits of the first epoch are reused in later epochs.
@@ -156,7 +169,7 @@ class DistillationConfig(_Config):
                  kd_loss_weight_scheduler="none", probability_shift=False,
                  intermediate_matches=None, is_caching_logits=False):
         self.temperature = temperature
-        self.temperature_scheduler = temperature_scheduler
+        self.temperature_scheduler = _temperature_function(temperature_scheduler)
         self.hard_label_weight = hard_label_weight
         self.hard_label_weight_scheduler = hard_label_weight_scheduler
         self.kd_loss_type = kd_loss_type
@@ -168,15 +181,14 @@ class DistillationConfig(_Config):
         self.is_caching_logits = is_caching_logits
         if kd_loss_type not in KD_LOSS_MAP:
             raise ValueError(f"DistillationConfig: unknown kd_loss_type {kd_loss_type!r}; known: {', '.join(KD_LOSS_MAP)}")
-        # Resolved once here; the settings above stay as the user wrote them.
-        self._temperature_fn = _temperature_function(temperature_scheduler)
+        # Resolved once here; the weight schedulers' settings stay as the user wrote them.
         self._hard_label_weight_fn = _weight_function(hard_label_weight_scheduler, "hard_label_weight_scheduler")
         self._kd_loss_weight_fn = _weight_function(kd_loss_weight_scheduler, "kd_loss_weight_scheduler")
 
     def temperature_for(self, logits_S, logits_T):
-        if self._temperature_fn is None:
+        if self.temperature_scheduler is None:
             return self.temperature
-        return self._temperature_fn(logits_S, logits_T, self.temperature)
+        return self.temperature_scheduler(logits_S, logits_T, self.temperature)
 
     def weights_at(self, step, total_steps):
         """(kd_loss_weight, hard_label_weight) after their schedules at this optimizer step."""

@@ -1,12 +1,14 @@
-"""The distillers: BasicTrainer, BasicDistiller, GeneralDistiller and MultiTeacherDistiller.
+"""The distillers: BasicTrainer, BasicDistiller, GeneralDistiller, MultiTeacherDistiller and
+MultiTaskDistiller.
 
 Each one only says how its loss is computed; AbstractDistiller runs the training.
 """
 import torch
 
-from .adaptors import as_list
+from .adaptors import as_list, call_model, move_to_device, post_adaptor
 from .losses import KD_LOSS_MAP, MATCH_LOSS_MAP
 from .projections import PROJ_MAP
+from .task_sampling import TaskBatches
 from .trainer import AbstractDistiller
 
 
@@ -113,6 +115,69 @@ class MultiTeacherDistiller(BasicDistiller):
         return self.compute_prediction_loss(results_S, averaged)
 
 
+class MultiTaskDistiller(GeneralDistiller):
+    """Teachers of several tasks distilled into one student.
+
+    model_T, adaptor_T and adaptor_S are dicts keyed by task name. Every batch comes from one
+    task and is distilled as GeneralDistiller does (KD, hard labels, and the intermediate
+    matches, whose projections all tasks share), with that task's teacher and adaptors.
+    The teachers' logits are never cached.
+    """
+
+    def __init__(self, train_config, distill_config, model_T, model_S, adaptor_T, adaptor_S):
+        for name, value in (("model_T", model_T), ("adaptor_T", adaptor_T), ("adaptor_S", adaptor_S)):
+            if not isinstance(value, dict) or not value:
+                raise ValueError(f"MultiTaskDistiller: {name} must be a non-empty dict {{task: ...}}")
+        if not set(model_T) == set(adaptor_T) == set(adaptor_S):
+            raise ValueError("MultiTaskDistiller: model_T, adaptor_T and adaptor_S must have the "
+                             f"same tasks; got {sorted(model_T)}, {sorted(adaptor_T)}, {sorted(adaptor_S)}")
+        super().__init__(train_config, distill_config, model_T, model_S, adaptor_T, adaptor_S)
+
+    @property
+    def teachers(self):
+        return list(self.model_T.values())
+
+    def _caches_logits(self):
+        return False
+
+    def train(self, optimizer, dataloaders, num_steps, scheduler_class=None, scheduler_args=None,
+              scheduler=None, max_grad_norm=-1.0, tau=1, callback=None, batch_postprocessors=None,
+              **args):
+        """Train for num_steps optimizer steps on batches drawn from dataloaders ({task: loader}).
+
+        A task is drawn for every batch with probability proportional to the size of its
+        dataloader ** tau (uniformly when a size is unknown), from numpy's global generator.
+        batch_postprocessors: {task: function(batch) -> batch}. Checkpoints every
+        t_config.ckpt_steps steps and at the end; the rest as in AbstractDistiller.train.
+        Each pass of the loop's epoch is one optimizer step, so a resumed run draws on from
+        the restored generators.
+        """
+        unknown = set(dataloaders) - set(self.model_T)
+        if unknown:
+            raise ValueError(f"MultiTaskDistiller.train: no teacher for task(s) {sorted(unknown)}")
+        batches = TaskBatches(dataloaders, tau, length=self.t_config.gradient_accumulation_steps)
+        postprocessor = None
+        if batch_postprocessors is not None:
+            def postprocessor(batch_task):
+                batch, task = batch_task
+                return batch_postprocessors[task](batch), task
+        super().train(optimizer, batches, num_steps=num_steps, scheduler_class=scheduler_class,
+                      scheduler_args=scheduler_args, scheduler=scheduler, max_grad_norm=max_grad_norm,
+                      callback=callback, batch_postprocessor=postprocessor, **args)
+
+    def train_on_batch(self, batch_task, args):
+        """(total_loss, losses) of one (batch, task name) pair."""
+        batch, task = batch_task
+        batch = move_to_device(batch, self.device)
+        with torch.no_grad(), self._autocast():
+            outputs_T = call_model(self.model_T[task], batch, args)
+        results_T = post_adaptor(self.adaptor_T[task](batch, outputs_T))
+        with self._autocast():
+            outputs_S = call_model(self._student_forward, batch, args)
+        results_S = post_adaptor(self.adaptor_S[task](batch, outputs_S))
+        return self.compute_loss(results_S, results_T)
+
+
 def probability_shift(logits, labels):
     """Swap, in each row, the largest logit with the gold label's, so the teacher is never wrong.
 
@@ -121,10 +186,16 @@ def probability_shift(logits, labels):
     logits = logits.clone()
     top = logits.argmax(dim=-1, keepdim=True)
     gold = labels.unsqueeze(-1)
+    gold = torch.where(gold < 0, top, gold)  # ignored positions (label -100) stay as they are
     top_values, gold_values = logits.gather(-1, top), logits.gather(-1, gold)
     logits.scatter_(-1, top, gold_values)
     logits.scatter_(-1, gold, top_values)
     return logits
+
+
+def probability_shift_(logits, labels):
+    """probability_shift written into logits, which it returns (TextBrewer's in-place form)."""
+    return logits.copy_(probability_shift(logits, labels))
 
 
 def _select(results, key):

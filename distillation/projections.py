@@ -20,3 +20,14 @@ PROJ_MAP = {
     "relu": projection_with_activation(nn.ReLU),
     "tanh": projection_with_activation(nn.Tanh),
 }
+
+
+def initializer_builder(std):
+    """A function for module.apply: BERT's initialisation (normal weights of this std, zero bias)
+    of every Linear and Embedding."""
+    def init_weights(module):
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, std=std)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+    return init_weights

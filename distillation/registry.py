@@ -12,6 +12,12 @@ _MAPS = {
     "PROJ_MAP": PROJ_MAP,
     "TEMPERATURE_SCHEDULER": TEMPERATURE_SCHEDULER,
     "WEIGHT_SCHEDULER": WEIGHT_SCHEDULER,
+    # TextBrewer's names for the same maps, spelled as it spells them
+    "kd_loss": KD_LOSS_MAP,
+    "match_Loss": MATCH_LOSS_MAP,
+    "projection": PROJ_MAP,
+    "weight_scheduler": WEIGHT_SCHEDULER,
+    "temperature_scheduler": TEMPERATURE_SCHEDULER,
 }
 
 
@@ -19,4 +25,6 @@ def register_new(map_name, name, func):
     """Add `func` under `name` to one of the maps, e.g. register_new('MATCH_LOSS_MAP', 'l1', l1)."""
     if map_name not in _MAPS:
         raise ValueError(f"register_new: unknown map {map_name!r}; known: {', '.join(_MAPS)}")
+    if not callable(func):
+        raise TypeError(f"register_new: {name!r} must be callable, got {func!r}")
     _MAPS[map_name][name] = func

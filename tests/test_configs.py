@@ -99,7 +99,7 @@ def test_distillation_config_defaults():
     assert (config.temperature, config.temperature_scheduler, config.hard_label_weight,
             config.hard_label_weight_scheduler, config.kd_loss_type, config.kd_loss_weight,
             config.kd_loss_weight_scheduler, config.probability_shift, config.is_caching_logits) == \
-        (4, "none", 0, "none", "ce", 1, "none", False, False)
+        (4, None, 0, "none", "ce", 1, "none", False, False)
     assert list(config.intermediate_matches) == []
 
 
@@ -187,7 +187,8 @@ def test_temperature_schedulers_follow_their_formulas():
 def test_scheduled_configs_are_accepted():
     config = DistillationConfig(temperature_scheduler=["flsw", 1, 1], kd_loss_weight_scheduler="linear_decay",
                                 hard_label_weight_scheduler="linear_growth")
-    assert config.temperature_scheduler == ["flsw", 1, 1]  # kept as written
+    assert callable(config.temperature_scheduler)  # TextBrewer's meaning: None or the function
+    assert DistillationConfig(temperature_scheduler="constant").temperature_scheduler(None, None, 3) == 3
     assert config.kd_loss_weight_scheduler == "linear_decay"
 
 

@@ -1,0 +1,4 @@
+"""TextBrewer's `textbrewer.data_utils`: the token-list augmentations."""
+from .augmentation import deleting, long_disorder, masking, n_gram_sampling, short_disorder
+
+__all__ = ["masking", "deleting", "n_gram_sampling", "short_disorder", "long_disorder"]

@@ -1,0 +1,4 @@
+"""TextBrewer's `textbrewer.distiller_multitask`: MultiTaskDistiller (defined in distillation.distillers)."""
+from .distillers import MultiTaskDistiller
+
+__all__ = ["MultiTaskDistiller"]

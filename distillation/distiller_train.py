@@ -1,0 +1,4 @@
+"""TextBrewer's `textbrewer.distiller_train`: BasicTrainer (defined in distillation.distillers)."""
+from .distillers import BasicTrainer
+
+__all__ = ["BasicTrainer"]
