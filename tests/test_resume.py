@@ -230,3 +230,36 @@ def test_a_non_finite_loss_stops_the_run_before_any_checkpoint(tmp_path):
     with pytest.raises(FloatingPointError, match="not finite at step 1.*unweighted_hard_label_loss"):
         trainer.train(torch.optim.SGD(trainer.model_S.parameters(), lr=0.1), loader, num_epochs=1)
     assert not [f for f in os.listdir(tmp_path) if f.endswith(".pkl")]
+
+
+def test_a_resumed_run_keeps_the_logit_cache_and_never_runs_the_teachers_again(setup):
+    """Resumed in epoch 2 from the state of step 15: the cache comes back with the state, so
+    the teachers make no forward pass at all, and the run ends as the uninterrupted one."""
+    import shutil
+
+    import main
+
+    def counting(calls):
+        def build(args, train_config, teachers, student, matches):
+            for teacher in teachers:
+                teacher.register_forward_hook(lambda *_: calls.append(1))
+            return main.build_distiller(args, train_config, teachers, student, matches)
+        return build
+
+    options = command(setup, "multi_teacher_cached_logits", "OUT", "--keep_resume_states", "100")[2:]
+    straight = setup["root"] / "cache_straight"
+    calls = []
+    main.run([str(straight) if o == "OUT" else o for o in options], build_distiller=counting(calls))
+    assert len(calls) == 2 * 12  # two teachers, the 12 batches of epoch 1
+
+    resumed = setup["root"] / "cache_resumed"
+    shutil.copytree(straight, resumed)
+    for file in os.listdir(resumed):  # back to step 15, as if killed right after its state
+        step = file.removeprefix("resume_").removeprefix("gs").split(".")[0]
+        if step.isdigit() and int(step) > 15:
+            os.remove(resumed / file)
+    calls = []
+    main.run([str(resumed) if o == "OUT" else o for o in options] + ["--resume"],
+             build_distiller=counting(calls))
+    assert calls == []
+    assert_identical_runs(resumed, straight)

@@ -182,3 +182,50 @@ def test_demo_runs_every_script_and_prints_the_table(tmp_path):
     assert all(row["step"] == 3 for row in rows[2:])  # the students: the first 48
     assert all(0 <= row["mnli"] <= 1 and 0 <= row["mnli-mm"] <= 1 for row in rows)
     assert "| Multi-teacher (recommended) |" in result.stdout
+
+
+def test_t4tiny_script_killed_mid_run_and_resumed_ends_as_an_uninterrupted_run(env, teacher_checkpoint):
+    """SIGKILL to the whole script (bash and python) at a random moment, then the same command
+    with --resume: the final checkpoint is bit-identical and every evaluation line is there.
+    The tiny BERT keeps BertConfig's dropout of 0.1, so the random state matters."""
+    import random
+    import signal
+    import time
+
+    import torch
+
+    # 32 examples, batch 4, 2 epochs -> 16 steps; a checkpoint and its evaluation every 2 steps.
+    options = ["--PRINT_EVERY", "3", "--ckpt_frequency", "4"]
+    runs = {}
+    for name in ("straight", "killed"):
+        runs[name] = dict(env, OUTPUT_DIR=os.path.join(env["OUTPUT_ROOT_DIR"], f"resume_{name}"),
+                          TEACHER_CKPT=teacher_checkpoint, ep="2", batch_size="4")
+    script = os.path.join(REPO, "run_mnli_distill_T4tiny.sh")
+    subprocess.run(["bash", script, *options], env=runs["straight"], check=True, capture_output=True)
+
+    killed_dir = runs["killed"]["OUTPUT_DIR"]
+    rng = random.Random(os.getpid())
+    kill_after = rng.choice([2, 4, 6, 8, 10, 12])
+    process = subprocess.Popen(["bash", script, *options], env=runs["killed"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    deadline = time.time() + 300
+    while not os.path.exists(os.path.join(killed_dir, f"gs{kill_after}.pkl")):
+        assert process.poll() is None and time.time() < deadline
+        time.sleep(0.002)
+    time.sleep(rng.uniform(0, 0.2))
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not os.path.exists(os.path.join(killed_dir, "gs16.pkl"))
+    subprocess.run(["bash", script, *options, "--resume"], env=runs["killed"], check=True,
+                   capture_output=True)
+
+    straight_dir = runs["straight"]["OUTPUT_DIR"]
+    expected = torch.load(os.path.join(straight_dir, "gs16.pkl"), weights_only=True)
+    got = torch.load(os.path.join(killed_dir, "gs16.pkl"), weights_only=True)
+    for key, value in expected.items():
+        assert torch.equal(got[key], value), key
+    for name in ("eval_results.txt", "eval_results.jsonl"):
+        with open(os.path.join(straight_dir, name)) as a, open(os.path.join(killed_dir, name)) as b:
+            lines = a.read()
+            assert b.read() == lines and len(lines.splitlines()) == 8
