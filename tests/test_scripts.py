@@ -68,7 +68,9 @@ def assert_original_shape(content):
 @pytest.fixture(scope="module")
 def teacher_checkpoint(env):
     output_dir = os.path.join(env["OUTPUT_ROOT_DIR"], "teacher")
-    run_script("run_mnli_train.sh", dict(env, OUTPUT_DIR=output_dir))
+    # lr=2 as in the original script: 2e-5.
+    result = run_script("run_mnli_train.sh", dict(env, OUTPUT_DIR=output_dir, lr="2"))
+    assert "learning rate 2e-5" in result.stdout
     # 32 examples, batch 16, one epoch -> two steps and one checkpoint at the end.
     assert finished_run(env, output_dir, "TrainBertTeacher.json") == ["gs2.pkl"]
     return os.path.join(output_dir, "gs2.pkl")
