@@ -175,7 +175,9 @@ def distillation_config(args, intermediate_matches=None):
                               hard_label_weight=args.hard_label_weight,
                               kd_loss_weight=args.kd_loss_weight,
                               intermediate_matches=intermediate_matches,
-                              is_caching_logits=args.cache_teacher_logits)
+                              is_caching_logits=args.cache_teacher_logits,
+                              # batches are cut to their longest example (FeatureDataset)
+                              padded_length=args.max_seq_length)
 
 
 def reads_hidden_states(distiller):

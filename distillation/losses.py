@@ -1,6 +1,7 @@
 """Loss functions of the distillers, each a small pure function with one signature.
 
-KD losses take (logits_S, logits_T, temperature); match losses take (feature_S, feature_T, mask=None).
+KD losses take (logits_S, logits_T, temperature); match losses take (feature_S, feature_T, mask=None),
+and those whose value depends on the padded length also take padded_length=None (see mmd_loss).
 mask is (batch, length) with 1 for real tokens and 0 for padding; where a loss is masked,
 padding positions do not change its value. Inputs are cast to float32, so a loss computed on
 half-precision activations is still computed in float32.
@@ -143,19 +144,28 @@ def fsp_loss(state_S, state_T, mask=None):
     return F.mse_loss(gram_S, gram_T)
 
 
-def mmd_loss(state_S, state_T, mask=None):
+def mmd_loss(state_S, state_T, mask=None, padded_length=None):
     """Mean squared error between token-similarity matrices of two layers ('mmd' and 'nst').
 
-    state_S, state_T: pairs [X0, X1] of (batch, length, hidden); G = X0 X1^T / hidden, which is
-    (batch, length, length), so student and teacher hidden sizes may differ. With a mask only
-    entries between two real tokens count.
+    state_S, state_T: pairs [X0, X1] of (batch, length, hidden); the similarity G = X0 X1^T / d
+    is (batch, length, length), so student and teacher hidden sizes may differ. As in
+    TextBrewer 0.2.1, d is each side's hidden size without a mask; with a mask d is the padded
+    length and only entries between two real tokens count. padded_length: the length the
+    inputs were padded to before their batch was cut to its longest example (the distillers
+    pass DistillationConfig.padded_length), so the cut does not change the value; None: the
+    given tensors' length, exactly as TextBrewer.
     """
     S0, S1 = state_S[0].float(), state_S[1].float()
     T0, T1 = state_T[0].float(), state_T[1].float()
-    gram_S = torch.bmm(S0, S1.transpose(1, 2)) / S1.size(2)
-    gram_T = torch.bmm(T0, T1.transpose(1, 2)) / T1.size(2)
     if mask is None:
+        gram_S = torch.bmm(S0, S1.transpose(1, 2)) / S1.size(2)
+        gram_T = torch.bmm(T0, T1.transpose(1, 2)) / T1.size(2)
         return F.mse_loss(gram_S, gram_T)
+    length = padded_length if padded_length is not None else S1.size(1)
+    if length < S1.size(1):
+        raise ValueError(f"mmd_loss: padded_length {length} is shorter than the batch ({S1.size(1)})")
+    gram_S = torch.bmm(S0, S1.transpose(1, 2)) / length
+    gram_T = torch.bmm(T0, T1.transpose(1, 2)) / length
     mask = mask.to(S0)
     pair_mask = mask.unsqueeze(-1) * mask.unsqueeze(1)   # (batch, length, length)
     return (F.mse_loss(gram_S, gram_T, reduction="none") * pair_mask).sum() / pair_mask.sum()

@@ -482,3 +482,41 @@ def test_the_core_api_example_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     exec(compile(blocks[0], "README.md", "exec"), {"__name__": "__main__"})
     assert checkpoint_steps(tmp_path / "saved_models")
+
+
+def test_padded_length_reaches_mmd_and_leaves_a_cut_batch_as_the_padded_one(tmp_path, teacher, student, data):
+    """main.py cuts every batch to its longest example; with padded_length set, the masked mmd
+    of the cut batch equals the one of the batch padded to that length."""
+    batch = {key: value[:8].clone() for key, value in data.items()}
+    batch["attention_mask"][:, 5:] = 0
+    batch["input_ids"] = batch["input_ids"] * batch["attention_mask"]
+    cut = {key: value[:, :5] if value.dim() == 2 else value for key, value in batch.items()}
+    values = {}
+    for name, inputs, padded_length in [("padded", batch, None), ("cut", cut, None),
+                                        ("cut, configured", cut, LENGTH)]:
+        distiller = general_distiller(tmp_path, teacher, student, padded_length=padded_length)
+        with torch.no_grad():
+            results_T = adaptor(inputs, teacher(**inputs))
+            _, losses = distiller.compute_loss(adaptor(inputs, student(**inputs)), results_T)
+        values[name] = losses["unweighted_hidden_mmd_0-1_0-2"].item()
+    assert values["cut, configured"] == pytest.approx(values["padded"], rel=1e-5)
+    assert values["cut"] != pytest.approx(values["padded"], rel=1e-2)  # the cut alone changes it
+
+
+def test_a_registered_loss_without_padded_length_still_works(tmp_path, teacher, student, data):
+    from distillation import MATCH_LOSS_MAP, register_new
+    register_new("MATCH_LOSS_MAP", "l1_test", lambda S, T, mask=None: (S - T).abs().mean())
+    try:
+        d_config = DistillationConfig(padded_length=LENGTH, intermediate_matches=[
+            {"layer_T": 0, "layer_S": 0, "feature": "hidden", "loss": "l1_test", "weight": 1,
+             "proj": ["linear", 16, 32]}])
+        distiller = GeneralDistiller(train_config(tmp_path), d_config, teacher, student, adaptor, adaptor)
+        batch = whole(data)
+        with torch.no_grad():
+            results_T = adaptor(batch, teacher(**batch))
+        _, losses = distiller.compute_loss(adaptor(batch, student(**batch)), results_T)
+        assert losses["unweighted_hidden_l1_test_0_0"] > 0
+    finally:
+        del MATCH_LOSS_MAP["l1_test"]
+    with pytest.raises(ValueError, match="padded_length must be a positive integer or None, got 0"):
+        DistillationConfig(padded_length=0)
