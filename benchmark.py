@@ -217,7 +217,7 @@ class DistillerStep:
 
     def __init__(self, setup, distiller, with_index=False):
         self.distiller = distiller
-        self.distiller.print_freq = 10**9  # one log line, at the last step
+        self.distiller.log_every_steps = 10**9  # one log line, at the last step
         self.optimizer = main.build_optimizer(distiller.model_S, 1e-4, 0.01)
         self.loader = setup.loader(with_index)  # with_index: the logit cache is keyed by example
 

@@ -295,7 +295,7 @@ def _run(args, build_distiller, rank, world_size, device):
         raise ValueError(f"--cache_teacher_logits keeps the teachers' logits only, but "
                          f"{type(distiller).__name__} here "
                          f"{'has no teacher' if not teachers else 'distills intermediate features'}")
-    distiller.print_freq = args.PRINT_EVERY
+    distiller.log_every_steps = args.PRINT_EVERY  # steps; print_freq is TextBrewer's per-epoch count
     if args.resume:
         state = latest_state(args.output_dir)
         if state is None:

@@ -340,10 +340,10 @@ def test_train_needs_exactly_one_length(tmp_path, student, data):
             trainer.train(optimizer, dict_loader(data, 16), **length)
 
 
-def test_metrics_every_print_freq_steps(tmp_path, teacher, student, data):
+def test_metrics_every_log_every_steps_steps(tmp_path, teacher, student, data):
     config = train_config(tmp_path, log_dir=str(tmp_path / "logs"))
     distiller = BasicDistiller(config, DistillationConfig(hard_label_weight=1), teacher, student, adaptor, adaptor)
-    distiller.print_freq = 2
+    distiller.log_every_steps = 2
     distiller.train(torch.optim.SGD(student.parameters(), lr=0.1), dict_loader(data, 8), num_steps=6)
     with open(tmp_path / "logs" / "metrics.jsonl") as f:
         records = [json.loads(line) for line in f]
@@ -359,7 +359,7 @@ def test_weight_schedules_apply_per_step_and_leave_the_config_alone(tmp_path, te
                                   hard_label_weight=0.5)
     config = train_config(tmp_path, log_dir=str(tmp_path / "logs"))
     distiller = BasicDistiller(config, d_config, teacher, student, adaptor, adaptor)
-    distiller.print_freq = 1
+    distiller.log_every_steps = 1
     distiller.train(torch.optim.SGD(student.parameters(), lr=0.1), dict_loader(data, 16), num_steps=4)
     assert (d_config.kd_loss_weight, d_config.kd_loss_weight_scheduler) == (2, "linear_decay")
     with open(tmp_path / "logs" / "metrics.jsonl") as f:
@@ -376,7 +376,7 @@ def test_bf16_autocast_on_the_cpu_stays_finite(tmp_path, teacher, student, data)
                             mixed_precision="bf16")
     distiller = general_distiller(tmp_path, teacher, student)
     distiller.t_config = config
-    distiller.print_freq = 1
+    distiller.log_every_steps = 1
     distiller.train(torch.optim.AdamW(student.parameters(), lr=1e-3), dict_loader(data, 16), num_steps=3)
     assert set(dtypes) == {torch.bfloat16}
     with open(tmp_path / "logs" / "metrics.jsonl") as f:
