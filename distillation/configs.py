@@ -150,8 +150,9 @@ class DistillationConfig(_Config):
     intermediate_matches: dicts {layer_T, layer_S, feature, loss, weight, proj?}.
     is_caching_logits: the teachers' logits of the first epoch are reused in later epochs.
     padded_length (not in TextBrewer): the length inputs were padded to, when each batch is then
-    cut to its longest example; the losses whose masked value depends on it ('mmd', 'nst') get
-    it, so the cut leaves them as on the padded batch. None: the batch's own length.
+    cut to its longest example; the losses whose masked value depends on it ('mmd', 'nst',
+    'attention_ce', 'attention_ce_mean') get it, so the cut leaves them as on the padded batch.
+    None: the batch's own length.
     """
 
     def __init__(self, temperature=4, temperature_scheduler="none", hard_label_weight=0,
