@@ -10,6 +10,8 @@ DataLoader main.py builds) with checkpoint writing switched off, and compared wi
 teacher forward under no_grad, student forward and backward on the hard-label cross-entropy,
 optimizer step. Every configuration runs once per round, the rounds interleave the
 configurations (so a slowdown of the machine hits them all alike), and the table shows medians.
+Where TextBrewer 0.2.1 is installed, its GeneralDistiller runs beside ours in the same process,
+on the same models and batches, in interleaved rounds, and the ratio ours/TextBrewer is printed.
 """
 import argparse
 import contextlib
@@ -61,6 +63,10 @@ def parse_args(argv=None):
     add("--device", choices=["cpu", "cuda"], default="cpu")
     add("--bf16", action="store_true", help="bf16 autocast in every configuration.")
     add("--seed", type=int, default=0)
+    add("--textbrewer_rounds", type=int, default=3,
+        help="Rounds of GeneralDistiller against TextBrewer 0.2.1's, when it is installed (0: skip).")
+    add("--textbrewer_epoch_steps", type=int, default=72, help="Steps of one epoch in those rounds.")
+    add("--textbrewer_only", action="store_true", help="Run only the TextBrewer comparison.")
     return parser.parse_args(argv)
 
 
@@ -217,7 +223,7 @@ class DistillerStep:
 
     def __init__(self, setup, distiller, with_index=False):
         self.distiller = distiller
-        self.distiller.print_freq = 10**9  # one log line, at the last step
+        self.distiller.log_every_steps = 10**9  # one log line, at the last step
         self.optimizer = main.build_optimizer(distiller.model_S, 1e-4, 0.01)
         self.loader = setup.loader(with_index)  # with_index: the logit cache is keyed by example
 
@@ -291,6 +297,82 @@ def time_evaluation(setup):
     return setup.args.eval_examples / (time.perf_counter() - start)
 
 
+# ----- against TextBrewer 0.2.1 ---------------------------------------------------------------
+
+def third_half_padded(num_examples, length, generator):
+    """Random ids where every third row holds half of `length` tokens and the others all of it."""
+    features = synthetic_features(num_examples, length, generator)
+    real = torch.where(torch.arange(num_examples) % 3 == 0, length // 2, length)
+    mask = (torch.arange(length) < real[:, None]).long()
+    features["attention_mask"] = mask
+    features["input_ids"] = features["input_ids"] * mask
+    features["token_type_ids"] = features["token_type_ids"] * mask
+    return features
+
+
+def time_against_textbrewer(setup):
+    """(median seconds per step of ours, of TextBrewer's) for GeneralDistiller with the
+    example's matches (five hidden_mse pairs through linear projections, five mmd pairs):
+    the same models, the same batches, one epoch each per round, alternating which goes first.
+    None when TextBrewer is not installed."""
+    try:
+        import textbrewer
+    except ImportError:
+        return None
+    args = setup.args
+    matches = fit_matches(PRESETS["L4t_hidden_mse"] + PRESETS["L4_hidden_smmd"],
+                          setup.student_config.hidden_size, setup.teacher_config.hidden_size,
+                          setup.student_config.num_hidden_layers, setup.teacher_config.num_hidden_layers)
+    generator = torch.Generator().manual_seed(args.seed + 2)
+    features = third_half_padded(args.textbrewer_epoch_steps * args.batch, args.length, generator)
+    adaptor = BertForGLUESimpleAdaptor
+    teacher = setup.teacher(hidden_states=True)
+
+    class TimedTextBrewer(textbrewer.GeneralDistiller):
+        def save_and_callback(self, *unused):  # no checkpoints, as on our side
+            pass
+
+    ours = without_checkpoints(GeneralDistiller)(
+        setup.train_config("ours"),
+        DistillationConfig(temperature=8, intermediate_matches=matches, padded_length=args.length),
+        teacher, setup.student(hidden_states=True), adaptor, adaptor)
+    theirs = TimedTextBrewer(
+        textbrewer.TrainingConfig(output_dir=os.path.join(setup.workdir, "textbrewer"),
+                                  device=setup.device),
+        textbrewer.DistillationConfig(temperature=8, intermediate_matches=matches),
+        teacher, setup.student(hidden_states=True), adaptor, adaptor)
+    ours.log_every_steps = 10**9
+    loader = main.batch_loader(features, args.batch, shuffle=True, seed=args.seed)
+    runs = {}
+    for name, distiller in (("ours", ours), ("textbrewer", theirs)):
+        # A new optimizer per epoch on both sides: TextBrewer adds the projections to the
+        # optimizer at every train() call, which a reused one refuses.
+        runs[name] = lambda d=distiller: d.train(main.build_optimizer(d.model_S, 1e-4, 0.01),
+                                                 loader, num_epochs=1)
+    for run_epoch in runs.values():  # warm-up
+        run_epoch()
+    times = {name: [] for name in runs}
+    for round_index in range(args.textbrewer_rounds):
+        order = list(runs) if round_index % 2 == 0 else list(reversed(list(runs)))
+        for name in order:
+            synchronize(setup.device)
+            start = time.perf_counter()
+            runs[name]()
+            synchronize(setup.device)
+            times[name].append((time.perf_counter() - start) / args.textbrewer_epoch_steps)
+    return statistics.median(times["ours"]), statistics.median(times["textbrewer"])
+
+
+def textbrewer_report(args, result):
+    if result is None:
+        return "TextBrewer is not installed: no side-by-side comparison."
+    ours, theirs = result
+    return (f"GeneralDistiller (five hidden_mse pairs with linear projections, five mmd pairs), "
+            f"a third of the rows half padded, epochs of {args.textbrewer_epoch_steps} steps, "
+            f"median of {args.textbrewer_rounds} interleaved rounds: ours {ours * 1000:.0f} ms/step, "
+            f"TextBrewer 0.2.1 {theirs * 1000:.0f} ms/step, ours/TextBrewer {ours / theirs:.3f}x")
+
+
 # ----- the report --------------------------------------------------------------------------------
 
 def machine_description(device):
@@ -345,11 +427,14 @@ def run(argv=None):
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="mnli-benchmark-") as workdir:
-        encoding = time_encoding(args, workdir)
         setup = Setup(args, workdir)
-        step_times, peaks = time_steps(setup, build_steps(setup))
-        eval_rate = time_evaluation(setup)
-        print(report(args, setup, encoding, step_times, peaks, eval_rate))
+        if not args.textbrewer_only:
+            encoding = time_encoding(args, workdir)
+            step_times, peaks = time_steps(setup, build_steps(setup))
+            eval_rate = time_evaluation(setup)
+            print(report(args, setup, encoding, step_times, peaks, eval_rate))
+        if args.textbrewer_rounds > 0:
+            print(textbrewer_report(args, time_against_textbrewer(setup)))
 
 
 if __name__ == "__main__":

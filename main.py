@@ -180,7 +180,9 @@ def distillation_config(args, intermediate_matches=None):
                               hard_label_weight=args.hard_label_weight,
                               kd_loss_weight=args.kd_loss_weight,
                               intermediate_matches=intermediate_matches,
-                              is_caching_logits=args.cache_teacher_logits)
+                              is_caching_logits=args.cache_teacher_logits,
+                              # batches are cut to their longest example (FeatureDataset)
+                              padded_length=args.max_seq_length)
 
 
 def reads_hidden_states(distiller):
@@ -298,7 +300,7 @@ def _run(args, build_distiller, rank, world_size, device):
         raise ValueError(f"--cache_teacher_logits keeps the teachers' logits only, but "
                          f"{type(distiller).__name__} here "
                          f"{'has no teacher' if not teachers else 'distills intermediate features'}")
-    distiller.print_freq = args.PRINT_EVERY
+    distiller.log_every_steps = args.PRINT_EVERY  # steps; print_freq is TextBrewer's per-epoch count
     if args.resume:
         state = latest_state(args.output_dir)
         if state is None:

@@ -8,7 +8,8 @@ Layout (one entry per model):
      "student":  {"model_type": "bert", "prefix": "bert", "vocab_file": "...",
                   "config_file": "...", "checkpoint": null, "num_hidden_layers": 4}}
 
-Paths may use ${VAR} or $VAR; a relative path is relative to the JSON file's folder.
+`prefix` is a free label (the original example's "bertuncased" is fine); the student may say
+"disable": false. Paths may use ${VAR} or $VAR; a relative path is relative to the JSON file's folder.
 Every mistake is reported with the key it sits under (for example `teachers[0].disable`).
 A teacher with "disable": true is checked for its keys and types only; its files are not read.
 """
@@ -22,7 +23,6 @@ import re
 from transformers import BertConfig, BertTokenizer
 
 SUPPORTED_MODEL_TYPES = ("bert",)
-SUPPORTED_PREFIXES = ("bert",)  # the encoder attribute of modeling.BertForGLUESimple
 PATH_KEYS = ("vocab_file", "config_file", "checkpoint")
 REQUIRED_KEYS = ("model_type", "prefix", "vocab_file", "config_file", "checkpoint")
 OPTIONAL_KEYS = ("tokenizer_kwargs", "disable", "num_hidden_layers")
@@ -162,9 +162,10 @@ def _parse_entry(raw, where, source, base_dir):
     if raw["model_type"] not in SUPPORTED_MODEL_TYPES:
         raise ValueError(f"{source}: {where}.model_type: {raw['model_type']!r} is not supported; "
                          f"supported: {', '.join(SUPPORTED_MODEL_TYPES)}")
-    if raw["prefix"] not in SUPPORTED_PREFIXES:
-        raise ValueError(f"{source}: {where}.prefix: {raw['prefix']!r} is not supported; "
-                         f"supported: {', '.join(SUPPORTED_PREFIXES)}")
+    # As in the original example, prefix is only a label (it named the feature cache there):
+    # "bertuncased" and "bert" load alike.
+    if not raw["prefix"].strip():
+        raise ValueError(f"{source}: {where}.prefix: expected a non-empty label, got {raw['prefix']!r}")
     tokenizer_kwargs = dict(raw.get("tokenizer_kwargs", {}))
     _check_tokenizer_kwargs(tokenizer_kwargs, source, where)
 

@@ -73,8 +73,8 @@ def parse_args(argv=None):
     parser.set_defaults(**RECIPES[recipe.recipe])
     args = parser.parse_args(argv)
     problems = check_args(args)
-    if problems:
-        parser.error("; ".join(problems))
+    if problems:  # one line, without the usage: the options themselves parsed fine
+        parser.exit(2, f"{parser.prog}: error: {'; '.join(problems)}\n")
     return args
 
 
@@ -97,6 +97,9 @@ def check_args(args):
         problems.append(f"--num_train_epochs must be positive, got {args.num_train_epochs}")
     if args.learning_rate <= 0:
         problems.append(f"--learning_rate must be positive, got {args.learning_rate}")
+    elif args.learning_rate > 1:  # the original scripts' lr=2 meant 2e-5
+        problems.append(f"--learning_rate {args.learning_rate:g} is above 1: a rate in the original "
+                        f"scripts' units of 1e-5? Write --learning_rate {args.learning_rate:g}e-5")
     if not 0 <= args.warmup_proportion < 1:
         problems.append(f"--warmup_proportion must be in [0, 1), got {args.warmup_proportion}")
     if args.temperature <= 0:

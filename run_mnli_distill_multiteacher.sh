@@ -21,6 +21,12 @@ fi
 : "${torch_seed:=9580}"
 : "${PYTHON:=python}"
 
+# The original scripts took lr in units of 1e-5 (lr=2: 2e-5); a bare integer still means that.
+if [[ ${lr:-} =~ ^[0-9]+$ ]]; then
+    echo "lr=$lr is read in units of 1e-5, as the original scripts did: learning rate ${lr}e-5"
+    lr="${lr}e-5"
+fi
+
 [[ "$model_config_json_file" == */* ]] || model_config_json_file="${here}/jsons/${model_config_json_file}"
 : "${OUTPUT_DIR:=${OUTPUT_ROOT_DIR}/mnli_${recipe}${temperature:+_t$temperature}_multiteacher${lr:+_lr$lr}_e${ep}_bs${batch_size}}"  # this run's folder
 mkdir -p "$OUTPUT_DIR"

@@ -10,11 +10,17 @@ here=$(cd "$(dirname "$0")" && pwd)
 : "${model_config_json_file:=TrainBertTeacher.json}"  # a file in jsons/, or a path
 : "${accu:=1}"            # gradient accumulation steps
 : "${ep:=3}"              # epochs
-: "${lr:=2e-5}"           # learning rate
+: "${lr:=2e-5}"           # learning rate (a bare integer is in units of 1e-5: lr=2 is 2e-5)
 : "${batch_size:=32}"
 : "${length:=128}"        # max_seq_length
 : "${torch_seed:=9580}"
 : "${PYTHON:=python}"
+
+# The original scripts took lr in units of 1e-5 (lr=2: 2e-5); a bare integer still means that.
+if [[ ${lr:-} =~ ^[0-9]+$ ]]; then
+    echo "lr=$lr is read in units of 1e-5, as the original scripts did: learning rate ${lr}e-5"
+    lr="${lr}e-5"
+fi
 
 [[ "$model_config_json_file" == */* ]] || model_config_json_file="${here}/jsons/${model_config_json_file}"
 : "${OUTPUT_DIR:=${OUTPUT_ROOT_DIR}/mnli_teacher_lr${lr}_e${ep}_bs${batch_size}_l${length}}"  # this run's folder

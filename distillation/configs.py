@@ -162,12 +162,16 @@ class DistillationConfig(_Config):
     hard_label_weight_scheduler, kd_loss_weight_scheduler: 'none', 'linear_decay', 'linear_growth'.
     intermediate_matches: dicts {layer_T, layer_S, feature, loss, weight, proj?}.
     is_caching_logits: the teachers' logits of the first epoch are reused in later epochs.
+    padded_length (not in TextBrewer): the length inputs were padded to, when each batch is then
+    cut to its longest example; the losses whose masked value depends on it ('mmd', 'nst',
+    'attention_ce', 'attention_ce_mean') get it, so the cut leaves them as on the padded batch.
+    None: the batch's own length.
     """
 
     def __init__(self, temperature=4, temperature_scheduler="none", hard_label_weight=0,
                  hard_label_weight_scheduler="none", kd_loss_type="ce", kd_loss_weight=1,
                  kd_loss_weight_scheduler="none", probability_shift=False,
-                 intermediate_matches=None, is_caching_logits=False):
+                 intermediate_matches=None, is_caching_logits=False, padded_length=None):
         self.temperature = temperature
         self.temperature_scheduler = _temperature_function(temperature_scheduler)
         self.hard_label_weight = hard_label_weight
@@ -179,6 +183,11 @@ class DistillationConfig(_Config):
         self.intermediate_matches = [IntermediateMatch.from_dict(match, i)
                                      for i, match in enumerate(intermediate_matches or [])]
         self.is_caching_logits = is_caching_logits
+        if padded_length is not None and (not isinstance(padded_length, int)
+                                          or isinstance(padded_length, bool) or padded_length < 1):
+            raise ValueError(f"DistillationConfig: padded_length must be a positive integer or "
+                             f"None, got {padded_length!r}")
+        self.padded_length = padded_length
         if kd_loss_type not in KD_LOSS_MAP:
             raise ValueError(f"DistillationConfig: unknown kd_loss_type {kd_loss_type!r}; known: {', '.join(KD_LOSS_MAP)}")
         # Resolved once here; the weight schedulers' settings stay as the user wrote them.

@@ -3,6 +3,9 @@ MultiTaskDistiller.
 
 Each one only says how its loss is computed; AbstractDistiller runs the training.
 """
+import functools
+import inspect
+
 import torch
 
 from .adaptors import as_list, call_model, move_to_device, post_adaptor
@@ -92,7 +95,11 @@ class GeneralDistiller(BasicDistiller):
             else:
                 inter_S, inter_T = _project(proj, feature_S[match.layer_S]), feature_T[match.layer_T]
                 name_S, name_T = str(match.layer_S), str(match.layer_T)
-            loss = MATCH_LOSS_MAP[match.loss](inter_S, inter_T, mask=mask)
+            loss_fn = MATCH_LOSS_MAP[match.loss]
+            extra = {}
+            if self.d_config.padded_length is not None and _takes_padded_length(loss_fn):
+                extra["padded_length"] = self.d_config.padded_length
+            loss = loss_fn(inter_S, inter_T, mask=mask, **extra)
             total = total + match.weight * loss
             losses[f"unweighted_{match.feature}_{match.loss}_{name_S}_{name_T}"] = loss
         return total, losses
@@ -211,6 +218,15 @@ def _feature(results, feature, index, side):
         raise ValueError(f"intermediate_matches[{index}] needs '{feature}' from the {side}'s "
                          f"adaptor, which returned only {', '.join(results)}")
     return results[feature]
+
+
+@functools.lru_cache(maxsize=None)
+def _takes_padded_length(loss_fn):
+    """Whether a match loss accepts padded_length (a registered user loss need not)."""
+    try:
+        return "padded_length" in inspect.signature(loss_fn).parameters
+    except (TypeError, ValueError):  # no signature to read (e.g. a builtin)
+        return False
 
 
 def _project(proj, feature):

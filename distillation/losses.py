@@ -1,11 +1,14 @@
 """Loss functions of the distillers, each a small pure function with one signature.
 
-KD losses take (logits_S, logits_T, temperature); match losses take (feature_S, feature_T, mask=None).
+KD losses take (logits_S, logits_T, temperature); match losses take (feature_S, feature_T, mask=None),
+and those whose value depends on the padded length also take padded_length=None (see mmd_loss).
 mask is (batch, length) with 1 for real tokens and 0 for padding; where a loss is masked,
 padding positions do not change its value. Inputs are cast to float32, so a loss computed on
 half-precision activations is still computed in float32.
 The formulas follow TextBrewer 0.2.1, so results can be compared with it number for number.
 """
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -96,15 +99,25 @@ def att_mse_sum_loss(attention_S, attention_T, mask=None):
     return att_mse_loss(attention_S.unsqueeze(1), attention_T.unsqueeze(1), mask)
 
 
-def att_ce_loss(attention_S, attention_T, mask=None):
+def att_ce_loss(attention_S, attention_T, mask=None, padded_length=None):
     """Cross-entropy between row-wise softmaxes of attention scores (batch, heads, L, L).
 
     -sum_k softmax(T)_k log softmax(S)_k per row, averaged over rows (of real tokens, with a mask;
-    with a mask the sum also runs over real columns only).
+    with a mask the sum also runs over real columns only). As in TextBrewer, the softmax runs
+    over every column, padding included. padded_length (with a mask): the length before the
+    batch was cut to its longest example; the cut columns count in the softmax as the zeros
+    that attention probabilities hold at padding, so the cut does not change the value.
     """
     attention_S, attention_T = attention_S.float(), attention_T.float()
-    probs_T = F.softmax(attention_T, dim=-1)
-    log_probs_S = F.log_softmax(attention_S, dim=-1)
+    if mask is not None and padded_length is not None:
+        _check_padded_length(padded_length, attention_S.size(-1), "att_ce_loss")
+    if mask is not None and padded_length is not None and padded_length > attention_S.size(-1):
+        log_cut = math.log(padded_length - attention_S.size(-1))  # log of (cut columns x exp(0))
+        log_probs_S = attention_S - _logsumexp_with(attention_S, log_cut)
+        probs_T = (attention_T - _logsumexp_with(attention_T, log_cut)).exp()
+    else:
+        probs_T = F.softmax(attention_T, dim=-1)
+        log_probs_S = F.log_softmax(attention_S, dim=-1)
     if mask is None:
         probs_T = torch.where(attention_T <= MASKED_SCORE, torch.zeros_like(probs_T), probs_T)
         return -(probs_T * log_probs_S).sum(dim=-1).mean()
@@ -116,11 +129,22 @@ def att_ce_loss(attention_S, attention_T, mask=None):
     return (row_losses * rows).sum() / rows.sum()
 
 
-def att_ce_mean_loss(attention_S, attention_T, mask=None):
+def att_ce_mean_loss(attention_S, attention_T, mask=None, padded_length=None):
     """Like attention_ce on the maps averaged over heads: (batch, heads, L, L) -> (batch, L, L)."""
     if attention_S.dim() == 4:
         attention_S, attention_T = attention_S.float().mean(dim=1), attention_T.float().mean(dim=1)
-    return att_ce_loss(attention_S, attention_T, mask)
+    return att_ce_loss(attention_S, attention_T, mask, padded_length)
+
+
+def _logsumexp_with(scores, log_extra):
+    """log(sum_k exp(scores_k) + exp(log_extra)) over the last dimension, kept."""
+    return torch.logaddexp(torch.logsumexp(scores, dim=-1, keepdim=True),
+                           torch.tensor(log_extra, dtype=scores.dtype, device=scores.device))
+
+
+def _check_padded_length(padded_length, width, name):
+    if padded_length < width:
+        raise ValueError(f"{name}: padded_length {padded_length} is shorter than the batch ({width})")
 
 
 def fsp_loss(state_S, state_T, mask=None):
@@ -143,19 +167,27 @@ def fsp_loss(state_S, state_T, mask=None):
     return F.mse_loss(gram_S, gram_T)
 
 
-def mmd_loss(state_S, state_T, mask=None):
+def mmd_loss(state_S, state_T, mask=None, padded_length=None):
     """Mean squared error between token-similarity matrices of two layers ('mmd' and 'nst').
 
-    state_S, state_T: pairs [X0, X1] of (batch, length, hidden); G = X0 X1^T / hidden, which is
-    (batch, length, length), so student and teacher hidden sizes may differ. With a mask only
-    entries between two real tokens count.
+    state_S, state_T: pairs [X0, X1] of (batch, length, hidden); the similarity G = X0 X1^T / d
+    is (batch, length, length), so student and teacher hidden sizes may differ. As in
+    TextBrewer 0.2.1, d is each side's hidden size without a mask; with a mask d is the padded
+    length and only entries between two real tokens count. padded_length: the length the
+    inputs were padded to before their batch was cut to its longest example (the distillers
+    pass DistillationConfig.padded_length), so the cut does not change the value; None: the
+    given tensors' length, exactly as TextBrewer.
     """
     S0, S1 = state_S[0].float(), state_S[1].float()
     T0, T1 = state_T[0].float(), state_T[1].float()
-    gram_S = torch.bmm(S0, S1.transpose(1, 2)) / S1.size(2)
-    gram_T = torch.bmm(T0, T1.transpose(1, 2)) / T1.size(2)
     if mask is None:
+        gram_S = torch.bmm(S0, S1.transpose(1, 2)) / S1.size(2)
+        gram_T = torch.bmm(T0, T1.transpose(1, 2)) / T1.size(2)
         return F.mse_loss(gram_S, gram_T)
+    length = padded_length if padded_length is not None else S1.size(1)
+    _check_padded_length(length, S1.size(1), "mmd_loss")
+    gram_S = torch.bmm(S0, S1.transpose(1, 2)) / length
+    gram_T = torch.bmm(T0, T1.transpose(1, 2)) / length
     mask = mask.to(S0)
     pair_mask = mask.unsqueeze(-1) * mask.unsqueeze(1)   # (batch, length, length)
     return (F.mse_loss(gram_S, gram_T, reduction="none") * pair_mask).sum() / pair_mask.sum()

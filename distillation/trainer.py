@@ -32,7 +32,9 @@ class AbstractDistiller:
 
     Attributes kept under TextBrewer's names: t_config, d_config, model_T, model_S, adaptor_T,
     adaptor_S, projs (trainable modules beside the student, None for none) and projs_group
-    (their optimizer options), print_freq (log every this many optimizer steps).
+    (their optimizer options), print_freq (as in TextBrewer: log the losses print_freq times per
+    epoch, or per ckpt_steps with num_steps). log_every_steps, when set, logs every this many
+    optimizer steps instead.
     """
 
     def __init__(self, train_config, distill_config, model_T, model_S, adaptor_T, adaptor_S):
@@ -45,6 +47,7 @@ class AbstractDistiller:
         self.projs = []
         self.projs_group = []
         self.print_freq = 20
+        self.log_every_steps = None
         self.device = train_config.device
         self.model_S.to(self.device)
         for teacher in self.teachers:
@@ -139,6 +142,11 @@ class AbstractDistiller:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
             self._student_forward = DistributedDataParallel(self.model_S, device_ids=device_ids)
         checkpoints = self._checkpoint_steps(total_steps, steps_per_epoch, num_epochs, num_steps is not None)
+        # TextBrewer: every (steps per epoch, or ckpt_steps with num_steps) // print_freq steps,
+        # and once per that period when print_freq exceeds it.
+        period = (self.t_config.ckpt_steps if num_steps is not None and self.t_config.ckpt_steps
+                  else steps_per_epoch)
+        log_every = self.log_every_steps or (period // self.print_freq or period)
         self.model_S.train()
         optimizer.zero_grad(set_to_none=True)
         with resume.stop_on_signals() as stop, self._unwrap_after_training():
@@ -178,7 +186,7 @@ class AbstractDistiller:
                     run.logged_steps += 1
                     progress.update(1)
 
-                    if run.global_step % self.print_freq == 0 or run.global_step == total_steps:
+                    if run.global_step % log_every == 0 or run.global_step == total_steps:
                         self._check_finite(run)
                         self._log(run, epoch, progress)
                     if run.global_step in checkpoints:

@@ -248,9 +248,9 @@ def test_checkpoints_at_exactly_the_promised_steps(tmp_path, settings, length, e
     assert not all(torch.equal(seen[expected[0]][k], seen[expected[-1]][k]) for k in seen[expected[0]])
 
 
-def test_metrics_jsonl_gets_a_line_every_print_freq_steps(tmp_path):
+def test_metrics_jsonl_gets_a_line_every_log_every_steps_steps(tmp_path):
     distiller = basic_distiller(tmp_path, {"log_dir": str(tmp_path / "logs")}, hard_label_weight=0.5)
-    distiller.print_freq = 2
+    distiller.log_every_steps = 2
     distiller.train(torch.optim.SGD(distiller.model_S.parameters(), lr=0.1), dict_loader(32, 8), num_epochs=2)
     records = [json.loads(line) for line in (tmp_path / "logs" / "metrics.jsonl").read_text().splitlines()]
     assert [record["step"] for record in records] == [2, 4, 6, 8]
@@ -260,6 +260,21 @@ def test_metrics_jsonl_gets_a_line_every_print_freq_steps(tmp_path):
         # The logged terms are averages over the same batches, so the weighted sum still holds.
         weighted = record["unweighted_kd_loss"] + 0.5 * record["unweighted_hard_label_loss"]
         assert record["loss"] == pytest.approx(weighted, rel=1e-5)
+
+
+@pytest.mark.parametrize("print_freq, length, ckpt_steps, expected", [
+    (4, {"num_epochs": 2}, None, [2, 4, 6, 8, 10, 12, 14, 16]),  # 8 steps per epoch // 4
+    (3, {"num_epochs": 2}, None, [2, 4, 6, 8, 10, 12, 14, 16]),  # 8 // 3 = 2
+    (20, {"num_epochs": 2}, None, [8, 16]),          # 8 // 20 = 0: once per epoch
+    (2, {"num_steps": 6}, 4, [2, 4, 6]),             # per ckpt_steps (4 // 2), and the last step
+])
+def test_print_freq_is_textbrewers_number_of_logs_per_epoch(tmp_path, print_freq, length, ckpt_steps, expected):
+    settings = {"log_dir": str(tmp_path / "logs"), "ckpt_steps": ckpt_steps}
+    distiller = basic_distiller(tmp_path, settings, hard_label_weight=0.5)
+    distiller.print_freq = print_freq
+    distiller.train(torch.optim.SGD(distiller.model_S.parameters(), lr=0.1), dict_loader(32, 4), **length)
+    records = [json.loads(line) for line in (tmp_path / "logs" / "metrics.jsonl").read_text().splitlines()]
+    assert [record["step"] for record in records] == expected
 
 
 # ----- the teachers' logit cache -----------------------------------------------------------------------
@@ -307,7 +322,7 @@ def test_precision_on_the_cpu(tmp_path, settings, dtype):
     distiller = GeneralDistiller(config, DistillationConfig(hard_label_weight=0.5, intermediate_matches=MATCHES),
                                  classifier(32, seed=1, features=True), classifier(16, seed=2, features=True),
                                  BertForGLUESimpleAdaptor, logit_dtypes(BertForGLUESimpleAdaptor, seen))
-    distiller.print_freq = 1
+    distiller.log_every_steps = 1
     distiller.train(torch.optim.SGD(distiller.model_S.parameters(), lr=0.1), dict_loader(24, 8), num_steps=3)
     assert seen == [dtype] * 3
     records = [json.loads(line) for line in (tmp_path / "logs" / "metrics.jsonl").read_text().splitlines()]

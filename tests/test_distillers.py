@@ -340,10 +340,10 @@ def test_train_needs_exactly_one_length(tmp_path, student, data):
             trainer.train(optimizer, dict_loader(data, 16), **length)
 
 
-def test_metrics_every_print_freq_steps(tmp_path, teacher, student, data):
+def test_metrics_every_log_every_steps_steps(tmp_path, teacher, student, data):
     config = train_config(tmp_path, log_dir=str(tmp_path / "logs"))
     distiller = BasicDistiller(config, DistillationConfig(hard_label_weight=1), teacher, student, adaptor, adaptor)
-    distiller.print_freq = 2
+    distiller.log_every_steps = 2
     distiller.train(torch.optim.SGD(student.parameters(), lr=0.1), dict_loader(data, 8), num_steps=6)
     with open(tmp_path / "logs" / "metrics.jsonl") as f:
         records = [json.loads(line) for line in f]
@@ -359,7 +359,7 @@ def test_weight_schedules_apply_per_step_and_leave_the_config_alone(tmp_path, te
                                   hard_label_weight=0.5)
     config = train_config(tmp_path, log_dir=str(tmp_path / "logs"))
     distiller = BasicDistiller(config, d_config, teacher, student, adaptor, adaptor)
-    distiller.print_freq = 1
+    distiller.log_every_steps = 1
     distiller.train(torch.optim.SGD(student.parameters(), lr=0.1), dict_loader(data, 16), num_steps=4)
     assert (d_config.kd_loss_weight, d_config.kd_loss_weight_scheduler) == (2, "linear_decay")
     with open(tmp_path / "logs" / "metrics.jsonl") as f:
@@ -376,7 +376,7 @@ def test_bf16_autocast_on_the_cpu_stays_finite(tmp_path, teacher, student, data)
                             mixed_precision="bf16")
     distiller = general_distiller(tmp_path, teacher, student)
     distiller.t_config = config
-    distiller.print_freq = 1
+    distiller.log_every_steps = 1
     distiller.train(torch.optim.AdamW(student.parameters(), lr=1e-3), dict_loader(data, 16), num_steps=3)
     assert set(dtypes) == {torch.bfloat16}
     with open(tmp_path / "logs" / "metrics.jsonl") as f:
@@ -482,3 +482,41 @@ def test_the_core_api_example_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     exec(compile(blocks[0], "README.md", "exec"), {"__name__": "__main__"})
     assert checkpoint_steps(tmp_path / "saved_models")
+
+
+def test_padded_length_reaches_mmd_and_leaves_a_cut_batch_as_the_padded_one(tmp_path, teacher, student, data):
+    """main.py cuts every batch to its longest example; with padded_length set, the masked mmd
+    of the cut batch equals the one of the batch padded to that length."""
+    batch = {key: value[:8].clone() for key, value in data.items()}
+    batch["attention_mask"][:, 5:] = 0
+    batch["input_ids"] = batch["input_ids"] * batch["attention_mask"]
+    cut = {key: value[:, :5] if value.dim() == 2 else value for key, value in batch.items()}
+    values = {}
+    for name, inputs, padded_length in [("padded", batch, None), ("cut", cut, None),
+                                        ("cut, configured", cut, LENGTH)]:
+        distiller = general_distiller(tmp_path, teacher, student, padded_length=padded_length)
+        with torch.no_grad():
+            results_T = adaptor(inputs, teacher(**inputs))
+            _, losses = distiller.compute_loss(adaptor(inputs, student(**inputs)), results_T)
+        values[name] = losses["unweighted_hidden_mmd_0-1_0-2"].item()
+    assert values["cut, configured"] == pytest.approx(values["padded"], rel=1e-5)
+    assert values["cut"] != pytest.approx(values["padded"], rel=1e-2)  # the cut alone changes it
+
+
+def test_a_registered_loss_without_padded_length_still_works(tmp_path, teacher, student, data):
+    from distillation import MATCH_LOSS_MAP, register_new
+    register_new("MATCH_LOSS_MAP", "l1_test", lambda S, T, mask=None: (S - T).abs().mean())
+    try:
+        d_config = DistillationConfig(padded_length=LENGTH, intermediate_matches=[
+            {"layer_T": 0, "layer_S": 0, "feature": "hidden", "loss": "l1_test", "weight": 1,
+             "proj": ["linear", 16, 32]}])
+        distiller = GeneralDistiller(train_config(tmp_path), d_config, teacher, student, adaptor, adaptor)
+        batch = whole(data)
+        with torch.no_grad():
+            results_T = adaptor(batch, teacher(**batch))
+        _, losses = distiller.compute_loss(adaptor(batch, student(**batch)), results_T)
+        assert losses["unweighted_hidden_l1_test_0_0"] > 0
+    finally:
+        del MATCH_LOSS_MAP["l1_test"]
+    with pytest.raises(ValueError, match="padded_length must be a positive integer or None, got 0"):
+        DistillationConfig(padded_length=0)

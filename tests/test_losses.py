@@ -200,14 +200,15 @@ def gram_reference(X0, X1, mask=None):
     return out
 
 
-def similarity_reference(X0, X1):
-    """(batch, L, L): x0_i . x1_j / hidden."""
+def similarity_reference(X0, X1, divisor=None):
+    """(batch, L, L): x0_i . x1_j / divisor (default: hidden)."""
     batch, length, hidden = X0.shape
+    divisor = divisor or hidden
     out = torch.zeros(batch, length, length, dtype=torch.float64)
     for b in range(batch):
         for i in range(length):
             for j in range(length):
-                out[b, i, j] = sum(X0[b, i, k].item() * X1[b, j, k].item() for k in range(hidden)) / hidden
+                out[b, i, j] = sum(X0[b, i, k].item() * X1[b, j, k].item() for k in range(hidden)) / divisor
     return out
 
 
@@ -231,8 +232,24 @@ def test_mmd_nst_loss_with_different_hidden_sizes(mask):
     S, T = pairs(HIDDEN_S, 24), pairs(HIDDEN_T, 26)
     sim_S, sim_T = similarity_reference(*S), similarity_reference(*T)
     close(mmd_loss(S, T), mean_square(sim_S, sim_T))
+    # With a mask TextBrewer 0.2.1 divides both similarities by the (padded) length instead.
+    sim_S, sim_T = similarity_reference(*S, divisor=LENGTH), similarity_reference(*T, divisor=LENGTH)
     pair_mask = torch.stack([torch.outer(mask[b], mask[b]) for b in range(BATCH)])
     close(mmd_loss(S, T, mask), mean_square(sim_S, sim_T, keep=pair_mask))
+    sim_S, sim_T = similarity_reference(*S, divisor=16), similarity_reference(*T, divisor=16)
+    close(mmd_loss(S, T, mask, padded_length=16), mean_square(sim_S, sim_T, keep=pair_mask))
+
+
+def test_mmd_of_a_cut_batch_with_its_padded_length_is_the_padded_batchs(mask):
+    """main.py cuts each batch to its longest example; padded_length keeps the value."""
+    S, T = pairs(HIDDEN_S, 24), pairs(HIDDEN_T, 26)
+    mask[:, 3:] = 0  # the longest example has 3 real tokens: columns 3.. are padding for all
+    cut = lambda xs: [x[:, :3] for x in xs]
+    expected = mmd_loss(S, T, mask)
+    assert mmd_loss(cut(S), cut(T), mask[:, :3]).item() != pytest.approx(expected.item(), rel=1e-3)
+    close(mmd_loss(cut(S), cut(T), mask[:, :3], padded_length=LENGTH), expected.item())
+    with pytest.raises(ValueError, match="padded_length 2 is shorter than the batch"):
+        mmd_loss(S, T, mask, padded_length=2)
 
 
 def test_match_loss_map_names():

@@ -249,3 +249,39 @@ def test_vocab_larger_than_the_embeddings_is_refused(files, tmp_path):
     with pytest.raises(ValueError, match=rf"vocab\.txt has {lines} tokens but config_file "
                                          rf".*small\.json has vocab_size 10"):
         parse_model_config({"student": entry(files["vocab"], small)})
+
+
+# --- the original example's JSON files -------------------------------------------------------
+
+def original_entry(vocab, config, checkpoint):
+    """One model in the original example's exact shape: its keys, its values, "bertuncased"."""
+    return {"model_type": "bert", "prefix": "bertuncased", "vocab_file": str(vocab),
+            "config_file": str(config), "checkpoint": checkpoint,
+            "tokenizer_kwargs": {"do_lower_case": True}, "disable": False}
+
+
+@pytest.mark.parametrize("num_teachers", [0, 1, 3])  # TrainBertTeacher, DistillBertToTiny, DistillMultiBert
+def test_the_original_examples_json_loads_unchanged(files, tmp_path, num_teachers):
+    teachers = [original_entry(files["vocab"], files["config"], str(files["config"]))
+                for _ in range(num_teachers)]
+    content = {"teachers": teachers,
+               "student": original_entry(files["vocab"], files["config"], None)}
+    setup = parse_model_config(str(write_json(tmp_path / "original.json", content)))
+    assert setup.student.prefix == "bertuncased" and not setup.student.disable
+    assert len(setup.enabled_teachers) == num_teachers
+    assert setup.student.do_lower_case is True
+
+
+def test_prefix_is_any_non_empty_label(files):
+    for label in ("bert", "bertuncased", "my run"):
+        assert parse_model_config({"student": entry(files["vocab"], files["config"],
+                                                     prefix=label)}).student.prefix == label
+    with pytest.raises(ValueError, match=r"student\.prefix: expected a non-empty label, got ''"):
+        parse_model_config({"student": entry(files["vocab"], files["config"], prefix="")})
+    with pytest.raises(ValueError, match=r"student\.prefix: expected a string, got 3"):
+        parse_model_config({"student": entry(files["vocab"], files["config"], prefix=3)})
+
+
+def test_a_disabled_student_is_still_refused(files):
+    with pytest.raises(ValueError, match=r"student\.disable: only a teacher can be disabled"):
+        parse_model_config({"student": entry(files["vocab"], files["config"], disable=True)})

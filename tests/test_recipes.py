@@ -78,3 +78,34 @@ def test_numbers_print_as_a_shell_variable_holds_them():
     assert [compact(v) for v in (5e-4, 1e-4, 2e-5, 2.0, 0.5, 8, True)] == [
         "5e-4", "1e-4", "2e-5", "2.0", "0.5", "8", "True"]
     assert float(compact(1.2345678e-4)) == 1.2345678e-4  # never rounded
+
+
+SCRIPTS = ["run_mnli_train.sh", "run_mnli_distill_T4tiny.sh", "run_mnli_distill_T4tiny_emd.sh",
+           "run_mnli_distill_multiteacher.sh"]
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+@pytest.mark.parametrize("lr, expected", [("2", "2e-5"), ("10", "10e-5"),
+                                          ("2e-5", "2e-5"), ("0.0001", "0.0001")])
+def test_scripts_read_a_bare_integer_lr_in_units_of_1e5(tmp_path, recording_python, script, lr, expected):
+    env = dict(os.environ, PYTHON=str(recording_python), ARGS_FILE=str(tmp_path / "args"),
+               OUTPUT_ROOT_DIR=str(tmp_path / "out"), lr=lr)
+    result = subprocess.run(["bash", os.path.join(REPO, script)], env=env, check=True,
+                            capture_output=True, text=True)
+    passed = (tmp_path / "args").read_text().splitlines()
+    assert passed[passed.index("--learning_rate") + 1] == expected
+    assert float(expected) < 1e-3
+    # The run folder names the rate in force, and the conversion is said once.
+    assert f"lr{expected}_" in os.path.basename(passed[passed.index("--output_dir") + 1])
+    notes = [line for line in result.stdout.splitlines() if "units of 1e-5" in line]
+    assert len(notes) == (1 if lr.isdigit() else 0)
+
+
+def test_a_learning_rate_above_1_is_refused_in_one_line(capsys):
+    with pytest.raises(SystemExit) as stop:
+        parse_args(REQUIRED + ["--learning_rate", "2"])
+    assert stop.value.code != 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--learning_rate 2 is above 1" in err and "2e-5" in err
+    assert parse_args(REQUIRED + ["--learning_rate", "2e-5"]).learning_rate == 2e-5
+    assert parse_args(REQUIRED + ["--learning_rate", "1"]).learning_rate == 1.0

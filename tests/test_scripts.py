@@ -16,6 +16,9 @@ from transformers import BertConfig, BertModel
 from conftest import SPECIAL_TOKENS, WORDS, write_tiny_mnli, write_vocab
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Every model entry of the original example's JSON files has exactly these keys.
+ORIGINAL_KEYS = {"model_type", "prefix", "vocab_file", "config_file", "checkpoint",
+                 "tokenizer_kwargs", "disable"}
 RESULT_LINE = re.compile(r"^step: \d+ Acc:mnli=0\.\d{5} mnli-mm=0\.\d{5} All=0\.\d{5}$")
 
 
@@ -44,6 +47,8 @@ def run_script(name, env, *extra):
 def finished_run(env, output_dir, json_name):
     files = os.listdir(output_dir)
     assert f"{json_name}.run" in files  # the scripts keep a copy of the JSON they ran with
+    with open(os.path.join(output_dir, f"{json_name}.run")) as f:
+        assert_original_shape(json.load(f))
     with open(os.path.join(output_dir, "eval_results.txt")) as f:
         lines = f.read().splitlines()
     assert lines and all(RESULT_LINE.match(line) for line in lines)
@@ -51,10 +56,21 @@ def finished_run(env, output_dir, json_name):
                   key=lambda f: int(f[2:-4]))
 
 
+def assert_original_shape(content):
+    """The shipped JSONs are written as the original example's were (paths aside)."""
+    assert set(content) == {"teachers", "student"}
+    for model in content["teachers"] + [content["student"]]:
+        assert set(model) == ORIGINAL_KEYS
+        assert model["prefix"] == "bertuncased" and model["disable"] is False
+        assert model["tokenizer_kwargs"] == {"do_lower_case": True}
+
+
 @pytest.fixture(scope="module")
 def teacher_checkpoint(env):
     output_dir = os.path.join(env["OUTPUT_ROOT_DIR"], "teacher")
-    run_script("run_mnli_train.sh", dict(env, OUTPUT_DIR=output_dir))
+    # lr=2 as in the original script: 2e-5.
+    result = run_script("run_mnli_train.sh", dict(env, OUTPUT_DIR=output_dir, lr="2"))
+    assert "learning rate 2e-5" in result.stdout
     # 32 examples, batch 16, one epoch -> two steps and one checkpoint at the end.
     assert finished_run(env, output_dir, "TrainBertTeacher.json") == ["gs2.pkl"]
     return os.path.join(output_dir, "gs2.pkl")
