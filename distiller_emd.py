@@ -135,8 +135,12 @@ class EMDDistiller(BasicDistiller):
         self.projection = LayerwiseLinear(config_S.num_hidden_layers + 1,
                                           config_S.hidden_size, config_T.hidden_size)
         # Listed in self.projs, the core trains, moves and clips it with the student.
-        self.projs.append(self.projection.to(self.t_config.device))
+        self.projs.append(self.projection.to(self.device))
         self.projs_group.append({})
+
+    def features_read(self):
+        # Optional: the pipeline then asks the models for hidden states only, not attention maps.
+        return {"hidden"}
 
     def compute_loss(self, results_S, results_T):
         # KD on the logits and the hard-label term: the core computes them as in every distiller.
@@ -159,6 +163,7 @@ class EMDDistiller(BasicDistiller):
         emd_loss = (plan * distances).sum()
 
         total_loss = total_loss + self.emd_weight * (emd_loss + embedding_loss)
-        losses["unweighted_hidden_emd"] = emd_loss
-        losses["unweighted_hidden_hidden_mse_0_0"] = embedding_loss
+        # The seed's names for the two terms, so its users' logs and plots keep working.
+        losses["unweighted_hidden_hidden_mse_emd"] = emd_loss
+        losses["unweighted_embedding_hidden_mse"] = embedding_loss
         return total_loss, losses

@@ -15,7 +15,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from distillation.io import atomic_path
+from distillation.io import atomic_path, file_sha256
 from utils_glue import convert_examples_to_features
 
 logger = logging.getLogger(__name__)
@@ -27,14 +27,6 @@ STORAGE_DTYPES = {"input_ids": torch.int32, "attention_mask": torch.uint8,
 # Parts of the key that say which version of the data file was encoded. They are left out of
 # the file name, so a rewritten data file replaces its old cache instead of orphaning it.
 DATA_VERSION_PARTS = ("data_size", "data_mtime_ns")
-
-
-def file_sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def cache_key(processor, data_dir, split, tokenizer, vocab_file, max_seq_length, label_list):

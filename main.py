@@ -6,9 +6,8 @@ The JSON given by --model_config_json decides the distiller:
   one teacher         -> GeneralDistiller with the --matches intermediate matches
   several teachers    -> MultiTeacherDistiller (the student learns from the averaged logits)
 main.emd.py runs this same pipeline and swaps in the EMDDistiller through `run(build_distiller=...)`.
-Launched by torchrun, each process trains on its share of every batch (see init_distributed).
+Launched by torchrun, each process trains on its share of every batch (see processes.py).
 """
-import contextlib
 import logging
 import math
 import os
@@ -19,19 +18,18 @@ import sys
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, SequentialSampler
 
+from data import batch_loader, load_split, loader_workers
 from distillation import (BasicTrainer, DistillationConfig, GeneralDistiller,
                           MultiTeacherDistiller, TrainingConfig)
 from distillation.io import safe_torch_load
-from distillation.logit_cache import EXAMPLE_INDEX_KEY
 from distillation.resume import TrainingInterrupted, latest_state
-from feature_cache import load_features
-from matches import fit_matches, read_matches, uses_attention
+from matches import fit_matches, read_matches
 from model_config import parse_model_config
 from modeling import BertForGLUESimpleAdaptor, build_model
 from options import parse_args
 from predict import evaluate, record_results, recorded_results
+from processes import init_distributed, rank_zero_first
 from student_init import init_student_from_teacher
 from utils_glue import processors
 
@@ -39,112 +37,6 @@ logger = logging.getLogger("main")
 
 DEV_TASKS = ("mnli", "mnli-mm")  # dev_matched.tsv and dev_mismatched.tsv
 INIT_SAMPLE = 256  # training examples whose teacher hidden states give --init_student_from_teacher its directions
-
-
-class FeatureDataset(torch.utils.data.Dataset):
-    """Encoded features indexed by a whole list of example indices at once.
-
-    Used with a BatchSampler, a batch is one tensor slice per key instead of `batch_size`
-    single-row lookups stacked by the collate function. with_index: each batch also holds the
-    examples' indices under 'index' (batch,), the key of the distillers' logit cache.
-    """
-
-    def __init__(self, features, with_index=False):
-        self.features = features
-        self.with_index = with_index
-
-    def __len__(self):
-        return len(self.features["labels"])
-
-    def __getitem__(self, indices):
-        batch = {key: tensor[indices] for key, tensor in self.features.items()}
-        # Cut the padding all the batch's examples share (features are padded on the right):
-        # masked positions change no output, and every layer's cost grows with the length.
-        longest = int(batch["attention_mask"].sum(dim=1).max())
-        for key, tensor in batch.items():
-            if tensor.dim() == 2:
-                batch[key] = tensor[:, :longest].contiguous()  # a compact copy, cheap to pin and move
-        if self.with_index:
-            batch[EXAMPLE_INDEX_KEY] = torch.as_tensor(indices, dtype=torch.long)
-        return batch
-
-
-def batch_loader(features, batch_size, shuffle, seed=0, num_replicas=1, rank=0, with_index=False,
-                 num_workers=0):
-    """Batches of batch_size examples; when shuffling, process `rank` of num_replicas gets every
-    num_replicas-th example of the epoch's permutation, so the processes' k-th batches together
-    hold the examples a single process would see in its k-th batch of num_replicas * batch_size.
-    num_workers > 0 slices the batches in worker processes, ahead of the training step."""
-    dataset = FeatureDataset(features, with_index)
-    if shuffle:
-        # The order of epoch e depends on (seed, e) alone: the distiller calls set_epoch, so a
-        # resumed run sees the same batches as an uninterrupted one.
-        order = DistributedSampler(dataset, num_replicas=num_replicas, rank=rank, shuffle=True,
-                                   seed=seed)
-    else:
-        order = SequentialSampler(dataset)
-    sampler = BatchSampler(order, batch_size=batch_size, drop_last=False)
-    # Each iteration draws the workers' base seed from `generator`: without one it would come
-    # from the global generator, and an evaluation or a resume would move the dropout masks.
-    generator = torch.Generator().manual_seed(seed)
-    # batch_size=None: each item the sampler yields is already a whole batch of indices.
-    return DataLoader(dataset, sampler=sampler, batch_size=None, num_workers=num_workers,
-                      persistent_workers=num_workers > 0, pin_memory=torch.cuda.is_available(),
-                      generator=generator)
-
-
-def loader_workers(args, device):
-    """--num_workers, or by default 2 on a GPU (batches ready while it computes), 0 on CPUs
-    (where a worker would take a core from the model)."""
-    if args.num_workers is not None:
-        return args.num_workers
-    return 2 if torch.device(device).type == "cuda" else 0
-
-
-def set_seed(seed):
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def init_distributed(use_cuda):
-    """(rank, world_size, device) under torchrun (WORLD_SIZE > 1), else (0, 1, None).
-
-    Joins the process group: NCCL with one GPU per process (cuda:LOCAL_RANK), or gloo on CPUs.
-    """
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size == 1:
-        return 0, 1, None
-    local_rank = int(os.environ["LOCAL_RANK"])
-    if use_cuda:
-        torch.cuda.set_device(local_rank)
-        dist.init_process_group("nccl")
-        return dist.get_rank(), world_size, torch.device("cuda", local_rank)
-    dist.init_process_group("gloo")
-    return dist.get_rank(), world_size, torch.device("cpu")
-
-
-@contextlib.contextmanager
-def rank_zero_first(world_size, rank):
-    """Rank 0 runs the block first (e.g. builds the feature cache), the others then read its result."""
-    if world_size > 1 and rank != 0:
-        dist.barrier()
-    yield
-    if world_size > 1 and rank == 0:
-        dist.barrier()
-
-
-def default_cache_dir(args):
-    """Cache features beside the data; when that folder is read-only, beside the output folder."""
-    if os.access(args.data_dir, os.W_OK):
-        return os.path.join(args.data_dir, "cache")
-    return os.path.join(os.path.dirname(os.path.abspath(args.output_dir)), "feature_cache")
-
-
-def load_split(args, task_name, split, student_entry, label_list):
-    return load_features(processors[task_name](), args.data_dir, split, student_entry.tokenizer,
-                         student_entry.vocab_file, args.max_seq_length,
-                         args.cache_dir or default_cache_dir(args), label_list)
 
 
 def build_optimizer(model, learning_rate, weight_decay_rate):
@@ -185,15 +77,6 @@ def distillation_config(args, intermediate_matches=None):
                               padded_length=args.max_seq_length)
 
 
-def reads_hidden_states(distiller):
-    """Whether the distiller's losses use hidden states (a distiller not known here: assume so)."""
-    if type(distiller) in (BasicTrainer, MultiTeacherDistiller):
-        return False
-    if type(distiller) is GeneralDistiller:
-        return any(match.feature == "hidden" for match in distiller.d_config.intermediate_matches)
-    return True
-
-
 def build_distiller(args, train_config, teachers, student, matches):
     """The distiller the JSON asks for: trainer, GeneralDistiller or MultiTeacherDistiller."""
     adaptor = BertForGLUESimpleAdaptor
@@ -215,6 +98,12 @@ def build_distiller(args, train_config, teachers, student, matches):
                                  adaptor, adaptor)
 
 
+def set_seed(seed):
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
 def run(argv=None, build_distiller=build_distiller):
     args = parse_args(argv)
     use_cuda = not args.no_cuda and torch.cuda.is_available()
@@ -228,45 +117,25 @@ def run(argv=None, build_distiller=build_distiller):
 
 def _run(args, build_distiller, rank, world_size, device):
     set_seed(args.random_seed)
-
     setup = parse_model_config(args.model_config_json)
-    student_entry = setup.student
     matches = read_matches(args.matches)
     label_list = processors[args.task_name]().get_labels()
-    _check_lengths(args, setup)
-    if args.init_student_from_teacher and args.do_train:  # checked before any feature is encoded
-        if not setup.enabled_teachers:
-            raise ValueError("--init_student_from_teacher needs a teacher, but the model config "
-                             "enables none")
-        if student_entry.checkpoint:
-            raise ValueError(f"{setup.source}: --init_student_from_teacher (recipe {args.recipe}) "
-                             f"would replace the student's checkpoint {student_entry.checkpoint}; "
-                             "set student.checkpoint to null, or use --recipe published")
+    check_options(args, setup, world_size)
 
-    # Features first: a data error must stop the run before anything is written to output_dir.
+    # 1. Features first: a data error stops the run before anything is written to output_dir.
     dev_loaders = {}
-    if world_size > 1 and args.train_batch_size % (args.gradient_accumulation_steps * world_size):
-        raise ValueError(f"--train_batch_size {args.train_batch_size} (the batch of one optimizer "
-                         f"step) is not divisible by --gradient_accumulation_steps "
-                         f"{args.gradient_accumulation_steps} x {world_size} processes")
     if (args.do_eval or args.do_predict) and rank == 0:  # rank 0 alone evaluates
-        dev_loaders = {task: batch_loader(load_split(args, task, "dev", student_entry, label_list),
+        dev_loaders = {task: batch_loader(load_split(args, task, "dev", setup.student, label_list),
                                           args.predict_batch_size, shuffle=False)
                        for task in DEV_TASKS}
     if not args.do_train:
-        if rank != 0:
-            return
-        if not student_entry.checkpoint:
-            raise ValueError(f"{setup.source}: --do_predict without --do_train evaluates the "
-                             "student's checkpoint, but student.checkpoint is not set")
-        student = build_model(student_entry, len(label_list), "student",
-                              output_hidden_states=False, output_attentions=False).to(device)
-        _make_output_dir(args.output_dir)
-        record_results(args.output_dir, 0, evaluate(student, dev_loaders, device))
+        if rank == 0:
+            student = build_model(setup.student, len(label_list), "student").to(device)
+            _make_output_dir(args.output_dir)
+            record_results(args.output_dir, 0, evaluate(student, dev_loaders, device))
         return
-
     with rank_zero_first(world_size, rank):
-        train_features = load_split(args, args.task_name, "train", student_entry, label_list)
+        train_features = load_split(args, args.task_name, "train", setup.student, label_list)
     # train_batch_size is the global batch of one optimizer step: split over processes and micro-batches.
     per_step_batch = args.train_batch_size // (args.gradient_accumulation_steps * world_size)
     train_loader = batch_loader(train_features, per_step_batch, shuffle=True, seed=args.random_seed,
@@ -274,42 +143,36 @@ def _run(args, build_distiller, rank, world_size, device):
                                 with_index=args.cache_teacher_logits,
                                 num_workers=loader_workers(args, device))
 
-    distilling = bool(setup.enabled_teachers)
-    needs_attention = uses_attention(matches)
-    teachers = [build_model(entry, len(label_list), "teacher", output_hidden_states=distilling,
-                            output_attentions=needs_attention).to(device)
+    # 2. Models: the teachers (frozen) and the student.
+    teachers = [build_model(entry, len(label_list), "teacher").to(device)
                 for entry in setup.enabled_teachers]
-    student = build_model(student_entry, len(label_list), "student",
-                          output_hidden_states=distilling,
-                          output_attentions=needs_attention).to(device)
-
+    student = build_model(setup.student, len(label_list), "student").to(device)
     if args.init_student_from_teacher:
         # A resumed run then gets the student's weights from its resume state.
         sample = {key: tensor[:INIT_SAMPLE].to(device) for key, tensor in train_features.items()
                   if key != "labels"}
         init_student_from_teacher(student, teachers[0], sample)
 
-    steps_per_epoch = len(train_loader) // args.gradient_accumulation_steps
-    total_steps = max(1, math.ceil(steps_per_epoch * args.num_train_epochs))
+    # 3. The distiller; the models return the features it reads (hidden states, attention maps).
     train_config = training_config(args, device, data_parallel=world_size > 1)
     distiller = build_distiller(args, train_config, teachers, student, matches)
-    if not reads_hidden_states(distiller):  # logits alone: do not keep every layer's output
-        for model in teachers + [student]:
-            model.output_hidden_states = False
-    if args.cache_teacher_logits and (not teachers or reads_hidden_states(distiller) or needs_attention):
+    features = distiller.features_read()
+    for model in teachers + [student]:
+        model.return_features(hidden="hidden" in features, attention="attention" in features)
+    if args.cache_teacher_logits and not distiller.caches_logits():
         raise ValueError(f"--cache_teacher_logits keeps the teachers' logits only, but "
                          f"{type(distiller).__name__} here "
                          f"{'has no teacher' if not teachers else 'distills intermediate features'}")
     distiller.log_every_steps = args.PRINT_EVERY  # steps; print_freq is TextBrewer's per-epoch count
     if args.resume:
-        state = latest_state(args.output_dir)
-        if state is None:
-            raise FileNotFoundError(f"--resume: no resume state (resume_gs*.pt) in {args.output_dir}")
-        distiller.resume_from(state)
+        distiller.resume_from(latest_state(args.output_dir))
     _make_output_dir(args.output_dir)  # only now: every check above has passed
     if args.resume and dev_loaders:
         evaluate_missed_checkpoints(args.output_dir, distiller.resume_step, student, dev_loaders, device)
 
+    # 4. Train, evaluating each checkpoint on the dev sets.
+    steps_per_epoch = len(train_loader) // args.gradient_accumulation_steps
+    total_steps = max(1, math.ceil(steps_per_epoch * args.num_train_epochs))
     optimizer = build_optimizer(student, args.learning_rate, args.weight_decay_rate)
     # Built by the distiller once the projections have joined the optimizer.
     schedule = {"scheduler_class": linear_warmup_decay,
@@ -329,6 +192,34 @@ def _run(args, build_distiller, rank, world_size, device):
                         callback=evaluate_checkpoint, **schedule, **length)
 
 
+def check_options(args, setup, world_size):
+    """Every check that needs no features or models, so that a mistake costs no encoding."""
+    for role, entry in [("student", setup.student)] + [("teacher", t) for t in setup.enabled_teachers]:
+        limit = entry.bert_config.max_position_embeddings
+        if args.max_seq_length > limit:
+            raise ValueError(f"--max_seq_length {args.max_seq_length} exceeds the {role}'s "
+                             f"max_position_embeddings {limit} ({entry.config_file})")
+    if not args.do_train:
+        if not setup.student.checkpoint:
+            raise ValueError(f"{setup.source}: --do_predict without --do_train evaluates the "
+                             "student's checkpoint, but student.checkpoint is not set")
+        return
+    if args.init_student_from_teacher:
+        if not setup.enabled_teachers:
+            raise ValueError("--init_student_from_teacher needs a teacher, but the model config "
+                             "enables none")
+        if setup.student.checkpoint:
+            raise ValueError(f"{setup.source}: --init_student_from_teacher (recipe {args.recipe}) "
+                             f"would replace the student's checkpoint {setup.student.checkpoint}; "
+                             "set student.checkpoint to null, or use --recipe published")
+    if world_size > 1 and args.train_batch_size % (args.gradient_accumulation_steps * world_size):
+        raise ValueError(f"--train_batch_size {args.train_batch_size} (the batch of one optimizer "
+                         f"step) is not divisible by --gradient_accumulation_steps "
+                         f"{args.gradient_accumulation_steps} x {world_size} processes")
+    if args.resume and latest_state(args.output_dir) is None:
+        raise FileNotFoundError(f"--resume: no resume state (resume_gs*.pt) in {args.output_dir}")
+
+
 def evaluate_missed_checkpoints(output_dir, up_to_step, student, dev_loaders, device):
     """Evaluate the checkpoints an interrupted run saved but did not evaluate (a kill during
     the evaluation). The student's own weights come back from the resume state afterwards."""
@@ -342,14 +233,6 @@ def evaluate_missed_checkpoints(output_dir, up_to_step, student, dev_loaders, de
 def saved_checkpoint_steps(output_dir):
     names = (name[2:-4] for name in os.listdir(output_dir) if name.startswith("gs") and name.endswith(".pkl"))
     return [int(step) for step in names if step.isdigit()]
-
-
-def _check_lengths(args, setup):
-    for role, entry in [("student", setup.student)] + [("teacher", t) for t in setup.enabled_teachers]:
-        limit = entry.bert_config.max_position_embeddings
-        if args.max_seq_length > limit:
-            raise ValueError(f"--max_seq_length {args.max_seq_length} exceeds the {role}'s "
-                             f"max_position_embeddings {limit} ({entry.config_file})")
 
 
 def _make_output_dir(path):

@@ -14,6 +14,8 @@ under a 12-layer teacher, 't' marks the tiny student whose hidden size differs f
 import json
 import os
 
+from distillation.configs import IntermediateMatch
+
 # Student layer -> teacher layer, uniformly spaced, for the original's three students.
 LAYER_MAPS = {
     "L3": [(0, 0), (1, 4), (2, 8), (3, 12)],
@@ -77,16 +79,13 @@ def fit_matches(matches, hidden_size_S, hidden_size_T, num_layers_S, num_layers_
     fitted = []
     for index, match in enumerate(matches):
         match = dict(match)
+        IntermediateMatch.from_dict(match, index)  # its keys, names and format, as the core checks them
         _check_layers(match, index, num_layers_S, num_layers_T)
-        if match.get("loss") in NEEDS_PROJECTION and "proj" not in match and hidden_size_S != hidden_size_T:
+        if match["loss"] in NEEDS_PROJECTION and "proj" not in match and hidden_size_S != hidden_size_T:
             match["proj"] = ["linear", hidden_size_S, hidden_size_T]
         _check_projection(match, index, hidden_size_S, hidden_size_T)
         fitted.append(match)
     return fitted
-
-
-def uses_attention(matches):
-    return any(match.get("feature") == "attention" for match in matches)
 
 
 def _read_match_file(path):
@@ -123,9 +122,6 @@ def _check_projection(match, index, hidden_size_S, hidden_size_T):
     proj = match.get("proj")
     if proj is None:
         return
-    if not isinstance(proj, list) or len(proj) not in (3, 4):
-        raise ValueError(f"matches[{index}]: proj must be [kind, dim_in, dim_out] "
-                         f"or [kind, dim_in, dim_out, options], got {proj!r}")
     if match.get("feature", "hidden") == "hidden" and (proj[1], proj[2]) != (hidden_size_S, hidden_size_T):
         raise ValueError(f"matches[{index}]: proj {proj[0]} {proj[1]} -> {proj[2]} does not fit the "
                          f"models: student hidden size {hidden_size_S}, teacher {hidden_size_T}")

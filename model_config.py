@@ -14,13 +14,14 @@ Every mistake is reported with the key it sits under (for example `teachers[0].d
 A teacher with "disable": true is checked for its keys and types only; its files are not read.
 """
 import dataclasses
-import hashlib
 import inspect
 import json
 import os
 import re
 
 from transformers import BertConfig, BertTokenizer
+
+from distillation.io import file_sha256
 
 SUPPORTED_MODEL_TYPES = ("bert",)
 PATH_KEYS = ("vocab_file", "config_file", "checkpoint")
@@ -94,21 +95,6 @@ def parse_model_config(path_or_dict):
     setup = ModelSetup(teachers=teachers, student=student, source=source)
     _check_shared_vocabulary(setup)
     return setup
-
-
-def require_teachers(setup, n_min=1):
-    """The enabled teachers; an error when there are fewer than n_min of them."""
-    teachers = setup.enabled_teachers
-    if len(teachers) < n_min:
-        if not teachers:
-            raise ValueError(f"no enabled teacher in {setup.source}")
-        raise ValueError(f"{setup.source} enables {len(teachers)} teacher(s), at least {n_min} needed")
-    return teachers
-
-
-def file_digest(path):
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
 
 
 def _read_json(path):
@@ -237,9 +223,9 @@ def _read_bert_config(entry, source):
 def _check_shared_vocabulary(setup):
     """Every model reads the student's token ids, so every enabled teacher needs its vocabulary."""
     student = setup.student
-    student_digest = file_digest(student.vocab_file)
+    student_digest = file_sha256(student.vocab_file)
     for teacher in setup.enabled_teachers:
-        if file_digest(teacher.vocab_file) != student_digest:
+        if file_sha256(teacher.vocab_file) != student_digest:
             raise ValueError(f"{setup.source}: {teacher.where}.vocab_file {teacher.vocab_file} "
                              f"differs from student.vocab_file {student.vocab_file}; all models "
                              "read the student's token ids, so they must share one vocabulary")

@@ -42,6 +42,13 @@ class BertForGLUESimple(nn.Module):
         self.output_hidden_states = output_hidden_states
         self.output_attentions = output_attentions
 
+    def return_features(self, hidden, attention):
+        """Choose what forward returns beyond the logits (see the class docstring)."""
+        self.output_hidden_states = hidden
+        self.output_attentions = attention
+        if attention and self.bert.config._attn_implementation != "eager":
+            self.bert.set_attn_implementation("eager")  # SDPA computes no attention maps
+
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None):
         """input_ids, attention_mask, token_type_ids: (B, L) integer tensors; labels: (B,).
 

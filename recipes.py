@@ -4,8 +4,6 @@ A recipe sets the defaults of the options it names; an option given on the comma
 wins. 'published' changes nothing: main.py's own defaults are TextBrewer's published MNLI recipe
 (temperature 8, KD on the logits alone, every intermediate match at weight 1).
 """
-import re
-
 RECIPES = {
     "published": {},
     # For a student smaller than the teacher that would otherwise start from random weights
@@ -20,17 +18,3 @@ RECIPES = {
         "learning_rate": 5e-4,
     },
 }
-
-
-def compact(value):
-    """A number as a person writes it in a shell variable: 5e-4 rather than 0.0005, never rounded."""
-    if isinstance(value, bool) or not isinstance(value, float):
-        return str(value)
-    plain = repr(value)
-    scientific = re.sub(r"e([+-])0*(\d)", r"e\1\2", f"{value:.0e}")
-    return scientific if float(scientific) == value and len(scientific) < len(plain) else plain
-
-
-if __name__ == "__main__":  # `python recipes.py NAME KEY` prints one value (for compare_recipes.sh)
-    import sys
-    print(compact(RECIPES[sys.argv[1]][sys.argv[2]]))

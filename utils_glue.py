@@ -99,7 +99,6 @@ class MnliMismatchedProcessor(MnliProcessor):
 
 
 processors = {"mnli": MnliProcessor, "mnli-mm": MnliMismatchedProcessor}
-output_modes = {"mnli": "classification", "mnli-mm": "classification"}
 
 
 def compute_metrics(task_name, preds, labels):

@@ -39,7 +39,7 @@ TRAIN_HEADER = ["index", "promptID", "pairID", "genre", "sentence1_binary_parse"
                 "sentence2_binary_parse", "sentence1_parse", "sentence2_parse",
                 "sentence1", "sentence2", "label1", "gold_label"]
 DEV_HEADER = TRAIN_HEADER[:11] + ["label2", "label3", "label4", "label5", "gold_label"]
-DEMO_CONFIGS = ("demo_bert_config_teacher.json", "demo_bert_config_student.json")
+DEMO_CONFIGS = ("bert_config_teacher.json", "bert_config_student.json")  # in demo/jsons/
 
 TRAIN_NOISE = 0.09        # share of train labels replaced by another label
 ANNOTATOR_ERROR = 0.10    # chance that one simulated dev annotator picks a wrong label
@@ -1000,7 +1000,7 @@ def main(argv=None):
         print(f"{name}: {len(rows)} pairs ({mix})")
     print(f"vocab.txt: {len(vocab)} tokens; BERT configs need vocab_size >= {len(vocab)} "
           f"(rounded up to a multiple of 8: {round_up(len(vocab), 8)})")
-    check_config_vocab_sizes(len(vocab), [os.path.join(REPO_ROOT, "jsons", name)
+    check_config_vocab_sizes(len(vocab), [os.path.join(REPO_ROOT, "demo", "jsons", name)
                                           for name in DEMO_CONFIGS])
 
 

@@ -12,7 +12,7 @@ from .adaptors import as_list, call_model, move_to_device, post_adaptor
 from .losses import KD_LOSS_MAP, MATCH_LOSS_MAP
 from .projections import PROJ_MAP
 from .task_sampling import TaskBatches
-from .trainer import AbstractDistiller
+from .trainer import READS_ALL, AbstractDistiller
 
 
 class BasicTrainer(AbstractDistiller):
@@ -20,6 +20,9 @@ class BasicTrainer(AbstractDistiller):
 
     def __init__(self, train_config, model, adaptor):
         super().__init__(train_config, None, None, model, None, adaptor)
+
+    def features_read(self):
+        return _unless_overridden(self, BasicTrainer, set())
 
     def compute_loss(self, results_S, results_T=None):
         if "losses" not in results_S:
@@ -37,6 +40,9 @@ class BasicDistiller(AbstractDistiller):
     def __init__(self, train_config, distill_config, model_T, model_S, adaptor_T, adaptor_S):
         super().__init__(train_config, distill_config, model_T, model_S, adaptor_T, adaptor_S)
         self.kd_loss = KD_LOSS_MAP[distill_config.kd_loss_type]
+
+    def features_read(self):
+        return _unless_overridden(self, BasicDistiller, set())
 
     def compute_loss(self, results_S, results_T):
         return self.compute_prediction_loss(results_S, results_T)
@@ -82,6 +88,10 @@ class GeneralDistiller(BasicDistiller):
             self.projs.append(proj)
             self.projs_group.append(match.proj_group)
 
+    def features_read(self):
+        return _unless_overridden(self, GeneralDistiller,
+                                  {match.feature for match in self.d_config.intermediate_matches})
+
     def compute_loss(self, results_S, results_T):
         total, losses = self.compute_prediction_loss(results_S, results_T)
         mask = results_S.get("inputs_mask")
@@ -114,6 +124,9 @@ class MultiTeacherDistiller(BasicDistiller):
             raise ValueError("MultiTeacherDistiller: model_T must be a non-empty list of teachers")
         super().__init__(train_config, distill_config, list(model_T), model_S, adaptor_T, adaptor_S)
 
+    def features_read(self):
+        return _unless_overridden(self, MultiTeacherDistiller, set())
+
     def compute_loss(self, results_S, results_T):
         logits_T = [as_list(results["logits"]) for results in results_T]
         averaged = {"logits": [sum(heads) / len(heads) for heads in zip(*logits_T)]}
@@ -144,7 +157,7 @@ class MultiTaskDistiller(GeneralDistiller):
     def teachers(self):
         return list(self.model_T.values())
 
-    def _caches_logits(self):
+    def caches_logits(self):
         return False
 
     def train(self, optimizer, dataloaders, num_steps, scheduler_class=None, scheduler_args=None,
@@ -183,6 +196,14 @@ class MultiTaskDistiller(GeneralDistiller):
             outputs_S = call_model(self._student_forward, batch, args)
         results_S = post_adaptor(self.adaptor_S[task](batch, outputs_S))
         return self.compute_loss(results_S, results_T)
+
+
+def _unless_overridden(distiller, cls, features):
+    """`features` when the distiller computes its loss as `cls` does; a subclass with its own
+    compute_loss may read anything, unless it overrides features_read too."""
+    if type(distiller).compute_loss is cls.compute_loss:
+        return features
+    return set(READS_ALL)
 
 
 def probability_shift(logits, labels):

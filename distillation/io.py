@@ -1,5 +1,6 @@
-"""Files that are written whole or not at all, and loading that never runs pickled code."""
+"""Files that are written whole or not at all, loading that never runs pickled code, and file digests."""
 import contextlib
+import hashlib
 import os
 import tempfile
 
@@ -54,3 +55,12 @@ def append_line(path, line):
 def safe_torch_load(path):
     """Load tensors only: weights_only=True refuses pickles that carry code."""
     return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def file_sha256(path):
+    """The hex digest of a file's bytes, read in blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -25,6 +25,7 @@ from .logit_cache import EXAMPLE_INDEX_KEY, TeacherLogitCache, split_indices
 logger = logging.getLogger("distillation")
 
 AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+READS_ALL = frozenset({"hidden", "attention"})  # the features a distiller reads unless it says
 
 
 class AbstractDistiller:
@@ -55,10 +56,7 @@ class AbstractDistiller:
             teacher.eval()
             teacher.requires_grad_(False)
         self._tensorboard = None
-        # A dict batch may carry its examples' dataset indices under EXAMPLE_INDEX_KEY: the
-        # cache is then keyed by example (see logit_cache.py).
-        self.logit_cache = (TeacherLogitCache(isinstance(model_T, (list, tuple)), self.device)
-                            if self._caches_logits() else None)
+        self.logit_cache = None  # made by train() when caches_logits() (see logit_cache.py)
         self._pending_resume = None     # a resume state for the next train()
         self._student_forward = model_S  # the DistributedDataParallel wrapper while training on several processes
         # The weights in force; training updates them by their schedules at every step.
@@ -74,6 +72,19 @@ class AbstractDistiller:
     def compute_loss(self, results_S, results_T):
         """(total_loss, {name: unweighted loss}) from the adaptors' dicts."""
         raise NotImplementedError
+
+    def features_read(self):
+        """The adaptor features beyond logits and labels that compute_loss reads, e.g.
+        {'hidden', 'attention'}: a pipeline may ask its models for only these. A distiller
+        that does not say is taken to read them all."""
+        return set(READS_ALL)
+
+    def caches_logits(self):
+        """Whether training keeps the teachers' logits (DistillationConfig.is_caching_logits)
+        and stops running the teachers once every example has them: only when the loss reads
+        nothing else of the teachers."""
+        return bool(self.d_config is not None and self.d_config.is_caching_logits and self.teachers
+                    and not self.features_read())
 
     # ----- context manager: closes the metric writers ----------------------------------------
     def __enter__(self):
@@ -126,6 +137,10 @@ class AbstractDistiller:
         if self.t_config.log_dir:
             os.makedirs(self.t_config.log_dir, exist_ok=True)
         scaler = torch.amp.GradScaler(self.device.type, enabled=self.t_config.mixed_precision == "fp16")
+        if self.logit_cache is None and self.caches_logits():
+            # A dict batch may carry its examples' dataset indices under EXAMPLE_INDEX_KEY: the
+            # cache is then keyed by example.
+            self.logit_cache = TeacherLogitCache(isinstance(self.model_T, (list, tuple)), self.device)
         run = _Run(optimizer, scheduler, scaler, steps_per_epoch, accumulation, total_steps,
                    first_nonfinite=torch.full((), -1, device=self.device))
         parallel = self._data_parallel()
@@ -239,10 +254,6 @@ class AbstractDistiller:
         return results if isinstance(self.model_T, (list, tuple)) else results[0]
 
     # ----- pieces of the loop -------------------------------------------------------------------
-    def _caches_logits(self):
-        return bool(self.d_config is not None and self.d_config.is_caching_logits and self.teachers
-                    and not self.d_config.intermediate_matches)
-
     def _epoch_batches(self, dataloader, epoch, num_batches, skip):
         """The batches of one epoch, after the first `skip`.
 

@@ -174,7 +174,7 @@ def test_cli_rejects_bad_arguments_clearly(tmp_path):
 
 def test_demo_configs_fit_the_vocabulary_and_the_brief(corpus_dir):
     vocab_size = len((corpus_dir / "vocab.txt").read_text(encoding="utf-8").split())
-    paths = [os.path.join(REPO_ROOT, "jsons", name) for name in gen.DEMO_CONFIGS]
+    paths = [os.path.join(REPO_ROOT, "demo", "jsons", name) for name in gen.DEMO_CONFIGS]
     gen.check_config_vocab_sizes(vocab_size, paths)
     configs = {}
     for path in paths:
@@ -184,13 +184,13 @@ def test_demo_configs_fit_the_vocabulary_and_the_brief(corpus_dir):
         assert config["model_type"] == "bert" and config["vocab_size"] % 8 == 0
         assert config["hidden_size"] % config["num_attention_heads"] == 0
         assert config["max_position_embeddings"] >= 64
-    student = configs["demo_bert_config_student.json"]
+    student = configs["bert_config_student.json"]
     # T4-tiny's shape scaled down with the demo's teachers: 4 layers, narrower than the teachers
     # and with their head count, so the recommended recipe can start it from them.
     assert (student["num_hidden_layers"], student["hidden_size"], student["num_attention_heads"],
             student["intermediate_size"], student["max_position_embeddings"]) == (4, 128, 8, 512, 128)
     assert student["hidden_dropout_prob"] == student["attention_probs_dropout_prob"] == 0.1
-    teacher = configs["demo_bert_config_teacher.json"]
+    teacher = configs["bert_config_teacher.json"]
     assert teacher["num_attention_heads"] == student["num_attention_heads"]
     assert teacher["hidden_size"] > student["hidden_size"]
     assert teacher["num_hidden_layers"] >= student["num_hidden_layers"]

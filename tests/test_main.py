@@ -111,7 +111,7 @@ def test_emd_distillation(files, teacher_checkpoint, tmp_path):
     assert {"gs4.pkl", "gs8.pkl"} <= set(os.listdir(output_dir))
     assert [RESULT_LINE.match(line).group(1) for line in result_lines(output_dir)] == ["4", "8"]
     logged = [json.loads(line) for line in open(output_dir / "metrics.jsonl")]
-    assert "unweighted_hidden_emd" in logged[-1]
+    assert "unweighted_hidden_hidden_mse_emd" in logged[-1]
 
 
 def test_multi_teacher_distillation(files, teacher_checkpoint, tmp_path):

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from matches import PRESETS, fit_matches, read_matches, uses_attention
+from matches import PRESETS, fit_matches, read_matches
 
 
 def test_t4_tiny_preset_maps_every_third_teacher_layer_with_projections():
@@ -24,7 +24,7 @@ def test_equal_hidden_sizes_get_no_projection():
 def test_attention_presets_index_layers_from_zero():
     matches = fit_matches(read_matches(["L3_attention_mse"]), 384, 768, 3, 12)
     assert [(m["layer_S"], m["layer_T"]) for m in matches] == [(0, 3), (1, 7), (2, 11)]
-    assert uses_attention(matches) and not uses_attention(read_matches(["L3_hidden_mse"]))
+    assert {m["feature"] for m in matches} == {"attention"}
 
 
 def test_presets_of_the_original_students_exist():

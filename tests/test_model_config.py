@@ -5,7 +5,7 @@ import os
 import pytest
 
 from conftest import SPECIAL_TOKENS, WORDS, write_bert_config, write_vocab
-from model_config import parse_model_config, require_teachers
+from model_config import parse_model_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PIECE_WORDS = WORDS + ["walk", "##s", "##ing", "##ed"]
@@ -93,7 +93,6 @@ def test_relative_paths_are_relative_to_the_json_file(tmp_path, monkeypatch):
     assert [t.disable for t in setup.teachers] == [False, True]
     assert setup.teachers[1].tokenizer is None and setup.teachers[1].checkpoint == "teacher.pkl"
     assert setup.enabled_teachers == [setup.teachers[0]]
-    assert require_teachers(setup) == [setup.teachers[0]]
     assert setup.teachers[0].bert_config.num_hidden_layers == 4
     assert setup.student.bert_config.num_hidden_layers == 1  # overridden by the JSON
     assert setup.student.bert_config.hidden_size == 32
@@ -116,12 +115,6 @@ def test_environment_variables_are_expanded(files, tmp_path, monkeypatch):
     setup = parse_model_config(write_json(tmp_path / "m.json", {"teachers": [], "student": student}))
     assert setup.student.vocab_file == str(files["vocab"])
     assert setup.student.config_file == str(files["config"])
-
-
-def test_require_teachers_names_the_json(files, tmp_path):
-    path = write_json(tmp_path / "alone.json", {"student": entry(files["vocab"], files["config"])})
-    with pytest.raises(ValueError, match=f"no enabled teacher in {path}"):
-        require_teachers(parse_model_config(str(path)))
 
 
 def test_the_t4_tiny_config_of_the_repository():

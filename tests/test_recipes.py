@@ -5,7 +5,7 @@ import subprocess
 import pytest
 
 from options import build_parser, parse_args
-from recipes import RECIPES, compact
+from recipes import RECIPES
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REQUIRED = ["--data_dir", "d", "--output_dir", "o", "--model_config_json", "m.json", "--do_train"]
@@ -72,12 +72,6 @@ def test_scripts_pass_the_recipe_and_only_the_temperature_it_leaves_open(tmp_pat
                          lr="1e-3")
     assert chosen[chosen.index("--temperature") + 1] == "3"
     assert chosen[chosen.index("--learning_rate") + 1] == "1e-3"
-
-
-def test_numbers_print_as_a_shell_variable_holds_them():
-    assert [compact(v) for v in (5e-4, 1e-4, 2e-5, 2.0, 0.5, 8, True)] == [
-        "5e-4", "1e-4", "2e-5", "2.0", "0.5", "8", "True"]
-    assert float(compact(1.2345678e-4)) == 1.2345678e-4  # never rounded
 
 
 SCRIPTS = ["run_mnli_train.sh", "run_mnli_distill_T4tiny.sh", "run_mnli_distill_T4tiny_emd.sh",

@@ -135,7 +135,7 @@ def test_compare_recipes_runs_every_row_and_prints_the_table(env, teacher_checkp
         (tmp_path / f"{name}.json").write_text(json.dumps({"teachers": teachers, "student": student}))
     output_root = tmp_path / "compare"
     result = subprocess.run(
-        ["bash", os.path.join(REPO, "compare_recipes.sh")],
+        ["bash", os.path.join(REPO, "tools", "compare_recipes.sh")],
         env=dict(env, OUTPUT_ROOT_DIR=str(output_root), TEACHER_CKPT=teacher_checkpoint,
                  TEACHER_CKPT_2=teacher_checkpoint, n_train="16", parallel="2", **jsons),
         capture_output=True, text=True)
@@ -156,7 +156,7 @@ def test_compare_recipes_runs_every_row_and_prints_the_table(env, teacher_checkp
 
 def test_compare_recipes_fails_when_a_parallel_row_fails(env, teacher_checkpoint, tmp_path):
     result = subprocess.run(
-        ["bash", os.path.join(REPO, "compare_recipes.sh")],
+        ["bash", os.path.join(REPO, "tools", "compare_recipes.sh")],
         env=dict(env, OUTPUT_ROOT_DIR=str(tmp_path / "compare"), TEACHER_CKPT=teacher_checkpoint,
                  n_train="16", parallel="2", runs="alone emd",
                  tiny_json=str(tmp_path / "missing.json")),
@@ -171,7 +171,7 @@ def test_compare_recipes_fails_when_a_parallel_row_fails(env, teacher_checkpoint
 
 def test_compare_recipes_checks_its_rows_before_running_any(env, teacher_checkpoint, tmp_path):
     result = subprocess.run(
-        ["bash", os.path.join(REPO, "compare_recipes.sh")],
+        ["bash", os.path.join(REPO, "tools", "compare_recipes.sh")],
         env=dict(env, OUTPUT_ROOT_DIR=str(tmp_path / "compare"), TEACHER_CKPT=teacher_checkpoint,
                  runs="alone bogus"),
         capture_output=True, text=True)

@@ -9,7 +9,7 @@ from transformers import BertTokenizer
 from conftest import (DEV_HEADER, LABELS, SPECIAL_TOKENS, TRAIN_HEADER, WORDS, mnli_row,
                       write_tiny_mnli, write_vocab)
 from utils_glue import (InputExample, MnliMismatchedProcessor, MnliProcessor,
-                        compute_metrics, convert_examples_to_features, output_modes, processors,
+                        compute_metrics, convert_examples_to_features, processors,
                         read_mnli_tsv)
 
 # Quote characters are plain text in MNLI; an unbalanced one must not swallow the next rows.
@@ -122,7 +122,6 @@ def test_processors_read_their_files(tmp_path):
     data_dir = write_tiny_mnli(tmp_path, n_train=10, n_dev=6, seed=3)
     matched, mismatched = MnliProcessor(), MnliMismatchedProcessor()
     assert processors == {"mnli": MnliProcessor, "mnli-mm": MnliMismatchedProcessor}
-    assert output_modes == {"mnli": "classification", "mnli-mm": "classification"}
     assert matched.get_labels() == mismatched.get_labels() == LABELS
     assert [e.guid for e in matched.get_train_examples(data_dir)] == [f"train-{i}" for i in range(10)]
     assert matched.get_train_examples(data_dir) == mismatched.get_train_examples(data_dir)

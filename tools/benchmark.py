@@ -1,7 +1,7 @@
 """How fast the pipeline runs: feature encoding, training steps of each distiller, evaluation.
 
-    python benchmark.py                      # about two minutes on 2 CPU cores
-    python benchmark.py --device cuda --bf16 --batch 32 --length 128
+    python tools/benchmark.py                # about two minutes on 2 CPU cores
+    python tools/benchmark.py --device cuda --bf16 --batch 32 --length 128
 
 Everything is generated: a synthetic MNLI-layout train file with MNLI-like sentence lengths (and
 a vocabulary built from its words) for the encoding, random token ids for the models. A training
@@ -22,21 +22,24 @@ import random
 import resource
 import statistics
 import tempfile
+import sys
 import time
 
-import torch
-from transformers import BertConfig, BertTokenizer
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository
 
-import main
-from distillation import (DistillationConfig, GeneralDistiller, MultiTeacherDistiller,
+import torch  # noqa: E402
+from transformers import BertConfig, BertTokenizer  # noqa: E402
+
+import main  # noqa: E402
+from distillation import (DistillationConfig, GeneralDistiller, MultiTeacherDistiller,  # noqa: E402
                           TrainingConfig)
-from distillation.adaptors import move_to_device
-from distiller_emd import EMDDistiller
-from feature_cache import load_features
-from matches import PRESETS, fit_matches
-from modeling import BertForGLUESimple, BertForGLUESimpleAdaptor
-from predict import evaluate
-from utils_glue import LABELS, MnliProcessor
+from distillation.adaptors import move_to_device  # noqa: E402
+from distiller_emd import EMDDistiller  # noqa: E402
+from feature_cache import load_features  # noqa: E402
+from matches import PRESETS, fit_matches  # noqa: E402
+from modeling import BertForGLUESimple, BertForGLUESimpleAdaptor  # noqa: E402
+from predict import evaluate  # noqa: E402
+from utils_glue import LABELS, MnliProcessor  # noqa: E402
 
 MNLI_TRAIN_PAIRS = 392_702
 VOCAB_SIZE = 30522  # bert-base-uncased's, so the embedding tables have their real size

@@ -5,7 +5,7 @@
 # JSON in $OUTPUT_ROOT_DIR/results.json).
 #
 #   DATA_ROOT_DIR=data BERT_DIR=bert TEACHER_CKPT=teacher/gs747.pkl [TEACHER_CKPT_2=...] \
-#       bash compare_recipes.sh
+#       bash tools/compare_recipes.sh
 #
 # BERT_DIR holds the teacher's vocab.txt and config.json; TEACHER_CKPT is the fine-tuned teacher
 # (run_mnli_train.sh writes it; the table's teacher row is read from the folder holding it).
@@ -13,7 +13,8 @@
 # `parallel=2` runs two rows at once with half the cores each (or OMP_NUM_THREADS each, when it
 # is set): on CPUs this finishes sooner, because one small model does not keep several cores busy.
 set -euo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
+tools=$(cd "$(dirname "$0")" && pwd)
+here=$(dirname "$tools")  # the repository: its scripts run the rows
 
 : "${DATA_ROOT_DIR:?set DATA_ROOT_DIR: the folder holding MNLI/train.tsv and the dev files}"
 : "${TEACHER_CKPT:?set TEACHER_CKPT: the fine-tuned teacher checkpoint}"
@@ -39,7 +40,7 @@ known_runs="alone alone_recipe_lr published recommended emd multiteacher"
 for which in $runs; do  # every row is checked before the first one starts
     [[ " $known_runs " == *" $which "* ]] || { echo "unknown run '$which' in runs (expected: $known_runs)" >&2; exit 1; }
 done
-source "$here/timed_runs.sh"  # start_run, wait_for_runs; it checks $parallel
+source "$tools/timed_runs.sh"  # start_run, wait_for_runs; it checks $parallel
 # The rows choose their own learning rate, temperature and recipe: none is inherited.
 export -n lr temperature recipe
 
@@ -71,7 +72,7 @@ run() {  # run NAME "TABLE ROW" SCRIPT [VAR=VALUE ...]: one row of the table
         length="$length" torch_seed="$torch_seed"
 }
 
-recipe_lr=$("$PYTHON" "$here/recipes.py" recommended learning_rate)
+recipe_lr=$(cd "$here" && "$PYTHON" -c 'from recipes import RECIPES; print(RECIPES["recommended"]["learning_rate"])')
 for which in $runs; do
     case $which in
         alone) run alone "Student alone (hard labels), lr $lr" run_mnli_train.sh \
@@ -93,4 +94,4 @@ done
 
 wait_for_runs
 echo
-"$PYTHON" "$here/report.py" --json "$OUTPUT_ROOT_DIR/results.json" ${rows[@]+"${rows[@]}"} | tee "$OUTPUT_ROOT_DIR/results.md"
+"$PYTHON" "$tools/report.py" --json "$OUTPUT_ROOT_DIR/results.json" ${rows[@]+"${rows[@]}"} | tee "$OUTPUT_ROOT_DIR/results.md"

@@ -1,6 +1,6 @@
 """Print a results table from finished runs: the last evaluation of each run's output folder.
 
-    python report.py "Teacher=out/teacher" "T4-tiny distilled=out/t4" ... [--json results.json]
+    python tools/report.py "Teacher=out/teacher" "T4-tiny distilled=out/t4" ... [--json results.json]
 
 Each folder holds eval_results.jsonl (written by main.py after every checkpoint) and, when the
 runner recorded it, seconds.txt (the run's wall time).

@@ -1,5 +1,5 @@
 # Run the repository's scripts a few at a time, each into its own folder with its log and its
-# wall time. Sourced by compare_recipes.sh and demo/run_demo.sh, which set before sourcing:
+# wall time. Sourced by tools/compare_recipes.sh and demo/run_demo.sh, which set before sourcing:
 #   here            the repository's root
 #   OUTPUT_ROOT_DIR the runs go to $OUTPUT_ROOT_DIR/NAME, their logs to $OUTPUT_ROOT_DIR/NAME.log
 #   parallel        how many run at the same time, each with its share of the cores (or with

@@ -1,0 +1,82 @@
+"""From MNLI files to batches: cached features, and DataLoaders that cut each batch's padding."""
+import os
+
+import torch
+from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, SequentialSampler
+
+from distillation.logit_cache import EXAMPLE_INDEX_KEY
+from feature_cache import load_features
+from utils_glue import processors
+
+
+class FeatureDataset(torch.utils.data.Dataset):
+    """Encoded features indexed by a whole list of example indices at once.
+
+    Used with a BatchSampler, a batch is one tensor slice per key instead of `batch_size`
+    single-row lookups stacked by the collate function. with_index: each batch also holds the
+    examples' indices under 'index' (batch,), the key of the distillers' logit cache.
+    """
+
+    def __init__(self, features, with_index=False):
+        self.features = features
+        self.with_index = with_index
+
+    def __len__(self):
+        return len(self.features["labels"])
+
+    def __getitem__(self, indices):
+        batch = {key: tensor[indices] for key, tensor in self.features.items()}
+        # Cut the padding all the batch's examples share (features are padded on the right):
+        # masked positions change no output, and every layer's cost grows with the length.
+        longest = int(batch["attention_mask"].sum(dim=1).max())
+        for key, tensor in batch.items():
+            if tensor.dim() == 2:
+                batch[key] = tensor[:, :longest].contiguous()  # a compact copy, cheap to pin and move
+        if self.with_index:
+            batch[EXAMPLE_INDEX_KEY] = torch.as_tensor(indices, dtype=torch.long)
+        return batch
+
+
+def batch_loader(features, batch_size, shuffle, seed=0, num_replicas=1, rank=0, with_index=False,
+                 num_workers=0):
+    """Batches of batch_size examples; when shuffling, process `rank` of num_replicas gets every
+    num_replicas-th example of the epoch's permutation, so the processes' k-th batches together
+    hold the examples a single process would see in its k-th batch of num_replicas * batch_size.
+    num_workers > 0 slices the batches in worker processes, ahead of the training step."""
+    dataset = FeatureDataset(features, with_index)
+    if shuffle:
+        # The order of epoch e depends on (seed, e) alone: the distiller calls set_epoch, so a
+        # resumed run sees the same batches as an uninterrupted one.
+        order = DistributedSampler(dataset, num_replicas=num_replicas, rank=rank, shuffle=True,
+                                   seed=seed)
+    else:
+        order = SequentialSampler(dataset)
+    sampler = BatchSampler(order, batch_size=batch_size, drop_last=False)
+    # Each iteration draws the workers' base seed from `generator`: without one it would come
+    # from the global generator, and an evaluation or a resume would move the dropout masks.
+    generator = torch.Generator().manual_seed(seed)
+    # batch_size=None: each item the sampler yields is already a whole batch of indices.
+    return DataLoader(dataset, sampler=sampler, batch_size=None, num_workers=num_workers,
+                      persistent_workers=num_workers > 0, pin_memory=torch.cuda.is_available(),
+                      generator=generator)
+
+
+def loader_workers(args, device):
+    """--num_workers, or by default 2 on a GPU (batches ready while it computes), 0 on CPUs
+    (where a worker would take a core from the model)."""
+    if args.num_workers is not None:
+        return args.num_workers
+    return 2 if torch.device(device).type == "cuda" else 0
+
+
+def default_cache_dir(args):
+    """Cache features beside the data; when that folder is read-only, beside the output folder."""
+    if os.access(args.data_dir, os.W_OK):
+        return os.path.join(args.data_dir, "cache")
+    return os.path.join(os.path.dirname(os.path.abspath(args.output_dir)), "feature_cache")
+
+
+def load_split(args, task_name, split, student_entry, label_list):
+    return load_features(processors[task_name](), args.data_dir, split, student_entry.tokenizer,
+                         student_entry.vocab_file, args.max_seq_length,
+                         args.cache_dir or default_cache_dir(args), label_list)
