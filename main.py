@@ -165,11 +165,12 @@ def linear_warmup_decay(optimizer, warmup_steps, total_steps):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def training_config(args, device, data_parallel=False):
+def training_config(args, device, data_parallel=False, ckpt_steps=None):
     mixed_precision = "fp16" if args.fp16 else "bf16" if args.bf16 else "no"
     return TrainingConfig(data_parallel=data_parallel,
                           gradient_accumulation_steps=args.gradient_accumulation_steps,
-                          ckpt_frequency=args.ckpt_frequency, log_dir=args.output_dir,
+                          ckpt_frequency=args.ckpt_frequency, ckpt_steps=ckpt_steps,
+                          log_dir=args.output_dir,
                           output_dir=args.output_dir, device=device,
                           mixed_precision=mixed_precision,
                           keep_resume_states=args.keep_resume_states)
@@ -291,7 +292,12 @@ def _run(args, build_distiller, rank, world_size, device):
 
     steps_per_epoch = len(train_loader) // args.gradient_accumulation_steps
     total_steps = max(1, math.ceil(steps_per_epoch * args.num_train_epochs))
-    train_config = training_config(args, device, data_parallel=world_size > 1)
+    epochs = args.num_train_epochs
+    # A whole number of epochs trains by epochs (ckpt_frequency checkpoints in each); a fraction
+    # trains by steps, where the same frequency becomes a checkpoint every ckpt_steps steps.
+    fractional = epochs != int(epochs)
+    ckpt_steps = max(1, steps_per_epoch // args.ckpt_frequency) if fractional else None
+    train_config = training_config(args, device, data_parallel=world_size > 1, ckpt_steps=ckpt_steps)
     distiller = build_distiller(args, train_config, teachers, student, matches)
     if not reads_hidden_states(distiller):  # logits alone: do not keep every layer's output
         for model in teachers + [student]:
@@ -322,8 +328,7 @@ def _run(args, build_distiller, rank, world_size, device):
         if dev_loaders:
             record_results(args.output_dir, step, evaluate(model, dev_loaders, device))
 
-    epochs = args.num_train_epochs
-    length = {"num_epochs": int(epochs)} if epochs == int(epochs) else {"num_steps": total_steps}
+    length = {"num_steps": total_steps} if fractional else {"num_epochs": int(epochs)}
     with distiller:
         distiller.train(optimizer, train_loader, max_grad_norm=args.max_grad_norm,
                         callback=evaluate_checkpoint, **schedule, **length)
