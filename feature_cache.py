@@ -35,7 +35,7 @@ def cache_key(processor, data_dir, split, tokenizer, vocab_file, max_seq_length,
     try:
         stat = os.stat(data_file)
     except FileNotFoundError:
-        raise FileNotFoundError(f"{data_file}: MNLI {split} file not found") from None
+        raise FileNotFoundError(f"{data_file}: MNLI data file not found") from None
     if not os.path.isfile(vocab_file):
         raise FileNotFoundError(f"{vocab_file}: vocabulary file not found")
     return {"format_version": FORMAT_VERSION, "task": processor.task_name, "split": split,

@@ -57,11 +57,12 @@ def linear_warmup_decay(optimizer, warmup_steps, total_steps):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def training_config(args, device, data_parallel=False):
+def training_config(args, device, data_parallel=False, ckpt_steps=None):
     mixed_precision = "fp16" if args.fp16 else "bf16" if args.bf16 else "no"
     return TrainingConfig(data_parallel=data_parallel,
                           gradient_accumulation_steps=args.gradient_accumulation_steps,
-                          ckpt_frequency=args.ckpt_frequency, log_dir=args.output_dir,
+                          ckpt_frequency=args.ckpt_frequency, ckpt_steps=ckpt_steps,
+                          log_dir=args.output_dir,
                           output_dir=args.output_dir, device=device,
                           mixed_precision=mixed_precision,
                           keep_resume_states=args.keep_resume_states)
@@ -154,7 +155,8 @@ def _run(args, build_distiller, rank, world_size, device):
         init_student_from_teacher(student, teachers[0], sample)
 
     # 3. The distiller; the models return the features it reads (hidden states, attention maps).
-    train_config = training_config(args, device, data_parallel=world_size > 1)
+    steps_per_epoch, total_steps, length, ckpt_steps = training_length(args, len(train_loader))
+    train_config = training_config(args, device, data_parallel=world_size > 1, ckpt_steps=ckpt_steps)
     distiller = build_distiller(args, train_config, teachers, student, matches)
     features = distiller.features_read()
     for model in teachers + [student]:
@@ -171,8 +173,6 @@ def _run(args, build_distiller, rank, world_size, device):
         evaluate_missed_checkpoints(args.output_dir, distiller.resume_step, student, dev_loaders, device)
 
     # 4. Train, evaluating each checkpoint on the dev sets.
-    steps_per_epoch = len(train_loader) // args.gradient_accumulation_steps
-    total_steps = max(1, math.ceil(steps_per_epoch * args.num_train_epochs))
     optimizer = build_optimizer(student, args.learning_rate, args.weight_decay_rate)
     # Built by the distiller once the projections have joined the optimizer.
     schedule = {"scheduler_class": linear_warmup_decay,
@@ -185,11 +185,24 @@ def _run(args, build_distiller, rank, world_size, device):
         if dev_loaders:
             record_results(args.output_dir, step, evaluate(model, dev_loaders, device))
 
-    epochs = args.num_train_epochs
-    length = {"num_epochs": int(epochs)} if epochs == int(epochs) else {"num_steps": total_steps}
     with distiller:
         distiller.train(optimizer, train_loader, max_grad_norm=args.max_grad_norm,
                         callback=evaluate_checkpoint, **schedule, **length)
+
+
+def training_length(args, num_batches):
+    """(steps per epoch, total steps, train()'s length argument, ckpt_steps or None).
+
+    A whole number of epochs trains by epochs (ckpt_frequency checkpoints in each); a fraction
+    trains by steps, where the same frequency becomes a checkpoint every ckpt_steps steps.
+    """
+    steps_per_epoch = num_batches // args.gradient_accumulation_steps
+    total_steps = max(1, math.ceil(steps_per_epoch * args.num_train_epochs))
+    epochs = args.num_train_epochs
+    if epochs == int(epochs):
+        return steps_per_epoch, total_steps, {"num_epochs": int(epochs)}, None
+    ckpt_steps = max(1, steps_per_epoch // args.ckpt_frequency)
+    return steps_per_epoch, total_steps, {"num_steps": total_steps}, ckpt_steps
 
 
 def check_options(args, setup, world_size):

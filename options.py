@@ -40,7 +40,9 @@ def build_parser():
     add("--num_workers", type=int, default=None,
         help="Worker processes preparing training batches (default: 2 on a GPU, 0 on CPUs).")
     add("--PRINT_EVERY", type=int, default=200, help="Log the losses every this many optimizer steps.")
-    add("--ckpt_frequency", type=int, default=1, help="Checkpoints (and evaluations) per epoch.")
+    add("--ckpt_frequency", type=int, default=1,
+        help="Checkpoints (and evaluations) per epoch; with a fractional --num_train_epochs, one every "
+             "(steps per epoch // ckpt_frequency) steps, and one at the last step.")
     add("--resume", action="store_true",
         help="Continue the interrupted run in --output_dir from its newest resume_gs*.pt.")
     add("--keep_resume_states", type=int, default=2,

@@ -43,9 +43,11 @@ class TrainingConfig(_Config):
     mixed_precision ('no' | 'fp16' | 'bf16') is the modern spelling of fp16=True. fp16 needs CUDA:
     without it the run stays in float32 (bf16 autocast on CPUs without native bf16 is many times
     slower, so fp16 never turns into it); bf16 runs on the CPU only when asked for by name.
-    fp16_opt_level is apex's and is ignored; data_parallel and local_rank are kept for
-    compatibility (multi-process training is launched with torchrun). keep_resume_states: how
-    many resume states (resume_gs{step}.pt, saved beside the checkpoints) are kept.
+    fp16_opt_level is apex's and is ignored. data_parallel=True trains the student in
+    DistributedDataParallel (processes launched by torchrun, torch.distributed initialised).
+    local_rank is accepted for compatibility and ignored, with a warning when it is not -1.
+    keep_resume_states: how many resume states (resume_gs{step}.pt, saved beside the
+    checkpoints) are kept.
     """
 
     def __init__(self, gradient_accumulation_steps=1, ckpt_frequency=1, ckpt_epoch_frequency=1,
@@ -73,6 +75,10 @@ class TrainingConfig(_Config):
         self.local_rank = local_rank
         self.mixed_precision = self._mixed_precision(fp16, mixed_precision, self.device)
         self.keep_resume_states = keep_resume_states
+        if local_rank != -1:
+            logger.warning("TrainingConfig: local_rank=%r is accepted for compatibility and ignored: "
+                           "launch with torchrun and set data_parallel=True for several processes",
+                           local_rank)
         if fp16_opt_level != "O1":
             logger.warning("fp16_opt_level=%r is ignored: torch.amp has no apex opt levels", fp16_opt_level)
 
@@ -210,20 +216,27 @@ class DistillationConfig(_Config):
 
 
 def _temperature_function(scheduler):
+    """The scheduler a config names: a bare name is the scheduler itself; [name, *args] (or
+    [name, {kwargs}], as in TextBrewer) calls the builder registered under name with them."""
     if scheduler in ("none", None):
         return None
-    name, args = (scheduler[0], list(scheduler[1:])) if isinstance(scheduler, (list, tuple)) else (scheduler, [])
+    listed = isinstance(scheduler, (list, tuple))
+    name, args = (scheduler[0], list(scheduler[1:])) if listed else (scheduler, [])
     if name not in TEMPERATURE_SCHEDULER:
         raise ValueError(f"DistillationConfig: unknown temperature_scheduler {name!r}; "
                          f"known: none, {', '.join(TEMPERATURE_SCHEDULER)}")
-    if name in TEMPERATURE_SCHEDULER_BUILDERS:
-        try:
-            return TEMPERATURE_SCHEDULER[name](*args)
-        except TypeError:
-            raise ValueError(f"DistillationConfig: temperature_scheduler {scheduler!r}: '{name}' "
-                             "takes its arguments in a list, e.g. ['flsw', 1, 1] (beta, gamma) "
-                             "or ['cwsm', 1] (beta)") from None
-    return TEMPERATURE_SCHEDULER[name]
+    function = TEMPERATURE_SCHEDULER[name]
+    if not args and name not in TEMPERATURE_SCHEDULER_BUILDERS:
+        return function
+    try:
+        if len(args) == 1 and isinstance(args[0], dict):
+            return function(**args[0])
+        return function(*args)
+    except TypeError as error:
+        hint = (" ('flsw' takes [beta, gamma], 'cwsm' takes [beta], e.g. ['flsw', 1, 1])"
+                if name in TEMPERATURE_SCHEDULER_BUILDERS else "")
+        raise ValueError(f"DistillationConfig: temperature_scheduler {scheduler!r}: the builder "
+                         f"'{name}' does not take these arguments{hint}: {error}") from None
 
 
 def _weight_function(scheduler, key):

@@ -135,3 +135,84 @@ def test_a_registered_projection_is_accepted_in_a_match(registered):
                PROJ_MAP)
     config = DistillationConfig(intermediate_matches=[match(proj=["bias_free_test", 16, 32])])
     assert config.intermediate_matches[0].proj == ["bias_free_test", 16, 32]
+
+
+def test_a_registered_temperature_scheduler_builder_receives_its_arguments(registered):
+    """A scheduler that takes arguments is a builder, given as [name, *args] or [name, {kwargs}]."""
+    built = []
+
+    def scaled_builder(factor, offset=0.0):
+        built.append((factor, offset))
+        return lambda logits_S, logits_T, base: factor * base + offset
+
+    registered("TEMPERATURE_SCHEDULER", "scaled_test", scaled_builder, TEMPERATURE_SCHEDULER)
+    logits = torch.zeros(1, 2)
+    assert DistillationConfig(temperature=3, temperature_scheduler=["scaled_test", 5]).temperature_for(logits, logits) == 15
+    assert DistillationConfig(temperature=3, temperature_scheduler=["scaled_test", 5, 1.5]).temperature_for(logits, logits) == 16.5
+    config = DistillationConfig(temperature=2, temperature_scheduler=["scaled_test", {"factor": 4, "offset": 1}])
+    assert config.temperature_for(logits, logits) == 9
+    assert built == [(5, 0.0), (5, 1.5), (4, 1)]  # built once per config, with its arguments
+    with pytest.raises(ValueError, match=r"temperature_scheduler \['scaled_test', 1, 2, 3\]: the builder 'scaled_test'"):
+        DistillationConfig(temperature_scheduler=["scaled_test", 1, 2, 3])
+
+
+def test_a_registered_pair_loss_takes_pairs_of_layers(registered):
+    from distillation import MATCH_LOSS_MAP, GeneralDistiller
+    from distillation.losses import PAIR_LOSSES
+    calls = []
+
+    def pair_distance(features_S, features_T, mask=None):
+        calls.append((len(features_S), len(features_T)))
+        return sum((s.mean() - t.mean()) ** 2 for s, t in zip(features_S, features_T))
+
+    registered("MATCH_LOSS_MAP", "pair_test", pair_distance, MATCH_LOSS_MAP)
+    with pytest.raises(ValueError, match=r"loss 'pair_test' takes layer indices"):
+        DistillationConfig(intermediate_matches=[match(loss="pair_test", layer_T=[1, 2], layer_S=[0, 1])])
+    register_new("MATCH_LOSS_MAP", "pair_test", pair_distance, pair=True)
+    try:
+        config = DistillationConfig(intermediate_matches=[match(loss="pair_test", layer_T=[1, 2], layer_S=[0, 1])])
+        with pytest.raises(ValueError, match=r"loss 'pair_test' takes lists of two layer indices"):
+            DistillationConfig(intermediate_matches=[match(loss="pair_test")])
+        # GeneralDistiller hands the loss both layers of each side.
+        model = torch.nn.Linear(2, 2)
+        distiller = GeneralDistiller(TrainingConfig(device="cpu"), config, model, torch.nn.Linear(2, 2),
+                                     None, None)
+        hidden_S = [torch.full((1, 2, 4), float(i)) for i in range(3)]
+        hidden_T = [torch.full((1, 2, 4), 10.0 * i) for i in range(3)]
+        total, losses = distiller.compute_loss({"hidden": hidden_S}, {"hidden": hidden_T})
+        assert calls == [(2, 2)]
+        assert total.item() == pytest.approx((0 - 10) ** 2 + (1 - 20) ** 2)
+        assert "unweighted_hidden_pair_test_0-1_1-2" in losses
+    finally:
+        PAIR_LOSSES.discard("pair_test")
+    # Registered again without pair=True, the name is a single-layer loss once more.
+    register_new("MATCH_LOSS_MAP", "pair_test", pair_distance)
+    assert "pair_test" not in PAIR_LOSSES
+
+
+def test_register_new_takes_textbrewers_map_names_and_callables_only(registered):
+    from distillation import MATCH_LOSS_MAP
+    registered("match_Loss", "textbrewer_name_test", lambda S, T, mask=None: (S - T).abs().mean(), MATCH_LOSS_MAP)
+    assert "textbrewer_name_test" in MATCH_LOSS_MAP
+    registered("temperature_scheduler", "tb_temperature_test", lambda S, T, base: base, TEMPERATURE_SCHEDULER)
+    assert "tb_temperature_test" in TEMPERATURE_SCHEDULER
+    with pytest.raises(TypeError, match="must be callable"):
+        register_new("MATCH_LOSS_MAP", "not_callable_test", 3)
+    with pytest.raises(ValueError, match="pair=True is for MATCH_LOSS_MAP"):
+        register_new("KD_LOSS_MAP", "pair_kd_test", lambda S, T, t: 0, pair=True)
+    assert "not_callable_test" not in MATCH_LOSS_MAP
+
+
+def test_local_rank_is_accepted_and_ignored_with_a_warning(caplog):
+    with caplog.at_level("WARNING", logger="distillation.configs"):
+        default = TrainingConfig(device="cpu")
+    assert not [r for r in caplog.records if "local_rank" in r.getMessage()]
+    with caplog.at_level("WARNING", logger="distillation.configs"):
+        config = TrainingConfig(device="cpu", local_rank=0)
+    assert any("local_rank=0 is accepted for compatibility and ignored" in r.getMessage()
+               for r in caplog.records)
+    assert config.local_rank == 0
+    # Nothing else follows from it: no data parallelism, the same device and settings.
+    assert config.data_parallel is False and config.device == default.device
+    assert {k: v for k, v in vars(config).items() if k != "local_rank"} == \
+        {k: v for k, v in vars(default).items() if k != "local_rank"}

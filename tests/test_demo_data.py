@@ -363,16 +363,48 @@ def test_quantifier_rules_agree_with_model_checking(world):
         assert gen.quantified_label(p, h, world) == expected, (p, h)
 
 
-def test_generated_pairs_keep_their_computed_label(world):
-    """Pairs drawn for a wanted label come back with it; the hypothesis is a fresh sentence."""
+def test_generated_pairs_keep_their_computed_label(world, monkeypatch):
+    """Pairs drawn for a wanted label come back with the label of their hypothesis: each pair's
+    label is computed again from the hypothesis's structure (recorded as it is drawn), apart
+    from draw_pairs' bookkeeping, and a hypothesis is a fresh sentence."""
     import random
+    structures = {}  # hypothesis text -> (premise sentences, hypothesis structure)
+    original = gen.draw_hypothesis
+    edits = {}
+
+    for name in ("edited_clause", "edited_event", "edited_quantified"):
+        def recording(*args, _edit=getattr(gen, name), **kwargs):
+            edits["last"] = _edit(*args, **kwargs)
+            return edits["last"]
+        monkeypatch.setattr(gen, name, recording)
+
+    def recording_draw(rng, world_, style, premise):
+        text, label = original(rng, world_, style, premise)
+        structures[text] = (premise, edits["last"])
+        return text, label
+    monkeypatch.setattr(gen, "draw_hypothesis", recording_draw)
+
+    def recomputed(premise, hypothesis_text):
+        premise_, structure = structures[hypothesis_text]
+        assert premise_ is premise
+        if isinstance(structure, Quantified):
+            return gen.quantified_label(premise.sentences[0], structure, world)
+        label = gen.scene_label(premise.sentences, structure, world)
+        return gen.negated_label(label) if hypothesis_text.startswith("it is not true that") else label
+
     rng = random.Random(3)
-    style = gen.GENRE_STYLES["government"]
-    for _ in range(20):
-        premise = gen.draw_premise(rng, world, style)
-        pairs = gen.draw_pairs(rng, world, style, premise)
-        assert len({pair.label for pair in pairs}) == len(pairs) >= 2
-        assert all(pair.premise == premise.text and pair.hypothesis != premise.text for pair in pairs)
+    checked = Counter()
+    for genre in ("government", "fiction", "travel"):
+        style = gen.GENRE_STYLES[genre]
+        for _ in range(30):
+            premise = gen.draw_premise(rng, world, style)
+            pairs = gen.draw_pairs(rng, world, style, premise)
+            assert len({pair.label for pair in pairs}) == len(pairs) >= 2
+            for pair in pairs:
+                assert pair.premise == premise.text and pair.hypothesis != premise.text
+                assert pair.label == recomputed(premise, pair.hypothesis), pair
+                checked[pair.label] += 1
+    assert set(checked) == {ENTAILMENT, NEUTRAL, CONTRADICTION}
 
 
 def test_every_lexicon_word_is_known():

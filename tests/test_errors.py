@@ -2,6 +2,7 @@
 nothing in the output directory that could be taken for results."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -165,3 +166,136 @@ def test_output_dir_that_cannot_be_written(base, tmp_path):
 def _write(path, content):
     path.write_text(json.dumps(content))
     return path
+
+
+# ----- README's error table, row by row, through the command line --------------------------------
+
+def readme_error_fragments():
+    """The backticked message fragments of the table under 'A mistake in the input stops the run'."""
+    with open(os.path.join(REPO, "README.md"), encoding="utf-8") as f:
+        text = f.read()
+    section = text[text.index("A mistake in the input stops the run"):]
+    section = section[:section.index("\n## ")]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    assert len(rows) >= 10
+    return [fragment for row in rows for fragment in re.findall(r"`([^`]+)`", row.split(" | ")[0])]
+
+
+def fragment_pattern(fragment):
+    """N stands for a number, 'x' for a quoted value, $X for a variable's name."""
+    pattern = re.escape(fragment)
+    pattern = re.sub(r"\bN\b", r"\\d+", pattern)
+    pattern = pattern.replace(re.escape("'x'"), "'[^']+'").replace(re.escape("$X"), r"\$\w+")
+    return pattern
+
+
+def _cut_row(text):
+    lines = text.splitlines()
+    lines[3] = "\t".join(lines[3].split("\t")[:5])
+    return "\n".join(lines) + "\n"
+
+
+def _relabel(text):
+    lines = text.splitlines()
+    lines[2] = lines[2].rsplit("\t", 1)[0] + "\tmaybe"
+    return "\n".join(lines) + "\n"
+
+
+def _without_train(tmp_path):
+    data_dir = write_tiny_mnli(tmp_path / "data", n_train=16, n_dev=8)
+    os.remove(data_dir / "train.tsv")
+    return str(data_dir)
+
+
+def _teacher_without_classifier(base, tmp_path):
+    state = torch.load(base["teacher_ckpt"], weights_only=True)
+    torch.save({k: v for k, v in state.items() if not k.startswith("classifier")}, tmp_path / "bare.pkl")
+    return distill_config(base, checkpoint=str(tmp_path / "bare.pkl"))
+
+
+def _student_with_foreign_keys(base, tmp_path):
+    torch.save({"decoder.weight": torch.zeros(2, 2)}, tmp_path / "foreign.pkl")
+    config = distill_config(base)
+    config["student"]["checkpoint"] = str(tmp_path / "foreign.pkl")
+    return config
+
+
+def _wrong_projection(base, tmp_path):
+    matches = tmp_path / "matches.json"
+    matches.write_text(json.dumps([{"layer_S": 1, "layer_T": 2, "feature": "hidden",
+                                    "loss": "hidden_mse", "weight": 1, "proj": ["linear", 16, 768]}]))
+    return {"extra": ["--matches", str(matches)]}
+
+
+def _unwritable_output_dir(tmp_path):
+    folder = tmp_path / "read_only"
+    folder.mkdir()
+    folder.chmod(0o500)
+    if os.access(folder, os.W_OK):  # root writes anywhere: take a folder no one can write to
+        folder = "/proc/self"
+        if not os.path.isdir(folder) or os.access(folder, os.W_OK):
+            pytest.skip("no folder here that this user cannot write to")
+    return str(folder)
+
+
+# fragment -> how to provoke it: changes to run_main's arguments (model config, extra options,
+# data_dir, output_dir) made from (base, tmp_path).
+ERROR_CASES = {
+    "MNLI data file not found": lambda base, tmp: {"data_dir": _without_train(tmp)},
+    "empty file": lambda base, tmp: {"data_dir": broken_data(tmp, "dev_matched.tsv", lambda text: "")},
+    "line N: expected N tab-separated columns": lambda base, tmp: {
+        "data_dir": broken_data(tmp, "train.tsv", _cut_row)},
+    "unknown gold_label 'x'": lambda base, tmp: {"data_dir": broken_data(tmp, "train.tsv", _relabel)},
+    "invalid JSON at line N": lambda base, tmp: {"model_config": '{"teachers": [,]}'},
+    "missing key(s)": lambda base, tmp: {"model_config": dict(distill_config(base), student={
+        k: v for k, v in entry(base).items() if k != "config_file"})},
+    "expected true/false": lambda base, tmp: {"model_config": distill_config(base, disable="no")},
+    "environment variable $X is not set": lambda base, tmp: {
+        "model_config": distill_config(base, vocab_file="${MNLI_TEST_UNSET_VARIABLE}/vocab.txt")},
+    "does not fit the model's config": lambda base, tmp: {
+        "model_config": distill_config(base, config_file=base["student_config"])},
+    "lacks N of the model's N tensors": lambda base, tmp: {
+        "model_config": _teacher_without_classifier(base, tmp)},
+    "none of its N tensors matches the encoder": lambda base, tmp: {
+        "model_config": _student_with_foreign_keys(base, tmp)},
+    "must share one vocabulary": lambda base, tmp: {"model_config": distill_config(
+        base, vocab_file=str(write_vocab(tmp / "other_vocab.txt", words=["a", "b", "c"])))},
+    "exceeds the student's max_position_embeddings": lambda base, tmp: {
+        "extra": ["--max_seq_length", "65"]},
+    "not divisible by --gradient_accumulation_steps": lambda base, tmp: {
+        "extra": ["--gradient_accumulation_steps", "3"]},
+    "unknown preset": lambda base, tmp: {"extra": ["--matches", "L4t_hiden_mse"]},
+    "out of range": lambda base, tmp: {"extra": ["--matches", "L3_hidden_mse"]},
+    "does not fit the models": _wrong_projection,
+    "cannot be created": lambda base, tmp: {"output_dir": str(_write(tmp / "a_file", {}) / "out")},
+    "cannot be written": lambda base, tmp: {"output_dir": _unwritable_output_dir(tmp)},
+}
+
+
+def test_every_row_of_the_readme_error_table_has_a_case():
+    assert sorted(readme_error_fragments()) == sorted(ERROR_CASES)
+
+
+@pytest.mark.parametrize("fragment", sorted(ERROR_CASES))
+def test_readme_error_table_row(base, tmp_path, fragment):
+    """The README's fragment appears in the one error line main.py prints, with a non-zero exit,
+    no traceback, and nothing written to the output folder."""
+    case = ERROR_CASES[fragment](base, tmp_path)
+    output_dir = case.get("output_dir", str(tmp_path / "out"))
+    before = set(os.listdir(output_dir)) if os.path.isdir(output_dir) else None
+    model_json = tmp_path / "model.json"
+    config = case.get("model_config", distill_config(base))
+    model_json.write_text(config if isinstance(config, str) else json.dumps(config))
+    result = subprocess.run(
+        [sys.executable, os.path.join(REPO, "main.py"), "--data_dir", case.get("data_dir", base["data"]),
+         "--output_dir", output_dir, "--model_config_json", str(model_json), "--do_train",
+         "--do_eval", "--max_seq_length", "24", "--train_batch_size", "8", *case.get("extra", [])],
+        capture_output=True, text=True, cwd=REPO, env={k: v for k, v in os.environ.items() if k != "MNLI_TEST_UNSET_VARIABLE"})
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr, result.stderr[-2000:]
+    error_lines = [line for line in result.stderr.splitlines()
+                   if " ERROR " in line or line.startswith("main.py: error:")]
+    assert len(error_lines) == 1, result.stderr[-2000:]
+    assert re.search(fragment_pattern(fragment), error_lines[0]), error_lines[0]
+    after = set(os.listdir(output_dir)) if os.path.isdir(output_dir) else None
+    assert after == before or (before is None and after == set())

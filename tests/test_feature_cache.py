@@ -179,5 +179,5 @@ def test_unwritable_cache_dir_is_named(setup, tmp_path):
 
 def test_missing_data_file(setup):
     os.remove(setup["data_dir"] / "dev_mismatched.tsv")
-    with pytest.raises(FileNotFoundError, match=r"dev_mismatched\.tsv: MNLI dev file not found"):
+    with pytest.raises(FileNotFoundError, match=r"dev_mismatched\.tsv: MNLI data file not found"):
         load(setup, split="dev", processor=MnliMismatchedProcessor())

@@ -60,6 +60,33 @@ def result_lines(output_dir):
         return [line.rstrip("\n") for line in f]
 
 
+def reevaluate(files, config, checkpoint, output_dir):
+    """The accuracies `--do_predict` gives the checkpoint now: 'mnli=... mnli-mm=... All=...'."""
+    model_json = write_json(output_dir.parent / f"{output_dir.name}.json",
+                            {"teachers": [], "student": entry(files, config, str(checkpoint))})
+    main.run(["--data_dir", str(files["data"]), "--output_dir", str(output_dir),
+              "--model_config_json", model_json, "--do_predict", "--max_seq_length", "24"])
+    (line,) = result_lines(output_dir)
+    return line.split("Acc:")[1]
+
+
+def assert_results_are_the_checkpoints(files, config, output_dir, steps, tmp_path):
+    """eval_results.txt has one line per checkpoint, at exactly `steps`, and each line's
+    accuracies are those of its own checkpoint evaluated again (not of another model or step)."""
+    lines = result_lines(output_dir)
+    assert [RESULT_LINE.match(line).group(1) for line in lines] == [str(step) for step in steps]
+    records = [json.loads(line) for line in open(os.path.join(output_dir, "eval_results.jsonl"))]
+    assert [record["step"] for record in records] == list(steps)
+    for line, record in zip(lines, records):
+        acc = record["acc"]
+        assert line.split("Acc:")[1] == (f"mnli={acc['mnli']:.5f} mnli-mm={acc['mnli-mm']:.5f} "
+                                         f"All={acc['All']:.5f}")
+    for step, line in zip(steps, lines):
+        again = reevaluate(files, config, os.path.join(output_dir, f"gs{step}.pkl"),
+                           tmp_path / f"again_{os.path.basename(output_dir)}_{step}")
+        assert line.split("Acc:")[1] == again, step
+
+
 @pytest.fixture(scope="module")
 def teacher_checkpoint(files):
     """Train the teacher once: no enabled teacher in the JSON -> the student trains on labels."""
@@ -82,6 +109,12 @@ def test_teacher_training_writes_checkpoints_and_results(teacher_checkpoint):
     assert "classifier.weight" in state and "bert.encoder.layer.3.output.dense.weight" in state
 
 
+def test_teacher_results_are_its_checkpoints_evaluated(files, teacher_checkpoint, tmp_path):
+    # 64 pairs and 8 steps do not teach a tiny BERT the rule reliably (it lands anywhere
+    # around the majority class), so the accuracies are checked against the checkpoints instead.
+    assert_results_are_the_checkpoints(files, "teacher_config", teacher_checkpoint, [4, 8], tmp_path)
+
+
 def distill_json(files, teacher_checkpoint, name, teachers=1):
     teacher = entry(files, "teacher_config", str(teacher_checkpoint / "gs8.pkl"))
     return write_json(files["root"] / name,
@@ -98,7 +131,7 @@ def test_general_distillation_with_matches_file(files, teacher_checkpoint, tmp_p
     main.run(args(files, output_dir, distill_json(files, teacher_checkpoint, "d.json"),
                   "--matches", matches, "--temperature", "4"))
     assert {"gs4.pkl", "gs8.pkl"} <= set(os.listdir(output_dir))
-    assert len(result_lines(output_dir)) == 2
+    assert_results_are_the_checkpoints(files, "student_config", output_dir, [4, 8], tmp_path)
     logged = [json.loads(line) for line in open(output_dir / "metrics.jsonl")]
     assert "unweighted_hidden_hidden_mse_2_4" in logged[-1]
     assert "unweighted_attention_attention_mse_1_3" in logged[-1]
@@ -109,7 +142,7 @@ def test_emd_distillation(files, teacher_checkpoint, tmp_path):
     main.run(args(files, output_dir, distill_json(files, teacher_checkpoint, "e.json")),
              build_distiller=load_main_emd().build_emd_distiller)
     assert {"gs4.pkl", "gs8.pkl"} <= set(os.listdir(output_dir))
-    assert [RESULT_LINE.match(line).group(1) for line in result_lines(output_dir)] == ["4", "8"]
+    assert_results_are_the_checkpoints(files, "student_config", output_dir, [4, 8], tmp_path)
     logged = [json.loads(line) for line in open(output_dir / "metrics.jsonl")]
     assert "unweighted_hidden_hidden_mse_emd" in logged[-1]
 
@@ -120,7 +153,22 @@ def test_multi_teacher_distillation(files, teacher_checkpoint, tmp_path):
                   "--ckpt_frequency", "2"))
     # Two checkpoints per epoch: steps 2, 4, 6, 8.
     assert {f"gs{step}.pkl" for step in (2, 4, 6, 8)} <= set(os.listdir(output_dir))
-    assert len(result_lines(output_dir)) == 4
+    assert_results_are_the_checkpoints(files, "student_config", output_dir, [2, 4, 6, 8], tmp_path)
+
+
+@pytest.mark.parametrize("epochs, frequency, steps", [("1.5", "2", [2, 4, 6]), ("1.5", "1", [4, 6]),
+                                                      ("0.5", "4", [1, 2])])
+def test_fractional_epochs_honour_ckpt_frequency(files, epochs, frequency, steps, tmp_path):
+    # 64 examples, batch 16: 4 steps per epoch. 1.5 epochs = 6 steps; --ckpt_frequency 2 is a
+    # checkpoint every 2 steps, 1 every 4, and always one at the last step.
+    model_json = write_json(tmp_path / "alone.json",
+                            {"teachers": [], "student": entry(files, "student_config")})
+    output_dir = tmp_path / "fraction"
+    argv = args(files, output_dir, model_json, "--ckpt_frequency", frequency)
+    argv[argv.index("--num_train_epochs") + 1] = epochs
+    main.run(argv)
+    assert sorted(int(f[2:-4]) for f in os.listdir(output_dir) if re.fullmatch(r"gs\d+\.pkl", f)) == steps
+    assert [int(RESULT_LINE.match(line).group(1)) for line in result_lines(output_dir)] == steps
 
 
 def test_predict_only_evaluates_the_students_checkpoint(files, teacher_checkpoint, tmp_path):
@@ -190,6 +238,7 @@ def test_recommended_recipe_starts_from_the_teacher(files, teacher_checkpoint, t
 
     def build(args_, train_config, teachers, student, matches):
         seen["models"] = (student, teachers[0])
+        seen["args"] = args_
         seen["distiller"] = main.build_distiller(args_, train_config, teachers, student, matches)
         return seen["distiller"]
 
@@ -204,8 +253,11 @@ def test_recommended_recipe_starts_from_the_teacher(files, teacher_checkpoint, t
     assert (student, teacher) == seen["models"]
     assert sample["input_ids"].shape == (64, 24)  # every one of the 64 training examples
     config = seen["distiller"].d_config
-    for key in ("temperature", "hard_label_weight", "kd_loss_weight"):
-        assert getattr(config, key) == RECIPES["recommended"].get(key, getattr(config, key))
+    # The recipe's values, and main.py's default kd_loss_weight 1 where the recipe sets none.
+    assert (config.temperature, config.hard_label_weight, config.kd_loss_weight) == (2.0, 1.0, 1.0)
+    assert {key: RECIPES["recommended"][key] for key in ("temperature", "hard_label_weight")} == {
+        "temperature": 2.0, "hard_label_weight": 1.0}
+    assert seen["args"].learning_rate == 1e-3  # given on the command line: it beats the recipe's 5e-4
     weight = RECIPES["recommended"].get("intermediate_weight", 1.0)
     assert [match.weight for match in config.intermediate_matches] == [weight] * 3
     logged = [json.loads(line) for line in open(output_dir / "metrics.jsonl")]

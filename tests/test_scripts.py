@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from transformers import BertConfig, BertModel
 
 from conftest import SPECIAL_TOKENS, WORDS, write_tiny_mnli, write_vocab
@@ -19,6 +20,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Every model entry of the original example's JSON files has exactly these keys.
 ORIGINAL_KEYS = {"model_type", "prefix", "vocab_file", "config_file", "checkpoint",
                  "tokenizer_kwargs", "disable"}
+N_DEV = 16  # pairs in each dev set
 RESULT_LINE = re.compile(r"^step: \d+ Acc:mnli=0\.\d{5} mnli-mm=0\.\d{5} All=0\.\d{5}$")
 
 
@@ -31,7 +33,7 @@ def env(tmp_path_factory):
                         max_position_embeddings=64)
     BertModel(config).save_pretrained(bert_dir)
     write_vocab(bert_dir / "vocab.txt")
-    write_tiny_mnli(root / "data", n_train=32, n_dev=16)
+    write_tiny_mnli(root / "data", n_train=32, n_dev=N_DEV)
     return dict(os.environ, PYTHON=sys.executable, BERT_DIR=str(bert_dir),
                 DATA_ROOT_DIR=str(root / "data"), OUTPUT_ROOT_DIR=str(root / "out"),
                 ep="1", length="24", batch_size="16", PYTHONUNBUFFERED="1")
@@ -52,8 +54,21 @@ def finished_run(env, output_dir, json_name):
     with open(os.path.join(output_dir, "eval_results.txt")) as f:
         lines = f.read().splitlines()
     assert lines and all(RESULT_LINE.match(line) for line in lines)
-    return sorted((f for f in files if re.fullmatch(r"gs\d+\.pkl", f)),
-                  key=lambda f: int(f[2:-4]))
+    checkpoints = sorted((f for f in files if re.fullmatch(r"gs\d+\.pkl", f)),
+                         key=lambda f: int(f[2:-4]))
+    # One evaluation per checkpoint, at its step; each accuracy counts whole dev examples (16 each).
+    assert [f"gs{line.split()[1]}.pkl" for line in lines] == checkpoints
+    for line in lines:
+        accuracies = dict(item.split("=") for item in line.split("Acc:")[1].split())
+        assert is_count_of(float(accuracies["mnli"]), N_DEV) and is_count_of(float(accuracies["mnli-mm"]), N_DEV)
+        assert float(accuracies["All"]) == pytest.approx(
+            (float(accuracies["mnli"]) + float(accuracies["mnli-mm"])) / 2, abs=1e-5)
+    return checkpoints
+
+
+def is_count_of(accuracy, n):
+    """accuracy is k / n for a whole k (it is printed with 5 decimals)."""
+    return abs(accuracy * n - round(accuracy * n)) < 1e-3 and 0 <= accuracy <= 1
 
 
 def assert_original_shape(content):
@@ -76,8 +91,17 @@ def teacher_checkpoint(env):
     return os.path.join(output_dir, "gs2.pkl")
 
 
-def test_train_script_fine_tunes_the_pretrained_bert(teacher_checkpoint):
-    assert os.path.isfile(teacher_checkpoint)
+def test_train_script_fine_tunes_the_pretrained_bert(env, teacher_checkpoint):
+    # The teacher starts from BERT_DIR's weights (not random ones) and two steps at lr 2e-5
+    # move them a little: every encoder tensor is within 1e-3 of the pre-trained one, and some differ.
+    from safetensors.torch import load_file
+    pretrained = load_file(os.path.join(env["BERT_DIR"], "model.safetensors"))
+    trained = torch.load(teacher_checkpoint, weights_only=True)
+    encoder = {key: trained[f"bert.{key}"] for key in pretrained if f"bert.{key}" in trained}
+    assert len(encoder) >= len(pretrained) - 2  # every tensor but, at most, the pooler's
+    assert max((encoder[key] - pretrained[key]).abs().max().item() for key in encoder) < 1e-3
+    assert any(not torch.equal(encoder[key], pretrained[key]) for key in encoder)
+    assert "classifier.weight" in trained
 
 
 def test_t4tiny_script_with_its_default_matches(env, teacher_checkpoint):
@@ -145,7 +169,18 @@ def test_compare_recipes_runs_every_row_and_prints_the_table(env, teacher_checkp
         "Teacher", "Teacher 2", "Student alone (hard labels), lr 1e-4", "Student alone (hard labels), lr 5e-4",
         "Published recipe, lr 1e-4", "Recommended recipe, lr 5e-4", "BERT-EMD (recommended)",
         "Multi-teacher (recommended)"]
-    assert all(0 <= row["mnli"] <= 1 and row["seconds"] is not None for row in rows[2:])
+    # Too few pairs and steps to learn the rule: check instead that each row is its run's last
+    # evaluation, a count of whole dev examples, with a wall time.
+    for row in rows[2:]:
+        assert is_count_of(row["mnli"], N_DEV) and is_count_of(row["mnli-mm"], N_DEV)
+        assert row["seconds"] > 0
+    folders = {"Student alone (hard labels), lr 1e-4": "alone", "Recommended recipe, lr 5e-4": "recommended"}
+    for row in rows:
+        if row["model"] in folders:
+            with open(output_root / folders[row["model"]] / "eval_results.jsonl") as f:
+                last = [json.loads(line) for line in f][-1]
+            assert (row["step"], row["mnli"], row["mnli-mm"]) == (last["step"], last["acc"]["mnli"],
+                                                                 last["acc"]["mnli-mm"])
     table = (output_root / "results.md").read_text().splitlines()
     assert sum(line.startswith("| ") for line in table) == len(rows) + 1  # the header and the rows
     # n_train=16: one epoch of 16 pairs at batch 16 is one step, in every student run.
@@ -196,7 +231,8 @@ def test_demo_runs_every_script_and_prints_the_table(tmp_path):
         "BERT-EMD (recommended)", "Multi-teacher (recommended)"]
     assert rows[0]["step"] == rows[1]["step"] == 6  # the teachers: 96 pairs at batch 16
     assert all(row["step"] == 3 for row in rows[2:])  # the students: the first 48
-    assert all(0 <= row["mnli"] <= 1 and 0 <= row["mnli-mm"] <= 1 for row in rows)
+    # One epoch on 48 to 96 pairs teaches no rule: check that each accuracy counts whole dev pairs.
+    assert all(is_count_of(row["mnli"], 24) and is_count_of(row["mnli-mm"], 24) for row in rows)
     assert "| Multi-teacher (recommended) |" in result.stdout
 
 

@@ -10,6 +10,8 @@ import json
 import os
 import sys
 
+from distillation.io import atomic_write_text
+
 
 def last_result(run_dir):
     path = os.path.join(run_dir, "eval_results.jsonl")
@@ -61,9 +63,8 @@ def main(argv=None):
     except (ValueError, FileNotFoundError) as error:
         sys.exit(f"error: {error}")
     print(markdown(rows))
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(rows, f, indent=2)
+    if args.json:  # written whole or not at all
+        atomic_write_text(args.json, json.dumps(rows, indent=2))
 
 
 if __name__ == "__main__":

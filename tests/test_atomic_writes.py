@@ -1,0 +1,105 @@
+"""README, "Interrupted runs and errors": which files are written whole (a temporary file renamed
+onto the name) and which are logs appended a line at a time."""
+import contextlib
+import json
+import os
+
+import pytest
+import torch
+from torch.utils.data import DataLoader
+from transformers import BertTokenizer
+
+import distillation.io
+import feature_cache
+import predict
+import report
+from conftest import LABELS, write_tiny_mnli, write_vocab
+from distillation import BasicTrainer, TrainingConfig
+from feature_cache import load_features
+from test_distillers import TinyClassifier, adaptor, make_data
+from utils_glue import MnliProcessor
+
+
+@pytest.fixture
+def renamed(monkeypatch):
+    """The paths written through distillation.io.atomic_path (whoever imported it)."""
+    paths = []
+    original = distillation.io.atomic_path
+
+    @contextlib.contextmanager
+    def recording(path):
+        with original(path) as tmp:
+            yield tmp
+        paths.append(os.path.basename(path))
+
+    monkeypatch.setattr(distillation.io, "atomic_path", recording)
+    monkeypatch.setattr(feature_cache, "atomic_path", recording)
+    return paths
+
+
+def test_checkpoints_and_resume_states_are_renamed_into_place(tmp_path, renamed):
+    data = make_data(32)
+    batches = [{key: value[i:i + 16] for key, value in data.items()} for i in (0, 16)]
+    trainer = BasicTrainer(TrainingConfig(device="cpu", output_dir=str(tmp_path)),
+                           TinyClassifier(8, seed=0), adaptor)
+    trainer.train(torch.optim.SGD(trainer.model_S.parameters(), lr=0.1), DataLoader(batches, batch_size=None),
+                  num_epochs=1)
+    assert renamed == ["gs2.pkl", "resume_gs2.pt"]
+    assert not [name for name in os.listdir(tmp_path) if name.startswith(".tmp")]
+
+
+def test_the_feature_cache_is_renamed_into_place(tmp_path, renamed):
+    data_dir = write_tiny_mnli(tmp_path / "data", n_train=8, n_dev=4)
+    vocab = write_vocab(tmp_path / "vocab.txt")
+    load_features(MnliProcessor(), str(data_dir), "train", BertTokenizer(vocab=str(vocab)),
+                  str(vocab), 16, str(tmp_path / "cache"), LABELS)
+    assert len(renamed) == 1 and renamed[0] in os.listdir(tmp_path / "cache")
+
+
+def finished_run(folder, accuracy):
+    folder.mkdir()
+    predict.record_results(str(folder), 7, {"mnli": accuracy, "mnli-mm": accuracy, "All": accuracy})
+    return f"run={folder}"
+
+
+def test_results_json_is_renamed_into_place_and_a_failed_write_keeps_the_old_one(tmp_path, monkeypatch,
+                                                                                   renamed, capsys):
+    target = tmp_path / "results.json"
+    report.main([finished_run(tmp_path / "a", 0.5), "--json", str(target)])
+    assert renamed == ["results.json"]
+    assert json.loads(target.read_text())[0]["mnli"] == 0.5
+
+    def killed(fd):
+        raise OSError("killed while writing")
+    monkeypatch.setattr(os, "fsync", killed)
+    with pytest.raises(OSError, match="killed while writing"):
+        report.main([finished_run(tmp_path / "b", 0.75), "--json", str(target)])
+    assert json.loads(target.read_text())[0]["mnli"] == 0.5  # the old file, whole
+    assert sorted(os.listdir(tmp_path)) == ["a", "b", "results.json"]  # no temporary left
+
+
+def test_results_and_metrics_are_logs_appended_a_line_at_a_time(tmp_path, monkeypatch, renamed):
+    predict.record_results(str(tmp_path), 1, {"mnli": 0.25, "mnli-mm": 0.5, "All": 0.375})
+    predict.record_results(str(tmp_path), 2, {"mnli": 0.5, "mnli-mm": 0.5, "All": 0.5})
+    assert (tmp_path / "eval_results.txt").read_text().splitlines() == [
+        "step: 1 Acc:mnli=0.25000 mnli-mm=0.50000 All=0.37500",
+        "step: 2 Acc:mnli=0.50000 mnli-mm=0.50000 All=0.50000"]
+    assert [json.loads(line)["step"] for line in open(tmp_path / "eval_results.jsonl")] == [1, 2]
+    assert renamed == []  # appended, not rewritten
+    # Each line is flushed to the disk as it is written: a kill loses at most the line being written.
+    synced = []
+    monkeypatch.setattr(os, "fsync", synced.append)
+    predict.record_results(str(tmp_path), 3, {"mnli": 1.0, "mnli-mm": 1.0, "All": 1.0})
+    assert len(synced) == 2
+
+    # metrics.jsonl: one line per log step, appended by the training loop.
+    data = make_data(32)
+    batches = [{key: value[i:i + 8] for key, value in data.items()} for i in range(0, 32, 8)]
+    trainer = BasicTrainer(TrainingConfig(device="cpu", output_dir=str(tmp_path / "out"),
+                                          log_dir=str(tmp_path / "out")),
+                           TinyClassifier(8, seed=0), adaptor)
+    trainer.print_freq = 1
+    trainer.train(torch.optim.SGD(trainer.model_S.parameters(), lr=0.1), DataLoader(batches, batch_size=None),
+                  num_epochs=1)
+    assert [json.loads(line)["step"] for line in open(tmp_path / "out" / "metrics.jsonl")] == [1, 2, 3, 4]
+    assert "metrics.jsonl" not in renamed
