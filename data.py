@@ -31,7 +31,10 @@ class FeatureDataset(torch.utils.data.Dataset):
         longest = int(batch["attention_mask"].sum(dim=1).max())
         for key, tensor in batch.items():
             if tensor.dim() == 2:
-                batch[key] = tensor[:, :longest].contiguous()  # a compact copy, cheap to pin and move
+                tensor = tensor[:, :longest]
+            # Features are kept narrow (feature_cache.py); a batch is widened when it is made,
+            # into a compact int64 copy, cheap to pin and move.
+            batch[key] = tensor.long()
         if self.with_index:
             batch[EXAMPLE_INDEX_KEY] = torch.as_tensor(indices, dtype=torch.long)
         return batch

@@ -1,14 +1,21 @@
-"""Encoded MNLI features, built once per data file and setting, then loaded from a safetensors cache.
+"""Encoded MNLI features, built once per data file and setting, then mapped from a safetensors cache.
 
 The cache key names everything the features depend on: the data file (absolute path, size,
 mtime_ns), the vocabulary's bytes (sha256), do_lower_case, max_seq_length, the task, the split,
 the label list and the cache format. It is stored in the file's metadata; a file whose stored
 key differs from the current one is rebuilt, never reused.
+
+The features stay as narrow as they are stored (int32 ids, uint8 masks and labels) and are
+memory-mapped from the cache file, so the processes of one machine (torchrun) share one copy of
+them in the page cache; data.FeatureDataset widens each batch to int64 when it makes it.
 """
 import hashlib
 import json
+import json
 import logging
+import mmap
 import os
+import struct
 import time
 
 import torch
@@ -21,7 +28,7 @@ from utils_glue import convert_examples_to_features
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = "1"
-# Stored narrow (a quarter of int64's disk space for MNLI's train set), returned as int64.
+# Stored, and kept in memory, narrow: MNLI's train set at length 128 is 0.3 GB instead of 1.2.
 STORAGE_DTYPES = {"input_ids": torch.int32, "attention_mask": torch.uint8,
                   "token_type_ids": torch.uint8, "labels": torch.uint8}
 # Parts of the key that say which version of the data file was encoded. They are left out of
@@ -56,8 +63,8 @@ def load_features(processor, data_dir, split, tokenizer, vocab_file, max_seq_len
                   label_list):
     """Features of `split` ('train' or 'dev'): from cache_dir when still valid, else built and cached.
 
-    Returns int64 tensors: input_ids, attention_mask, token_type_ids [N, max_seq_length] and
-    labels [N].
+    Returns read-only tensors mapped from the cache file, in STORAGE_DTYPES: input_ids,
+    attention_mask, token_type_ids [N, max_seq_length] and labels [N].
     """
     key = cache_key(processor, data_dir, split, tokenizer, vocab_file, max_seq_length, label_list)
     try:
@@ -80,7 +87,10 @@ def load_features(processor, data_dir, split, tokenizer, vocab_file, max_seq_len
     features = convert_examples_to_features(examples, label_list, max_seq_length, tokenizer)
     logger.info("Encoded %d pairs in %.1f s", len(examples), time.perf_counter() - start)
     write_cache(cache_file, features, key)
-    return features
+    mapped = read_cache(cache_file, key)
+    if mapped is None:  # replaced under our feet: keep the narrowed copy in memory
+        return {name: features[name].to(dtype) for name, dtype in STORAGE_DTYPES.items()}
+    return mapped
 
 
 def read_cache(cache_file, key):
@@ -96,8 +106,8 @@ def read_cache(cache_file, key):
                 logger.info("Cached features %s are stale (%s); rebuilding", cache_file, details)
                 return None
             logger.info("Loading cached features from %s", cache_file)
-            stored = {name: f.get_tensor(name) for name in STORAGE_DTYPES}
-    except (SafetensorError, OSError) as error:
+        stored = map_tensors(cache_file, STORAGE_DTYPES)
+    except (SafetensorError, OSError, KeyError, ValueError) as error:
         logger.warning("Cached features %s are unreadable (%s); rebuilding", cache_file, error)
         return None
     num_rows, length = len(stored["labels"]), int(key["max_seq_length"])
@@ -107,7 +117,35 @@ def read_cache(cache_file, key):
         logger.warning("Cached features %s have shapes %s, expected %s; rebuilding",
                        cache_file, shapes, expected)
         return None
-    return {name: tensor.to(torch.int64) for name, tensor in stored.items()}
+    return stored
+
+
+SAFETENSORS_DTYPES = {"I32": torch.int32, "U8": torch.uint8, "I64": torch.int64}
+
+
+def map_tensors(path, names):
+    """The named tensors of a safetensors file, memory-mapped rather than read into memory.
+
+    The file's layout: an 8-byte little-endian header length, a JSON header giving each
+    tensor's dtype, shape and byte range, then the data. A private (copy-on-write) mapping
+    shares the file's pages with every process that maps it and is never written back.
+    """
+    with open(path, "rb") as f:
+        (header_size,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(header_size))
+        mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY) if os.path.getsize(path) else None
+    tensors = {}
+    for name in names:
+        entry = header[name]
+        dtype = SAFETENSORS_DTYPES[entry["dtype"]]
+        begin, end = entry["data_offsets"]
+        if end == begin:
+            tensors[name] = torch.empty(entry["shape"], dtype=dtype)
+            continue
+        flat = torch.frombuffer(mapped, dtype=dtype, count=(end - begin) // dtype.itemsize,
+                                offset=8 + header_size + begin)
+        tensors[name] = flat.view(entry["shape"])
+    return tensors
 
 
 def write_cache(cache_file, features, key):

@@ -150,7 +150,7 @@ def _run(args, build_distiller, rank, world_size, device):
     student = build_model(setup.student, len(label_list), "student").to(device)
     if args.init_student_from_teacher:
         # A resumed run then gets the student's weights from its resume state.
-        sample = {key: tensor[:INIT_SAMPLE].to(device) for key, tensor in train_features.items()
+        sample = {key: tensor[:INIT_SAMPLE].long().to(device) for key, tensor in train_features.items()
                   if key != "labels"}
         init_student_from_teacher(student, teachers[0], sample)
 

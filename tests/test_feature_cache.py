@@ -10,7 +10,7 @@ from transformers import BertTokenizer
 
 import feature_cache
 from conftest import LABELS, WORDS, write_tiny_mnli, write_vocab
-from feature_cache import cache_file_name, cache_key, load_features
+from feature_cache import STORAGE_DTYPES, cache_file_name, cache_key, load_features
 from utils_glue import MnliMismatchedProcessor, MnliProcessor, convert_examples_to_features
 
 MAX_LEN = 16
@@ -42,10 +42,11 @@ def cache_files(setup):
 
 
 def assert_same(features, other):
+    """Equal values, both kept in the narrow storage dtypes."""
     assert features.keys() == other.keys()
     for key in features:
-        assert features[key].dtype == other[key].dtype == torch.int64
-        assert torch.equal(features[key], other[key]), key
+        assert features[key].dtype == other[key].dtype == STORAGE_DTYPES[key]
+        assert torch.equal(features[key].long(), other[key].long()), key
 
 
 def test_second_call_loads_the_cache(setup, caplog):
@@ -58,8 +59,26 @@ def test_second_call_loads_the_cache(setup, caplog):
     assert_same(built, loaded)
     direct = convert_examples_to_features(MnliProcessor().get_train_examples(setup["data_dir"]),
                                           LABELS, MAX_LEN, setup["tokenizer"])
-    assert_same(direct, loaded)
+    assert all(torch.equal(direct[key], loaded[key].long()) for key in direct)
     assert len(cache_files(setup)) == 1  # and no temporary file left behind
+
+
+def test_the_features_are_mapped_from_the_cache_file_not_copied(setup):
+    """Processes on one machine share the file's pages: each tensor lies inside a mapping of
+    the cache file (Linux's /proc/self/maps lists the mappings and their files)."""
+    if not os.path.exists("/proc/self/maps"):
+        pytest.skip("needs /proc/self/maps (Linux)")
+    load(setup)
+    loaded = load(setup)
+    [name] = cache_files(setup)
+    path = os.path.realpath(setup["cache_dir"] / name)
+    with open("/proc/self/maps") as f:
+        ranges = [tuple(int(x, 16) for x in line.split()[0].split("-"))
+                  for line in f if line.rstrip().endswith(path)]
+    assert ranges, "the cache file is not mapped"
+    for key, tensor in loaded.items():
+        start, end = tensor.data_ptr(), tensor.data_ptr() + tensor.numel() * tensor.element_size()
+        assert any(low <= start and end <= high for low, high in ranges), key
 
 
 def test_cache_file_is_plain_safetensors_with_the_key(setup):
@@ -124,7 +143,9 @@ def test_splits_and_tasks_have_their_own_files(setup):
 
 
 def test_truncated_cache_is_rebuilt_with_a_warning(setup, caplog):
-    built = load(setup)
+    # A copy: the loaded tensors map the very file that is damaged in place below (the cache
+    # itself is only ever replaced by a rename, which leaves a mapped old file intact).
+    built = {key: tensor.clone() for key, tensor in load(setup).items()}
     [name] = cache_files(setup)
     path = setup["cache_dir"] / name
     path.write_bytes(path.read_bytes()[:-100])
