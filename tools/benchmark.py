@@ -31,6 +31,7 @@ import torch  # noqa: E402
 from transformers import BertConfig, BertTokenizer  # noqa: E402
 
 import main  # noqa: E402
+from data import batch_loader  # noqa: E402
 from distillation import (DistillationConfig, GeneralDistiller, MultiTeacherDistiller,  # noqa: E402
                           TrainingConfig)
 from distillation.adaptors import move_to_device  # noqa: E402
@@ -148,10 +149,10 @@ def synthetic_features(num_examples, length, generator):
 class NoCheckpoints:
     """Mixin: the distiller trains as usual but writes no checkpoint or resume state."""
 
-    def _save_checkpoint(self, run, callback):
+    def _save_checkpoint(self, run, callback, parallel):
         pass
 
-    def _save_resume_state(self, run):
+    def _save_resume_state(self, run, parallel):
         return None
 
 
@@ -186,7 +187,7 @@ class Setup:
         return self.model(self.student_config, hidden_states, seed=0)
 
     def loader(self, with_index=False):
-        return main.batch_loader(self.features, self.args.batch, shuffle=True, seed=self.args.seed,
+        return batch_loader(self.features, self.args.batch, shuffle=True, seed=self.args.seed,
                                  with_index=with_index)
 
     def train_config(self, name):
@@ -291,7 +292,7 @@ def time_evaluation(setup):
     """Examples per second of predict.evaluate on the student, batches of 128."""
     generator = torch.Generator().manual_seed(setup.args.seed + 1)
     features = synthetic_features(setup.args.eval_examples, setup.args.length, generator)
-    loaders = {"mnli": main.batch_loader(features, 128, shuffle=False)}
+    loaders = {"mnli": batch_loader(features, 128, shuffle=False)}
     student = setup.student(hidden_states=False)
     evaluate(student, loaders, setup.device)  # warm-up
     synchronize(setup.device)
@@ -345,7 +346,7 @@ def time_against_textbrewer(setup):
         textbrewer.DistillationConfig(temperature=8, intermediate_matches=matches),
         teacher, setup.student(hidden_states=True), adaptor, adaptor)
     ours.log_every_steps = 10**9
-    loader = main.batch_loader(features, args.batch, shuffle=True, seed=args.seed)
+    loader = batch_loader(features, args.batch, shuffle=True, seed=args.seed)
     runs = {}
     for name, distiller in (("ours", ours), ("textbrewer", theirs)):
         # A new optimizer per epoch on both sides: TextBrewer adds the projections to the
