@@ -46,7 +46,10 @@ def build_optimizer(model, learning_rate, weight_decay_rate):
         (no_decay if name.endswith("bias") or "LayerNorm" in name else decay).append(param)
     groups = [{"params": decay, "weight_decay": weight_decay_rate},
               {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=learning_rate)
+    # On a GPU, the fused AdamW also lets the fp16 GradScaler skip a step without waiting for
+    # the host (the other implementations read its inf check back at every step).
+    on_gpu = all(param.is_cuda for param in decay + no_decay)
+    return torch.optim.AdamW(groups, lr=learning_rate, fused=on_gpu or None)
 
 
 def linear_warmup_decay(optimizer, warmup_steps, total_steps):

@@ -66,6 +66,7 @@ def parse_args(argv=None):
     add("--threads", type=int, default=2, help="torch.set_num_threads for the whole run.")
     add("--device", choices=["cpu", "cuda"], default="cpu")
     add("--bf16", action="store_true", help="bf16 autocast in every configuration.")
+    add("--fp16", action="store_true", help="fp16 autocast (and a GradScaler on CUDA) in every configuration.")
     add("--seed", type=int, default=0)
     add("--textbrewer_rounds", type=int, default=3,
         help="Rounds of GeneralDistiller against TextBrewer 0.2.1's, when it is installed (0: skip).")
@@ -192,7 +193,7 @@ class Setup:
 
     def train_config(self, name):
         return TrainingConfig(output_dir=os.path.join(self.workdir, name), device=self.device,
-                              mixed_precision="bf16" if self.args.bf16 else "no")
+                              mixed_precision=precision(self.args))
 
 
 class BareStep:
@@ -206,8 +207,12 @@ class BareStep:
         self.loader = setup.loader()
 
     def run(self, num_steps):
-        autocast = (torch.autocast(self.setup.device.type, dtype=torch.bfloat16)
-                    if self.setup.args.bf16 else contextlib.nullcontext())
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision(self.setup.args))
+        autocast = (torch.autocast(self.setup.device.type, dtype=dtype) if dtype is not None
+                    and (dtype is torch.bfloat16 or self.setup.device.type == "cuda")
+                    else contextlib.nullcontext())
+        scaler = torch.amp.GradScaler(self.setup.device.type,
+                                      enabled=dtype is torch.float16 and self.setup.device.type == "cuda")
         self.student.train()
         for step, batch in enumerate(self.loader):
             if step == num_steps:
@@ -217,8 +222,9 @@ class BareStep:
                 self.teacher(**{k: v for k, v in batch.items() if k != "labels"})
             with autocast:
                 loss = self.student(**batch)["loss"]
-            loss.backward()
-            self.optimizer.step()
+            scaler.scale(loss).backward()
+            scaler.step(self.optimizer)
+            scaler.update()
             self.optimizer.zero_grad(set_to_none=True)
 
 
@@ -393,6 +399,11 @@ def machine_description(device):
     return text
 
 
+def precision(args):
+    """TrainingConfig.mixed_precision of the run: 'fp16', 'bf16' or 'no' (float32)."""
+    return "fp16" if args.fp16 else "bf16" if args.bf16 else "no"
+
+
 def max_rss_mib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
@@ -405,7 +416,7 @@ def report(args, setup, encoding, step_times, peaks, eval_rate):
              f"Sizes: teacher {args.teacher_layers} layers x {args.teacher_hidden} hidden; student "
              f"{args.student_layers} x {args.student_hidden} ({args.student_heads} heads, "
              f"{args.student_intermediate} intermediate); batch {args.batch}, length {args.length}, "
-             f"{'bf16' if args.bf16 else 'float32'}, device {args.device}; median of {args.rounds} "
+             f"{precision(args)}, device {args.device}; median of {args.rounds} "
              f"rounds of {args.steps} steps", "",
              "| measurement | value | ratio to the bare step |", "|---|---|---|"]
     lines.append(f"| feature encoding, length 128 ({args.encode_pairs} generated pairs) | "
