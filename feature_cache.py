@@ -11,7 +11,6 @@ them in the page cache; data.FeatureDataset widens each batch to int64 when it m
 """
 import hashlib
 import json
-import json
 import logging
 import mmap
 import os

@@ -176,14 +176,14 @@ class MultiTaskDistiller(GeneralDistiller):
         if unknown:
             raise ValueError(f"MultiTaskDistiller.train: no teacher for task(s) {sorted(unknown)}")
         batches = TaskBatches(dataloaders, tau, length=self.t_config.gradient_accumulation_steps)
-        postprocessor = None
-        if batch_postprocessors is not None:
-            def postprocessor(batch_task):
-                batch, task = batch_task
-                return batch_postprocessors[task](batch), task
+        def postprocessor(batch_task):
+            batch, task = batch_task
+            return batch_postprocessors[task](batch), task
         super().train(optimizer, batches, num_steps=num_steps, scheduler_class=scheduler_class,
                       scheduler_args=scheduler_args, scheduler=scheduler, max_grad_norm=max_grad_norm,
-                      callback=callback, batch_postprocessor=postprocessor, **args)
+                      callback=callback,
+                      batch_postprocessor=postprocessor if batch_postprocessors is not None else None,
+                      **args)
 
     def train_on_batch(self, batch_task, args):
         """(total_loss, losses) of one (batch, task name) pair."""

@@ -7,7 +7,6 @@ logging, the teachers' logit cache) happens here once.
 import contextlib
 import dataclasses
 import itertools
-import json
 import logging
 import math
 import os
@@ -19,8 +18,10 @@ from tqdm import tqdm
 
 from .adaptors import call_model, move_to_device, post_adaptor
 from . import resume
-from .io import append_line, atomic_torch_save, atomic_write_text
-from .logit_cache import EXAMPLE_INDEX_KEY, TeacherLogitCache, split_indices
+from .io import atomic_torch_save
+from .logit_cache import TeacherLogitCache, split_indices
+from .loss_log import LossLog
+from .parallel import any_process, average_gradients, is_main_process
 
 logger = logging.getLogger("distillation")
 
@@ -55,7 +56,7 @@ class AbstractDistiller:
             teacher.to(self.device)
             teacher.eval()
             teacher.requires_grad_(False)
-        self._tensorboard = None
+        self.loss_log = None  # made by train(): the running sums of the loss terms
         self.logit_cache = None  # made by train() when caches_logits() (see logit_cache.py)
         self._pending_resume = None     # a resume state for the next train()
         self._student_forward = model_S  # the DistributedDataParallel wrapper while training on several processes
@@ -91,9 +92,8 @@ class AbstractDistiller:
         return self
 
     def __exit__(self, *exc_info):
-        if self._tensorboard:
-            self._tensorboard.close()
-        self._tensorboard = None
+        if self.loss_log is not None:
+            self.loss_log.close()
         return False
 
     # ----- training --------------------------------------------------------------------------
@@ -141,13 +141,16 @@ class AbstractDistiller:
             # A dict batch may carry its examples' dataset indices under EXAMPLE_INDEX_KEY: the
             # cache is then keyed by example.
             self.logit_cache = TeacherLogitCache(isinstance(self.model_T, (list, tuple)), self.device)
-        run = _Run(optimizer, scheduler, scaler, steps_per_epoch, accumulation, total_steps,
-                   first_nonfinite=torch.full((), -1, device=self.device))
+        run = _Run(optimizer, scheduler, scaler, steps_per_epoch, accumulation, total_steps)
+        if self.loss_log is not None:
+            self.loss_log.close()
+        self.loss_log = log = LossLog(self.device, self.t_config.log_dir,
+                                      check_finite=self.t_config.mixed_precision != "fp16")
         parallel = self._data_parallel()
         if self._pending_resume is not None:
             self._restore(run, self._pending_resume, parallel)
             self._pending_resume = None
-            self._note_resume_in_metrics(run.global_step)
+            log.note_resume(run.global_step)
         logger.info("Training %s for %d steps (%d per epoch, %d epochs) from step %d\n%s\n%s",
                     type(self).__name__, total_steps, steps_per_epoch, num_epochs, run.global_step,
                     self.t_config, self.d_config if self.d_config is not None else "")
@@ -172,7 +175,7 @@ class AbstractDistiller:
                 replaying = self.logit_cache is not None and self.logit_cache.replaying
                 progress = tqdm(total=steps_per_epoch, initial=skip // accumulation,
                                 desc=f"epoch {epoch + 1}/{num_epochs}",
-                                disable=not (logger.isEnabledFor(logging.INFO) and _is_main_process()),
+                                disable=not (logger.isEnabledFor(logging.INFO) and is_main_process()),
                                 leave=False)
                 for batch in batches:
                     self.kd_loss_weight, self.hard_label_weight = self._scheduled_weights(run.global_step, total_steps)
@@ -182,13 +185,14 @@ class AbstractDistiller:
                     with self._gradient_sync(closes_group):
                         total_loss, losses = self.train_on_batch(batch, args)
                         scaler.scale(total_loss / accumulation).backward()
-                    self._accumulate(run, total_loss, losses)
+                    log.add(total_loss, losses, run.global_step + 1)
                     run.batches_done += 1
                     if run.batches_done % accumulation:
                         continue
 
-                    if parallel:
-                        self._average_projection_gradients()
+                    if parallel:  # DistributedDataParallel averages the student's gradients
+                        average_gradients([p for proj in self.projs if proj is not None
+                                           for p in proj.parameters()])
                     if max_grad_norm > 0:
                         scaler.unscale_(optimizer)
                         torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
@@ -198,17 +202,18 @@ class AbstractDistiller:
                         scheduler.step()
                     optimizer.zero_grad(set_to_none=True)
                     run.global_step += 1
-                    run.logged_steps += 1
+                    log.steps += 1
                     progress.update(1)
 
                     if run.global_step % log_every == 0 or run.global_step == total_steps:
-                        self._check_finite(run)
-                        self._log(run, epoch, progress)
+                        log.check_finite(parallel)
+                        log.write(run.global_step, epoch, optimizer.param_groups[0]["lr"],
+                                  accumulation, parallel, progress)
                     if run.global_step in checkpoints:
-                        self._check_finite(run)
+                        log.check_finite(parallel)
                         self._save_checkpoint(run, callback, parallel)
-                    if (_any_process(bool(stop), self.device) if parallel else stop):
-                        self._check_finite(run)
+                    if (any_process(bool(stop), self.device) if parallel else stop):
+                        log.check_finite(parallel)
                         path = self._save_resume_state(run, parallel)
                         raise resume.TrainingInterrupted(stop.signal_number, run.global_step, path)
                     if run.global_step == total_steps:
@@ -290,18 +295,6 @@ class AbstractDistiller:
             return contextlib.nullcontext()
         return self._student_forward.no_sync()
 
-    def _average_projection_gradients(self):
-        """One all-reduce for all projection gradients (a projection a batch missed counts 0)."""
-        params = [p for proj in self.projs if proj is not None for p in proj.parameters()]
-        if not params:
-            return
-        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-        flat = torch.cat([g.reshape(-1) for g in grads])
-        dist.all_reduce(flat)
-        flat /= dist.get_world_size()
-        for param, averaged in zip(params, flat.split([p.numel() for p in params])):
-            param.grad = averaged.view_as(param).clone()
-
     def _autocast(self):
         dtype = AUTOCAST_DTYPES.get(self.t_config.mixed_precision)
         if dtype is None:
@@ -348,12 +341,12 @@ class AbstractDistiller:
 
     def _save_checkpoint(self, run, callback, parallel):
         """gs{step}.pkl, its resume state, then the callback (e.g. an evaluation)."""
-        if _is_main_process():
+        if is_main_process():
             path = os.path.join(self.t_config.output_dir, f"gs{run.global_step}.pkl")
             atomic_torch_save(self.model_S.state_dict(), path)
             logger.info("Saved %s", path)
         self._save_resume_state(run, parallel)
-        if callback is not None and _is_main_process():
+        if callback is not None and is_main_process():
             # The callback may draw random numbers (a DataLoader's seed, a sampled example):
             # it must not move the generators the next step uses, or a resumed run would differ.
             with resume.preserved_rng():
@@ -362,15 +355,14 @@ class AbstractDistiller:
 
     def _save_resume_state(self, run, parallel):
         """Save where the run stands; every process adds its own generators, loss sums and cache."""
-        local = {"rng": resume.capture_rng(), "logged_steps": run.logged_steps,
-                 "running": {name: value.cpu() for name, value in run.running.items()},
+        local = {"rng": resume.capture_rng(), "loss_log": self.loss_log.state_dict(),
                  "logit_cache": self.logit_cache.state_dict() if self.logit_cache is not None else None}
         per_process = [local]
         if parallel:
             per_process = [None] * dist.get_world_size()
             dist.all_gather_object(per_process, local)
         path = resume.state_path(self.t_config.output_dir, run.global_step)
-        if not _is_main_process():
+        if not is_main_process():
             return path
         resume.save_state(
             path, self.t_config.keep_resume_states, global_step=run.global_step,
@@ -398,8 +390,7 @@ class AbstractDistiller:
         if state.get("scaler"):
             run.scaler.load_state_dict(state["scaler"])
         resume.restore_rng(local["rng"])
-        run.running = {name: value.to(self.device) for name, value in local["running"].items()}
-        run.logged_steps = local["logged_steps"]
+        self.loss_log.load_state_dict(local["loss_log"])
         if self.logit_cache is not None and local["logit_cache"] is not None:
             self.logit_cache.load_state_dict(local["logit_cache"])
         run.global_step, run.epoch, run.batches_done = state["global_step"], state["epoch"], state["batches_done"]
@@ -407,90 +398,6 @@ class AbstractDistiller:
             run.epoch, run.batches_done = run.epoch + 1, 0
             if self.logit_cache is not None:
                 self.logit_cache.end_epoch(parallel)
-
-    def _note_resume_in_metrics(self, step):
-        """Drop the lines an interrupted run logged after its resume state, and mark the resume."""
-        if not (self.t_config.log_dir and _is_main_process()):
-            return
-        path = os.path.join(self.t_config.log_dir, "metrics.jsonl")
-        kept = []
-        if os.path.exists(path):
-            with open(path, encoding="utf-8") as f:
-                for line in f:
-                    try:
-                        record = json.loads(line)
-                    except json.JSONDecodeError:  # a line cut by the kill
-                        continue
-                    if record.get("step", 0) <= step:
-                        kept.append(line.rstrip("\n"))
-        kept.append(json.dumps({"step": step, "resumed": True}))
-        atomic_write_text(path, "\n".join(kept) + "\n")
-
-    def _check_finite(self, run):
-        """Stop before a non-finite loss reaches a log line or a checkpoint (one host sync).
-
-        Under fp16 the GradScaler already skips the steps whose gradients are not finite.
-        """
-        if self.t_config.mixed_precision == "fp16":
-            return
-        first_nonfinite = run.first_nonfinite
-        if self._student_forward is not self.model_S:  # every process stops, or none
-            first_nonfinite = first_nonfinite.clone()
-            dist.all_reduce(first_nonfinite, op=dist.ReduceOp.MAX)
-        step = int(first_nonfinite)
-        if step >= 0:
-            bad = [name for name, value in run.running.items() if not torch.isfinite(value)]
-            raise FloatingPointError(f"the loss was not finite at step {step} "
-                                     f"(terms: {', '.join(bad) or 'see metrics.jsonl'}); "
-                                     "no checkpoint was written after it")
-
-    def _accumulate(self, run, total_loss, losses):
-        """Sum the detached terms on the device and note the first non-finite step, all
-        without a host synchronisation."""
-        running = run.running
-        for name, value in [("loss", total_loss), *losses.items()]:
-            value = value.detach().float()
-            running[name] = running[name] + value if name in running else value
-        nonfinite = ~torch.isfinite(running["loss"])
-        run.first_nonfinite = torch.where(nonfinite & (run.first_nonfinite < 0),
-                                          torch.full_like(run.first_nonfinite, run.global_step + 1),
-                                          run.first_nonfinite)
-
-    def _log(self, run, epoch, progress):
-        """Log the terms averaged over the batches since the last log line, then reset the sums."""
-        running, num_batches = run.running, run.logged_steps * run.accumulation
-        run.running, run.logged_steps = {}, 0
-        if not running:
-            return
-        names = list(running)
-        values = torch.stack([running[name] for name in names]).div(num_batches)
-        if self._student_forward is not self.model_S:
-            dist.all_reduce(values)
-            values /= dist.get_world_size()
-        if not _is_main_process():
-            return
-        values = values.tolist()  # one sync
-        record = {"step": run.global_step, "epoch": epoch + 1, **dict(zip(names, values)),
-                  "lr": run.optimizer.param_groups[0]["lr"]}
-        progress.set_postfix(loss=f"{record['loss']:.4f}")
-        logger.info("step %d: %s", run.global_step, " ".join(f"{k}={v:.5g}" for k, v in record.items()
-                                                              if k not in ("step",)))
-        if self.t_config.log_dir:
-            append_line(os.path.join(self.t_config.log_dir, "metrics.jsonl"), json.dumps(record))
-            self._write_tensorboard(record, run.global_step)
-
-    def _write_tensorboard(self, record, step):
-        if self._tensorboard is None:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:  # tensorboard is optional
-                self._tensorboard = False
-                return
-            self._tensorboard = SummaryWriter(log_dir=self.t_config.log_dir)
-        if self._tensorboard:
-            for name, value in record.items():
-                if name != "step":
-                    self._tensorboard.add_scalar(name, value, step)
 
 
 @dataclasses.dataclass
@@ -505,20 +412,6 @@ class _Run:
     global_step: int = 0
     epoch: int = 0
     batches_done: int = 0  # batches of the current epoch already trained on
-    running: dict = dataclasses.field(default_factory=dict)  # loss terms summed since the last log
-    logged_steps: int = 0  # optimizer steps in those sums
-    first_nonfinite: object = None  # a device tensor: the first step whose loss was not finite, or -1
-
-
-def _is_main_process():
-    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
-
-
-def _any_process(flag, device):
-    """Whether flag is set on any process (a signal may reach the processes a step apart)."""
-    flag = torch.tensor([int(flag)], device=device)
-    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-    return bool(flag.item())
 
 
 def _set_epoch(dataloader, epoch):

@@ -24,7 +24,6 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-import torch  # noqa: E402
 import torch.distributed as dist  # noqa: E402
 from transformers import BertTokenizer  # noqa: E402
 
