@@ -1,6 +1,7 @@
 """MNLI: reading the official TSV files, the accuracy metric, and encoding pairs into tensors."""
 import csv
 import dataclasses
+import json
 import logging
 import os
 
@@ -14,6 +15,7 @@ LABELS = ["contradiction", "entailment", "neutral"]
 NO_CONSENSUS = "-"
 REQUIRED_COLUMNS = ("index", "sentence1", "sentence2", "gold_label")
 TEST_COLUMNS = ("index", "sentence1", "sentence2")  # test_*.tsv have no label columns
+PAIR_COLUMNS = ("sentence1", "sentence2")  # new pairs to classify
 # Parse-tree columns of real MNLI rows are long; the csv module's default limit is 128 KiB.
 FIELD_SIZE_LIMIT = 2**31 - 1
 
@@ -62,29 +64,76 @@ def read_mnli_test_tsv(path):
     return examples
 
 
-def read_tsv_rows(path, required_columns):
+def read_tsv_rows(path, required_columns, lines=None):
     """(line number, {column: value}) for each row of a tab-separated file with a header row.
 
     Every row must have as many columns as the header, which must name required_columns.
+    lines: the file's lines when they are already read (stdin); path then only names them.
     """
+    if lines is not None:
+        yield from _tsv_rows(lines, path, required_columns)
+        return
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: MNLI data file not found")
-    csv.field_size_limit(FIELD_SIZE_LIMIT)
     with open(path, encoding="utf-8-sig", newline="") as f:
-        reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
-        header = next(reader, None)
-        if header is None:
-            raise ValueError(f"{path}: empty file, expected a header row with the columns "
-                             f"{', '.join(required_columns)}")
-        missing = [name for name in required_columns if name not in header]
-        if missing:
-            raise ValueError(f"{path}, line 1: the header lacks the column(s) {', '.join(missing)}"
-                             f" (expected {', '.join(required_columns)})")
-        for row in reader:
-            if len(row) != len(header):
-                raise ValueError(f"{path}, line {reader.line_num}: expected {len(header)} "
-                                 f"tab-separated columns as in the header, found {len(row)}")
-            yield reader.line_num, dict(zip(header, row))
+        yield from _tsv_rows(f, path, required_columns)
+
+
+def _tsv_rows(lines, path, required_columns):
+    csv.field_size_limit(FIELD_SIZE_LIMIT)
+    reader = csv.reader(lines, delimiter="\t", quoting=csv.QUOTE_NONE)
+    header = next(reader, None)
+    if header is None:
+        raise ValueError(f"{path}: empty file, expected a header row with the columns "
+                         f"{', '.join(required_columns)}")
+    missing = [name for name in required_columns if name not in header]
+    if missing:
+        raise ValueError(f"{path}, line 1: the header lacks the column(s) {', '.join(missing)}"
+                         f" (expected {', '.join(required_columns)})")
+    for row in reader:
+        if len(row) != len(header):
+            raise ValueError(f"{path}, line {reader.line_num}: expected {len(header)} "
+                             f"tab-separated columns as in the header, found {len(row)}")
+        yield reader.line_num, dict(zip(header, row))
+
+
+def read_pairs(path, lines=None):
+    """New sentence pairs to classify: a TSV file with a header naming sentence1 and sentence2,
+    or JSON lines ({"sentence1": ..., "sentence2": ...} per line). path '-' with `lines`: text
+    read from stdin, JSON lines when its first non-blank character is '{'."""
+    if lines is None:
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{path}: file of sentence pairs not found")
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            lines = f.read().splitlines(keepends=True)
+    first = next((line.lstrip() for line in lines if line.strip()), "")
+    if path.endswith((".jsonl", ".json")) or first.startswith("{"):
+        examples = list(_json_pairs(lines, path))
+    else:
+        examples = [InputExample(str(line), row["sentence1"], row["sentence2"], None)
+                    for line, row in read_tsv_rows(path, PAIR_COLUMNS, lines)]
+    if not examples:
+        raise ValueError(f"{path}: no sentence pairs")
+    return examples
+
+
+def _json_pairs(lines, path):
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}, line {number}: not JSON ({error.msg}); expected "
+                             '{"sentence1": "...", "sentence2": "..."}') from None
+        if not isinstance(record, dict):
+            raise ValueError(f"{path}, line {number}: expected a JSON object with sentence1 and "
+                             f"sentence2, got {type(record).__name__}")
+        for key in PAIR_COLUMNS:
+            if not isinstance(record.get(key), str):
+                raise ValueError(f"{path}, line {number}: key {key!r}: expected a string, got "
+                                 f"{record.get(key)!r}")
+        yield InputExample(str(number), record["sentence1"], record["sentence2"], None)
 
 
 class MnliProcessor:

@@ -64,6 +64,25 @@ def write_tiny_mnli(root, n_train=64, n_dev=24, seed=0):
     return data_dir
 
 
+def write_mnli_test_file(path, pairs):
+    """An unlabelled GLUE test file (test_matched.tsv layout: the dev columns up to sentence2)."""
+    lines = ["\t".join(TRAIN_HEADER[:10])]
+    lines += ["\t".join(mnli_row(i, premise, hypothesis, "", dev=False)[:10])
+              for i, (premise, hypothesis, _) in enumerate(pairs)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def write_tiny_mnli_test(data_dir, n_test=10, seed=1):
+    """test_matched.tsv and test_mismatched.tsv in data_dir; returns the true labels of each."""
+    rng = random.Random(seed)
+    labels = {}
+    for name in ("test_matched.tsv", "test_mismatched.tsv"):
+        pairs = [make_pair(rng) for _ in range(n_test)]
+        write_mnli_test_file(data_dir / name, pairs)
+        labels[name] = [label for _, _, label in pairs]
+    return labels
+
+
 def write_vocab(path, words=WORDS):
     path.write_text("\n".join(SPECIAL_TOKENS + list(words)) + "\n", encoding="utf-8")
     return path
