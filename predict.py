@@ -29,6 +29,7 @@ REPORT_TEXT = "eval_report.txt"
 REPORT_JSONL = "eval_report.jsonl"
 # GLUE's submission file of each MNLI test set, and the test file it answers.
 TEST_SETS = {"MNLI-m": "test_matched.tsv", "MNLI-mm": "test_mismatched.tsv"}
+DEFAULT_MAX_SEQ_LENGTH = 128  # main.py's default
 
 
 @torch.no_grad()
@@ -231,7 +232,9 @@ def build_parser():
     evaluation.add_argument("file")
     for command in (test, pairs, evaluation):
         add_model_arguments(command)
-        command.add_argument("--max_seq_length", type=int, default=128)
+        command.add_argument("--max_seq_length", type=int, default=None,
+                             help="Pairs are cut to this many tokens (default: 128, or the "
+                                  "model's max_position_embeddings when smaller).")
         command.add_argument("--batch_size", type=int, default=64)
         command.add_argument("--no_cuda", action="store_true")
     return parser
@@ -246,6 +249,7 @@ def main(argv=None):
     try:
         trained = load_from_args(args)
         limit = trained.bert_config.max_position_embeddings
+        args.max_seq_length = args.max_seq_length or min(DEFAULT_MAX_SEQ_LENGTH, limit)
         if args.max_seq_length > limit:
             raise ValueError(f"--max_seq_length {args.max_seq_length} exceeds the model's "
                              f"max_position_embeddings {limit}")
