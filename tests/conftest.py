@@ -105,6 +105,28 @@ def write_bert_config(path, num_hidden_layers=2, hidden_size=32, num_attention_h
     return path
 
 
+def write_random_classifier(root, seed=3, **sizes):
+    """A random tiny BertForGLUESimple saved as root/gs1.pkl with its JSON model config
+    (root/model.json), and exported (export.py) to root/hf. Returns the three paths."""
+    import torch
+    from export import export_model
+    from model_config import parse_model_config
+    from modeling import BertForGLUESimple
+    from trained_models import load_from_json
+    root.mkdir(parents=True, exist_ok=True)
+    vocab = write_vocab(root / "vocab.txt")
+    config = write_bert_config(root / "config.json", **sizes)
+    model_json = root / "model.json"
+    model_json.write_text(json.dumps({"teachers": [], "student": {
+        "model_type": "bert", "prefix": "bert", "vocab_file": str(vocab),
+        "config_file": str(config), "checkpoint": None}}))
+    torch.manual_seed(seed)
+    model = BertForGLUESimple(parse_model_config(str(model_json)).student.bert_config, len(LABELS))
+    torch.save(model.state_dict(), root / "gs1.pkl")
+    export_model(load_from_json(str(model_json), checkpoint=str(root / "gs1.pkl")), str(root / "hf"))
+    return {"json": str(model_json), "checkpoint": root / "gs1.pkl", "export": root / "hf"}
+
+
 @pytest.fixture
 def tiny_mnli(tmp_path):
     """The MNLI directory of a small generated corpus."""

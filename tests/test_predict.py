@@ -6,13 +6,11 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 
 import predict
-from conftest import make_pair, write_bert_config, write_tiny_mnli, write_vocab
-from export import export_model
-from trained_models import load_exported, load_from_json
-from utils_glue import LABELS, convert_examples_to_features, read_pairs
+from conftest import make_pair, write_random_classifier, write_tiny_mnli
+from trained_models import load_exported
+from utils_glue import LABELS, convert_examples_to_features, read_mnli_tsv, read_pairs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -64,25 +62,11 @@ def test_evaluation_writes_the_report_beside_the_results(tmp_path, model_files):
 
 @pytest.fixture(scope="module")
 def model_files(tmp_path_factory):
-    """A random tiny classifier, saved as gs1.pkl and exported, and a labelled dev file."""
+    """A random tiny classifier (gs1.pkl, its JSON, its export) and a labelled dev file."""
     root = tmp_path_factory.mktemp("predict")
     data = write_tiny_mnli(root / "data", n_train=8, n_dev=12)
-    vocab = write_vocab(root / "vocab.txt")
-    config = write_bert_config(root / "config.json")
-    model_json = root / "model.json"
-    model_json.write_text(json.dumps({"teachers": [], "student": {
-        "model_type": "bert", "prefix": "bert", "vocab_file": str(vocab),
-        "config_file": str(config), "checkpoint": None}}))
-    from modeling import BertForGLUESimple
-    from model_config import parse_model_config
-    torch.manual_seed(3)
-    model = BertForGLUESimple(parse_model_config(str(model_json)).student.bert_config, 3)
-    torch.save(model.state_dict(), root / "gs1.pkl")
-    trained = load_from_json(str(model_json), checkpoint=str(root / "gs1.pkl"))
-    export_model(trained, str(root / "hf"))
-    from utils_glue import read_mnli_tsv
-    return {"root": root, "data": data, "json": str(model_json), "export": root / "hf",
-            "dev": read_mnli_tsv(str(data / "dev_matched.tsv"))}
+    model = write_random_classifier(root / "model")
+    return {**model, "data": data, "dev": read_mnli_tsv(str(data / "dev_matched.tsv"))}
 
 
 def run_predict(*args, stdin=None):
@@ -120,7 +104,7 @@ def test_pairs_from_tsv_and_from_json_lines_on_stdin(model_files, tmp_path):
 
     jsonl = "".join(json.dumps({"sentence1": a, "sentence2": b}) + "\n" for a, b in pairs)
     from_stdin = run_predict("pairs", "--model_config_json", model_files["json"], "--checkpoint",
-                             model_files["root"] / "gs1.pkl", "-", stdin=jsonl)
+                             model_files["checkpoint"], "-", stdin=jsonl)
     assert from_stdin.returncode == 0, from_stdin.stderr
     assert from_stdin.stdout == from_file.stdout
 
