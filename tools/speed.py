@@ -20,7 +20,6 @@ import platform
 import resource
 import statistics
 import sys
-import tempfile
 import time
 import warnings
 
