@@ -92,14 +92,20 @@ def test_exported_model_predicts_as_the_projects_evaluation(run):
     np.testing.assert_allclose([a["score"] for a in answers], expected.max(1), atol=1e-5)
 
 
-def test_export_cli_writes_the_teacher_path_too(run, tmp_path):
-    """export.py from a checkpoint file gives the same weights as the run's --export_dir."""
-    out = tmp_path / "again"
-    export.main(["--model_config_json", run["json"], "--checkpoint", str(run["out"]),
-                 "--output_dir", str(out)])
-    again, first = load_exported(str(out)), load_exported(str(run["export"]))
+def test_a_teacher_exports_the_same_way(run, tmp_path):
+    """export.py --which teacher0 with the JSON's own checkpoint gives the weights of the run's
+    --export_dir (here the trained model stands as the teacher of a distillation JSON)."""
+    entry = json.loads(open(run["json"]).read())["student"]
+    final = max(run["out"].glob("gs*.pkl"), key=lambda path: int(path.stem[2:]))
+    model_json = tmp_path / "distill.json"
+    model_json.write_text(json.dumps({"teachers": [dict(entry, checkpoint=str(final))],
+                                      "student": entry}))
+    export.main(["--model_config_json", str(model_json), "--which", "teacher0",
+                 "--output_dir", str(tmp_path / "teacher-hf")])
+    teacher, first = load_exported(str(tmp_path / "teacher-hf")), load_exported(str(run["export"]))
+    assert teacher.source.endswith("teacher-hf")
     for key, tensor in first.model.state_dict().items():
-        assert torch.equal(tensor, again.model.state_dict()[key]), key
+        assert torch.equal(tensor, teacher.model.state_dict()[key]), key
 
 
 def test_export_refuses_a_folder_of_other_files(run, tmp_path, caplog):
