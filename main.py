@@ -24,13 +24,15 @@ from distillation import (BasicTrainer, DistillationConfig, GeneralDistiller,
                           MultiTeacherDistiller, TrainingConfig)
 from distillation.io import safe_torch_load
 from distillation.resume import TrainingInterrupted, latest_state
+from export import check_export_dir, export_model
 from matches import fit_matches, read_matches
 from model_config import parse_model_config
 from modeling import BertForGLUESimpleAdaptor, build_model
 from options import parse_args
-from predict import evaluate, record_results, recorded_results
+from predict import read_test_sets, record_evaluation, recorded_results, write_submissions
 from processes import init_distributed, rank_zero_first
 from student_init import init_student_from_teacher
+from trained_models import TrainedModel
 from utils_glue import processors
 
 logger = logging.getLogger("main")
@@ -132,11 +134,16 @@ def _run(args, build_distiller, rank, world_size, device):
         dev_loaders = {task: batch_loader(load_split(args, task, "dev", setup.student, label_list),
                                           args.predict_batch_size, shuffle=False)
                        for task in DEV_TASKS}
+    # The test files too are read before the run: a mistake in them must not wait for its end.
+    test_sets = (read_test_sets(args.data_dir, setup.student.tokenizer, args.max_seq_length)
+                 if args.do_test and rank == 0 else None)
     if not args.do_train:
         if rank == 0:
             student = build_model(setup.student, len(label_list), "student").to(device)
             _make_output_dir(args.output_dir)
-            record_results(args.output_dir, 0, evaluate(student, dev_loaders, device))
+            if dev_loaders:
+                record_evaluation(args.output_dir, 0, student, dev_loaders, device)
+            use_final_student(args, student, setup.student, test_sets, device)
         return
     with rank_zero_first(world_size, rank):
         train_features = load_split(args, args.task_name, "train", setup.student, label_list)
@@ -186,11 +193,23 @@ def _run(args, build_distiller, rank, world_size, device):
 
     def evaluate_checkpoint(model, step):
         if dev_loaders:
-            record_results(args.output_dir, step, evaluate(model, dev_loaders, device))
+            record_evaluation(args.output_dir, step, model, dev_loaders, device)
 
     with distiller:
         distiller.train(optimizer, train_loader, max_grad_norm=args.max_grad_norm,
                         callback=evaluate_checkpoint, **schedule, **length)
+    if rank == 0:
+        use_final_student(args, student, setup.student, test_sets, device)
+
+
+def use_final_student(args, student, student_entry, test_sets, device):
+    """--do_test: GLUE submission files in output_dir; --export_dir: a Hugging Face folder."""
+    if test_sets:
+        write_submissions(student, test_sets, args.output_dir, args.predict_batch_size, device)
+    if args.export_dir:
+        export_model(TrainedModel(student, student_entry.tokenizer, student_entry.bert_config,
+                                  student_entry.vocab_file, student_entry.do_lower_case,
+                                  f"the final student of {args.output_dir}"), args.export_dir)
 
 
 def training_length(args, num_batches):
@@ -210,6 +229,8 @@ def training_length(args, num_batches):
 
 def check_options(args, setup, world_size):
     """Every check that needs no features or models, so that a mistake costs no encoding."""
+    if args.export_dir:
+        check_export_dir(args.export_dir)
     for role, entry in [("student", setup.student)] + [("teacher", t) for t in setup.enabled_teachers]:
         limit = entry.bert_config.max_position_embeddings
         if args.max_seq_length > limit:
@@ -243,7 +264,7 @@ def evaluate_missed_checkpoints(output_dir, up_to_step, student, dev_loaders, de
     for step in sorted(saved_checkpoint_steps(output_dir)):
         if step <= up_to_step and step not in evaluated:
             student.load_state_dict(safe_torch_load(os.path.join(output_dir, f"gs{step}.pkl")))
-            record_results(output_dir, step, evaluate(student, dev_loaders, device))
+            record_evaluation(output_dir, step, student, dev_loaders, device)
 
 
 def saved_checkpoint_steps(output_dir):

@@ -22,6 +22,11 @@ def build_parser():
         help="Evaluate on dev_matched and dev_mismatched after every checkpoint.")
     add("--do_predict", action="store_true",
         help="Evaluate on the dev sets; without --do_train, the student checkpoint named in the JSON.")
+    add("--do_test", action="store_true",
+        help="At the end, write GLUE submission files MNLI-m.tsv and MNLI-mm.tsv into output_dir "
+             "from data_dir's test_matched.tsv and test_mismatched.tsv.")
+    add("--export_dir", default=None,
+        help="At the end, export the student as a Hugging Face model folder here (see export.py).")
     # Training
     add("--max_seq_length", type=int, default=128, help="Pairs are truncated and padded to this length.")
     add("--train_batch_size", type=int, default=32, help="Examples per optimizer step (over all accumulation).")
@@ -83,8 +88,8 @@ def parse_args(argv=None):
 def check_args(args):
     """Mistakes that would otherwise surface hours into a run."""
     problems = []
-    if not (args.do_train or args.do_predict):
-        problems.append("nothing to do: pass --do_train and/or --do_predict")
+    if not (args.do_train or args.do_predict or args.do_test or args.export_dir):
+        problems.append("nothing to do: pass --do_train, --do_predict, --do_test or --export_dir")
     for name in ("max_seq_length", "train_batch_size", "predict_batch_size",
                  "gradient_accumulation_steps", "PRINT_EVERY", "ckpt_frequency",
                  "keep_resume_states"):

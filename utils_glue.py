@@ -1,6 +1,7 @@
 """MNLI: reading the official TSV files, the accuracy metric, and encoding pairs into tensors."""
 import csv
 import dataclasses
+import json
 import logging
 import os
 
@@ -13,6 +14,8 @@ LABELS = ["contradiction", "entailment", "neutral"]
 # Pairs without annotator consensus carry this gold label in the original MultiNLI release.
 NO_CONSENSUS = "-"
 REQUIRED_COLUMNS = ("index", "sentence1", "sentence2", "gold_label")
+TEST_COLUMNS = ("index", "sentence1", "sentence2")  # test_*.tsv have no label columns
+PAIR_COLUMNS = ("sentence1", "sentence2")  # new pairs to classify
 # Parse-tree columns of real MNLI rows are long; the csv module's default limit is 128 KiB.
 FIELD_SIZE_LIMIT = 2**31 - 1
 
@@ -23,7 +26,7 @@ class InputExample:
     guid: str
     text_a: str
     text_b: str
-    label: str
+    label: str | None  # None in the unlabelled test files
 
 
 def read_mnli_tsv(path):
@@ -32,39 +35,105 @@ def read_mnli_tsv(path):
     Columns are found by their header names. Quote characters are plain text in MNLI, so the
     file is read with QUOTE_NONE. Rows whose gold label is '-' are skipped.
     """
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: MNLI data file not found")
     prefix = os.path.splitext(os.path.basename(path))[0]
-    csv.field_size_limit(FIELD_SIZE_LIMIT)
     examples, skipped = [], 0
-    with open(path, encoding="utf-8-sig", newline="") as f:
-        reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
-        header = next(reader, None)
-        if header is None:
-            raise ValueError(f"{path}: empty file, expected a header row with the columns "
-                             f"{', '.join(REQUIRED_COLUMNS)}")
-        missing = [name for name in REQUIRED_COLUMNS if name not in header]
-        if missing:
-            raise ValueError(f"{path}, line 1: the header lacks the column(s) {', '.join(missing)}"
-                             f" (expected {', '.join(REQUIRED_COLUMNS)})")
-        index, text_a, text_b, gold = (header.index(name) for name in REQUIRED_COLUMNS)
-        for row in reader:
-            if len(row) != len(header):
-                raise ValueError(f"{path}, line {reader.line_num}: expected {len(header)} "
-                                 f"tab-separated columns as in the header, found {len(row)}")
-            label = row[gold]
-            if label == NO_CONSENSUS:
-                skipped += 1
-                continue
-            if label not in LABELS:
-                raise ValueError(f"{path}, line {reader.line_num}: unknown gold_label {label!r}, "
-                                 f"expected one of {', '.join(LABELS)} (or '-')")
-            examples.append(InputExample(f"{prefix}-{row[index]}", row[text_a], row[text_b], label))
+    for line, row in read_tsv_rows(path, REQUIRED_COLUMNS):
+        label = row["gold_label"]
+        if label == NO_CONSENSUS:
+            skipped += 1
+            continue
+        if label not in LABELS:
+            raise ValueError(f"{path}, line {line}: unknown gold_label {label!r}, "
+                             f"expected one of {', '.join(LABELS)} (or '-')")
+        examples.append(InputExample(f"{prefix}-{row['index']}", row["sentence1"],
+                                     row["sentence2"], label))
     if skipped:
         logger.info("%s: skipped %d pairs whose gold_label is '-' (no consensus)", path, skipped)
     if not examples:
         raise ValueError(f"{path}: no examples (the header is followed by no labelled rows)")
     return examples
+
+
+def read_mnli_test_tsv(path):
+    """The unlabelled pairs of test_matched.tsv / test_mismatched.tsv (10 columns, the dev
+    layout without the label columns); guid is the 'index' column, as GLUE's submission wants."""
+    examples = [InputExample(row["index"], row["sentence1"], row["sentence2"], None)
+                for _, row in read_tsv_rows(path, TEST_COLUMNS)]
+    if not examples:
+        raise ValueError(f"{path}: no examples (the header is followed by no rows)")
+    return examples
+
+
+def read_tsv_rows(path, required_columns, lines=None):
+    """(line number, {column: value}) for each row of a tab-separated file with a header row.
+
+    Every row must have as many columns as the header, which must name required_columns.
+    lines: the file's lines when they are already read (stdin); path then only names them.
+    """
+    if lines is not None:
+        yield from _tsv_rows(lines, path, required_columns)
+        return
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: MNLI data file not found")
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        yield from _tsv_rows(f, path, required_columns)
+
+
+def _tsv_rows(lines, path, required_columns):
+    csv.field_size_limit(FIELD_SIZE_LIMIT)
+    reader = csv.reader(lines, delimiter="\t", quoting=csv.QUOTE_NONE)
+    header = next(reader, None)
+    if header is None:
+        raise ValueError(f"{path}: empty file, expected a header row with the columns "
+                         f"{', '.join(required_columns)}")
+    missing = [name for name in required_columns if name not in header]
+    if missing:
+        raise ValueError(f"{path}, line 1: the header lacks the column(s) {', '.join(missing)}"
+                         f" (expected {', '.join(required_columns)})")
+    for row in reader:
+        if len(row) != len(header):
+            raise ValueError(f"{path}, line {reader.line_num}: expected {len(header)} "
+                             f"tab-separated columns as in the header, found {len(row)}")
+        yield reader.line_num, dict(zip(header, row))
+
+
+def read_pairs(path, lines=None):
+    """New sentence pairs to classify: a TSV file with a header naming sentence1 and sentence2,
+    or JSON lines ({"sentence1": ..., "sentence2": ...} per line). path '-' with `lines`: text
+    read from stdin, JSON lines when its first non-blank character is '{'."""
+    if lines is None:
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{path}: file of sentence pairs not found")
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            lines = f.read().splitlines(keepends=True)
+    first = next((line.lstrip() for line in lines if line.strip()), "")
+    if path.endswith((".jsonl", ".json")) or first.startswith("{"):
+        examples = list(_json_pairs(lines, path))
+    else:
+        examples = [InputExample(str(line), row["sentence1"], row["sentence2"], None)
+                    for line, row in read_tsv_rows(path, PAIR_COLUMNS, lines)]
+    if not examples:
+        raise ValueError(f"{path}: no sentence pairs")
+    return examples
+
+
+def _json_pairs(lines, path):
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}, line {number}: not JSON ({error.msg}); expected "
+                             '{"sentence1": "...", "sentence2": "..."}') from None
+        if not isinstance(record, dict):
+            raise ValueError(f"{path}, line {number}: expected a JSON object with sentence1 and "
+                             f"sentence2, got {type(record).__name__}")
+        for key in PAIR_COLUMNS:
+            if not isinstance(record.get(key), str):
+                raise ValueError(f"{path}, line {number}: key {key!r}: expected a string, got "
+                                 f"{record.get(key)!r}")
+        yield InputExample(str(number), record["sentence1"], record["sentence2"], None)
 
 
 class MnliProcessor:
@@ -119,15 +188,15 @@ def convert_examples_to_features(examples, label_list, max_seq_length, tokenizer
     Each call hands the whole chunk to the Rust tokenizer (which may use several threads), so no
     Python code runs per token. Pairs longer than max_seq_length are cut, longest segment first.
     Returns int64 tensors: input_ids, attention_mask and token_type_ids [N, max_seq_length],
-    labels [N] (indices into label_list).
+    labels [N] (indices into label_list; left out when label_list is None: unlabelled pairs).
     """
     if not examples:
         raise ValueError("no examples to encode")
     if max_seq_length < 3:
         raise ValueError(f"max_seq_length {max_seq_length} is too short for [CLS] a [SEP] b [SEP]")
-    label_ids = {label: i for i, label in enumerate(label_list)}
+    label_ids = {label: i for i, label in enumerate(label_list or [])}
     labels = np.empty(len(examples), dtype=np.int64)
-    for i, example in enumerate(examples):
+    for i, example in enumerate(examples if label_list is not None else []):
         if example.label not in label_ids:
             raise ValueError(f"example {example.guid}: label {example.label!r} is not one of "
                              f"{', '.join(label_list)}")
@@ -143,5 +212,6 @@ def convert_examples_to_features(examples, label_list, max_seq_length, tokenizer
                             return_token_type_ids=True, return_tensors="np")
         for name in columns:
             features[name][start:start + len(chunk)] = encoded[name]
-    features["labels"] = labels
+    if label_list is not None:
+        features["labels"] = labels
     return {name: torch.from_numpy(array) for name, array in features.items()}

@@ -2,7 +2,8 @@
 # The whole example on a synthetic MNLI-layout corpus, on any machine, with nothing to download:
 # train two small teachers (one config, two seeds) with run_mnli_train.sh, then
 # tools/compare_recipes.sh trains the student alone and distills it (recommended recipe, BERT-EMD,
-# multi-teacher) with the repository's scripts, and prints the results table.
+# multi-teacher) with the repository's scripts, prints the results table and, when matplotlib
+# is installed, draws the runs into $DEMO_DIR/runs/runs.png.
 #
 #   bash demo/run_demo.sh            # DEMO_DIR defaults to ./demo_output
 #

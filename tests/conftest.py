@@ -64,6 +64,25 @@ def write_tiny_mnli(root, n_train=64, n_dev=24, seed=0):
     return data_dir
 
 
+def write_mnli_test_file(path, pairs):
+    """An unlabelled GLUE test file (test_matched.tsv layout: the dev columns up to sentence2)."""
+    lines = ["\t".join(TRAIN_HEADER[:10])]
+    lines += ["\t".join(mnli_row(i, premise, hypothesis, "", dev=False)[:10])
+              for i, (premise, hypothesis, _) in enumerate(pairs)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def write_tiny_mnli_test(data_dir, n_test=10, seed=1):
+    """test_matched.tsv and test_mismatched.tsv in data_dir; returns the true labels of each."""
+    rng = random.Random(seed)
+    labels = {}
+    for name in ("test_matched.tsv", "test_mismatched.tsv"):
+        pairs = [make_pair(rng) for _ in range(n_test)]
+        write_mnli_test_file(data_dir / name, pairs)
+        labels[name] = [label for _, _, label in pairs]
+    return labels
+
+
 def write_vocab(path, words=WORDS):
     path.write_text("\n".join(SPECIAL_TOKENS + list(words)) + "\n", encoding="utf-8")
     return path
@@ -84,6 +103,28 @@ def write_bert_config(path, num_hidden_layers=2, hidden_size=32, num_attention_h
     }
     path.write_text(json.dumps(config, indent=2), encoding="utf-8")
     return path
+
+
+def write_random_classifier(root, seed=3, **sizes):
+    """A random tiny BertForGLUESimple saved as root/gs1.pkl with its JSON model config
+    (root/model.json), and exported (export.py) to root/hf. Returns the three paths."""
+    import torch
+    from export import export_model
+    from model_config import parse_model_config
+    from modeling import BertForGLUESimple
+    from trained_models import load_from_json
+    root.mkdir(parents=True, exist_ok=True)
+    vocab = write_vocab(root / "vocab.txt")
+    config = write_bert_config(root / "config.json", **sizes)
+    model_json = root / "model.json"
+    model_json.write_text(json.dumps({"teachers": [], "student": {
+        "model_type": "bert", "prefix": "bert", "vocab_file": str(vocab),
+        "config_file": str(config), "checkpoint": None}}))
+    torch.manual_seed(seed)
+    model = BertForGLUESimple(parse_model_config(str(model_json)).student.bert_config, len(LABELS))
+    torch.save(model.state_dict(), root / "gs1.pkl")
+    export_model(load_from_json(str(model_json), checkpoint=str(root / "gs1.pkl")), str(root / "hf"))
+    return {"json": str(model_json), "checkpoint": root / "gs1.pkl", "export": root / "hf"}
 
 
 @pytest.fixture

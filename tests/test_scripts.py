@@ -4,6 +4,7 @@ BERT_DIR holds a tiny 12-layer "pre-trained BERT" saved the way transformers sav
 (config.json, model.safetensors, vocab.txt), so the scripts run exactly as a user runs them
 with bert-base-uncased, only smaller and shorter, through their environment overrides.
 """
+import importlib.util
 import json
 import os
 import re
@@ -187,6 +188,12 @@ def test_compare_recipes_runs_every_row_and_prints_the_table(env, teacher_checkp
     assert all(row["step"] == 1 for row in rows[2:])
     with open(output_root / "recommended.log") as f:
         assert "initialised from the teacher" in f.read()
+    # The optional picture of the rows: drawn with matplotlib, one line without it.
+    if importlib.util.find_spec("matplotlib"):
+        assert (output_root / "runs.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    else:
+        assert "=== picture skipped: matplotlib is not installed" in result.stdout
+        assert not (output_root / "runs.png").exists()
 
 
 def test_compare_recipes_fails_when_a_parallel_row_fails(env, teacher_checkpoint, tmp_path):

@@ -2,7 +2,8 @@
 # Compare distillation recipes on one dataset and one teacher: the student trained alone, the
 # published recipe, the recommended recipe, BERT-EMD and multi-teacher, all with the same epochs,
 # learning rate, batch and length. Prints a table of dev accuracy and wall time (Markdown, and
-# JSON in $OUTPUT_ROOT_DIR/results.json).
+# JSON in $OUTPUT_ROOT_DIR/results.json), and draws the rows' losses and dev accuracy into
+# $OUTPUT_ROOT_DIR/runs.png when matplotlib is installed.
 #
 #   DATA_ROOT_DIR=data BERT_DIR=bert TEACHER_CKPT=teacher/gs747.pkl [TEACHER_CKPT_2=...] \
 #       bash tools/compare_recipes.sh
@@ -95,3 +96,10 @@ done
 wait_for_runs
 echo
 "$PYTHON" "$tools/report.py" --json "$OUTPUT_ROOT_DIR/results.json" ${rows[@]+"${rows[@]}"} | tee "$OUTPUT_ROOT_DIR/results.md"
+# One picture of the rows' losses and dev accuracy; matplotlib is optional, so is the picture.
+if "$PYTHON" -c "import matplotlib" 2>/dev/null; then
+    "$PYTHON" "$tools/plot_runs.py" --output "$OUTPUT_ROOT_DIR/runs.png" ${rows[@]+"${rows[@]}"} \
+        || echo "=== picture not drawn (see the error above); the table stands"
+else
+    echo "=== picture skipped: matplotlib is not installed (pip install matplotlib)"
+fi
