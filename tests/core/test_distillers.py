@@ -18,7 +18,7 @@ from distillation import (BasicDistiller, BasicTrainer, DistillationConfig, Gene
 from distillation.io import safe_torch_load
 
 VOCAB, LENGTH, SIGNAL = 20, 8, 4  # token SIGNAL in a sentence means label 1
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 class TinyClassifier(nn.Module):

@@ -11,7 +11,7 @@ import torch
 
 from conftest import write_bert_config, write_tiny_mnli, write_vocab
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @pytest.fixture(scope="module")
