@@ -15,7 +15,7 @@ from transformers import BatchEncoding
 
 from conftest import read_repo_text
 from distillation import (BasicDistiller, BasicTrainer, DistillationConfig, GeneralDistiller,
-                          MultiTeacherDistiller, TrainingConfig)
+                          MultiTeacherDistiller)
 from distillation.distillers import probability_shift
 from distillation.io import safe_torch_load
 from distillation.losses import att_mse_loss, mmd_loss
