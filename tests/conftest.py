@@ -4,10 +4,12 @@ Nothing here reads data from outside the repository; every file is generated in 
 temporary directory so the tests run offline and leave nothing behind.
 """
 import json
+import os
 import random
 
 import pytest
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 # A tiny world: subjects, verbs and places; labels follow simple rules so a model can learn them.
 SUBJECTS = ["dog", "cat", "man", "woman", "child", "bird"]
@@ -144,3 +146,10 @@ def tiny_bert_config(tmp_path):
     def make(name="bert_config.json", **sizes):
         return write_bert_config(tmp_path / name, **sizes)
     return make
+
+
+def read_repo_text(path):
+    """The text of a file of the repository, path relative to its root (documentation that
+    tests check: distillation/README.md, docs/reliability.md)."""
+    with open(os.path.join(REPO, path), encoding="utf-8") as f:
+        return f.read()

@@ -234,7 +234,7 @@ def test_emd_weight_scales_the_emd_and_embedding_terms_only():
 def load_main_emd():
     import importlib.util
     import os
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "main.emd.py")
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "main.emd.py")
     spec = importlib.util.spec_from_file_location("main_emd", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -14,7 +14,7 @@ from conftest import write_bert_config, write_tiny_mnli, write_vocab
 from recipes import RECIPES
 from student_init import init_student_from_teacher
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RESULT_LINE = re.compile(r"^step: (\d+) Acc:mnli=0\.\d{5} mnli-mm=0\.\d{5} All=0\.\d{5}$")
 
 

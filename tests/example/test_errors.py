@@ -9,9 +9,9 @@ import sys
 import pytest
 import torch
 
-from conftest import write_bert_config, write_tiny_mnli, write_vocab
+from conftest import read_repo_text, write_bert_config, write_tiny_mnli, write_vocab
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @pytest.fixture(scope="module")
@@ -171,12 +171,11 @@ def _write(path, content):
 # ----- README's error table, row by row, through the command line --------------------------------
 
 def readme_error_fragments():
-    """The backticked message fragments of the table under 'A mistake in the input stops the run'."""
-    with open(os.path.join(REPO, "README.md"), encoding="utf-8") as f:
-        text = f.read()
-    section = text[text.index("A mistake in the input stops the run"):]
-    section = section[:section.index("\n## ")]
-    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    """The backticked message fragments of docs/reliability.md's table '| message contains | meaning |'."""
+    text = read_repo_text("docs/reliability.md")
+    table = text[text.index("| message contains |"):]
+    table = table[:table.index("\n\n")] if "\n\n" in table else table  # the table ends at a blank line
+    rows = [line for line in table.splitlines() if line.startswith("| `")]
     assert len(rows) >= 10
     return [fragment for row in rows for fragment in re.findall(r"`([^`]+)`", row.split(" | ")[0])]
 

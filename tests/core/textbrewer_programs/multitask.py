@@ -2,7 +2,7 @@
 one student with a head per task, dicts of adaptors and dataloaders keyed by task name, and
 batch postprocessors that tell the models which task a batch is from.
 
-Only its import lines name this project; tests/test_textbrewer_programs.py points them back at
+Only its import lines name this project; tests/core/test_textbrewer_programs.py points them back at
 TextBrewer 0.2.1 and compares the two runs.
 """
 import numpy as np

@@ -7,7 +7,7 @@ import sys
 
 import torch
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # The presets need 12 teacher and 4 student layers; everything else is tiny.
 TINY = ["--teacher_layers", "12", "--teacher_hidden", "64", "--student_layers", "4",
         "--student_hidden", "32", "--student_heads", "2", "--student_intermediate", "64",

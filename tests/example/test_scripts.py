@@ -17,7 +17,7 @@ from transformers import BertConfig, BertModel
 
 from conftest import SPECIAL_TOKENS, WORDS, write_tiny_mnli, write_vocab
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # Every model entry of the original example's JSON files has exactly these keys.
 ORIGINAL_KEYS = {"model_type", "prefix", "vocab_file", "config_file", "checkpoint",
                  "tokenizer_kwargs", "disable"}

@@ -7,7 +7,7 @@ import pytest
 from conftest import SPECIAL_TOKENS, WORDS, write_bert_config, write_vocab
 from model_config import parse_model_config
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PIECE_WORDS = WORDS + ["walk", "##s", "##ing", "##ed"]
 
 

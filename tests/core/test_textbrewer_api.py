@@ -51,18 +51,6 @@ def test_the_compatibility_modules_re_export_the_real_objects():
                                        "MultiTask": distillation.MultiTaskDistiller, "Train": distillation.BasicTrainer}
 
 
-def test_register_new_takes_textbrewer_map_names():
-    def l1(feature_S, feature_T, mask=None):
-        return (feature_S - feature_T).abs().mean()
-    try:
-        distillation.register_new("match_Loss", "test_l1", l1)
-        assert distillation.MATCH_LOSS_MAP["test_l1"] is l1
-        with pytest.raises(TypeError):
-            distillation.register_new("match_Loss", "test_l1", "not a function")
-    finally:
-        distillation.MATCH_LOSS_MAP.pop("test_l1", None)
-
-
 def test_configs_from_dict_and_json_file(tmp_path):
     settings = {"temperature": 8, "hard_label_weight": 0.5,
                 "intermediate_matches": [{"layer_T": 2, "layer_S": 1, "feature": "hidden",

@@ -20,7 +20,7 @@ from transformers import BertConfig
 from conftest import write_bert_config, write_tiny_mnli, write_vocab
 from modeling import BertForGLUESimple
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 STEPS = 24  # 96 examples, batch 8 -> 12 steps per epoch, 2 epochs
 CHECKPOINTS = list(range(3, STEPS + 1, 3))  # --ckpt_frequency 4: every 3 steps, each evaluated
 

@@ -12,7 +12,7 @@ from conftest import write_bert_config, write_tiny_mnli, write_vocab
 from model_config import parse_model_config
 from modeling import BertForGLUESimple
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def model_entry(vocab, config, checkpoint=None):

@@ -1,11 +1,11 @@
 """README, the `distillation` core, "Adaptors": which loss terms a distiller leaves out when an
-adaptor does not return their inputs, and which missing inputs are errors."""
+adaptor does not return their inputs, and which missing inputs and unknown keys are errors."""
 import pytest
 import torch
 import torch.nn.functional as F
 
-from distillation import BasicDistiller, DistillationConfig, GeneralDistiller, TrainingConfig
-from distillation.adaptors import post_adaptor
+from distillation import BasicDistiller, BasicTrainer, DistillationConfig, GeneralDistiller, TrainingConfig
+from tiny_models import TinyClassifier, dict_loader, make_data, train_config
 
 
 def distiller(cls=BasicDistiller, **settings):
@@ -52,6 +52,12 @@ def test_an_intermediate_match_whose_feature_is_missing_raises(side):
         general.compute_loss(results_S, results_T)
 
 
-def test_an_unknown_adaptor_key_is_an_error():
-    with pytest.raises(ValueError, match=r"unknown key\(s\) 'hiddens'"):
-        post_adaptor({"logits": LOGITS_S, "hiddens": []})
+def test_an_unknown_adaptor_key_is_an_error(tmp_path):
+    """Through training: the misspelt key is named and the known keys are listed."""
+    def misspelt(batch, outputs):
+        return {"logits": outputs["logits"], "losses": outputs["loss"], "hiddens": outputs["hidden"]}
+    student = TinyClassifier(16, seed=2)
+    trainer = BasicTrainer(train_config(tmp_path), student, misspelt)
+    with pytest.raises(ValueError, match=r"unknown key\(s\) 'hiddens'") as error:
+        trainer.train(torch.optim.SGD(student.parameters(), lr=0.1), dict_loader(make_data(16), 16), num_steps=1)
+    assert "inputs_mask" in str(error.value)

@@ -1,12 +1,11 @@
-"""README, "Interrupted runs and errors": which files are written whole (a temporary file renamed
-onto the name) and which are logs appended a line at a time."""
+"""docs/reliability.md (was README, "Interrupted runs and errors"): which of the example's files are
+written whole (a temporary file renamed onto the name) and which are logs appended a line at a time.
+The core's files (checkpoints, resume states, metrics.jsonl) are in tests/core/test_io.py."""
 import contextlib
 import json
 import os
 
 import pytest
-import torch
-from torch.utils.data import DataLoader
 from transformers import BertTokenizer
 
 import distillation.io
@@ -14,9 +13,7 @@ import feature_cache
 import predict
 import report
 from conftest import LABELS, write_tiny_mnli, write_vocab
-from distillation import BasicTrainer, TrainingConfig
 from feature_cache import load_features
-from test_distillers import TinyClassifier, adaptor, make_data
 from utils_glue import MnliProcessor
 
 
@@ -35,17 +32,6 @@ def renamed(monkeypatch):
     monkeypatch.setattr(distillation.io, "atomic_path", recording)
     monkeypatch.setattr(feature_cache, "atomic_path", recording)
     return paths
-
-
-def test_checkpoints_and_resume_states_are_renamed_into_place(tmp_path, renamed):
-    data = make_data(32)
-    batches = [{key: value[i:i + 16] for key, value in data.items()} for i in (0, 16)]
-    trainer = BasicTrainer(TrainingConfig(device="cpu", output_dir=str(tmp_path)),
-                           TinyClassifier(8, seed=0), adaptor)
-    trainer.train(torch.optim.SGD(trainer.model_S.parameters(), lr=0.1), DataLoader(batches, batch_size=None),
-                  num_epochs=1)
-    assert renamed == ["gs2.pkl", "resume_gs2.pt"]
-    assert not [name for name in os.listdir(tmp_path) if name.startswith(".tmp")]
 
 
 def test_the_feature_cache_is_renamed_into_place(tmp_path, renamed):
@@ -91,15 +77,3 @@ def test_results_and_metrics_are_logs_appended_a_line_at_a_time(tmp_path, monkey
     monkeypatch.setattr(os, "fsync", synced.append)
     predict.record_results(str(tmp_path), 3, {"mnli": 1.0, "mnli-mm": 1.0, "All": 1.0})
     assert len(synced) == 2
-
-    # metrics.jsonl: one line per log step, appended by the training loop.
-    data = make_data(32)
-    batches = [{key: value[i:i + 8] for key, value in data.items()} for i in range(0, 32, 8)]
-    trainer = BasicTrainer(TrainingConfig(device="cpu", output_dir=str(tmp_path / "out"),
-                                          log_dir=str(tmp_path / "out")),
-                           TinyClassifier(8, seed=0), adaptor)
-    trainer.print_freq = 1
-    trainer.train(torch.optim.SGD(trainer.model_S.parameters(), lr=0.1), DataLoader(batches, batch_size=None),
-                  num_epochs=1)
-    assert [json.loads(line)["step"] for line in open(tmp_path / "out" / "metrics.jsonl")] == [1, 2, 3, 4]
-    assert "metrics.jsonl" not in renamed

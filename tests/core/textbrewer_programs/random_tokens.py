@@ -2,7 +2,7 @@
 
 Its only changes for this project are the import lines (`import distillation as textbrewer`)
 and for transformers 5: AdamW comes from torch.optim, and the BERT configs ask for tuple outputs
-(return_dict=False) and eager attention. tests/test_textbrewer_programs.py runs it as it is and,
+(return_dict=False) and eager attention. tests/core/test_textbrewer_programs.py runs it as it is and,
 with the import lines pointed back at TextBrewer 0.2.1, compares the two runs.
 """
 from functools import partial

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from transformers import BertTokenizer
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCRIPT = os.path.join(REPO_ROOT, "demo", "make_demo_data.py")
 sys.path.insert(0, os.path.join(REPO_ROOT, "demo"))  # the generator is a script beside its lexicon
 

@@ -3,7 +3,7 @@ the seed's original distiller_emd.py): a subclass of distiller_basic.BasicDistil
 else from a star import of distiller_utils, train_on_batch(batch, args) overridden with
 get_outputs_from_batch and post_adaptor, compute_loss computing every term itself.
 
-Only its import lines name this project; tests/test_textbrewer_programs.py points them back at
+Only its import lines name this project; tests/core/test_textbrewer_programs.py points them back at
 TextBrewer 0.2.1 and compares the two runs.
 """
 from distillation.distiller_utils import *

@@ -1,7 +1,7 @@
 """Acceptance: programs written for TextBrewer 0.2.1 run here with only their import lines
 changed, and give TextBrewer's losses.
 
-Each program in tests/textbrewer_programs/ imports this project (`import distillation as
+Each program in tests/core/textbrewer_programs/ imports this project (`import distillation as
 textbrewer`, `from distillation.distiller_utils import *`, ...). The tests run it as it is,
 then run the same text with those import lines pointed back at TextBrewer 0.2.1, on identical
 models, data and random seeds, and compare the losses of every training step.
