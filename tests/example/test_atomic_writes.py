@@ -52,7 +52,7 @@ def test_results_json_is_renamed_into_place_and_a_failed_write_keeps_the_old_one
                                                                                    renamed, capsys):
     target = tmp_path / "results.json"
     report.main([finished_run(tmp_path / "a", 0.5), "--json", str(target)])
-    assert renamed == ["results.json"]
+    assert renamed[-1] == "results.json"
     assert json.loads(target.read_text())[0]["mnli"] == 0.5
 
     def killed(fd):
@@ -64,16 +64,22 @@ def test_results_json_is_renamed_into_place_and_a_failed_write_keeps_the_old_one
     assert sorted(os.listdir(tmp_path)) == ["a", "b", "results.json"]  # no temporary left
 
 
-def test_results_and_metrics_are_logs_appended_a_line_at_a_time(tmp_path, monkeypatch, renamed):
-    predict.record_results(str(tmp_path), 1, {"mnli": 0.25, "mnli-mm": 0.5, "All": 0.375})
+def test_eval_results_are_rewritten_whole_one_line_per_step_in_order(tmp_path, monkeypatch, renamed):
+    """A resumed run may evaluate a checkpoint again (or one it missed): its line replaces the
+    old one, the lines stay in step order, and a write killed half-way keeps the old files."""
     predict.record_results(str(tmp_path), 2, {"mnli": 0.5, "mnli-mm": 0.5, "All": 0.5})
-    assert (tmp_path / "eval_results.txt").read_text().splitlines() == [
-        "step: 1 Acc:mnli=0.25000 mnli-mm=0.50000 All=0.37500",
-        "step: 2 Acc:mnli=0.50000 mnli-mm=0.50000 All=0.50000"]
+    predict.record_results(str(tmp_path), 1, {"mnli": 0.25, "mnli-mm": 0.5, "All": 0.375})
+    predict.record_results(str(tmp_path), 2, {"mnli": 0.75, "mnli-mm": 0.5, "All": 0.625})
+    expected = ["step: 1 Acc:mnli=0.25000 mnli-mm=0.50000 All=0.37500",
+                "step: 2 Acc:mnli=0.75000 mnli-mm=0.50000 All=0.62500"]
+    assert (tmp_path / "eval_results.txt").read_text().splitlines() == expected
     assert [json.loads(line)["step"] for line in open(tmp_path / "eval_results.jsonl")] == [1, 2]
-    assert renamed == []  # appended, not rewritten
-    # Each line is flushed to the disk as it is written: a kill loses at most the line being written.
-    synced = []
-    monkeypatch.setattr(os, "fsync", synced.append)
-    predict.record_results(str(tmp_path), 3, {"mnli": 1.0, "mnli-mm": 1.0, "All": 1.0})
-    assert len(synced) == 2
+    assert renamed == ["eval_results.txt", "eval_results.jsonl"] * 3  # rewritten, the JSON lines last
+
+    def killed(fd):
+        raise OSError("killed while writing")
+    monkeypatch.setattr(os, "fsync", killed)
+    with pytest.raises(OSError, match="killed while writing"):
+        predict.record_results(str(tmp_path), 3, {"mnli": 1.0, "mnli-mm": 1.0, "All": 1.0})
+    assert (tmp_path / "eval_results.txt").read_text().splitlines() == expected
+    assert sorted(os.listdir(tmp_path)) == ["eval_results.jsonl", "eval_results.txt"]

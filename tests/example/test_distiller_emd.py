@@ -176,8 +176,8 @@ def test_compute_loss_equals_the_layer_by_layer_reference(emd_weight, kd_loss_we
                               hard_label_weight, temperature)
     assert losses["unweighted_kd_loss"].item() == pytest.approx(expected["kd"], rel=1e-5)
     assert losses["unweighted_hard_label_loss"].item() == pytest.approx(expected["hard"], rel=1e-5)
-    assert losses["unweighted_hidden_emd"].item() == pytest.approx(expected["emd"], rel=1e-4)
-    assert losses["unweighted_hidden_hidden_mse_0_0"].item() == pytest.approx(expected["embedding"], rel=1e-5)
+    assert losses["unweighted_hidden_hidden_mse_emd"].item() == pytest.approx(expected["emd"], rel=1e-4)
+    assert losses["unweighted_embedding_hidden_mse"].item() == pytest.approx(expected["embedding"], rel=1e-5)
     assert total.item() == pytest.approx(expected["total"], rel=1e-4)
     # The EMD term is not just any feasible plan's cost: it is below the uniform plan's.
     uniform = expected["distances"].mean()
@@ -222,7 +222,7 @@ def test_emd_weight_scales_the_emd_and_embedding_terms_only():
         totals[weight], parts[weight] = total.item(), losses
     prediction = parts[0.0]["unweighted_kd_loss"].item() + 0.5 * parts[0.0]["unweighted_hard_label_loss"].item()
     assert totals[0.0] == pytest.approx(prediction, rel=1e-6)
-    emd_terms = parts[1.0]["unweighted_hidden_emd"].item() + parts[1.0]["unweighted_hidden_hidden_mse_0_0"].item()
+    emd_terms = parts[1.0]["unweighted_hidden_hidden_mse_emd"].item() + parts[1.0]["unweighted_embedding_hidden_mse"].item()
     assert emd_terms > 0.1
     assert totals[1.0] == pytest.approx(prediction + emd_terms, rel=1e-5)
     assert totals[2.5] == pytest.approx(prediction + 2.5 * emd_terms, rel=1e-5)
@@ -242,11 +242,13 @@ def load_main_emd():
 
 
 def emd_args(**overrides):
-    import argparse
-    values = dict(model_config_json="models.json", intermediate_weight=0.25, temperature=3.0,
-                  hard_label_weight=0.5, kd_loss_weight=0.75, cache_teacher_logits=False)
-    values.update(overrides)
-    return argparse.Namespace(**values)
+    """main.emd.py's options as its command line parses them, with a few set here."""
+    from options import parse_args
+    args = parse_args(["--data_dir", "data", "--output_dir", "out", "--model_config_json",
+                       "models.json", "--intermediate_weight", "0.25", "--temperature", "3",
+                       "--hard_label_weight", "0.5", "--kd_loss_weight", "0.75", "--do_train"])
+    vars(args).update(overrides)
+    return args
 
 
 def test_build_emd_distiller_passes_the_options_through():

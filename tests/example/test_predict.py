@@ -12,7 +12,7 @@ from conftest import make_pair, write_random_classifier, write_tiny_mnli
 from trained_models import load_exported
 from utils_glue import LABELS, convert_examples_to_features, read_mnli_tsv, read_pairs
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def test_label_report_counts_each_label():

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import write_bert_config, write_random_classifier, write_tiny_mnli
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCRIPT = os.path.join(REPO, "tools", "speed.py")
 
 
