@@ -30,7 +30,7 @@ from feature_cache import load_features
 from matches import fit_matches, read_matches, uses_attention
 from model_config import parse_model_config
 from modeling import BertForGLUESimpleAdaptor, build_model
-from options import parse_args
+from options import emd_options_given, parse_args
 from predict import evaluate, record_results, recorded_results
 from student_init import init_student_from_teacher
 from utils_glue import processors
@@ -197,6 +197,8 @@ def reads_hidden_states(distiller):
 def build_distiller(args, train_config, teachers, student, matches):
     """The distiller the JSON asks for: trainer, GeneralDistiller or MultiTeacherDistiller."""
     adaptor = BertForGLUESimpleAdaptor
+    if emd_options_given(args):
+        raise ValueError(f"{', '.join(emd_options_given(args))}: for main.emd.py (BERT-EMD) only")
     if not teachers:
         if matches:
             raise ValueError("--matches needs a teacher, but the model config enables none")
@@ -275,7 +277,7 @@ def _run(args, build_distiller, rank, world_size, device):
                                 num_workers=loader_workers(args, device))
 
     distilling = bool(setup.enabled_teachers)
-    needs_attention = uses_attention(matches)
+    needs_attention = uses_attention(matches) or args.emd_attention  # main.emd.py's attention EMD
     teachers = [build_model(entry, len(label_list), "teacher", output_hidden_states=distilling,
                             output_attentions=needs_attention).to(device)
                 for entry in setup.enabled_teachers]
