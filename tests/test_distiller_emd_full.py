@@ -269,3 +269,94 @@ def test_main_py_refuses_the_emd_options():
     args = parse_args(REQUIRED + ["--emd_attention"])
     with pytest.raises(ValueError, match="--emd_attention: for main.emd.py"):
         main.build_distiller(args, None, [], None, [])
+
+
+# ----- main.emd.py and the script -----------------------------------------------------------
+def load_main_emd():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        "main_emd", os.path.join(os.path.dirname(os.path.dirname(__file__)), "main.emd.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def emd_files(tmp_path_factory):
+    from conftest import write_bert_config, write_tiny_mnli, write_vocab
+    root = tmp_path_factory.mktemp("emd_full")
+    vocab = str(write_vocab(root / "vocab.txt"))
+    teacher_config = write_bert_config(root / "teacher.json", num_hidden_layers=3, hidden_size=32)
+    student_config = write_bert_config(root / "student.json", num_hidden_layers=2, hidden_size=16)
+    torch.manual_seed(0)
+    checkpoint = root / "teacher.pkl"
+    torch.save(BertForGLUESimple(BertConfig.from_json_file(str(teacher_config)), 3).state_dict(),
+               checkpoint)
+
+    def entry(config, ckpt=None):
+        return {"model_type": "bert", "prefix": "bert", "vocab_file": vocab,
+                "config_file": str(config), "checkpoint": ckpt}
+    model_json = root / "distill.json"
+    model_json.write_text(json.dumps({"teachers": [entry(teacher_config, str(checkpoint))],
+                                      "student": entry(student_config)}))
+    return {"data": str(write_tiny_mnli(root / "data", n_train=32, n_dev=8)),
+            "json": str(model_json)}
+
+
+@pytest.mark.parametrize("options, distiller_class, attention", [
+    ([], "EMDDistiller", False),
+    (["--emd_update_weights"], "FullEMDDistiller", False),
+    (["--emd_attention", "--emd_update_weights", "--emd_two_stage"], "FullEMDDistiller", True),
+])
+def test_main_emd_builds_the_full_distiller_and_asks_for_attention_only_when_needed(
+        emd_files, tmp_path, options, distiller_class, attention):
+    seen = {}
+    build = load_main_emd().build_emd_distiller
+
+    def spy(args, train_config, teachers, student, matches):
+        seen["models"] = teachers + [student]
+        return build(args, train_config, teachers, student, matches)
+    main.run(["--data_dir", emd_files["data"], "--output_dir", str(tmp_path), "--model_config_json",
+              emd_files["json"], "--do_train", "--max_seq_length", "24", "--train_batch_size", "8",
+              "--num_train_epochs", "2", "--learning_rate", "1e-3", "--PRINT_EVERY", "1", *options],
+             build_distiller=spy)
+    for model in seen["models"]:
+        assert model.output_attentions == attention
+        if attention:  # SDPA gives no maps
+            assert model.config._attn_implementation == "eager"
+    records = metrics_in(tmp_path)
+    assert len(records) == 8
+    assert ("layer_weight_T3" in records[-1]) == ("--emd_update_weights" in options)
+    assert ("unweighted_attention_emd" in records[-1]) == attention
+    if "--emd_two_stage" in options:  # 4 steps per epoch: the first epoch is stage one
+        assert records[3]["unweighted_attention_emd"] > 0 and records[4]["unweighted_hidden_emd"] == 0
+
+
+def metrics_in(folder):
+    with open(os.path.join(folder, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
+def test_the_script_passes_the_emd_variables(tmp_path):
+    import subprocess
+    stub = tmp_path / "python"
+    stub.write_text('#!/usr/bin/env bash\nprintf "%s\\n" "$@" > "$ARGS_FILE"\n')
+    stub.chmod(0o755)
+    script = os.path.join(os.path.dirname(os.path.dirname(__file__)), "run_mnli_distill_T4tiny_emd.sh")
+
+    def passed(**variables):
+        env = dict(os.environ, PYTHON=str(stub), ARGS_FILE=str(tmp_path / "args"),
+                   OUTPUT_ROOT_DIR=str(tmp_path / "out"), **variables)
+        result = subprocess.run(["bash", script], env=env, capture_output=True, text=True)
+        return result, (tmp_path / "args").read_text().splitlines() if result.returncode == 0 else None
+    _, default = passed()
+    assert not [a for a in default if a.startswith("--emd")]  # the tutorial's method
+    _, full = passed(emd_attention="1", emd_update_weights="1", emd_separate_weights="1",
+                     emd_two_stage="1", emd_intermediate_share="0.25")
+    assert [a for a in full if a.startswith("--emd")] == [
+        "--emd_attention", "--emd_update_weights", "--emd_separate_weights", "--emd_two_stage",
+        "--emd_intermediate_share"]
+    assert full[full.index("--emd_intermediate_share") + 1] == "0.25"
+    assert "emd_attention_update_weights_separate_weights_two_stage" in full[full.index("--output_dir") + 1]
+    result, _ = passed(emd_attention="yes")
+    assert result.returncode != 0 and "emd_attention=yes: expected 0 or 1" in result.stderr
