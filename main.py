@@ -28,7 +28,7 @@ from export import check_export_dir, export_model
 from matches import fit_matches, read_matches
 from model_config import parse_model_config
 from modeling import BertForGLUESimpleAdaptor, build_model
-from options import parse_args
+from options import emd_options_given, parse_args
 from predict import read_test_sets, record_evaluation, recorded_results, write_submissions
 from processes import init_distributed, rank_zero_first
 from student_init import init_student_from_teacher
@@ -86,6 +86,8 @@ def distillation_config(args, intermediate_matches=None):
 def build_distiller(args, train_config, teachers, student, matches):
     """The distiller the JSON asks for: trainer, GeneralDistiller or MultiTeacherDistiller."""
     adaptor = BertForGLUESimpleAdaptor
+    if emd_options_given(args):
+        raise ValueError(f"{', '.join(emd_options_given(args))}: for main.emd.py (BERT-EMD) only")
     if not teachers:
         if matches:
             raise ValueError("--matches needs a teacher, but the model config enables none")

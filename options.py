@@ -70,7 +70,32 @@ def build_parser():
              "sizes (see student_init.py).")
     add("--matches", nargs="*", default=[],
         help="Intermediate-match presets (see matches.py), or the path of a JSON list of matches.")
+    # BERT-EMD in full (main.emd.py only; see distiller_emd_full.py). Off: the tutorial's method.
+    add("--emd_attention", action="store_true",
+        help="main.emd.py: add an Earth Mover's Distance over the attention maps (needs the "
+             "student's and the teacher's head counts to agree).")
+    add("--emd_update_weights", action="store_true",
+        help="main.emd.py: the layer weights learn from the cost each layer carried (the "
+             "authors' update) instead of staying uniform.")
+    add("--emd_separate_weights", action="store_true",
+        help="main.emd.py: with --emd_attention and --emd_update_weights, keep the attention and "
+             "hidden-state layer weights apart instead of averaging them.")
+    add("--emd_two_stage", action="store_true",
+        help="main.emd.py: the authors' schedule: the intermediate layers first (EMD terms only), "
+             "then the prediction layer (the loss on the logits only).")
+    add("--emd_intermediate_share", type=float, default=None,
+        help="With --emd_two_stage: the share of the optimizer steps in the first stage "
+             "(default 0.5: with 2 epochs, one epoch each).")
     return parser
+
+
+EMD_OPTIONS = ("emd_attention", "emd_update_weights", "emd_separate_weights", "emd_two_stage",
+               "emd_intermediate_share")
+
+
+def emd_options_given(args):
+    """The --emd_* options set away from their defaults."""
+    return [f"--{name}" for name in EMD_OPTIONS if getattr(args, name) not in (False, None)]
 
 
 def parse_args(argv=None):
@@ -113,4 +138,14 @@ def check_args(args):
         problems.append(f"--temperature must be positive, got {args.temperature}")
     if args.fp16 and args.bf16:
         problems.append("--fp16 and --bf16 exclude each other")
+    if args.emd_separate_weights and not (args.emd_attention and args.emd_update_weights):
+        problems.append("--emd_separate_weights keeps the attention and hidden-state layer weights "
+                        "apart: it needs --emd_attention and --emd_update_weights")
+    if args.emd_intermediate_share is not None:
+        if not args.emd_two_stage:
+            problems.append("--emd_intermediate_share splits the steps of --emd_two_stage, "
+                            "which is not set")
+        elif not 0 < args.emd_intermediate_share < 1:
+            problems.append(f"--emd_intermediate_share must be in (0, 1), got "
+                            f"{args.emd_intermediate_share}")
     return problems

@@ -19,6 +19,12 @@ fi
 : "${batch_size:=32}"
 : "${length:=128}"
 : "${torch_seed:=9580}"
+# BERT-EMD in full (distiller_emd_full.py); all 0: the tutorial's method of distiller_emd.py.
+: "${emd_attention:=0}"         # 1: an EMD over the attention maps too
+: "${emd_update_weights:=0}"    # 1: the layer weights learn (the authors' update)
+: "${emd_separate_weights:=0}"  # 1: attention and hidden-state weights kept apart (needs both above)
+: "${emd_two_stage:=0}"         # 1: intermediate layers first, then the logits
+: "${emd_intermediate_share:=}" # with emd_two_stage: share of the steps in stage one (default 0.5)
 : "${PYTHON:=python}"
 
 # The original scripts took lr in units of 1e-5 (lr=2: 2e-5); a bare integer still means that.
@@ -27,8 +33,16 @@ if [[ ${lr:-} =~ ^[0-9]+$ ]]; then
     lr="${lr}e-5"
 fi
 
+emd_args=() emd_name=""
+for option in attention update_weights separate_weights two_stage; do
+    variable=emd_$option value=${!variable}
+    [[ $value == 0 || $value == 1 ]] || { echo "$variable=$value: expected 0 or 1" >&2; exit 2; }
+    if [[ $value == 1 ]]; then emd_args+=("--emd_$option"); emd_name+="_$option"; fi
+done
+[[ -z $emd_intermediate_share ]] || emd_args+=(--emd_intermediate_share "$emd_intermediate_share")
+
 [[ "$model_config_json_file" == */* ]] || model_config_json_file="${here}/jsons/${model_config_json_file}"
-: "${OUTPUT_DIR:=${OUTPUT_ROOT_DIR}/mnli_${recipe}${temperature:+_t$temperature}_T4tiny_emd${lr:+_lr$lr}_e${ep}_bs${batch_size}}"  # this run's folder
+: "${OUTPUT_DIR:=${OUTPUT_ROOT_DIR}/mnli_${recipe}${temperature:+_t$temperature}_T4tiny_emd${emd_name}${lr:+_lr$lr}_e${ep}_bs${batch_size}}"  # this run's folder
 mkdir -p "$OUTPUT_DIR"
 cp "$model_config_json_file" "${OUTPUT_DIR}/$(basename "$model_config_json_file").run"
 
@@ -46,4 +60,5 @@ cp "$model_config_json_file" "${OUTPUT_DIR}/$(basename "$model_config_json_file"
     --recipe "$recipe" ${lr:+--learning_rate "$lr"} ${temperature:+--temperature "$temperature"} \
     --ckpt_frequency 1 \
     --fp16 \
+    ${emd_args[@]+"${emd_args[@]}"} \
     "$@"

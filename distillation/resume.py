@@ -3,7 +3,8 @@
 A resume state is saved beside each checkpoint as resume_gs{step}.pt: the student, the
 projections, the optimizer, the LR scheduler, the GradScaler, where the run was (step, epoch,
 batches done in the epoch), and for each process its random number generators, its loss sums
-since the last log line and its teachers' logit cache. It holds tensors and plain Python
+since the last log line and its teachers' logit cache, and under 'distiller' what the
+distiller's extra_state() returns (None for the core's distillers). It holds tensors and plain Python
 values only, so it loads with weights_only=True.
 """
 import contextlib

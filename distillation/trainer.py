@@ -62,6 +62,9 @@ class AbstractDistiller:
         self._student_forward = model_S  # the DistributedDataParallel wrapper while training on several processes
         # The weights in force; training updates them by their schedules at every step.
         self.kd_loss_weight, self.hard_label_weight = self._scheduled_weights(0, None)
+        # Where training stands, for a compute_loss that depends on it: optimizer steps done
+        # (the batch being trained belongs to step global_step + 1) out of total_steps.
+        self.global_step, self.total_steps = 0, None
 
     @property
     def teachers(self):
@@ -86,6 +89,14 @@ class AbstractDistiller:
         nothing else of the teachers."""
         return bool(self.d_config is not None and self.d_config.is_caching_logits and self.teachers
                     and not self.features_read())
+
+    # ----- a distiller's own state, kept in the resume state (under the key 'distiller') -----
+    def extra_state(self):
+        """State of the distiller beyond its modules (tensors and plain Python values), or None."""
+        return None
+
+    def load_extra_state(self, state):
+        """Restore what extra_state returned."""
 
     # ----- context manager: closes the metric writers ----------------------------------------
     def __enter__(self):
@@ -178,6 +189,7 @@ class AbstractDistiller:
                                 disable=not (logger.isEnabledFor(logging.INFO) and is_main_process()),
                                 leave=False)
                 for batch in batches:
+                    self.global_step, self.total_steps = run.global_step, total_steps
                     self.kd_loss_weight, self.hard_label_weight = self._scheduled_weights(run.global_step, total_steps)
                     if batch_postprocessor is not None and not replaying:  # replayed: already done
                         batch = batch_postprocessor(batch)
@@ -371,7 +383,7 @@ class AbstractDistiller:
             projs=[proj.state_dict() if proj is not None else None for proj in self.projs],
             optimizer=run.optimizer.state_dict(),
             scheduler=run.scheduler.state_dict() if run.scheduler is not None else None,
-            scaler=run.scaler.state_dict(), per_process=per_process)
+            scaler=run.scaler.state_dict(), per_process=per_process, distiller=self.extra_state())
         return path
 
     def _restore(self, run, state, parallel):
@@ -389,6 +401,8 @@ class AbstractDistiller:
             run.scheduler.load_state_dict(state["scheduler"])
         if state.get("scaler"):
             run.scaler.load_state_dict(state["scaler"])
+        if state.get("distiller") is not None:
+            self.load_extra_state(state["distiller"])
         resume.restore_rng(local["rng"])
         self.loss_log.load_state_dict(local["loss_log"])
         if self.logit_cache is not None and local["logit_cache"] is not None:

@@ -61,6 +61,8 @@ RUNS = {
     "trainer": ("main.py", "alone", []),
     "general_with_projections": ("main.py", "one", ["--matches", "MATCHES"]),
     "emd": ("main.emd.py", "one", []),
+    # learnt layer weights (in the resume state) and a stage read from the step
+    "emd_full": ("main.emd.py", "one", ["--emd_attention", "--emd_update_weights", "--emd_two_stage"]),
     "multi_teacher": ("main.py", "two", []),
     "multi_teacher_cached_logits": ("main.py", "two", ["--cache_teacher_logits"]),
 }
