@@ -146,12 +146,12 @@ class FullEMDDistiller(EMDDistiller):
         hidden_emd = (plans[0] * distances[0]).sum()
 
         total_emd = hidden_emd + embedding_loss
-        losses["unweighted_hidden_emd"] = hidden_emd
-        losses["unweighted_hidden_hidden_mse_0_0"] = embedding_loss
+        losses["unweighted_hidden_hidden_mse_emd"] = hidden_emd
+        losses["unweighted_embedding_hidden_mse"] = embedding_loss
         if self.attention:
             attention_emd = (plans[1] * distances[1]).sum()
             total_emd = total_emd + attention_emd
-            losses["unweighted_attention_emd"] = attention_emd
+            losses["unweighted_attention_attention_mse_emd"] = attention_emd
         losses.update(self._weights_to_log(distances.device))
         if stage == "intermediate":  # the logits' terms are logged, not trained
             return self.emd_weight * total_emd, losses
@@ -180,8 +180,8 @@ class FullEMDDistiller(EMDDistiller):
         return torch.as_tensor(np.stack(plans), dtype=torch.float32)
 
     def _emd_term_names(self):
-        names = ["unweighted_hidden_emd", "unweighted_hidden_hidden_mse_0_0"]
-        return names + (["unweighted_attention_emd"] if self.attention else [])
+        names = ["unweighted_hidden_hidden_mse_emd", "unweighted_embedding_hidden_mse"]
+        return names + (["unweighted_attention_attention_mse_emd"] if self.attention else [])
 
     def _weights_to_log(self, device):
         """The layer weights in force after this step, for metrics.jsonl (when they learn)."""

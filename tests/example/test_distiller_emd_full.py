@@ -158,10 +158,10 @@ def test_the_defaults_equal_the_tutorials_emd_distiller_bit_for_bit(tmp_path):
 def test_the_full_method_adds_attention_emd_and_learns_the_weights(tmp_path):
     d = distiller(tmp_path, attention=True, update_weights=True)
     total, losses = losses_of(d, batch())
-    assert losses["unweighted_attention_emd"] > 0
+    assert losses["unweighted_attention_attention_mse_emd"] > 0
     expected = (losses["unweighted_kd_loss"] + losses["unweighted_hard_label_loss"]
-                + losses["unweighted_hidden_emd"] + losses["unweighted_hidden_hidden_mse_0_0"]
-                + losses["unweighted_attention_emd"])
+                + losses["unweighted_hidden_hidden_mse_emd"] + losses["unweighted_embedding_hidden_mse"]
+                + losses["unweighted_attention_attention_mse_emd"])
     torch.testing.assert_close(total, expected)
     # The weights moved off uniform, stay normalised, and are logged (one shared set).
     assert not np.allclose(d.layer_weights_S, 0.5)
@@ -224,8 +224,8 @@ def test_two_stages_switch_terms_at_the_right_step(tmp_path):
     records = metrics(d)
     assert [r["step"] for r in records] == [1, 2, 3, 4, 5, 6]
     for record in records:
-        emd = (record["unweighted_hidden_emd"] + record["unweighted_attention_emd"]
-               + record["unweighted_hidden_hidden_mse_0_0"])
+        emd = (record["unweighted_hidden_hidden_mse_emd"] + record["unweighted_attention_attention_mse_emd"]
+               + record["unweighted_embedding_hidden_mse"])
         prediction = record["unweighted_kd_loss"] + record["unweighted_hard_label_loss"]
         if record["step"] <= 3:  # steps 1-3: the intermediate layers alone
             assert record["loss"] == pytest.approx(emd, rel=1e-5) and emd > 0
@@ -329,9 +329,9 @@ def test_main_emd_builds_the_full_distiller_and_asks_for_attention_only_when_nee
     records = metrics_in(tmp_path)
     assert len(records) == 8
     assert ("layer_weight_T3" in records[-1]) == ("--emd_update_weights" in options)
-    assert ("unweighted_attention_emd" in records[-1]) == attention
+    assert ("unweighted_attention_attention_mse_emd" in records[-1]) == attention
     if "--emd_two_stage" in options:  # 4 steps per epoch: the first epoch is stage one
-        assert records[3]["unweighted_attention_emd"] > 0 and records[4]["unweighted_hidden_emd"] == 0
+        assert records[3]["unweighted_attention_attention_mse_emd"] > 0 and records[4]["unweighted_hidden_hidden_mse_emd"] == 0
 
 
 def metrics_in(folder):
