@@ -10,7 +10,9 @@ import json
 import os
 import sys
 
-from distillation.io import atomic_write_text
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository
+
+from distillation.io import atomic_write_text  # noqa: E402
 
 
 def last_result(run_dir):
