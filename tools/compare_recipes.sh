@@ -73,7 +73,9 @@ run() {  # run NAME "TABLE ROW" SCRIPT [VAR=VALUE ...]: one row of the table
         length="$length" torch_seed="$torch_seed"
 }
 
-recipe_lr=$(cd "$here" && "$PYTHON" -c 'from recipes import RECIPES; print(RECIPES["recommended"]["learning_rate"])')
+# The recommended recipe's learning rate, written as a person writes it in a variable (5e-4).
+recipe_lr=$(cd "$here" && "$PYTHON" -c 'import numpy; from recipes import RECIPES
+print(numpy.format_float_scientific(RECIPES["recommended"]["learning_rate"], trim="-", exp_digits=1))')
 for which in $runs; do
     case $which in
         alone) run alone "Student alone (hard labels), lr $lr" run_mnli_train.sh \
