@@ -41,48 +41,6 @@ DEV_TASKS = ("mnli", "mnli-mm")  # dev_matched.tsv and dev_mismatched.tsv
 INIT_SAMPLE = 256  # training examples whose teacher hidden states give --init_student_from_teacher its directions
 
 
-def build_optimizer(model, learning_rate, weight_decay_rate):
-    """AdamW without weight decay on biases and LayerNorm weights, as BERT was trained."""
-    decay, no_decay = [], []
-    for name, param in model.named_parameters():
-        (no_decay if name.endswith("bias") or "LayerNorm" in name else decay).append(param)
-    groups = [{"params": decay, "weight_decay": weight_decay_rate},
-              {"params": no_decay, "weight_decay": 0.0}]
-    # On a GPU, the fused AdamW also lets the fp16 GradScaler skip a step without waiting for
-    # the host (the other implementations read its inf check back at every step).
-    on_gpu = all(param.is_cuda for param in decay + no_decay)
-    return torch.optim.AdamW(groups, lr=learning_rate, fused=on_gpu or None)
-
-
-def linear_warmup_decay(optimizer, warmup_steps, total_steps):
-    def factor(step):
-        if step < warmup_steps:
-            return step / max(1, warmup_steps)
-        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
-def training_config(args, device, data_parallel=False, ckpt_steps=None):
-    mixed_precision = "fp16" if args.fp16 else "bf16" if args.bf16 else "no"
-    return TrainingConfig(data_parallel=data_parallel,
-                          gradient_accumulation_steps=args.gradient_accumulation_steps,
-                          ckpt_frequency=args.ckpt_frequency, ckpt_steps=ckpt_steps,
-                          log_dir=args.output_dir,
-                          output_dir=args.output_dir, device=device,
-                          mixed_precision=mixed_precision,
-                          keep_resume_states=args.keep_resume_states)
-
-
-def distillation_config(args, intermediate_matches=None):
-    return DistillationConfig(temperature=args.temperature,
-                              hard_label_weight=args.hard_label_weight,
-                              kd_loss_weight=args.kd_loss_weight,
-                              intermediate_matches=intermediate_matches,
-                              is_caching_logits=args.cache_teacher_logits,
-                              # batches are cut to their longest example (FeatureDataset)
-                              padded_length=args.max_seq_length)
-
-
 def build_distiller(args, train_config, teachers, student, matches):
     """The distiller the JSON asks for: trainer, GeneralDistiller or MultiTeacherDistiller."""
     adaptor = BertForGLUESimpleAdaptor
@@ -104,12 +62,6 @@ def build_distiller(args, train_config, teachers, student, matches):
         raise ValueError("--matches is for one teacher; the multi-teacher distiller uses logits only")
     return MultiTeacherDistiller(train_config, distillation_config(args), teachers, student,
                                  adaptor, adaptor)
-
-
-def set_seed(seed):
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def run(argv=None, build_distiller=build_distiller):
@@ -202,6 +154,54 @@ def _run(args, build_distiller, rank, world_size, device):
                         callback=evaluate_checkpoint, **schedule, **length)
     if rank == 0:
         use_final_student(args, student, setup.student, test_sets, device)
+
+
+def set_seed(seed):
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def build_optimizer(model, learning_rate, weight_decay_rate):
+    """AdamW without weight decay on biases and LayerNorm weights, as BERT was trained."""
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        (no_decay if name.endswith("bias") or "LayerNorm" in name else decay).append(param)
+    groups = [{"params": decay, "weight_decay": weight_decay_rate},
+              {"params": no_decay, "weight_decay": 0.0}]
+    # On a GPU, the fused AdamW also lets the fp16 GradScaler skip a step without waiting for
+    # the host (the other implementations read its inf check back at every step).
+    on_gpu = all(param.is_cuda for param in decay + no_decay)
+    return torch.optim.AdamW(groups, lr=learning_rate, fused=on_gpu or None)
+
+
+def linear_warmup_decay(optimizer, warmup_steps, total_steps):
+    def factor(step):
+        if step < warmup_steps:
+            return step / max(1, warmup_steps)
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def training_config(args, device, data_parallel=False, ckpt_steps=None):
+    mixed_precision = "fp16" if args.fp16 else "bf16" if args.bf16 else "no"
+    return TrainingConfig(data_parallel=data_parallel,
+                          gradient_accumulation_steps=args.gradient_accumulation_steps,
+                          ckpt_frequency=args.ckpt_frequency, ckpt_steps=ckpt_steps,
+                          log_dir=args.output_dir,
+                          output_dir=args.output_dir, device=device,
+                          mixed_precision=mixed_precision,
+                          keep_resume_states=args.keep_resume_states)
+
+
+def distillation_config(args, intermediate_matches=None):
+    return DistillationConfig(temperature=args.temperature,
+                              hard_label_weight=args.hard_label_weight,
+                              kd_loss_weight=args.kd_loss_weight,
+                              intermediate_matches=intermediate_matches,
+                              is_caching_logits=args.cache_teacher_logits,
+                              # batches are cut to their longest example (FeatureDataset)
+                              padded_length=args.max_seq_length)
 
 
 def use_final_student(args, student, student_entry, test_sets, device):

@@ -153,3 +153,33 @@ def read_repo_text(path):
     tests check: distillation/README.md, docs/reliability.md)."""
     with open(os.path.join(REPO, path), encoding="utf-8") as f:
         return f.read()
+
+
+def record_atomic_writes(monkeypatch, *modules):
+    """The base names of the files written through distillation.io.atomic_path, in order; also
+    where one of `modules` imported atomic_path by name."""
+    import contextlib
+
+    import distillation.io
+    paths = []
+    original = distillation.io.atomic_path
+
+    @contextlib.contextmanager
+    def recording(path):
+        with original(path) as tmp:
+            yield tmp
+        paths.append(os.path.basename(path))
+    for module in (distillation.io, *modules):
+        monkeypatch.setattr(module, "atomic_path", recording)
+    return paths
+
+
+def counting_teacher_calls(calls):
+    """A build_distiller for main.run that appends to `calls` at each teacher forward pass."""
+    import main
+
+    def build(args, train_config, teachers, student, matches):
+        for teacher in teachers:
+            teacher.register_forward_hook(lambda *_: calls.append(1))
+        return main.build_distiller(args, train_config, teachers, student, matches)
+    return build

@@ -400,7 +400,7 @@ def test_tuple_and_mapping_batches_and_extra_arguments(tmp_path, teacher, studen
     distiller.train(torch.optim.SGD(student.parameters(), lr=0.1), tuples, num_steps=2, marker="tuple")
     assert {kw["marker"] for kw in teacher.seen_kwargs + student.seen_kwargs} == {"tuple"}
 
-    renamed, seen = [], []
+    seen = []
 
     def postprocess(batch):
         seen.append(batch["ids"].device.type)

@@ -1,7 +1,6 @@
 """Atomic writes: all or nothing, with the permissions a plain open() would give; the core's
 checkpoints and resume states written whole (renamed into place), metrics.jsonl appended a line
 at a time (docs/reliability.md). The example's files: tests/example/test_atomic_writes.py."""
-import contextlib
 import json
 import os
 import stat
@@ -10,26 +9,15 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-import distillation.io
 from distillation import BasicTrainer, TrainingConfig
 from distillation.io import atomic_path, atomic_write_text
+from conftest import record_atomic_writes
 from tiny_models import TinyClassifier, adaptor, make_data
 
 
 @pytest.fixture
 def renamed(monkeypatch):
-    """The paths written through distillation.io.atomic_path."""
-    paths = []
-    original = distillation.io.atomic_path
-
-    @contextlib.contextmanager
-    def recording(path):
-        with original(path) as tmp:
-            yield tmp
-        paths.append(os.path.basename(path))
-
-    monkeypatch.setattr(distillation.io, "atomic_path", recording)
-    return paths
+    return record_atomic_writes(monkeypatch)
 
 
 def test_atomic_write_gives_umask_permissions(tmp_path):

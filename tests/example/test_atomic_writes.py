@@ -1,37 +1,23 @@
 """docs/reliability.md (was README, "Interrupted runs and errors"): which of the example's files are
 written whole (a temporary file renamed onto the name) and which are logs appended a line at a time.
 The core's files (checkpoints, resume states, metrics.jsonl) are in tests/core/test_io.py."""
-import contextlib
 import json
 import os
 
 import pytest
 from transformers import BertTokenizer
 
-import distillation.io
 import feature_cache
 import predict
 import report
-from conftest import LABELS, write_tiny_mnli, write_vocab
+from conftest import LABELS, record_atomic_writes, write_tiny_mnli, write_vocab
 from feature_cache import load_features
 from utils_glue import MnliProcessor
 
 
 @pytest.fixture
 def renamed(monkeypatch):
-    """The paths written through distillation.io.atomic_path (whoever imported it)."""
-    paths = []
-    original = distillation.io.atomic_path
-
-    @contextlib.contextmanager
-    def recording(path):
-        with original(path) as tmp:
-            yield tmp
-        paths.append(os.path.basename(path))
-
-    monkeypatch.setattr(distillation.io, "atomic_path", recording)
-    monkeypatch.setattr(feature_cache, "atomic_path", recording)
-    return paths
+    return record_atomic_writes(monkeypatch, feature_cache)
 
 
 def test_the_feature_cache_is_renamed_into_place(tmp_path, renamed):

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import main
-from conftest import write_bert_config, write_tiny_mnli, write_vocab
+from conftest import counting_teacher_calls, write_bert_config, write_tiny_mnli, write_vocab
 from model_config import parse_model_config
 from modeling import BertForGLUESimple
 
@@ -134,14 +134,6 @@ def cache_run_options(setup, output_dir, *extra, model_json="model_json"):
             "--max_seq_length", "24", "--train_batch_size", "8", "--num_train_epochs", "3",
             "--learning_rate", "1e-2", "--PRINT_EVERY", "4", "--cache_dir",
             str(setup["root"] / "cache"), *extra]
-
-
-def counting_teacher_calls(calls):
-    def build(args, train_config, teachers, student, matches):
-        for teacher in teachers:
-            teacher.register_forward_hook(lambda *_: calls.append(1))
-        return main.build_distiller(args, train_config, teachers, student, matches)
-    return build
 
 
 def test_cached_teacher_logits_run_the_teacher_once_per_example(setup):

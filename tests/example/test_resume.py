@@ -17,7 +17,7 @@ import pytest
 import torch
 from transformers import BertConfig
 
-from conftest import write_bert_config, write_tiny_mnli, write_vocab
+from conftest import counting_teacher_calls, write_bert_config, write_tiny_mnli, write_vocab
 from modeling import BertForGLUESimple
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -241,17 +241,10 @@ def test_a_resumed_run_keeps_the_logit_cache_and_never_runs_the_teachers_again(s
 
     import main
 
-    def counting(calls):
-        def build(args, train_config, teachers, student, matches):
-            for teacher in teachers:
-                teacher.register_forward_hook(lambda *_: calls.append(1))
-            return main.build_distiller(args, train_config, teachers, student, matches)
-        return build
-
     options = command(setup, "multi_teacher_cached_logits", "OUT", "--keep_resume_states", "100")[2:]
     straight = setup["root"] / "cache_straight"
     calls = []
-    main.run([str(straight) if o == "OUT" else o for o in options], build_distiller=counting(calls))
+    main.run([str(straight) if o == "OUT" else o for o in options], build_distiller=counting_teacher_calls(calls))
     assert len(calls) == 2 * 12  # two teachers, the 12 batches of epoch 1
 
     resumed = setup["root"] / "cache_resumed"
@@ -262,6 +255,6 @@ def test_a_resumed_run_keeps_the_logit_cache_and_never_runs_the_teachers_again(s
             os.remove(resumed / file)
     calls = []
     main.run([str(resumed) if o == "OUT" else o for o in options] + ["--resume"],
-             build_distiller=counting(calls))
+             build_distiller=counting_teacher_calls(calls))
     assert calls == []
     assert_identical_runs(resumed, straight)
