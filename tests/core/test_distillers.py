@@ -524,3 +524,26 @@ def test_a_registered_loss_without_padded_length_still_works(tmp_path, teacher, 
         del MATCH_LOSS_MAP["l1_test"]
     with pytest.raises(ValueError, match="padded_length must be a positive integer or None, got 0"):
         DistillationConfig(padded_length=0)
+
+
+def test_each_distiller_says_which_features_it_reads(tmp_path, teacher, student):
+    """A pipeline asks its models for these features only, and the logit cache is allowed only
+    when the loss reads nothing of the teachers but their logits."""
+    caching = DistillationConfig(is_caching_logits=True)
+    assert general_distiller(tmp_path, teacher, student).features_read() == {"hidden", "attention"}
+    only_hidden = GeneralDistiller(train_config(tmp_path), DistillationConfig(
+        intermediate_matches=[m for m in MATCHES if m["feature"] == "hidden"]), teacher, student,
+        adaptor, adaptor)
+    assert only_hidden.features_read() == {"hidden"}
+    plain = GeneralDistiller(train_config(tmp_path), caching, teacher, student, adaptor, adaptor)
+    assert plain.features_read() == set() and plain.caches_logits()
+    multi = MultiTeacherDistiller(train_config(tmp_path), caching, [teacher, teacher], student,
+                                  adaptor, adaptor)
+    assert multi.features_read() == set() and multi.caches_logits()
+    assert BasicTrainer(train_config(tmp_path), student, adaptor).features_read() == set()
+
+    class OwnLoss(BasicDistiller):  # a compute_loss of its own may read anything
+        def compute_loss(self, results_S, results_T):
+            return self.compute_prediction_loss(results_S, results_T)
+    own = OwnLoss(train_config(tmp_path), caching, teacher, student, adaptor, adaptor)
+    assert own.features_read() == {"hidden", "attention"} and not own.caches_logits()
