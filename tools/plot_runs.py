@@ -77,16 +77,21 @@ def draw(runs, output, title=None):
     figure, (loss_axes, acc_axes) = plt.subplots(1, 2, figsize=(11, 4), dpi=80)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     styles = ["-", "--", ":", "-."]
+    # One run: every loss term. Several: each run's total loss, so the legend stays readable.
+    every_term = len(runs) == 1
     for i, (name, data) in enumerate(runs):
         colour = colours[i % len(colours)]
-        for j, (term, (steps, values)) in enumerate(sorted(data["losses"].items())):
+        terms = sorted(data["losses"].items()) if every_term else [
+            (term, series) for term, series in data["losses"].items() if term == "loss"]
+        for j, (term, (steps, values)) in enumerate(terms):
             loss_axes.plot(steps, values, styles[j % len(styles)], color=colour,
-                           label=f"{name}: {term}", linewidth=1.2)
+                           label=f"{name}: {term}" if every_term else name, linewidth=1.2)
         for dev_set, (steps, values) in data["accuracy"].items():
             label, style = DEV_SETS[dev_set]
             acc_axes.plot(steps, values, style, marker="o", markersize=3, color=colour,
                           label=f"{name}: {label}")
-    loss_axes.set(xlabel="step", ylabel="loss (mean since the last log line)", title="loss terms")
+    loss_axes.set(xlabel="step", ylabel="loss (mean since the last log line)",
+                  title="loss terms" if every_term else "total loss")
     if any(v > 0 for _, data in runs for _, values in data["losses"].values() for v in values):
         loss_axes.set_yscale("log")
     acc_axes.set(xlabel="step", ylabel="accuracy (%)", title="dev accuracy at each checkpoint")
