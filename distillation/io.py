@@ -14,7 +14,7 @@ def atomic_path(path):
     A reader (or a kill -9 at any moment) sees the old file or the new one, never half of one.
     """
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-" + os.path.basename(path) + "-", dir=directory)
+    fd, tmp = tempfile.mkstemp(prefix=TEMPORARY_PREFIX + os.path.basename(path) + "-", dir=directory)
     os.close(fd)
     try:
         yield tmp
@@ -23,6 +23,18 @@ def atomic_path(path):
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+TEMPORARY_PREFIX = ".tmp-"  # atomic_path's files before their rename
+
+
+def remove_unfinished_writes(directory):
+    """Delete the temporary files a killed process left in directory (writes never renamed)."""
+    if not os.path.isdir(directory):
+        return
+    for name in os.listdir(directory):
+        if name.startswith(TEMPORARY_PREFIX):
+            os.remove(os.path.join(directory, name))
 
 
 def _umask():

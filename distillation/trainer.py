@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from .adaptors import call_model, move_to_device, post_adaptor
 from . import resume
-from .io import atomic_torch_save
+from .io import atomic_torch_save, remove_unfinished_writes
 from .logit_cache import TeacherLogitCache, split_indices
 from .loss_log import LossLog
 from .parallel import any_process, average_gradients, is_main_process
@@ -162,6 +162,8 @@ class AbstractDistiller:
             self._restore(run, self._pending_resume, parallel)
             self._pending_resume = None
             log.note_resume(run.global_step)
+            if is_main_process():  # what a killed run was writing when it died
+                remove_unfinished_writes(self.t_config.output_dir)
         logger.info("Training %s for %d steps (%d per epoch, %d epochs) from step %d\n%s\n%s",
                     type(self).__name__, total_steps, steps_per_epoch, num_epochs, run.global_step,
                     self.t_config, self.d_config if self.d_config is not None else "")
