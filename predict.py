@@ -116,30 +116,17 @@ def record_evaluation(output_dir, step, model, eval_loaders, device):
 
 
 def record_report(output_dir, step, reports):
-    """Write the per-label reports of `step` into eval_report.jsonl and eval_report.txt, each
-    rewritten whole in step order with one entry per step (as record_results does)."""
-    path = os.path.join(output_dir, REPORT_JSONL)
-    records = {}
-    if os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
-            records = {r["step"]: r["reports"] for r in map(json.loads, filter(str.strip, f))}
-    records[step] = reports
-    steps = sorted(records)
-    text = "\n\n".join(format_label_report(f"step {s}, {name}", report)
-                        for s in steps for name, report in records[s].items())
-    atomic_write_text(os.path.join(output_dir, REPORT_TEXT), text + "\n")
-    atomic_write_text(path, "".join(json.dumps({"step": s, "reports": records[s]}) + "\n"
-                                    for s in steps))
+    """Write the per-label reports of `step` into eval_report.txt and eval_report.jsonl, in step
+    order with one entry per step (as record_results does)."""
+    def text(records):
+        return "\n\n".join(format_label_report(f"step {s}, {name}", report)
+                           for s in sorted(records) for name, report in records[s].items()) + "\n"
+    _record_step(output_dir, REPORT_TEXT, REPORT_JSONL, "reports", step, reports, text)
 
 
 def recorded_results(output_dir):
     """{step: accuracies} of the evaluations in output_dir's eval_results.jsonl."""
-    path = os.path.join(output_dir, RESULTS_JSONL)
-    if not os.path.exists(path):
-        return {}
-    with open(path, encoding="utf-8") as f:
-        records = [json.loads(line) for line in f if line.strip()]
-    return {record["step"]: record["acc"] for record in records}
+    return _recorded_steps(os.path.join(output_dir, RESULTS_JSONL), "acc")
 
 
 def record_results(output_dir, step, results):
@@ -150,13 +137,30 @@ def record_results(output_dir, step, results):
     step in it means that its evaluation is complete.
     """
     logger.info("Evaluation %s", _text_line(step, results))
-    records = recorded_results(output_dir)
-    records[step] = results
-    steps = sorted(records)
-    atomic_write_text(os.path.join(output_dir, RESULTS_TEXT),
-                      "".join(_text_line(s, records[s]) + "\n" for s in steps))
-    atomic_write_text(os.path.join(output_dir, RESULTS_JSONL),
-                      "".join(json.dumps({"step": s, "acc": records[s]}) + "\n" for s in steps))
+
+    def text(records):
+        return "".join(_text_line(s, records[s]) + "\n" for s in sorted(records))
+    _record_step(output_dir, RESULTS_TEXT, RESULTS_JSONL, "acc", step, results, text)
+
+
+def _recorded_steps(path, key):
+    """{step: record[key]} of a JSON lines file written by _record_step ({} when there is none)."""
+    if not os.path.exists(path):
+        return {}
+    with open(path, encoding="utf-8") as f:
+        return {record["step"]: record[key] for record in map(json.loads, filter(str.strip, f))}
+
+
+def _record_step(output_dir, text_name, jsonl_name, key, step, value, text):
+    """Put `value` at `step` in output_dir/jsonl_name ({"step": s, key: ...} a line, in step
+    order), then rewrite both files whole and atomically: the text file from text(records)
+    first, the JSON lines file last."""
+    path = os.path.join(output_dir, jsonl_name)
+    records = _recorded_steps(path, key)
+    records[step] = value
+    atomic_write_text(os.path.join(output_dir, text_name), text(records))
+    atomic_write_text(path, "".join(json.dumps({"step": s, key: records[s]}) + "\n"
+                                    for s in sorted(records)))
 
 
 def _text_line(step, results):
