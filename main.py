@@ -32,7 +32,7 @@ from options import emd_options_given, parse_args
 from predict import read_test_sets, record_evaluation, recorded_results, write_submissions
 from processes import init_distributed, rank_zero_first
 from student_init import init_student_from_teacher
-from trained_models import TrainedModel
+from trained_models import TrainedModel, checkpoint_steps
 from utils_glue import processors
 
 logger = logging.getLogger("main")
@@ -263,15 +263,10 @@ def evaluate_missed_checkpoints(output_dir, up_to_step, student, dev_loaders, de
     """Evaluate the checkpoints an interrupted run saved but did not evaluate (a kill during
     the evaluation). The student's own weights come back from the resume state afterwards."""
     evaluated = recorded_results(output_dir)
-    for step in sorted(saved_checkpoint_steps(output_dir)):
+    for step in sorted(checkpoint_steps(output_dir)):
         if step <= up_to_step and step not in evaluated:
             student.load_state_dict(safe_torch_load(os.path.join(output_dir, f"gs{step}.pkl")))
             record_evaluation(output_dir, step, student, dev_loaders, device)
-
-
-def saved_checkpoint_steps(output_dir):
-    names = (name[2:-4] for name in os.listdir(output_dir) if name.startswith("gs") and name.endswith(".pkl"))
-    return [int(step) for step in names if step.isdigit()]
 
 
 def _make_output_dir(path):

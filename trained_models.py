@@ -97,11 +97,16 @@ def select_entry(setup, which):
     return entry
 
 
+def checkpoint_steps(run_folder):
+    """The steps of the gs{step}.pkl checkpoints in a run folder."""
+    return [int(m.group(1)) for m in map(CHECKPOINT_NAME.match, os.listdir(run_folder)) if m]
+
+
 def newest_checkpoint(path):
     """path itself, or for a run folder (one without config.json) its newest gs{step}.pkl."""
     if not os.path.isdir(path) or os.path.isfile(os.path.join(path, "config.json")):
         return path
-    steps = [int(m.group(1)) for m in map(CHECKPOINT_NAME.match, os.listdir(path)) if m]
+    steps = checkpoint_steps(path)
     if not steps:
         raise FileNotFoundError(f"{path}: no gs{{step}}.pkl checkpoint in this run folder")
     return os.path.join(path, f"gs{max(steps)}.pkl")
