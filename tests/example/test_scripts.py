@@ -264,7 +264,9 @@ def test_t4tiny_script_killed_mid_run_and_resumed_ends_as_an_uninterrupted_run(e
     killed_dir = runs["killed"]["OUTPUT_DIR"]
     rng = random.Random(os.getpid())
     for attempt in range(3):  # a kill that came after the last step is tried again
-        kill_after = rng.choice([2, 4, 6, 8, 10])  # at least six steps remain after it
+        # At least six steps remain after it, and a resume state exists before it (gs4.pkl
+        # comes after resume_gs2.pt).
+        kill_after = rng.choice([4, 6, 8, 10])
         shutil.rmtree(killed_dir, ignore_errors=True)
         process = subprocess.Popen(["bash", script, *options], env=runs["killed"],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
