@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Compare distillation recipes on one dataset and one teacher: the student trained alone, the
-# published recipe, the recommended recipe, BERT-EMD and multi-teacher, all with the same epochs,
-# learning rate, batch and length. Prints a table of dev accuracy and wall time (Markdown, and
+# published recipe, the recommended recipe and its ablation (the start from the teacher's weights
+# alone, then with KD), BERT-EMD and multi-teacher, all with the same epochs, batch and length. Prints a table of dev accuracy and wall time (Markdown, and
 # JSON in $OUTPUT_ROOT_DIR/results.json), and draws the rows' losses and dev accuracy into
 # $OUTPUT_ROOT_DIR/runs.png when matplotlib is installed.
 #
@@ -26,7 +26,7 @@ here=$(dirname "$tools")  # the repository: its scripts run the rows
 : "${length:=64}"
 : "${torch_seed:=9580}"
 : "${n_train:=0}"          # train on the first n_train pairs of train.tsv only (0: all of them)
-: "${runs:=alone alone_recipe_lr published recommended emd multiteacher}"  # rows, in this order
+: "${runs:=alone alone_recipe_lr published init_only init_kd recommended emd multiteacher}"  # rows, in this order
 : "${matches:=L4t_hidden_mse L4_hidden_smmd}"  # the published recipe's matches (presets or a JSON file)
 : "${emd_recipe:=recommended}"    # the recipe of the EMD and multi-teacher rows
 : "${multi_recipe:=recommended}"
@@ -37,7 +37,7 @@ here=$(dirname "$tools")  # the repository: its scripts run the rows
 : "${PYTHON:=python}"
 export TEACHER_CKPT TEACHER_CKPT_2 PYTHON
 
-known_runs="alone alone_recipe_lr published recommended emd multiteacher"
+known_runs="alone alone_recipe_lr published init_only init_kd recommended emd multiteacher"
 for which in $runs; do  # every row is checked before the first one starts
     [[ " $known_runs " == *" $which "* ]] || { echo "unknown run '$which' in runs (expected: $known_runs)" >&2; exit 1; }
 done
@@ -65,12 +65,12 @@ if [[ -n "${TEACHER_CKPT_2:-}" && -f "$(dirname "$TEACHER_CKPT_2")/eval_results.
     rows+=("Teacher 2=$(dirname "$TEACHER_CKPT_2")")
 fi
 
-run() {  # run NAME "TABLE ROW" SCRIPT [VAR=VALUE ...]: one row of the table
-    local name=$1 row=$2
-    shift 2
+run() {  # run NAME "TABLE ROW" SCRIPT [VAR=VALUE ...] [-- MAIN_ARG ...]: one row of the table
+    local name=$1 row=$2 script=$3
+    shift 3
     rows+=("$row=$OUTPUT_ROOT_DIR/$name")
-    start_run "$name" "$@" DATA_ROOT_DIR="$data" ep="$ep" batch_size="$batch_size" \
-        length="$length" torch_seed="$torch_seed"
+    start_run "$name" "$script" DATA_ROOT_DIR="$data" ep="$ep" batch_size="$batch_size" \
+        length="$length" torch_seed="$torch_seed" "$@"
 }
 
 # The recommended recipe's learning rate, written as a person writes it in a variable (5e-4).
@@ -84,6 +84,14 @@ for which in $runs; do
                              model_config_json_file="$alone_json" lr="$recipe_lr" ;;
         published) run published "Published recipe, lr $lr" run_mnli_distill_T4tiny.sh \
                        model_config_json_file="$tiny_json" recipe=published lr="$lr" matches="$matches" ;;
+        # The ablation of the recommended recipe: its start from the teacher's weights alone, then
+        # with KD on the logits, then (the recipe itself) with the intermediate matches too. Without
+        # matches only logits are read, so the teacher's are cached after the first epoch.
+        init_only) run init_only "Init from the teacher only (hard labels)" run_mnli_distill_T4tiny.sh \
+                       model_config_json_file="$tiny_json" recipe=recommended \
+                       -- --matches --kd_loss_weight 0 --cache_teacher_logits ;;
+        init_kd) run init_kd "Init + KD (no matches)" run_mnli_distill_T4tiny.sh \
+                     model_config_json_file="$tiny_json" recipe=recommended -- --matches --cache_teacher_logits ;;
         recommended) run recommended "Recommended recipe, lr $recipe_lr" run_mnli_distill_T4tiny.sh \
                          model_config_json_file="$tiny_json" recipe=recommended matches="$matches" ;;
         emd) run emd "BERT-EMD ($emd_recipe)" run_mnli_distill_T4tiny_emd.sh \

@@ -10,18 +10,21 @@ cores=$(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1)
 threads_per_run=${OMP_NUM_THREADS:-$(( cores / parallel > 0 ? cores / parallel : 1 ))}
 started_runs=()
 
-timed_run() {  # timed_run NAME SCRIPT [VAR=VALUE ...]: SCRIPT with the VARs, into $OUTPUT_ROOT_DIR/NAME
-    local name=$1 script=$2
+timed_run() {  # timed_run NAME SCRIPT [VAR=VALUE ...] [-- MAIN_ARG ...]: SCRIPT with the VARs
+    local name=$1 script=$2 vars=() main_args=()  # (and the MAIN_ARGs for main.py), into $OUTPUT_ROOT_DIR/NAME
     shift 2
+    while (( $# )) && [[ $1 != -- ]]; do vars+=("$1"); shift; done
+    (( $# )) && shift && main_args=("$@")
     local start=$SECONDS
     rm -f "$OUTPUT_ROOT_DIR/$name/seconds.txt"  # written last: the run's mark of success
-    env "$@" OUTPUT_DIR="$OUTPUT_ROOT_DIR/$name" bash "$here/$script" --PRINT_EVERY 100 \
+    env ${vars[@]+"${vars[@]}"} OUTPUT_DIR="$OUTPUT_ROOT_DIR/$name" bash "$here/$script" --PRINT_EVERY 100 \
+        ${main_args[@]+"${main_args[@]}"} \
         > "$OUTPUT_ROOT_DIR/$name.log" 2>&1 || { echo "=== $name failed:"; tail -n 20 "$OUTPUT_ROOT_DIR/$name.log"; return 1; }
     echo $((SECONDS - start)) > "$OUTPUT_ROOT_DIR/$name/seconds.txt"
     echo "=== $name: $(grep "Acc:" "$OUTPUT_ROOT_DIR/$name/eval_results.txt" | tail -n 1)"
 }
 
-start_run() {  # start_run NAME SCRIPT [VAR=VALUE ...]: timed_run, once fewer than $parallel run
+start_run() {  # start_run NAME SCRIPT [VAR=VALUE ...] [-- MAIN_ARG ...]: timed_run, once fewer than $parallel run
     while (( $(jobs -rp | wc -l) >= parallel )); do sleep 1; done  # (bash 3.2 has no wait -n)
     started_runs+=("$1")
     echo "=== $1: ${*:2}"

@@ -168,7 +168,8 @@ def test_compare_recipes_runs_every_row_and_prints_the_table(env, teacher_checkp
     rows = json.loads((output_root / "results.json").read_text())
     assert [row["model"] for row in rows] == [
         "Teacher", "Teacher 2", "Student alone (hard labels), lr 1e-4", "Student alone (hard labels), lr 5e-4",
-        "Published recipe, lr 1e-4", "Recommended recipe, lr 5e-4", "BERT-EMD (recommended)",
+        "Published recipe, lr 1e-4", "Init from the teacher only (hard labels)", "Init + KD (no matches)",
+        "Recommended recipe, lr 5e-4", "BERT-EMD (recommended)",
         "Multi-teacher (recommended)"]
     # Too few pairs and steps to learn the rule: check instead that each row is its run's last
     # evaluation, a count of whole dev examples, with a wall time.
@@ -186,8 +187,16 @@ def test_compare_recipes_runs_every_row_and_prints_the_table(env, teacher_checkp
     assert sum(line.startswith("| ") for line in table) == len(rows) + 1  # the header and the rows
     # n_train=16: one epoch of 16 pairs at batch 16 is one step, in every student run.
     assert all(row["step"] == 1 for row in rows[2:])
-    with open(output_root / "recommended.log") as f:
-        assert "initialised from the teacher" in f.read()
+    # The ablation: each of the three rows starts from the teacher; init_only learns from the
+    # labels alone (its total is its hard-label loss), init_kd adds KD, only the recipe matches.
+    for name in ("init_only", "init_kd", "recommended"):
+        with open(output_root / f"{name}.log") as f:
+            assert "initialised from the teacher" in f.read()
+        with open(output_root / name / "metrics.jsonl") as f:
+            metrics = [json.loads(line) for line in f if '"step"' in line][-1]
+        assert any("hidden_mse" in key for key in metrics) == (name == "recommended"), metrics
+        kd_counts = metrics["loss"] != pytest.approx(metrics["unweighted_hard_label_loss"])
+        assert kd_counts == (name != "init_only"), metrics
     # The optional picture of the rows: drawn with matplotlib, one line without it.
     if importlib.util.find_spec("matplotlib"):
         assert (output_root / "runs.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
