@@ -169,10 +169,11 @@ def build_optimizer(model, learning_rate, weight_decay_rate):
         (no_decay if name.endswith("bias") or "LayerNorm" in name else decay).append(param)
     groups = [{"params": decay, "weight_decay": weight_decay_rate},
               {"params": no_decay, "weight_decay": 0.0}]
-    # On a GPU, the fused AdamW also lets the fp16 GradScaler skip a step without waiting for
-    # the host (the other implementations read its inf check back at every step).
-    on_gpu = all(param.is_cuda for param in decay + no_decay)
-    return torch.optim.AdamW(groups, lr=learning_rate, fused=on_gpu or None)
+    # The fused AdamW updates every tensor in one pass: on a CPU its step is about 4 times
+    # faster than the default loop's (tools/benchmark.py), and on a GPU it lets the fp16
+    # GradScaler skip a step without waiting for the host.
+    fusable = all(param.device.type in ("cpu", "cuda") for param in decay + no_decay)
+    return torch.optim.AdamW(groups, lr=learning_rate, fused=fusable or None)
 
 
 def linear_warmup_decay(optimizer, warmup_steps, total_steps):

@@ -51,6 +51,15 @@ def test_the_table_has_every_row_with_positive_numbers():
     positive(rows["evaluation (64 examples, batch 128)"][0], r"{n} examples/s")
     positive(rows["peak memory of the process (max RSS)"][0], r"{n} MiB")
     assert len(rows) == 1 + 2 + len(TRAINING_ROWS) + 3  # the header and every measurement
+    # Beside TextBrewer (CI installs it): with the same optimizer, and with its example's.
+    try:
+        import textbrewer  # noqa: F401
+    except ImportError:
+        assert "TextBrewer is not installed" in result.stdout
+    else:
+        for label in ("the same optimizer", "the optimizer of its MNLI example"):
+            line = next(line for line in result.stdout.splitlines() if label in line)
+            positive(line.split(": ", 1)[1], r"{n} ms/step, ours/TextBrewer {n}x")
 
 
 def pytest_approx(value):
