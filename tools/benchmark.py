@@ -433,7 +433,7 @@ def report(args, setup, encoding, step_times, peaks, eval_rate):
              f"Sizes: teacher {args.teacher_layers} layers x {args.teacher_hidden} hidden; student "
              f"{args.student_layers} x {args.student_hidden} ({args.student_heads} heads, "
              f"{args.student_intermediate} intermediate); batch {args.batch}, length {args.length}, "
-             f"{precision(args)}, device {args.device}; median of {args.rounds} "
+             f"{ {'no': 'float32'}.get(precision(args), precision(args))}, device {args.device}; median of {args.rounds} "
              f"rounds of {args.steps} steps", "",
              "| measurement | value | ratio to the bare step |", "|---|---|---|"]
     lines.append(f"| feature encoding, length 128 ({args.encode_pairs} generated pairs) | "
