@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Compare distillation recipes on one dataset and one teacher: the student trained alone, the
 # published recipe, the recommended recipe and its ablation (the start from the teacher's weights
-# alone, then with KD), BERT-EMD and multi-teacher, all with the same epochs, batch and length. Prints a table of dev accuracy and wall time (Markdown, and
-# JSON in $OUTPUT_ROOT_DIR/results.json), and draws the rows' losses and dev accuracy into
+# alone, then with KD), BERT-EMD and multi-teacher, all with the same epochs, batch and length.
+# Prints a table of dev accuracy and wall time (Markdown, and JSON in
+# $OUTPUT_ROOT_DIR/results.json), and draws the rows' losses and dev accuracy into
 # $OUTPUT_ROOT_DIR/runs.png when matplotlib is installed.
 #
 #   DATA_ROOT_DIR=data BERT_DIR=bert TEACHER_CKPT=teacher/gs747.pkl [TEACHER_CKPT_2=...] \

@@ -10,8 +10,10 @@ cores=$(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1)
 threads_per_run=${OMP_NUM_THREADS:-$(( cores / parallel > 0 ? cores / parallel : 1 ))}
 started_runs=()
 
-timed_run() {  # timed_run NAME SCRIPT [VAR=VALUE ...] [-- MAIN_ARG ...]: SCRIPT with the VARs
-    local name=$1 script=$2 vars=() main_args=()  # (and the MAIN_ARGs for main.py), into $OUTPUT_ROOT_DIR/NAME
+# timed_run NAME SCRIPT [VAR=VALUE ...] [-- MAIN_ARG ...]: SCRIPT with the VARs set (and the
+# MAIN_ARGs after its own arguments to main.py), into $OUTPUT_ROOT_DIR/NAME
+timed_run() {
+    local name=$1 script=$2 vars=() main_args=()
     shift 2
     while (( $# )) && [[ $1 != -- ]]; do vars+=("$1"); shift; done
     (( $# )) && shift && main_args=("$@")
