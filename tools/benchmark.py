@@ -429,11 +429,12 @@ def report(args, setup, encoding, step_times, peaks, eval_rate):
     encode_rate, cached_seconds = encoding
     bare = step_times["bare step"]
     general = step_times["GeneralDistiller L4t_hidden_mse + L4_hidden_smmd"]
+    number_format = "float32" if precision(args) == "no" else precision(args)
     lines = [f"Machine: {machine_description(setup.device)}",
              f"Sizes: teacher {args.teacher_layers} layers x {args.teacher_hidden} hidden; student "
              f"{args.student_layers} x {args.student_hidden} ({args.student_heads} heads, "
              f"{args.student_intermediate} intermediate); batch {args.batch}, length {args.length}, "
-             f"{ {'no': 'float32'}.get(precision(args), precision(args))}, device {args.device}; median of {args.rounds} "
+             f"{number_format}, device {args.device}; median of {args.rounds} "
              f"rounds of {args.steps} steps", "",
              "| measurement | value | ratio to the bare step |", "|---|---|---|"]
     lines.append(f"| feature encoding, length 128 ({args.encode_pairs} generated pairs) | "
