@@ -359,9 +359,7 @@ def time_against_textbrewer(setup):
     loader = batch_loader(features, args.batch, shuffle=True, seed=args.seed)
 
     def example_optimizer(model, learning_rate, weight_decay_rate):  # TextBrewer's example's
-        groups = main.build_optimizer(model, learning_rate, weight_decay_rate).param_groups
-        return torch.optim.AdamW([{"params": g["params"], "weight_decay": g["weight_decay"]}
-                                  for g in groups], lr=learning_rate)
+        return torch.optim.AdamW(main.parameter_groups(model, weight_decay_rate), lr=learning_rate)
 
     runs = {}
     for name, distiller, build in (("ours", ours, main.build_optimizer),
