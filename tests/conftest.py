@@ -6,6 +6,10 @@ temporary directory so the tests run offline and leave nothing behind.
 import json
 import os
 import random
+import shutil
+import signal
+import subprocess
+import time
 
 import pytest
 
@@ -183,3 +187,27 @@ def counting_teacher_calls(calls):
             teacher.register_forward_hook(lambda *_: calls.append(1))
         return main.build_distiller(args, train_config, teachers, student, matches)
     return build
+
+
+def kill_run_mid_way(command, output_dir, kill_steps, last_step, rng, max_delay, env=None,
+                     timeout=300):
+    """Start command (a run writing gs{step}.pkl into output_dir) in a session of its own and
+    SIGKILL the whole session a random 0 to max_delay seconds after gs{k}.pkl appears, k drawn
+    from kill_steps. A run that reached gs{last_step}.pkl before the kill (its fast last steps
+    outran it) is started again from an empty output_dir, up to three times in all."""
+    for attempt in range(3):
+        kill_after = rng.choice(kill_steps)
+        shutil.rmtree(output_dir, ignore_errors=True)
+        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.time() + timeout
+        while not os.path.exists(os.path.join(output_dir, f"gs{kill_after}.pkl")):
+            assert process.poll() is None, "the run ended before it could be interrupted"
+            assert time.time() < deadline, f"gs{kill_after}.pkl never appeared in {output_dir}"
+            time.sleep(0.002)
+        time.sleep(rng.uniform(0, max_delay))  # into the state write, the evaluation or the next steps
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        if not os.path.exists(os.path.join(output_dir, f"gs{last_step}.pkl")):
+            return
+    raise AssertionError(f"three runs reached gs{last_step}.pkl before they could be killed")

@@ -18,7 +18,7 @@ import pytest
 import torch
 from transformers import BertConfig
 
-from conftest import counting_teacher_calls, write_bert_config, write_tiny_mnli, write_vocab
+from conftest import counting_teacher_calls, kill_run_mid_way, write_bert_config, write_tiny_mnli, write_vocab
 from modeling import BertForGLUESimple
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -136,17 +136,9 @@ def test_sigkill_at_a_random_moment_then_resume_is_bit_identical(setup, straight
     # nothing to resume, which --resume reports as an error).
     first = 15 if name == "multi_teacher_cached_logits" else 6
     output_dir = setup["root"] / f"killed_{name}"
-    for attempt in range(3):
-        kill_after = rng.choice([s for s in CHECKPOINTS if first <= s <= STEPS - 6])
-        shutil.rmtree(output_dir, ignore_errors=True)
-        process = subprocess.Popen(command(setup, name, output_dir), stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL, start_new_session=True)
-        wait_for(output_dir / f"gs{kill_after}.pkl", process)
-        time.sleep(rng.uniform(0, 0.05))  # into the state write, the evaluation or the next steps
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-        if not os.path.exists(output_dir / f"gs{STEPS}.pkl"):
-            break  # killed before the end; otherwise the fast last steps outran the kill: again
+    kill_run_mid_way(command(setup, name, output_dir), output_dir,
+                     [s for s in CHECKPOINTS if first <= s <= STEPS - 6], STEPS, rng, max_delay=0.05,
+                     timeout=120)
     assert not os.path.exists(output_dir / f"gs{STEPS}.pkl")
 
     subprocess.run(command(setup, name, output_dir, "--resume"), check=True, capture_output=True)

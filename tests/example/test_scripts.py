@@ -15,7 +15,7 @@ import pytest
 import torch
 from transformers import BertConfig, BertModel
 
-from conftest import SPECIAL_TOKENS, WORDS, write_tiny_mnli, write_vocab
+from conftest import SPECIAL_TOKENS, WORDS, kill_run_mid_way, write_tiny_mnli, write_vocab
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # Every model entry of the original example's JSON files has exactly these keys.
@@ -257,9 +257,6 @@ def test_t4tiny_script_killed_mid_run_and_resumed_ends_as_an_uninterrupted_run(e
     with --resume: the final checkpoint is bit-identical and every evaluation line is there.
     The tiny BERT keeps BertConfig's dropout of 0.1, so the random state matters."""
     import random
-    import shutil
-    import signal
-    import time
 
     # 32 examples, batch 4, 2 epochs -> 16 steps; a checkpoint and its evaluation every 2 steps.
     options = ["--PRINT_EVERY", "3", "--ckpt_frequency", "4"]
@@ -272,23 +269,10 @@ def test_t4tiny_script_killed_mid_run_and_resumed_ends_as_an_uninterrupted_run(e
 
     killed_dir = runs["killed"]["OUTPUT_DIR"]
     rng = random.Random(os.getpid())
-    for attempt in range(3):  # a kill that came after the last step is tried again
-        # At least six steps remain after it, and a resume state exists before it (gs4.pkl
-        # comes after resume_gs2.pt).
-        kill_after = rng.choice([4, 6, 8, 10])
-        shutil.rmtree(killed_dir, ignore_errors=True)
-        process = subprocess.Popen(["bash", script, *options], env=runs["killed"],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                   start_new_session=True)
-        deadline = time.time() + 300
-        while not os.path.exists(os.path.join(killed_dir, f"gs{kill_after}.pkl")):
-            assert process.poll() is None and time.time() < deadline
-            time.sleep(0.002)
-        time.sleep(rng.uniform(0, 0.2))
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-        if not os.path.exists(os.path.join(killed_dir, "gs16.pkl")):
-            break
+    # At least six steps remain after the kill, and a resume state exists before it (gs4.pkl
+    # comes after resume_gs2.pt).
+    kill_run_mid_way(["bash", script, *options], killed_dir, [4, 6, 8, 10], 16, rng,
+                     max_delay=0.2, env=runs["killed"])
     assert not os.path.exists(os.path.join(killed_dir, "gs16.pkl"))
     subprocess.run(["bash", script, *options, "--resume"], env=runs["killed"], check=True,
                    capture_output=True)
