@@ -60,6 +60,8 @@ class BertForGLUESimple(nn.Module):
             softmax probabilities (in training mode, after attention dropout as BERT uses them);
           'loss' (if labels are given): mean cross-entropy, a scalar.
         """
+        if attention_mask is not None and attention_mask.is_cuda:
+            attention_mask = expanded_attention_mask(attention_mask, self.bert.config._attn_implementation)
         encoded = self.bert(input_ids=input_ids, attention_mask=attention_mask,
                             token_type_ids=token_type_ids,
                             output_hidden_states=self.output_hidden_states,
@@ -73,6 +75,21 @@ class BertForGLUESimple(nn.Module):
         if labels is not None:
             outputs["loss"] = nn.functional.cross_entropy(logits, labels)
         return outputs
+
+
+def expanded_attention_mask(attention_mask, attn_implementation):
+    """The (B, 1, 1, L) mask BERT's attention applies, made from the (B, L) one as transformers
+    makes it: additive float32 for eager attention, boolean for SDPA.
+
+    Given a 2-D mask, transformers first checks on the host whether it pads anything at all (to
+    skip it), so every forward on a GPU would wait for the GPU. A 4-D mask is used as given.
+    """
+    if attn_implementation not in ("eager", "sdpa"):
+        return attention_mask  # other kernels take the 2-D mask itself
+    keep = attention_mask[:, None, None, :].bool()
+    if attn_implementation == "sdpa":
+        return keep
+    return torch.zeros(keep.shape, device=keep.device).masked_fill_(~keep, torch.finfo(torch.float32).min)
 
 
 def BertForGLUESimpleAdaptor(batch, model_outputs):

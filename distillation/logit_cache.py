@@ -126,7 +126,7 @@ class TeacherLogitCache:
         for table, results in zip(self.tables, per_teacher):
             for head, logits in zip(table, as_list(results["logits"])):
                 head[indices] = logits.detach().float()
-        self.filled[indices] = True
+        self.filled.index_fill_(0, indices, True)  # (filled[indices] = True copies True from the host)
 
     # ----- resume ---------------------------------------------------------------------------
     def state_dict(self):

@@ -29,8 +29,7 @@ import torch  # noqa: E402
 
 import benchmark  # noqa: E402  (it puts the repository on sys.path)
 from distiller_emd import EMDDistiller  # noqa: E402
-from distillation import trainer  # noqa: E402
-from distillation import logit_cache  # noqa: E402
+from distillation import logit_cache, loss_log  # noqa: E402
 
 PUBLISHED_STEPS = 40 * -(-benchmark.MNLI_TRAIN_PAIRS // 32)  # 40 epochs of batch 32
 REAL_SIZES = ["--teacher_layers", "12", "--teacher_hidden", "768", "--batch", "32", "--length", "128"]
@@ -72,15 +71,15 @@ def timing_table(setup, precision):
 # Where a wait for the host is expected: (file, function) -> what it is.
 EXPECTED_SYNCS = {
     (inspect.getsourcefile(EMDDistiller), "compute_loss"): "EMD's transport-plan solve (exempt: one per step)",
-    (inspect.getsourcefile(trainer), "_log"): "the log line (every --PRINT_EVERY steps)",
-    (inspect.getsourcefile(trainer), "_check_finite"): "the finite-loss check (with each log line)",
+    (inspect.getsourcefile(loss_log), "write"): "the log line (every --PRINT_EVERY steps)",
+    (inspect.getsourcefile(loss_log), "check_finite"): "the finite-loss check (with each log line and checkpoint)",
     (inspect.getsourcefile(logit_cache), "end_epoch"): "the logit cache's check (once per epoch)",
 }
 
 
 def function_at(filename, lineno):
     """The name of the function of `filename` whose source holds line `lineno`."""
-    for module in (EMDDistiller, trainer.AbstractDistiller, logit_cache.TeacherLogitCache):
+    for module in (EMDDistiller, loss_log.LossLog, logit_cache.TeacherLogitCache):
         if inspect.getsourcefile(module) != filename:
             continue
         for name, member in inspect.getmembers(module, inspect.isfunction):

@@ -43,3 +43,13 @@ def test_feature_memory_measures_every_process(tmp_path):
     [cache_file] = os.listdir(tmp_path / "cache")
     stored = 600 * 32 * 6 + 600
     assert stored <= os.path.getsize(tmp_path / "cache" / cache_file) < stored + 4096
+
+
+def test_every_expected_host_wait_names_a_function_that_exists():
+    # The sync check runs on GPUs only: a renamed function would turn its expected waits into
+    # failures there, with nothing on the CPU to notice.
+    sys.path.insert(0, os.path.join(REPO, "tools"))
+    import gpu_report
+    for filename, function in gpu_report.EXPECTED_SYNCS:
+        with open(filename, encoding="utf-8") as source:
+            assert any(re.match(rf"\s*def {function}\(", line) for line in source), (filename, function)

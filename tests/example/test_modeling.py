@@ -8,8 +8,8 @@ from safetensors.torch import save_file
 from conftest import write_bert_config, write_vocab
 from distillation.io import atomic_torch_save
 from model_config import parse_model_config
-from modeling import (BertForGLUESimple, BertForGLUESimpleAdaptor, build_model, load_checkpoint,
-                      map_checkpoint_keys)
+from modeling import (BertForGLUESimple, BertForGLUESimpleAdaptor, build_model, expanded_attention_mask,
+                      load_checkpoint, map_checkpoint_keys)
 
 NUM_LABELS = 3
 BATCH, LENGTH = 4, 7
@@ -92,6 +92,21 @@ def test_attentions_use_eager_only_when_asked(config):
     # Same weights, same logits: the eager path computes the same function.
     torch.testing.assert_close(with_maps(**make_batch(config))["logits"],
                                plain(**make_batch(config))["logits"])
+
+
+@pytest.mark.parametrize("attention", [False, True], ids=["sdpa", "eager"])
+@pytest.mark.parametrize("padded", [True, False], ids=["padded", "unpadded"])
+def test_the_4d_mask_made_for_gpus_changes_nothing(config, attention, padded):
+    # On CUDA, forward hands BERT this mask instead of the 2-D one (which transformers reads on
+    # the host); on the CPU it must compute exactly the same, with either attention kernel.
+    model = make_model(config, output_attentions=attention)
+    batch = make_batch(config)
+    mask = batch["attention_mask"] if padded else torch.ones_like(batch["attention_mask"])
+    expanded = expanded_attention_mask(mask, model.config._attn_implementation)
+    assert expanded.shape == (BATCH, 1, 1, LENGTH)
+    as_2d = model.bert(input_ids=batch["input_ids"], attention_mask=mask).last_hidden_state
+    as_4d = model.bert(input_ids=batch["input_ids"], attention_mask=expanded).last_hidden_state
+    assert torch.equal(as_2d, as_4d)
 
 
 def test_loss_is_the_mean_cross_entropy_of_the_logits(config):
