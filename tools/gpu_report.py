@@ -73,7 +73,8 @@ EXPECTED_SYNCS = {
     (inspect.getsourcefile(EMDDistiller), "compute_loss"):
         "EMD's transport-plan solve (exempt: one a step, its distances out and its plan back)",
     (inspect.getsourcefile(loss_log), "write"): "the log line (every --PRINT_EVERY steps)",
-    (inspect.getsourcefile(loss_log), "check_finite"): "the finite-loss check (with each log line and checkpoint)",
+    (inspect.getsourcefile(loss_log), "check_finite"):
+        "the finite-loss check (with each log line and checkpoint)",
     (inspect.getsourcefile(logit_cache), "end_epoch"): "the logit cache's check (once per epoch)",
 }
 
