@@ -189,6 +189,15 @@ def counting_teacher_calls(calls):
     return build
 
 
+def wait_for(path, process, timeout=120):
+    """Poll until `path` exists, failing if `process` ends first or `timeout` seconds pass."""
+    deadline = time.time() + timeout
+    while not os.path.exists(path):
+        assert process.poll() is None, "the run ended before it could be interrupted"
+        assert time.time() < deadline, f"{path} never appeared"
+        time.sleep(0.002)
+
+
 def kill_run_mid_way(command, output_dir, kill_steps, last_step, rng, max_delay, env=None,
                      timeout=300):
     """Start command (a run writing gs{step}.pkl into output_dir) in a session of its own and
@@ -200,11 +209,7 @@ def kill_run_mid_way(command, output_dir, kill_steps, last_step, rng, max_delay,
         shutil.rmtree(output_dir, ignore_errors=True)
         process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL, start_new_session=True)
-        deadline = time.time() + timeout
-        while not os.path.exists(os.path.join(output_dir, f"gs{kill_after}.pkl")):
-            assert process.poll() is None, "the run ended before it could be interrupted"
-            assert time.time() < deadline, f"gs{kill_after}.pkl never appeared in {output_dir}"
-            time.sleep(0.002)
+        wait_for(os.path.join(output_dir, f"gs{kill_after}.pkl"), process, timeout)
         time.sleep(rng.uniform(0, max_delay))  # into the state write, the evaluation or the next steps
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()

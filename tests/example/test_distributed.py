@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import main
-from conftest import counting_teacher_calls, write_bert_config, write_tiny_mnli, write_vocab
+from conftest import counting_teacher_calls, wait_for, write_bert_config, write_tiny_mnli, write_vocab
 from model_config import parse_model_config
 from modeling import BertForGLUESimple
 
@@ -181,7 +181,6 @@ def test_two_processes_killed_and_resumed_end_as_an_uninterrupted_two_process_ru
     """Each process restores its own generators (dropout on) and its share of the logit cache."""
     import random
     import signal
-    import time
 
     def launch(output_dir, *extra):
         options = cache_run_options(setup, output_dir, "--cache_teacher_logits", "--ckpt_frequency",
@@ -198,10 +197,7 @@ def test_two_processes_killed_and_resumed_end_as_an_uninterrupted_two_process_ru
     killed = setup["root"] / "resume_killed"
     process = launch(killed)
     kill_after = random.Random(os.getpid()).choice([2, 4, 6, 8])  # 12 steps, a state every 2
-    deadline = time.time() + 180
-    while not (killed / f"resume_gs{kill_after}.pt").exists():
-        assert process.poll() is None and time.time() < deadline
-        time.sleep(0.002)
+    wait_for(killed / f"resume_gs{kill_after}.pt", process, timeout=180)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     resumed = launch(killed, "--resume")

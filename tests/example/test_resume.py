@@ -12,13 +12,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
 from transformers import BertConfig
 
-from conftest import counting_teacher_calls, kill_run_mid_way, write_bert_config, write_tiny_mnli, write_vocab
+from conftest import (counting_teacher_calls, kill_run_mid_way, wait_for, write_bert_config, write_tiny_mnli,
+                      write_vocab)
 from modeling import BertForGLUESimple
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -77,14 +77,6 @@ def command(setup, name, output_dir, *extra):
             "--do_train", "--do_eval", "--max_seq_length", "32", "--train_batch_size", "8",
             "--num_train_epochs", "2", "--learning_rate", "1e-3", "--ckpt_frequency", "4",
             "--PRINT_EVERY", "5", "--keep_resume_states", "3", *options, *extra]
-
-
-def wait_for(path, process, timeout=120):
-    deadline = time.time() + timeout
-    while not os.path.exists(path):
-        assert process.poll() is None, "the run ended before it could be interrupted"
-        assert time.time() < deadline, f"{path} never appeared"
-        time.sleep(0.002)
 
 
 def checkpoints(output_dir):
