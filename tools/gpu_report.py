@@ -17,6 +17,8 @@
 Without CUDA, parts 1 and 3 run on the CPU in float32 and part 2 says it was skipped.
 """
 import argparse
+import ast
+import functools
 import inspect
 import os
 import sys
@@ -79,16 +81,24 @@ EXPECTED_SYNCS = {
 }
 
 
+@functools.lru_cache(maxsize=None)
+def function_spans(filename):
+    """(first line, last line, name) of every function and method defined in `filename`."""
+    try:
+        with open(filename, encoding="utf-8") as source:
+            tree = ast.parse(source.read())
+    except (OSError, SyntaxError, ValueError):  # e.g. '<frozen ...>'
+        return ()
+    return tuple((node.lineno, node.end_lineno, node.name) for node in ast.walk(tree)
+                 if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)))
+
+
 def function_at(filename, lineno):
-    """The name of the function of `filename` whose source holds line `lineno`."""
-    for module in (EMDDistiller, loss_log.LossLog, logit_cache.TeacherLogitCache):
-        if inspect.getsourcefile(module) != filename:
-            continue
-        for name, member in inspect.getmembers(module, inspect.isfunction):
-            lines, first = inspect.getsourcelines(member)
-            if first <= lineno < first + len(lines):
-                return name
-    return None
+    """The name of the outermost function (a method, for a class) of `filename` whose source
+    holds line `lineno`, or None."""
+    spans = [(last - first, name) for first, last, name in function_spans(filename)
+             if first <= lineno <= last]
+    return max(spans)[1] if spans else None
 
 
 def sync_check(setup, num_steps):

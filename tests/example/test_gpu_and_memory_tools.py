@@ -52,4 +52,9 @@ def test_every_expected_host_wait_names_a_function_that_exists():
     import gpu_report
     for filename, function in gpu_report.EXPECTED_SYNCS:
         with open(filename, encoding="utf-8") as source:
-            assert any(re.match(rf"\s*def {function}\(", line) for line in source), (filename, function)
+            lines = source.read().splitlines()
+        def_lines = [number for number, line in enumerate(lines, 1)
+                     if re.match(rf"\s*def {function}\(", line)]
+        assert def_lines, (filename, function)
+        # and the check, which names the function around a waiting line, finds it there
+        assert gpu_report.function_at(filename, def_lines[0] + 1) == function, (filename, function)
