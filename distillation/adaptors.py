@@ -34,14 +34,31 @@ def post_adaptor(results):
 
 
 def move_to_device(batch, device):
-    """Tensors of a Mapping, tuple or list batch moved to the device; other items as they are."""
-    def move(item):
-        return item.to(device, non_blocking=True) if isinstance(item, torch.Tensor) else item
+    """The tensors of a batch moved to the device, at any depth of its Mappings, tuples and
+    lists (a {'teacher': ..., 'student': ...} batch too); other items as they are."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
     if isinstance(batch, Mapping):
-        return {key: move(value) for key, value in batch.items()}
+        return {key: move_to_device(value, device) for key, value in batch.items()}
     if isinstance(batch, (tuple, list)):
-        return type(batch)(move(item) for item in batch)
-    return move(batch)
+        return type(batch)(move_to_device(item, device) for item in batch)
+    return batch
+
+
+def split_sides(batch):
+    """(the teachers' batch, the student's batch): TextBrewer's {'teacher': ..., 'student': ...}
+    layout gives each side its own; {'teachers': [...], 'student': ...} gives each teacher its
+    own (PerTeacher: teachers with vocabularies of their own); any other batch serves both."""
+    if isinstance(batch, Mapping) and "student" in batch:
+        if "teachers" in batch:
+            return PerTeacher(batch["teachers"]), batch["student"]
+        if "teacher" in batch:
+            return batch["teacher"], batch["student"]
+    return batch, batch
+
+
+class PerTeacher(list):
+    """One batch per teacher, in the teachers' order (not a list batch, which is model(*batch))."""
 
 
 def call_model(model, batch, args):
@@ -70,13 +87,8 @@ def get_outputs_from_batch(batch, device, model_T, model_S, args, no_teacher_for
     'teacher_cache', if present, stands in for the teachers' outputs. The teachers run without
     gradients; their outputs are None with no_teacher_forward.
     """
-    if isinstance(batch, Mapping) and "teacher" in batch and "student" in batch:
-        teacher_batch = move_to_device(batch["teacher"], device)
-        student_batch = move_to_device(batch["student"], device)
-        cached = batch.get("teacher_cache")
-    else:
-        teacher_batch = student_batch = move_to_device(batch, device)
-        cached = None
+    teacher_batch, student_batch = split_sides(move_to_device(batch, device))
+    cached = batch.get("teacher_cache") if teacher_batch is not student_batch else None
     if no_teacher_forward:
         outputs_T = None
     elif cached is not None:

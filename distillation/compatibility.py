@@ -1,4 +1,5 @@
-"""TextBrewer's `textbrewer.compatibility`: the dtype of boolean masks, and whether apex is there."""
+"""TextBrewer alias: the module path `textbrewer.compatibility` (two small definitions of its own):
+the dtype of boolean masks, and whether apex is there."""
 import importlib.util
 
 import torch

@@ -119,8 +119,18 @@ class IntermediateMatch(_Config):
 
     KEYS = ("layer_T", "layer_S", "feature", "loss", "weight", "proj")
 
+    def as_dict(self):
+        """The match as TextBrewer's configs take it: {layer_T, layer_S, feature, loss, weight, proj?}."""
+        match = {key: getattr(self, key) for key in self.KEYS if key != "proj"}
+        if self.proj is not None:
+            match["proj"] = list(self.proj) + ([self.proj_group] if self.proj_group else [])
+        return match
+
     @classmethod
     def from_dict(cls, match, index):
+        """The match of a dict, checked (an IntermediateMatch is taken as it is)."""
+        if isinstance(match, IntermediateMatch):
+            return match
         where = f"intermediate_matches[{index}]"
         if not isinstance(match, dict):
             raise ValueError(f"{where}: expected a dict, got {match!r}")

@@ -1,4 +1,5 @@
-"""TextBrewer's `textbrewer.distiller_basic`: BasicDistiller (defined in distillation.distillers)."""
+"""TextBrewer alias: the module path `textbrewer.distiller_basic` (code in distillers.py):
+BasicDistiller."""
 from .distillers import BasicDistiller
 
 __all__ = ["BasicDistiller"]

@@ -1,4 +1,5 @@
-"""TextBrewer's `textbrewer.distiller_general`: GeneralDistiller (defined in distillation.distillers)."""
+"""TextBrewer alias: the module path `textbrewer.distiller_general` (code in distillers.py):
+GeneralDistiller."""
 from .distillers import GeneralDistiller
 
 __all__ = ["GeneralDistiller"]

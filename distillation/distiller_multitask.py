@@ -1,4 +1,5 @@
-"""TextBrewer's `textbrewer.distiller_multitask`: MultiTaskDistiller (defined in distillation.distillers)."""
+"""TextBrewer alias: the module path `textbrewer.distiller_multitask` (code in distillers.py):
+MultiTaskDistiller."""
 from .distillers import MultiTaskDistiller
 
 __all__ = ["MultiTaskDistiller"]

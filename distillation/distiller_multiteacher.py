@@ -1,4 +1,5 @@
-"""TextBrewer's `textbrewer.distiller_multiteacher`: MultiTeacherDistiller (defined in distillation.distillers)."""
+"""TextBrewer alias: the module path `textbrewer.distiller_multiteacher` (code in distillers.py):
+MultiTeacherDistiller."""
 from .distillers import MultiTeacherDistiller
 
 __all__ = ["MultiTeacherDistiller"]

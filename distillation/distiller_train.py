@@ -1,4 +1,5 @@
-"""TextBrewer's `textbrewer.distiller_train`: BasicTrainer (defined in distillation.distillers)."""
+"""TextBrewer alias: the module path `textbrewer.distiller_train` (code in distillers.py):
+BasicTrainer."""
 from .distillers import BasicTrainer
 
 __all__ = ["BasicTrainer"]

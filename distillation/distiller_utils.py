@@ -1,4 +1,5 @@
-"""TextBrewer's `textbrewer.distiller_utils`, the module custom distillers star-import.
+"""TextBrewer alias: `textbrewer.distiller_utils`, from adaptors.py, distillers.py, trainer.py:
+the module custom distillers star-import.
 
 `from distillation.distiller_utils import *` gives what TextBrewer's gives such code: the
 helpers get_outputs_from_batch, post_adaptor, select_logits_with_mask, probability_shift_,
@@ -23,8 +24,16 @@ from .adaptors import get_outputs_from_batch, move_to_device, post_adaptor, sele
 from .compatibility import is_apex_available, mask_dtype
 from .configs import DistillationConfig, TrainingConfig
 from .distillers import probability_shift_
-from .presets import (ADAPTOR_KEYS, FEATURES, KD_LOSS_MAP, MATCH_LOSS_MAP, PROJ_MAP,
-                      TEMPERATURE_SCHEDULER, WEIGHT_SCHEDULER, register_new)
+from .presets import (
+                      ADAPTOR_KEYS,
+                      FEATURES,
+                      KD_LOSS_MAP,
+                      MATCH_LOSS_MAP,
+                      PROJ_MAP,
+                      TEMPERATURE_SCHEDULER,
+                      WEIGHT_SCHEDULER,
+                      register_new,
+)
 from .task_sampling import cycle
 from .trainer import AbstractDistiller
 

@@ -231,7 +231,7 @@ def _select(results, key):
     logits = as_list(results[key])
     if "logits_mask" not in results:
         return logits
-    return [l[mask.bool()] for l, mask in zip(logits, as_list(results["logits_mask"]))]
+    return [head[mask.bool()] for head, mask in zip(logits, as_list(results["logits_mask"]))]
 
 
 def _feature(results, feature, index, side):

@@ -13,9 +13,8 @@ The training loop calls batches() at the start of an epoch, lookup() and store()
 batch, end_epoch() at its end, and saves state_dict() in every resume state, so that a resumed
 run neither runs the teachers again for cached examples nor sees other logits.
 """
-from collections.abc import Mapping
-
 import logging
+from collections.abc import Mapping
 
 import torch
 import torch.distributed as dist

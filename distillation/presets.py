@@ -1,4 +1,5 @@
-"""TextBrewer's `textbrewer.presets`: the adaptor keys, the maps of losses, projections and
+"""TextBrewer alias: `textbrewer.presets`, from losses.py, projections.py, schedulers.py, registry.py:
+the adaptor keys, the maps of losses, projections and
 schedulers, and register_new."""
 from .losses import KD_LOSS_MAP, MATCH_LOSS_MAP
 from .projections import PROJ_MAP

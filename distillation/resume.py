@@ -8,10 +8,8 @@ distiller's extra_state() returns (None for the core's distillers). It holds ten
 values only, so it loads with weights_only=True.
 """
 import contextlib
-import glob
 import os
 import random
-import re
 import signal
 import threading
 
@@ -19,8 +17,7 @@ import numpy as np
 import torch
 
 from .io import atomic_torch_save, safe_torch_load
-
-STATE_PATTERN = re.compile(r"resume_gs(\d+)\.pt$")
+from .run_files import resume_state_path, resume_state_steps
 
 
 class TrainingInterrupted(Exception):
@@ -34,25 +31,20 @@ class TrainingInterrupted(Exception):
                          f"the run's state is saved in {state_path}")
 
 
-def state_path(output_dir, step):
-    return os.path.join(output_dir, f"resume_gs{step}.pt")
-
-
 def latest_state(output_dir):
     """The path of the newest resume state in output_dir, or None."""
-    found = [(int(m.group(1)), path) for path in glob.glob(os.path.join(output_dir, "resume_gs*.pt"))
-             if (m := STATE_PATTERN.search(path))]
-    return max(found)[1] if found else None
+    steps = resume_state_steps(output_dir)
+    return resume_state_path(output_dir, steps[-1]) if steps else None
 
 
-def save_state(path, keep_last, **state):
-    """Write one resume state atomically, then delete all but the newest keep_last of them."""
+def save_state(output_dir, step, keep_last, **state):
+    """Write the resume state of `step` atomically, then delete all but the newest keep_last.
+    Returns its path."""
+    path = resume_state_path(output_dir, step)
     atomic_torch_save(state, path)
-    directory = os.path.dirname(path)
-    found = sorted((int(m.group(1)), p) for p in glob.glob(os.path.join(directory, "resume_gs*.pt"))
-                   if (m := STATE_PATTERN.search(p)))
-    for _, old in found[:-keep_last]:
-        os.remove(old)
+    for old in resume_state_steps(output_dir)[:-keep_last]:
+        os.remove(resume_state_path(output_dir, old))
+    return path
 
 
 def load_state(path):

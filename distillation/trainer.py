@@ -16,12 +16,13 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from .adaptors import call_model, move_to_device, post_adaptor
 from . import resume
+from .adaptors import PerTeacher, call_model, move_to_device, post_adaptor, split_sides
 from .io import atomic_torch_save, remove_unfinished_writes
 from .logit_cache import TeacherLogitCache, split_indices
 from .loss_log import LossLog
 from .parallel import any_process, average_gradients, is_main_process
+from .run_files import checkpoint_path, resume_state_path
 
 logger = logging.getLogger("distillation")
 
@@ -59,12 +60,29 @@ class AbstractDistiller:
         self.loss_log = None  # made by train(): the running sums of the loss terms
         self.logit_cache = None  # made by train() when caches_logits() (see logit_cache.py)
         self._pending_resume = None     # a resume state for the next train()
+        self._run = None  # where the current (or last) train() stands (_Run); None before any
         self._student_forward = model_S  # the DistributedDataParallel wrapper while training on several processes
-        # The weights in force; training updates them by their schedules at every step.
-        self.kd_loss_weight, self.hard_label_weight = self._scheduled_weights(0, None)
-        # Where training stands, for a compute_loss that depends on it: optimizer steps done
-        # (the batch being trained belongs to step global_step + 1) out of total_steps.
-        self.global_step, self.total_steps = 0, None
+
+    # ----- where training stands, for a compute_loss that depends on it ---------------------
+    @property
+    def global_step(self):
+        """Optimizer steps done; the batch being trained belongs to step global_step + 1."""
+        return self._run.global_step if self._run is not None else 0
+
+    @property
+    def total_steps(self):
+        """The optimizer steps of the current (or last) train() call; None before any."""
+        return self._run.total_steps if self._run is not None else None
+
+    @property
+    def kd_loss_weight(self):
+        """The KD weight in force: d_config's, after its schedule at the current step."""
+        return self._scheduled_weights()[0]
+
+    @property
+    def hard_label_weight(self):
+        """The hard-label weight in force: d_config's, after its schedule at the current step."""
+        return self._scheduled_weights()[1]
 
     @property
     def teachers(self):
@@ -128,6 +146,26 @@ class AbstractDistiller:
         checkpoints, resume states and logs and runs the callback; the logged losses are
         averaged over the processes.
         """
+        run = self._start(optimizer, dataloader, num_epochs, num_steps, scheduler_class,
+                          scheduler_args, scheduler, max_grad_norm)
+        with resume.stop_on_signals() as stop, self._training(run):
+            for epoch in range(run.epoch, run.num_epochs):
+                replaying, batches = self._epoch_batches(run, dataloader, epoch)
+                for batch in batches:
+                    if batch_postprocessor is not None and not replaying:  # replayed: already done
+                        batch = batch_postprocessor(batch)
+                    if self._accumulate(run, batch, args):  # the batch closed an accumulation group
+                        self._optimizer_step(run)
+                        if self._checkpoint_or_stop(run, callback, stop):
+                            break
+                self._end_epoch(run)
+                if run.global_step == run.total_steps:
+                    break
+        logger.info("Training finished at step %d", run.global_step)
+
+    def _start(self, optimizer, dataloader, num_epochs, num_steps, scheduler_class,
+               scheduler_args, scheduler, max_grad_norm):
+        """Check the arguments and make the run: its length, schedule, scaler, logs and cache."""
         if (num_epochs is None) == (num_steps is None):
             raise ValueError("train: give exactly one of num_epochs and num_steps")
         accumulation = self.t_config.gradient_accumulation_steps
@@ -152,93 +190,89 @@ class AbstractDistiller:
             # A dict batch may carry its examples' dataset indices under EXAMPLE_INDEX_KEY: the
             # cache is then keyed by example.
             self.logit_cache = TeacherLogitCache(isinstance(self.model_T, (list, tuple)), self.device)
-        run = _Run(optimizer, scheduler, scaler, steps_per_epoch, accumulation, total_steps)
         if self.loss_log is not None:
             self.loss_log.close()
-        self.loss_log = log = LossLog(self.device, self.t_config.log_dir,
-                                      check_finite=self.t_config.mixed_precision != "fp16")
-        parallel = self._data_parallel()
+        self.loss_log = LossLog(self.device, self.t_config.log_dir,
+                                check_finite=self.t_config.mixed_precision != "fp16")
+        by_steps = num_steps is not None
+        # TextBrewer: every (steps per epoch, or ckpt_steps with num_steps) // print_freq steps,
+        # and once per that period when print_freq exceeds it.
+        period = self.t_config.ckpt_steps if by_steps and self.t_config.ckpt_steps else steps_per_epoch
+        run = _Run(optimizer, scheduler, scaler, steps_per_epoch, accumulation, total_steps,
+                   num_epochs, max_grad_norm, parallel=self._data_parallel(),
+                   params=self._trained_parameters(),
+                   checkpoints=self._checkpoint_steps(total_steps, steps_per_epoch, num_epochs, by_steps),
+                   log_every=self.log_every_steps or (period // self.print_freq or period))
         if self._pending_resume is not None:
-            self._restore(run, self._pending_resume, parallel)
+            self._restore(run, self._pending_resume)
             self._pending_resume = None
-            log.note_resume(run.global_step)
+            self.loss_log.note_resume(run.global_step)
             if is_main_process():  # what a killed run was writing when it died
                 remove_unfinished_writes(self.t_config.output_dir)
         logger.info("Training %s for %d steps (%d per epoch, %d epochs) from step %d\n%s\n%s",
                     type(self).__name__, total_steps, steps_per_epoch, num_epochs, run.global_step,
                     self.t_config, self.d_config if self.d_config is not None else "")
+        return run
 
-        params = self._trained_parameters()
-        if parallel:
+    @contextlib.contextmanager
+    def _training(self, run):
+        """The student in training mode (inside DistributedDataParallel on several processes)
+        while the run is the distiller's current one."""
+        if run.parallel:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
             self._student_forward = DistributedDataParallel(self.model_S, device_ids=device_ids)
-        checkpoints = self._checkpoint_steps(total_steps, steps_per_epoch, num_epochs, num_steps is not None)
-        # TextBrewer: every (steps per epoch, or ckpt_steps with num_steps) // print_freq steps,
-        # and once per that period when print_freq exceeds it.
-        period = (self.t_config.ckpt_steps if num_steps is not None and self.t_config.ckpt_steps
-                  else steps_per_epoch)
-        log_every = self.log_every_steps or (period // self.print_freq or period)
+        self._run = run
         self.model_S.train()
-        optimizer.zero_grad(set_to_none=True)
-        with resume.stop_on_signals() as stop, self._unwrap_after_training():
-            for epoch in range(run.epoch, num_epochs):
-                run.epoch = epoch
-                skip = run.batches_done  # after a resume: batches of this epoch already trained on
-                batches = self._epoch_batches(dataloader, epoch, steps_per_epoch * accumulation, skip)
-                replaying = self.logit_cache is not None and self.logit_cache.replaying
-                progress = tqdm(total=steps_per_epoch, initial=skip // accumulation,
-                                desc=f"epoch {epoch + 1}/{num_epochs}",
-                                disable=not (logger.isEnabledFor(logging.INFO) and is_main_process()),
-                                leave=False)
-                for batch in batches:
-                    self.global_step, self.total_steps = run.global_step, total_steps
-                    self.kd_loss_weight, self.hard_label_weight = self._scheduled_weights(run.global_step, total_steps)
-                    if batch_postprocessor is not None and not replaying:  # replayed: already done
-                        batch = batch_postprocessor(batch)
-                    closes_group = (run.batches_done + 1) % accumulation == 0
-                    with self._gradient_sync(closes_group):
-                        total_loss, losses = self.train_on_batch(batch, args)
-                        scaler.scale(total_loss / accumulation).backward()
-                    log.add(total_loss, losses, run.global_step + 1)
-                    run.batches_done += 1
-                    if run.batches_done % accumulation:
-                        continue
+        run.optimizer.zero_grad(set_to_none=True)
+        try:
+            yield
+        finally:  # the run stays the distiller's last one: global_step and stage() read it
+            self._student_forward = self.model_S
+            if run.progress is not None:
+                run.progress.close()
 
-                    if parallel:  # DistributedDataParallel averages the student's gradients
-                        average_gradients([p for proj in self.projs if proj is not None
-                                           for p in proj.parameters()])
-                    if max_grad_norm > 0:
-                        scaler.unscale_(optimizer)
-                        torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
-                    scaler.step(optimizer)
-                    scaler.update()
-                    if scheduler is not None:
-                        scheduler.step()
-                    optimizer.zero_grad(set_to_none=True)
-                    run.global_step += 1
-                    log.steps += 1
-                    progress.update(1)
+    def _accumulate(self, run, batch, args):
+        """Forward and backward one micro-batch; True when it closes an accumulation group."""
+        closes_group = (run.batches_done + 1) % run.accumulation == 0
+        with self._gradient_sync(closes_group):
+            total_loss, losses = self.train_on_batch(batch, args)
+            run.scaler.scale(total_loss / run.accumulation).backward()
+        self.loss_log.add(total_loss, losses, run.global_step + 1)
+        run.batches_done += 1
+        return closes_group
 
-                    if run.global_step % log_every == 0 or run.global_step == total_steps:
-                        log.check_finite(parallel)
-                        log.write(run.global_step, epoch, optimizer.param_groups[0]["lr"],
-                                  accumulation, parallel, progress)
-                    if run.global_step in checkpoints:
-                        log.check_finite(parallel)
-                        self._save_checkpoint(run, callback, parallel)
-                    if (any_process(bool(stop), self.device) if parallel else stop):
-                        log.check_finite(parallel)
-                        path = self._save_resume_state(run, parallel)
-                        raise resume.TrainingInterrupted(stop.signal_number, run.global_step, path)
-                    if run.global_step == total_steps:
-                        break
-                progress.close()
-                run.batches_done = 0
-                if self.logit_cache is not None:
-                    self.logit_cache.end_epoch(parallel)
-                if run.global_step == total_steps:
-                    break
-        logger.info("Training finished at step %d", run.global_step)
+    def _optimizer_step(self, run):
+        """Average, clip and apply the accumulated gradients, then advance the schedule."""
+        if run.parallel:  # DistributedDataParallel averages the student's gradients
+            average_gradients([p for proj in self.projs if proj is not None for p in proj.parameters()])
+        if run.max_grad_norm > 0:
+            run.scaler.unscale_(run.optimizer)
+            torch.nn.utils.clip_grad_norm_(run.params, run.max_grad_norm)
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+        if run.scheduler is not None:
+            run.scheduler.step()
+        run.optimizer.zero_grad(set_to_none=True)
+        run.global_step += 1
+        self.loss_log.steps += 1
+        run.progress.update(1)
+
+    def _checkpoint_or_stop(self, run, callback, stop):
+        """After a step: a log line, a checkpoint, or a stop on a signal. True at the last step."""
+        log, step = self.loss_log, run.global_step
+        if step % run.log_every == 0 or step == run.total_steps:
+            log.check_finite(run.parallel)
+            log.write(step, run.epoch, run.optimizer.param_groups[0]["lr"], run.accumulation,
+                      run.parallel, run.progress)
+        if step in run.checkpoints:
+            log.check_finite(run.parallel)
+            self._save_checkpoint(run, callback)
+        if any_process(bool(stop), self.device) if run.parallel else stop:
+            log.check_finite(run.parallel)
+            path = self._save_resume_state(run)
+            raise resume.TrainingInterrupted(stop.signal_number, step, path)
+        return step == run.total_steps
+
     def resume_from(self, path):
         """Continue from a resume state (resume_gs{step}.pt) at the next call of train()."""
         self._pending_resume = resume.load_state(path)
@@ -253,40 +287,58 @@ class AbstractDistiller:
         """Forward the teachers (or take their cached logits) and the student: (loss, terms)."""
         batch, indices = split_indices(batch)
         batch = move_to_device(batch, self.device)
+        batch_T, batch_S = split_sides(batch)
         results_T = self.logit_cache.lookup(indices) if self.logit_cache is not None else None
         if results_T is None:
-            results_T = self.teacher_results(batch, args)
+            results_T = self.teacher_results(batch_T, args)
             if self.logit_cache is not None:
                 self.logit_cache.store(batch, indices, results_T)
         with self._autocast():
-            outputs_S = call_model(self._student_forward, batch, args)
-        results_S = post_adaptor(self.adaptor_S(batch, outputs_S))
+            outputs_S = call_model(self._student_forward, batch_S, args)
+        results_S = post_adaptor(self.adaptor_S(batch_S, outputs_S))
         return self.compute_loss(results_S, results_T)
 
     def teacher_results(self, batch, args):
-        """The teachers' adapted outputs: a dict for one teacher, a list for several, None for none."""
+        """The teachers' adapted outputs: a dict for one teacher, a list for several, None for
+        none. batch: one batch for every teacher, or a PerTeacher list of one per teacher."""
         if not self.teachers:
             return None
+        batches = batch if isinstance(batch, PerTeacher) else [batch] * len(self.teachers)
         with torch.no_grad(), self._autocast():
-            results = [post_adaptor(self.adaptor_T(batch, call_model(teacher, batch, args)))
-                       for teacher in self.teachers]
+            results = [post_adaptor(self.adaptor_T(part, call_model(teacher, part, args)))
+                       for teacher, part in zip(self.teachers, batches, strict=True)]
         return results if isinstance(self.model_T, (list, tuple)) else results[0]
 
     # ----- pieces of the loop -------------------------------------------------------------------
-    def _epoch_batches(self, dataloader, epoch, num_batches, skip):
-        """The batches of one epoch, after the first `skip`.
+    def _epoch_batches(self, run, dataloader, epoch):
+        """(replaying, the batches of one epoch that remain to be trained on).
 
         Batches past the last full accumulation group are left out, so every optimizer step
-        sees the same number of examples. A sampler with set_epoch (DistributedSampler, or any
-        seeded sampler) gets the epoch, so a resumed run sees the same order. A logit cache
-        may replay its stored batches instead (logit_cache.py).
+        sees the same number of examples. After a resume, the batches of this epoch already
+        trained on are skipped. A sampler with set_epoch (DistributedSampler, or any seeded
+        sampler) gets the epoch, so a resumed run sees the same order. A logit cache may replay
+        its stored batches instead (logit_cache.py).
         """
+        run.epoch = epoch
+        skip, num_batches = run.batches_done, run.steps_per_epoch * run.accumulation
+        if run.progress is not None:
+            run.progress.close()
+        run.progress = tqdm(total=run.steps_per_epoch, initial=skip // run.accumulation,
+                            desc=f"epoch {epoch + 1}/{run.num_epochs}", leave=False,
+                            disable=not (logger.isEnabledFor(logging.INFO) and is_main_process()))
+
         def fresh_batches():
             _set_epoch(dataloader, epoch)
             return itertools.islice(dataloader, skip, num_batches)
         if self.logit_cache is None:
-            return fresh_batches()
-        return self.logit_cache.batches(dataloader, epoch, num_batches, skip, fresh_batches)
+            return False, fresh_batches()
+        batches = self.logit_cache.batches(dataloader, epoch, num_batches, skip, fresh_batches)
+        return self.logit_cache.replaying, batches
+
+    def _end_epoch(self, run):
+        run.batches_done = 0
+        if self.logit_cache is not None:
+            self.logit_cache.end_epoch(run.parallel)
 
     def _data_parallel(self):
         if not self.t_config.data_parallel:
@@ -295,13 +347,6 @@ class AbstractDistiller:
             raise ValueError("TrainingConfig(data_parallel=True) needs torch.distributed to be "
                              "initialised (launch with torchrun and call init_process_group)")
         return True
-
-    @contextlib.contextmanager
-    def _unwrap_after_training(self):
-        try:
-            yield
-        finally:
-            self._student_forward = self.model_S
 
     def _gradient_sync(self, closes_group):
         """DistributedDataParallel averages gradients only on the last micro-batch of a group."""
@@ -315,12 +360,13 @@ class AbstractDistiller:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=dtype)
 
-    def _scheduled_weights(self, step, total_steps):
+    def _scheduled_weights(self):
+        """(kd_loss_weight, hard_label_weight) at the current step."""
         if self.d_config is None:
             return 1, 1
-        if total_steps is None:  # outside training: the base weights
+        if self._run is None:  # before training: the base weights
             return self.d_config.kd_loss_weight, self.d_config.hard_label_weight
-        return self.d_config.weights_at(step, total_steps)
+        return self.d_config.weights_at(self._run.global_step, self._run.total_steps)
 
     def _trained_parameters(self):
         params = list(self.model_S.parameters())
@@ -353,13 +399,13 @@ class AbstractDistiller:
                 steps.add((epoch + 1) * steps_per_epoch)  # offset 0: the end of the epoch
         return steps
 
-    def _save_checkpoint(self, run, callback, parallel):
+    def _save_checkpoint(self, run, callback):
         """gs{step}.pkl, its resume state, then the callback (e.g. an evaluation)."""
         if is_main_process():
-            path = os.path.join(self.t_config.output_dir, f"gs{run.global_step}.pkl")
+            path = checkpoint_path(self.t_config.output_dir, run.global_step)
             atomic_torch_save(self.model_S.state_dict(), path)
             logger.info("Saved %s", path)
-        self._save_resume_state(run, parallel)
+        self._save_resume_state(run)
         if callback is not None and is_main_process():
             # The callback may draw random numbers (a DataLoader's seed, a sampled example):
             # it must not move the generators the next step uses, or a resumed run would differ.
@@ -367,28 +413,28 @@ class AbstractDistiller:
                 callback(model=self.model_S, step=run.global_step)
             self.model_S.train()
 
-    def _save_resume_state(self, run, parallel):
+    def _save_resume_state(self, run):
         """Save where the run stands; every process adds its own generators, loss sums and cache."""
         local = {"rng": resume.capture_rng(), "loss_log": self.loss_log.state_dict(),
                  "logit_cache": self.logit_cache.state_dict() if self.logit_cache is not None else None}
         per_process = [local]
-        if parallel:
+        if run.parallel:
             per_process = [None] * dist.get_world_size()
             dist.all_gather_object(per_process, local)
-        path = resume.state_path(self.t_config.output_dir, run.global_step)
         if not is_main_process():
-            return path
-        resume.save_state(
-            path, self.t_config.keep_resume_states, global_step=run.global_step,
+            return resume_state_path(self.t_config.output_dir, run.global_step)
+        return resume.save_state(
+            self.t_config.output_dir, run.global_step, self.t_config.keep_resume_states,
+            global_step=run.global_step,
             epoch=run.epoch, batches_done=run.batches_done,
             model_S=self.model_S.state_dict(),
             projs=[proj.state_dict() if proj is not None else None for proj in self.projs],
             optimizer=run.optimizer.state_dict(),
             scheduler=run.scheduler.state_dict() if run.scheduler is not None else None,
             scaler=run.scaler.state_dict(), per_process=per_process, distiller=self.extra_state())
-        return path
 
-    def _restore(self, run, state, parallel):
+    def _restore(self, run, state):
+        parallel = run.parallel
         processes = dist.get_world_size() if parallel else 1
         if len(state["per_process"]) != processes:
             raise ValueError(f"the resume state was saved by {len(state['per_process'])} "
@@ -418,16 +464,23 @@ class AbstractDistiller:
 
 @dataclasses.dataclass
 class _Run:
-    """What changes during one train() call, and what a resume state records of it."""
+    """One train() call: its settings, and where it stands (what a resume state records)."""
     optimizer: object
     scheduler: object
     scaler: object
     steps_per_epoch: int
     accumulation: int
     total_steps: int
+    num_epochs: int
+    max_grad_norm: float
+    parallel: bool  # DistributedDataParallel over several processes
+    params: list  # the student's and the projections' parameters, clipped together
+    checkpoints: set  # the steps that save gs{step}.pkl
+    log_every: int  # optimizer steps between log lines
     global_step: int = 0
     epoch: int = 0
     batches_done: int = 0  # batches of the current epoch already trained on
+    progress: object = None  # the epoch's progress bar
 
 
 def _set_epoch(dataloader, epoch):

@@ -1,4 +1,5 @@
-"""TextBrewer's `textbrewer.utils`: display_parameters, LayerNode, cycle, initializer_builder."""
+"""TextBrewer alias: `textbrewer.utils`, from model_summary.py, projections.py, task_sampling.py:
+display_parameters, LayerNode, cycle, initializer_builder."""
 from .model_summary import LayerNode, display_parameters
 from .projections import initializer_builder
 from .task_sampling import cycle
