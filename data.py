@@ -1,12 +1,11 @@
-"""From MNLI files to batches: cached features, and DataLoaders that cut each batch's padding."""
+"""From a task's files to batches: cached features, and DataLoaders that cut each batch's padding."""
 import os
 
 import torch
 from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, SequentialSampler
 
-from distillation.logit_cache import EXAMPLE_INDEX_KEY
+from distillation import EXAMPLE_INDEX_KEY
 from feature_cache import load_features
-from utils_glue import processors
 
 
 class FeatureDataset(torch.utils.data.Dataset):
@@ -15,38 +14,52 @@ class FeatureDataset(torch.utils.data.Dataset):
     Used with a BatchSampler, a batch is one tensor slice per key instead of `batch_size`
     single-row lookups stacked by the collate function. with_index: each batch also holds the
     examples' indices under 'index' (batch,), the key of the distillers' logit cache.
+    teacher_features: one entry per teacher, the features of the same examples as that
+    teacher's vocabulary encodes them, or None for a teacher that reads the student's; the
+    batch is then {'student': ..., 'teachers': [...]} (distillation.adaptors.split_sides).
     """
 
-    def __init__(self, features, with_index=False):
+    def __init__(self, features, with_index=False, teacher_features=None):
         self.features = features
         self.with_index = with_index
+        self.teacher_features = teacher_features
 
     def __len__(self):
-        return len(self.features["labels"])
+        return len(self.features["input_ids"])
 
     def __getitem__(self, indices):
-        batch = {key: tensor[indices] for key, tensor in self.features.items()}
-        # Cut the padding all the batch's examples share (features are padded on the right):
-        # masked positions change no output, and every layer's cost grows with the length.
-        longest = int(batch["attention_mask"].sum(dim=1).max())
-        for key, tensor in batch.items():
-            if tensor.dim() == 2:
-                tensor = tensor[:, :longest]
-            # Features are kept narrow (feature_cache.py); a batch is widened when it is made,
-            # into a compact int64 copy, cheap to pin and move.
-            batch[key] = tensor.long()
+        batch = _slice(self.features, indices)
+        if self.teacher_features is not None:
+            batch = {"student": batch, "teachers": [_slice(features, indices) if features is not None
+                                                    else batch for features in self.teacher_features]}
         if self.with_index:
             batch[EXAMPLE_INDEX_KEY] = torch.as_tensor(indices, dtype=torch.long)
         return batch
 
 
+def _slice(features, indices):
+    batch = {key: tensor[indices] for key, tensor in features.items()}
+    # Cut the padding all the batch's examples share (features are padded on the right):
+    # masked positions change no output, and every layer's cost grows with the length.
+    longest = int(batch["attention_mask"].sum(dim=1).max())
+    for key, tensor in batch.items():
+        if tensor.dim() == 2:
+            tensor = tensor[:, :longest]
+        # Features are kept narrow (feature_cache.py); a batch is widened when it is made,
+        # into a compact int64 copy, cheap to pin and move (a regression task's float scores
+        # stay float).
+        batch[key] = tensor.float() if tensor.is_floating_point() else tensor.long()
+    return batch
+
+
 def batch_loader(features, batch_size, shuffle, seed=0, num_replicas=1, rank=0, with_index=False,
-                 num_workers=0):
+                 num_workers=0, teacher_features=None):
     """Batches of batch_size examples; when shuffling, process `rank` of num_replicas gets every
     num_replicas-th example of the epoch's permutation, so the processes' k-th batches together
     hold the examples a single process would see in its k-th batch of num_replicas * batch_size.
-    num_workers > 0 slices the batches in worker processes, ahead of the training step."""
-    dataset = FeatureDataset(features, with_index)
+    num_workers > 0 slices the batches in worker processes, ahead of the training step.
+    teacher_features: see FeatureDataset."""
+    dataset = FeatureDataset(features, with_index, teacher_features)
     if shuffle:
         # The order of epoch e depends on (seed, e) alone: the distiller calls set_epoch, so a
         # resumed run sees the same batches as an uninterrupted one.
@@ -72,14 +85,22 @@ def loader_workers(args, device):
     return 2 if torch.device(device).type == "cuda" else 0
 
 
-def default_cache_dir(args):
+def default_cache_dir(args, data_dir):
     """Cache features beside the data; when that folder is read-only, beside the output folder."""
-    if os.access(args.data_dir, os.W_OK):
-        return os.path.join(args.data_dir, "cache")
+    if os.access(data_dir, os.W_OK):
+        return os.path.join(data_dir, "cache")
     return os.path.join(os.path.dirname(os.path.abspath(args.output_dir)), "feature_cache")
 
 
-def load_split(args, task_name, split, student_entry, label_list):
-    return load_features(processors[task_name](), args.data_dir, split, student_entry.tokenizer,
-                         student_entry.vocab_file, args.max_seq_length,
-                         args.cache_dir or default_cache_dir(args), label_list)
+def load_split(args, task, data_dir, split, entry):
+    """The features of a labelled split ('train' or a dev set's name) as the model of a
+    model_config entry reads them (its tokenizer), cached (feature_cache.py)."""
+    return load_features(task, data_dir, split, entry.tokenizer, entry.vocab_file,
+                         args.max_seq_length, args.cache_dir or default_cache_dir(args, data_dir))
+
+
+def feature_batches(features, batch_size):
+    """Consecutive slices of encoded features, batch_size examples each (no DataLoader)."""
+    total = len(features["input_ids"])
+    for start in range(0, total, batch_size):
+        yield {key: tensor[start:start + batch_size] for key, tensor in features.items()}

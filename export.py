@@ -4,9 +4,10 @@
         --checkpoint output/T4tiny --output_dir student-hf          # a run folder: its newest gs*.pkl
     python export.py --model_config_json J --which teacher0 --checkpoint teacher/gs747.pkl --output_dir teacher-hf
 
-The folder holds config.json (BertForSequenceClassification, MNLI's labels), model.safetensors,
-vocab.txt and the tokenizer files, so that AutoModelForSequenceClassification,
-AutoTokenizer and pipeline("text-classification") load it without this repository.
+The folder holds config.json (BertForSequenceClassification with the task's labels as id2label,
+or one regression output), model.safetensors, vocab.txt and the tokenizer files, so that
+AutoModelForSequenceClassification, AutoTokenizer and pipeline("text-classification") load it
+without this repository; and task.json, the task it was trained for (predict.py reads it).
 """
 import argparse
 import copy
@@ -18,13 +19,15 @@ import tempfile
 
 from transformers import BertForSequenceClassification
 
+from label_order import write_labels
+from tasks import write_task_record
 from trained_models import add_model_arguments, load_from_args
-from utils_glue import LABELS
 
 logger = logging.getLogger("export")
+REGRESSION_OUTPUT = "score"  # the name of a regressor's one output in id2label
 
 
-def export_model(trained, output_dir, label_list=LABELS):
+def export_model(trained, output_dir):
     """Write `trained` (a trained_models.TrainedModel) as a Hugging Face folder at output_dir.
 
     The folder is built beside output_dir and renamed into place, so a failed export leaves no
@@ -36,7 +39,7 @@ def export_model(trained, output_dir, label_list=LABELS):
     os.makedirs(parent, exist_ok=True)
     building = tempfile.mkdtemp(prefix=".export-", dir=parent)
     try:
-        _write_folder(trained, building, label_list)
+        _write_folder(trained, building)
         if os.path.exists(output_dir):
             shutil.rmtree(output_dir)
         os.replace(building, output_dir)
@@ -57,13 +60,12 @@ def check_export_dir(output_dir):
         raise ValueError(f"export folder {output_dir} is a file")
 
 
-def _write_folder(trained, folder, label_list):
+def _write_folder(trained, folder):
     config = copy.deepcopy(trained.bert_config)
     config.architectures = ["BertForSequenceClassification"]
-    config.num_labels = len(label_list)
-    config.id2label = dict(enumerate(label_list))
-    config.label2id = {label: i for i, label in enumerate(label_list)}
-    config.problem_type = "single_label_classification"
+    labels = trained.task.label_list
+    write_labels(config, labels if labels is not None else [REGRESSION_OUTPUT])
+    config.problem_type = "single_label_classification" if labels is not None else "regression"
     config._attn_implementation = None  # the loader's default (SDPA), not a training choice
     hf_model = BertForSequenceClassification(config)
     # Our BertForGLUESimple and BertForSequenceClassification share their keys ('bert.*',
@@ -76,6 +78,7 @@ def _write_folder(trained, folder, label_list):
     tokenizer.save_pretrained(folder)
     if trained.vocab_file:  # transformers 5 writes tokenizer.json only; keep the plain vocabulary too
         shutil.copyfile(trained.vocab_file, os.path.join(folder, "vocab.txt"))
+    write_task_record(folder, trained.task)
 
 
 def main(argv=None):

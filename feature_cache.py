@@ -1,11 +1,12 @@
-"""Encoded MNLI features, built once per data file and setting, then mapped from a safetensors cache.
+"""Encoded features, built once per data file and setting, then mapped from a safetensors cache.
 
 The cache key names everything the features depend on: the data file (absolute path, size,
 mtime_ns), the vocabulary's bytes (sha256), do_lower_case, max_seq_length, the task, the split,
 the label list and the cache format. It is stored in the file's metadata; a file whose stored
 key differs from the current one is rebuilt, never reused.
 
-The features stay as narrow as they are stored (int32 ids, uint8 masks and labels) and are
+The features stay as narrow as they are stored (int32 ids, uint8 masks and labels, float32
+scores of a regression task) and are
 memory-mapped from the cache file, so the processes of one machine (torchrun) share one copy of
 them in the page cache; data.FeatureDataset widens each batch to int64 when it makes it.
 """
@@ -26,29 +27,41 @@ from utils_glue import convert_examples_to_features
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"
 # Stored, and kept in memory, narrow: MNLI's train set at length 128 is 0.3 GB instead of 1.2.
 STORAGE_DTYPES = {"input_ids": torch.int32, "attention_mask": torch.uint8,
                   "token_type_ids": torch.uint8, "labels": torch.uint8}
+SCORE_DTYPE = torch.float32  # the labels of a regression task
 # Parts of the key that say which version of the data file was encoded. They are left out of
 # the file name, so a rewritten data file replaces its old cache instead of orphaning it.
 DATA_VERSION_PARTS = ("data_size", "data_mtime_ns")
 
 
-def cache_key(processor, data_dir, split, tokenizer, vocab_file, max_seq_length, label_list):
+def storage_dtypes(label_list):
+    """How each feature is stored: scores (label_list None) as float32, label indices narrow."""
+    if label_list is None:
+        return {**STORAGE_DTYPES, "labels": SCORE_DTYPE}
+    if len(label_list) > torch.iinfo(STORAGE_DTYPES["labels"]).max + 1:
+        return {**STORAGE_DTYPES, "labels": torch.int32}
+    return STORAGE_DTYPES
+
+
+def cache_key(task, data_dir, split, tokenizer, vocab_file, max_seq_length):
     """The str -> str dict that identifies one set of features."""
-    data_file = os.path.abspath(processor.data_file(data_dir, split))
+    data_file = os.path.abspath(task.data_file(data_dir, split))
     try:
         stat = os.stat(data_file)
     except FileNotFoundError:
-        raise FileNotFoundError(f"{data_file}: MNLI data file not found") from None
+        raise FileNotFoundError(f"{data_file}: data file not found") from None
     if not os.path.isfile(vocab_file):
         raise FileNotFoundError(f"{vocab_file}: vocabulary file not found")
-    return {"format_version": FORMAT_VERSION, "task": processor.task_name, "split": split,
+    labels = task.label_list
+    return {"format_version": FORMAT_VERSION, "task": task.name, "split": split,
             "data_file": data_file, "data_size": str(stat.st_size),
             "data_mtime_ns": str(stat.st_mtime_ns), "vocab_sha256": file_sha256(vocab_file),
             "do_lower_case": str(getattr(tokenizer, "do_lower_case", None)),
-            "max_seq_length": str(max_seq_length), "labels": ",".join(label_list)}
+            "max_seq_length": str(max_seq_length),
+            "labels": ",".join(labels) if labels is not None else "(regression)"}
 
 
 def cache_file_name(key):
@@ -58,14 +71,15 @@ def cache_file_name(key):
     return f"{key['task']}-{key['split']}-len{key['max_seq_length']}-{digest[:16]}.safetensors"
 
 
-def load_features(processor, data_dir, split, tokenizer, vocab_file, max_seq_length, cache_dir,
-                  label_list):
-    """Features of `split` ('train' or 'dev'): from cache_dir when still valid, else built and cached.
+def load_features(task, data_dir, split, tokenizer, vocab_file, max_seq_length, cache_dir):
+    """Features of a labelled `split` of the task ('train' or a dev set's name): from cache_dir
+    when still valid, else built and cached.
 
-    Returns read-only tensors mapped from the cache file, in STORAGE_DTYPES: input_ids,
+    Returns read-only tensors mapped from the cache file, in storage_dtypes: input_ids,
     attention_mask, token_type_ids [N, max_seq_length] and labels [N].
     """
-    key = cache_key(processor, data_dir, split, tokenizer, vocab_file, max_seq_length, label_list)
+    key = cache_key(task, data_dir, split, tokenizer, vocab_file, max_seq_length)
+    dtypes = storage_dtypes(task.label_list)
     try:
         os.makedirs(cache_dir, exist_ok=True)
     except OSError as error:
@@ -74,7 +88,7 @@ def load_features(processor, data_dir, split, tokenizer, vocab_file, max_seq_len
     cache_file = os.path.join(cache_dir, cache_file_name(key))
 
     if os.path.exists(cache_file):
-        features = read_cache(cache_file, key)
+        features = read_cache(cache_file, key, dtypes)
         if features is not None:
             return features
     if not os.access(cache_dir, os.W_OK):
@@ -82,17 +96,17 @@ def load_features(processor, data_dir, split, tokenizer, vocab_file, max_seq_len
 
     logger.info("Building features for %s", key["data_file"])
     start = time.perf_counter()
-    examples = processor.get_examples(data_dir, split)
-    features = convert_examples_to_features(examples, label_list, max_seq_length, tokenizer)
-    logger.info("Encoded %d pairs in %.1f s", len(examples), time.perf_counter() - start)
-    write_cache(cache_file, features, key)
-    mapped = read_cache(cache_file, key)
+    examples = task.get_examples(data_dir, split)
+    features = convert_examples_to_features(examples, task.label_list, max_seq_length, tokenizer)
+    logger.info("Encoded %d examples in %.1f s", len(examples), time.perf_counter() - start)
+    write_cache(cache_file, features, key, dtypes)
+    mapped = read_cache(cache_file, key, dtypes)
     if mapped is None:  # replaced under our feet: keep the narrowed copy in memory
-        return {name: features[name].to(dtype) for name, dtype in STORAGE_DTYPES.items()}
+        return {name: features[name].to(dtype) for name, dtype in dtypes.items()}
     return mapped
 
 
-def read_cache(cache_file, key):
+def read_cache(cache_file, key, dtypes=STORAGE_DTYPES):
     """The cached features, or None when the file is stale or unreadable (it will be rebuilt)."""
     try:
         with safe_open(cache_file, framework="pt") as f:
@@ -105,7 +119,7 @@ def read_cache(cache_file, key):
                 logger.info("Cached features %s are stale (%s); rebuilding", cache_file, details)
                 return None
             logger.info("Loading cached features from %s", cache_file)
-        stored = map_tensors(cache_file, STORAGE_DTYPES)
+        stored = map_tensors(cache_file, dtypes)
     except (SafetensorError, OSError, KeyError, ValueError) as error:
         logger.warning("Cached features %s are unreadable (%s); rebuilding", cache_file, error)
         return None
@@ -119,7 +133,7 @@ def read_cache(cache_file, key):
     return stored
 
 
-SAFETENSORS_DTYPES = {"I32": torch.int32, "U8": torch.uint8, "I64": torch.int64}
+SAFETENSORS_DTYPES = {"I32": torch.int32, "U8": torch.uint8, "I64": torch.int64, "F32": torch.float32}
 
 
 def map_tensors(path, names):
@@ -147,13 +161,13 @@ def map_tensors(path, names):
     return tensors
 
 
-def write_cache(cache_file, features, key):
+def write_cache(cache_file, features, key, dtypes=STORAGE_DTYPES):
     """Save narrowed copies of the features with the key as metadata, atomically."""
     stored = {}
-    for name, dtype in STORAGE_DTYPES.items():
+    for name, dtype in dtypes.items():
         tensor = features[name]
-        if len(tensor) and (tensor.min() < torch.iinfo(dtype).min
-                            or tensor.max() > torch.iinfo(dtype).max):
+        if len(tensor) and not dtype.is_floating_point and (
+                tensor.min() < torch.iinfo(dtype).min or tensor.max() > torch.iinfo(dtype).max):
             raise ValueError(f"{name} values outside {dtype}'s range cannot be cached")
         stored[name] = tensor.to(dtype).contiguous()
     try:

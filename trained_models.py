@@ -6,6 +6,10 @@ or one model of a JSON model config (see model_config.py) with its trained weigh
     --model_config_json J [--which student|teacher0|teacher1...] [--checkpoint gs*.pkl | RUN_FOLDER]
 where a run folder stands for its newest gs{step}.pkl, and without --checkpoint the JSON
 entry's own checkpoint is used.
+
+The task (and so the labels) is the one the run folder's task.json records (an export keeps it
+too), else --task_name (default mnli). A folder whose config.json names its labels (id2label)
+has its classifier rows put into the task's order (label_order.py).
 """
 import dataclasses
 import os
@@ -13,11 +17,13 @@ import re
 
 from transformers import AutoTokenizer, BertConfig
 
+from checkpoints import _shorten, load_checkpoint
+from distillation import checkpoint_path, checkpoint_steps
 from model_config import parse_model_config
-from modeling import BertForGLUESimple, load_checkpoint, _shorten
-from utils_glue import LABELS
+from modeling import BertForGLUESimple
+from tasks import TASK_NAMES, recorded_task
+from utils_glue import get_task
 
-CHECKPOINT_NAME = re.compile(r"^gs(\d+)\.pkl$")
 WHICH = re.compile(r"^(student|teacher(\d+))$")
 
 
@@ -29,6 +35,7 @@ class TrainedModel:
     vocab_file: str | None  # None for an exported folder (its tokenizer.json holds the vocabulary)
     do_lower_case: bool
     source: str  # what was loaded, for messages and tables
+    task: object  # a utils_glue.GlueTask or custom_task.CustomTask: the labels of the rows
 
 
 def add_model_arguments(parser):
@@ -41,6 +48,8 @@ def add_model_arguments(parser):
     group.add_argument("--checkpoint",
                        help="A gs{step}.pkl, or a run folder (its newest gs*.pkl); default: the "
                             "JSON entry's checkpoint.")
+    group.add_argument("--task_name", type=str.lower, choices=TASK_NAMES, default=None,
+                       help="The model's task when its folder has no task.json (default mnli).")
 
 
 def load_from_args(args):
@@ -49,37 +58,51 @@ def load_from_args(args):
         raise ValueError("--model and --model_config_json exclude each other: an exported folder "
                          "carries its own config")
     if args.model:
-        return load_exported(args.model)
+        return load_exported(args.model, args.task_name)
     if args.model_config_json:
-        return load_from_json(args.model_config_json, args.which, args.checkpoint)
+        return load_from_json(args.model_config_json, args.which, args.checkpoint, args.task_name)
     raise ValueError("name a model: --model EXPORTED_FOLDER, or --model_config_json JSON "
                      "[--which ...] [--checkpoint ...]")
 
 
-def load_from_json(model_config_json, which="student", checkpoint=None):
+def load_from_json(model_config_json, which="student", checkpoint=None, task_name=None):
     setup = parse_model_config(model_config_json)
     entry = select_entry(setup, which)
     checkpoint = newest_checkpoint(checkpoint) if checkpoint else entry.checkpoint
     if not checkpoint:
         raise ValueError(f"{setup.source}: {entry.where}.checkpoint is null; name the trained "
                          "weights with --checkpoint (a gs*.pkl or a run folder)")
-    model = load_complete(BertForGLUESimple(entry.bert_config, len(LABELS)), checkpoint, entry.where)
+    folder = checkpoint if os.path.isdir(checkpoint) else os.path.dirname(checkpoint)
+    task = model_task(folder, task_name)
+    model = load_complete(BertForGLUESimple(entry.bert_config, task.num_labels), checkpoint,
+                          entry.where, task, entry.label_order, f"{entry.where}.label_order")
     return TrainedModel(model, entry.tokenizer, entry.bert_config, entry.vocab_file,
-                        entry.do_lower_case, f"{entry.where} {checkpoint}")
+                        entry.do_lower_case, f"{entry.where} {checkpoint}", task)
 
 
-def load_exported(folder):
+def load_exported(folder, task_name=None):
     config_path = os.path.join(folder, "config.json")
     if not os.path.isfile(config_path):
         raise FileNotFoundError(f"{folder}: not an exported model folder (no config.json)")
     config = BertConfig.from_pretrained(folder)
-    labels = [config.id2label[i] for i in range(config.num_labels)]
-    if labels != LABELS:
-        raise ValueError(f"{config_path}: id2label is {labels}, expected MNLI's {LABELS}")
+    task = model_task(folder, task_name)
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    model = load_complete(BertForGLUESimple(config, len(LABELS)), folder, "exported model")
+    model = load_complete(BertForGLUESimple(config, task.num_labels), folder, "exported model", task)
     return TrainedModel(model, tokenizer, config, None,
-                        bool(getattr(tokenizer, "do_lower_case", True)), folder)
+                        bool(getattr(tokenizer, "do_lower_case", True)), folder, task)
+
+
+def model_task(folder, task_name=None):
+    """The task a model folder (a run's or an export's) records, else --task_name, else MNLI.
+    A --task_name that contradicts the record is an error."""
+    recorded = recorded_task(folder) if folder else None
+    if recorded is not None:
+        if task_name is not None and task_name != recorded.name:
+            raise ValueError(f"--task_name {task_name}: {folder} records task {recorded.name}")
+        return recorded
+    if task_name == "custom":
+        raise ValueError(f"{folder}: no task.json to read the custom task's labels from")
+    return get_task(task_name or "mnli")
 
 
 def select_entry(setup, which):
@@ -97,11 +120,6 @@ def select_entry(setup, which):
     return entry
 
 
-def checkpoint_steps(run_folder):
-    """The steps of the gs{step}.pkl checkpoints in a run folder."""
-    return [int(m.group(1)) for m in map(CHECKPOINT_NAME.match, os.listdir(run_folder)) if m]
-
-
 def newest_checkpoint(path):
     """path itself, or for a run folder (one without config.json) its newest gs{step}.pkl."""
     if not os.path.isdir(path) or os.path.isfile(os.path.join(path, "config.json")):
@@ -109,13 +127,14 @@ def newest_checkpoint(path):
     steps = checkpoint_steps(path)
     if not steps:
         raise FileNotFoundError(f"{path}: no gs{{step}}.pkl checkpoint in this run folder")
-    return os.path.join(path, f"gs{max(steps)}.pkl")
+    return checkpoint_path(path, steps[-1])
 
 
-def load_complete(model, checkpoint, where):
-    """Load every tensor of model from checkpoint: a trained model missing one would predict
-    from random weights without a word."""
-    report = load_checkpoint(model, checkpoint, "student")
+def load_complete(model, checkpoint, where, task, label_order=None, label_order_source=None):
+    """Load every tensor of model from checkpoint, its rows in the task's order: a trained
+    model missing one would predict from random weights without a word."""
+    report = load_checkpoint(model, checkpoint, "student", task.label_list, label_order,
+                             label_order_source)
     if report.missing:
         raise ValueError(f"{checkpoint}: lacks {len(report.missing)} of the {report.total} tensors "
                          f"of {where}: {_shorten(report.missing)}")

@@ -1,217 +1,368 @@
-"""MNLI: reading the official TSV files, the accuracy metric, and encoding pairs into tensors."""
+"""The tasks: GLUE's nine and your own labelled files. Each task says which files it reads and
+how, its labels, and its metrics; examples are encoded into tensors here too.
+
+    task = get_task("rte")
+    task.get_examples(data_dir, "train")          # InputExamples of train.tsv
+    task.dev_sets                                 # {"rte": "dev.tsv"}; MNLI: mnli and mnli-mm
+    compute_metrics("rte", preds, labels)         # {"acc": ...}
+
+GLUE's files are read with QUOTE_NONE: their sentences hold quote characters as plain text.
+Your own data: `CustomTask` (custom_task.py) reads TSV, CSV or JSON Lines with named columns.
+"""
 import csv
 import dataclasses
-import json
 import logging
 import os
 
 import numpy as np
 import torch
+from scipy.stats import pearsonr, spearmanr
+from sklearn.metrics import f1_score, matthews_corrcoef
 
 logger = logging.getLogger(__name__)
 
-LABELS = ["contradiction", "entailment", "neutral"]
+# MNLI's layout: train.tsv 12 columns, dev_*.tsv 16 (five annotators), test_*.tsv 10 (no labels).
+MNLI_TEST_COLUMNS = ("index", "promptID", "pairID", "genre", "sentence1_binary_parse",
+                     "sentence2_binary_parse", "sentence1_parse", "sentence2_parse",
+                     "sentence1", "sentence2")
+MNLI_TRAIN_COLUMNS = MNLI_TEST_COLUMNS + ("label1", "gold_label")
+MNLI_DEV_COLUMNS = MNLI_TEST_COLUMNS + ("label1", "label2", "label3", "label4", "label5",
+                                        "gold_label")
+MNLI_LABELS = ("contradiction", "entailment", "neutral")
+LABELS = list(MNLI_LABELS)  # the default task's labels, in the order of the classifier's rows
 # Pairs without annotator consensus carry this gold label in the original MultiNLI release.
 NO_CONSENSUS = "-"
-REQUIRED_COLUMNS = ("index", "sentence1", "sentence2", "gold_label")
-TEST_COLUMNS = ("index", "sentence1", "sentence2")  # test_*.tsv have no label columns
-PAIR_COLUMNS = ("sentence1", "sentence2")  # new pairs to classify
+PAIR_COLUMNS = ("sentence1", "sentence2")  # new pairs to classify (predict.py pairs)
 # Parse-tree columns of real MNLI rows are long; the csv module's default limit is 128 KiB.
 FIELD_SIZE_LIMIT = 2**31 - 1
+# The score a task is compared by: accuracy, except for the regression task.
+MAIN_METRIC = {"classification": "acc", "regression": "pearson"}
 
 
 @dataclasses.dataclass
 class InputExample:
-    """One premise/hypothesis pair; guid is '<file stem>-<index column>', e.g. 'train-17'."""
+    """One example; guid is '<file stem>-<index column>' (e.g. 'train-17'), or in test files the
+    index GLUE's submission wants. text_b is None for single-sentence tasks; label is a label
+    name, a float (regression), or None (unlabelled)."""
     guid: str
     text_a: str
-    text_b: str
-    label: str | None  # None in the unlabelled test files
+    text_b: str | None
+    label: str | float | None
 
 
-def read_mnli_tsv(path):
-    """The examples of one MNLI file (train.tsv: 12 columns, dev_*.tsv: 16 columns).
+@dataclasses.dataclass(frozen=True)
+class Columns:
+    """Where a file layout keeps each field: header names, or positions when it has no header.
+    label None: an unlabelled (test) layout; index None: the line number is the example's id."""
+    text_a: str | int
+    text_b: str | int | None
+    label: str | int | None
+    index: str | int | None
+    header: bool = True
 
-    Columns are found by their header names. Quote characters are plain text in MNLI, so the
-    file is read with QUOTE_NONE. Rows whose gold label is '-' are skipped.
+    def required(self):
+        return [c for c in (self.index, self.text_a, self.text_b, self.label) if c is not None]
+
+
+@dataclasses.dataclass(frozen=True)
+class GlueTask:
+    """One GLUE task: its folder, files, layouts, labels and metrics.
+
+    labels: the label names in the order of the classifier's rows (GLUE's spellings, which
+    its submission files use); None for a regression task (one output).
+    dev_sets: {name: file} of the sets evaluated after each checkpoint (MNLI has two).
+    test_sets: {GLUE submission name: test file}.
     """
-    prefix = os.path.splitext(os.path.basename(path))[0]
-    examples, skipped = [], 0
-    for line, row in read_tsv_rows(path, REQUIRED_COLUMNS):
-        label = row["gold_label"]
-        if label == NO_CONSENSUS:
-            skipped += 1
-            continue
-        if label not in LABELS:
-            raise ValueError(f"{path}, line {line}: unknown gold_label {label!r}, "
-                             f"expected one of {', '.join(LABELS)} (or '-')")
-        examples.append(InputExample(f"{prefix}-{row['index']}", row["sentence1"],
-                                     row["sentence2"], label))
-    if skipped:
-        logger.info("%s: skipped %d pairs whose gold_label is '-' (no consensus)", path, skipped)
-    if not examples:
-        raise ValueError(f"{path}: no examples (the header is followed by no labelled rows)")
-    return examples
+    name: str
+    folder: str  # GLUE's folder name, under the data root
+    labels: tuple | None
+    metrics: tuple  # names computed by compute_metrics besides the main one
+    columns: Columns
+    test_columns: Columns
+    dev_sets: dict
+    test_sets: dict
+    train_file: str = "train.tsv"
+    skip_labels: tuple = ()  # rows with these labels are left out (MNLI's '-')
+    skip_short_rows: bool = False  # QQP: rows with missing fields are left out, and counted
 
+    @property
+    def output_mode(self):
+        return "regression" if self.labels is None else "classification"
 
-def read_mnli_test_tsv(path):
-    """The unlabelled pairs of test_matched.tsv / test_mismatched.tsv (10 columns, the dev
-    layout without the label columns); guid is the 'index' column, as GLUE's submission wants."""
-    examples = [InputExample(row["index"], row["sentence1"], row["sentence2"], None)
-                for _, row in read_tsv_rows(path, TEST_COLUMNS)]
-    if not examples:
-        raise ValueError(f"{path}: no examples (the header is followed by no rows)")
-    return examples
+    @property
+    def num_labels(self):
+        return 1 if self.labels is None else len(self.labels)
 
+    @property
+    def label_list(self):
+        """The labels as a list (None for regression): what encoding and evaluation take."""
+        return None if self.labels is None else list(self.labels)
 
-def read_tsv_rows(path, required_columns, lines=None):
-    """(line number, {column: value}) for each row of a tab-separated file with a header row.
+    def get_labels(self):  # the original processors' name
+        return self.label_list
 
-    Every row must have as many columns as the header, which must name required_columns.
-    lines: the file's lines when they are already read (stdin); path then only names them.
-    """
-    if lines is not None:
-        yield from _tsv_rows(lines, path, required_columns)
-        return
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: MNLI data file not found")
-    with open(path, encoding="utf-8-sig", newline="") as f:
-        yield from _tsv_rows(f, path, required_columns)
+    @property
+    def text_columns(self):
+        """The text column(s) of the task's test files: what new examples to classify hold."""
+        return tuple(c for c in (self.test_columns.text_a, self.test_columns.text_b) if c)
 
-
-def _tsv_rows(lines, path, required_columns):
-    csv.field_size_limit(FIELD_SIZE_LIMIT)
-    reader = csv.reader(lines, delimiter="\t", quoting=csv.QUOTE_NONE)
-    header = next(reader, None)
-    if header is None:
-        raise ValueError(f"{path}: empty file, expected a header row with the columns "
-                         f"{', '.join(required_columns)}")
-    missing = [name for name in required_columns if name not in header]
-    if missing:
-        raise ValueError(f"{path}, line 1: the header lacks the column(s) {', '.join(missing)}"
-                         f" (expected {', '.join(required_columns)})")
-    for row in reader:
-        if len(row) != len(header):
-            raise ValueError(f"{path}, line {reader.line_num}: expected {len(header)} "
-                             f"tab-separated columns as in the header, found {len(row)}")
-        yield reader.line_num, dict(zip(header, row))
-
-
-def read_pairs(path, lines=None):
-    """New sentence pairs to classify: a TSV file with a header naming sentence1 and sentence2,
-    or JSON lines ({"sentence1": ..., "sentence2": ...} per line). path '-' with `lines`: text
-    read from stdin, JSON lines when its first non-blank character is '{'."""
-    if lines is None:
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"{path}: file of sentence pairs not found")
-        with open(path, encoding="utf-8-sig", newline="") as f:
-            lines = f.read().splitlines(keepends=True)
-    first = next((line.lstrip() for line in lines if line.strip()), "")
-    if path.endswith((".jsonl", ".json")) or first.startswith("{"):
-        examples = list(_json_pairs(lines, path))
-    else:
-        examples = [InputExample(str(line), row["sentence1"], row["sentence2"], None)
-                    for line, row in read_tsv_rows(path, PAIR_COLUMNS, lines)]
-    if not examples:
-        raise ValueError(f"{path}: no sentence pairs")
-    return examples
-
-
-def _json_pairs(lines, path):
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{path}, line {number}: not JSON ({error.msg}); expected "
-                             '{"sentence1": "...", "sentence2": "..."}') from None
-        if not isinstance(record, dict):
-            raise ValueError(f"{path}, line {number}: expected a JSON object with sentence1 and "
-                             f"sentence2, got {type(record).__name__}")
-        for key in PAIR_COLUMNS:
-            if not isinstance(record.get(key), str):
-                raise ValueError(f"{path}, line {number}: key {key!r}: expected a string, got "
-                                 f"{record.get(key)!r}")
-        yield InputExample(str(number), record["sentence1"], record["sentence2"], None)
-
-
-class MnliProcessor:
-    """MNLI with the matched dev set (dev_matched.tsv)."""
-    task_name = "mnli"
-    split_files = {"train": "train.tsv", "dev": "dev_matched.tsv"}
+    def record(self):
+        """What a run's task.json keeps of this task (tasks.py)."""
+        return {"task_name": self.name, "labels": self.label_list}
 
     def data_file(self, data_dir, split):
-        """The path of the file that holds `split` ('train' or 'dev')."""
-        if split not in self.split_files:
-            raise ValueError(f"unknown split {split!r} for task {self.task_name}, "
-                             f"expected one of {', '.join(self.split_files)}")
-        return os.path.join(data_dir, self.split_files[split])
+        """The path of 'train', a dev set's name, or a test set's name."""
+        files = {"train": self.train_file, **self.dev_sets, **self.test_sets}
+        if split not in files:
+            raise ValueError(f"unknown split {split!r} for task {self.name}, expected one of "
+                             f"{', '.join(files)}")
+        return os.path.join(data_dir, files[split])
+
+    def is_test_set(self, split):
+        return split in self.test_sets
 
     def get_examples(self, data_dir, split):
-        return read_mnli_tsv(self.data_file(data_dir, split))
+        path = self.data_file(data_dir, split)
+        return self.read_file(path, labelled=not self.is_test_set(split))
 
     def get_train_examples(self, data_dir):
         return self.get_examples(data_dir, "train")
 
     def get_dev_examples(self, data_dir):
-        return self.get_examples(data_dir, "dev")
+        """The first dev set's examples (MNLI: dev_matched)."""
+        return self.get_examples(data_dir, next(iter(self.dev_sets)))
 
-    def get_labels(self):
-        return list(LABELS)
+    def read_file(self, path, labelled=True):
+        """The examples of one file of this task; labelled=False for a test file."""
+        columns = self.columns if labelled else self.test_columns
+        prefix = os.path.splitext(os.path.basename(path))[0]
+        examples, skipped, short = [], 0, 0
+        for line, row in read_tsv_rows(path, columns, tolerate_short=self.skip_short_rows):
+            if row is None:
+                short += 1
+                continue
+            label = None
+            if labelled:
+                label = row[columns.label]
+                if label in self.skip_labels:
+                    skipped += 1
+                    continue
+                label = self.check_label(label, path, line)
+            index = row[columns.index] if columns.index is not None else str(line)
+            guid = f"{prefix}-{index}" if labelled else index
+            text_b = row[columns.text_b] if columns.text_b is not None else None
+            examples.append(InputExample(guid, row[columns.text_a], text_b, label))
+        if skipped:
+            logger.info("%s: skipped %d examples labelled %s", path, skipped,
+                        " or ".join(map(repr, self.skip_labels)))
+        if short:
+            logger.warning("%s: skipped %d rows with fewer columns than the header", path, short)
+        if not examples:
+            raise ValueError(f"{path}: no examples (the file has no {'labelled ' if labelled else ''}"
+                             "rows)")
+        return examples
+
+    def check_label(self, label, path, line):
+        """A label read from a file: one of the task's names, or a float for regression."""
+        if self.labels is None:
+            try:
+                return float(label)
+            except ValueError:
+                raise ValueError(f"{path}, line {line}: score {label!r} is not a number") from None
+        if label not in self.labels:
+            also = f" (or {', '.join(map(repr, self.skip_labels))})" if self.skip_labels else ""
+            raise ValueError(f"{path}, line {line}: unknown {_column_name(self.columns.label)} "
+                             f"{label!r}, expected one of {', '.join(self.labels)}{also}")
+        return label
 
 
-class MnliMismatchedProcessor(MnliProcessor):
-    """MNLI with the mismatched dev set (dev_mismatched.tsv); the same training file."""
-    task_name = "mnli-mm"
-    split_files = {"train": "train.tsv", "dev": "dev_mismatched.tsv"}
+def _column_name(column):
+    return column if isinstance(column, str) else f"label (column {column + 1})"
 
 
-processors = {"mnli": MnliProcessor, "mnli-mm": MnliMismatchedProcessor}
+def _mnli_like(name, folder, labels, text_a, text_b, label, dev_sets, test_sets, index="index",
+               test_index="index", metrics=("acc",), **kwargs):
+    return GlueTask(name, folder, labels, metrics, Columns(text_a, text_b, label, index),
+                    Columns(text_a, text_b, None, test_index), dev_sets, test_sets, **kwargs)
+
+
+BINARY = ("0", "1")
+TASKS = {task.name: task for task in [
+    # CoLA's train and dev files have no header: source, label, original label, sentence.
+    GlueTask("cola", "CoLA", BINARY, ("acc", "mcc"), Columns(3, None, 1, None, header=False),
+             Columns("sentence", None, None, "index"), {"cola": "dev.tsv"}, {"CoLA": "test.tsv"}),
+    _mnli_like("sst-2", "SST-2", BINARY, "sentence", None, "label", {"sst-2": "dev.tsv"},
+               {"SST-2": "test.tsv"}, index=None),
+    _mnli_like("mrpc", "MRPC", BINARY, "#1 String", "#2 String", "Quality", {"mrpc": "dev.tsv"},
+               {"MRPC": "test.tsv"}, index=None, metrics=("acc", "f1")),
+    _mnli_like("sts-b", "STS-B", None, "sentence1", "sentence2", "score", {"sts-b": "dev.tsv"},
+               {"STS-B": "test.tsv"}, metrics=("pearson", "spearmanr")),
+    _mnli_like("qqp", "QQP", BINARY, "question1", "question2", "is_duplicate", {"qqp": "dev.tsv"},
+               {"QQP": "test.tsv"}, index="id", test_index="id", metrics=("acc", "f1"),
+               skip_short_rows=True),
+    _mnli_like("mnli", "MNLI", MNLI_LABELS, "sentence1", "sentence2", "gold_label",
+               {"mnli": "dev_matched.tsv", "mnli-mm": "dev_mismatched.tsv"},
+               {"MNLI-m": "test_matched.tsv", "MNLI-mm": "test_mismatched.tsv"},
+               skip_labels=(NO_CONSENSUS,)),
+    _mnli_like("qnli", "QNLI", ("entailment", "not_entailment"), "question", "sentence", "label",
+               {"qnli": "dev.tsv"}, {"QNLI": "test.tsv"}),
+    _mnli_like("rte", "RTE", ("entailment", "not_entailment"), "sentence1", "sentence2", "label",
+               {"rte": "dev.tsv"}, {"RTE": "test.tsv"}),
+    _mnli_like("wnli", "WNLI", BINARY, "sentence1", "sentence2", "label", {"wnli": "dev.tsv"},
+               {"WNLI": "test.tsv"}),
+]}
+# The dev set names of every task, for compute_metrics (MNLI's mnli-mm among them).
+DEV_SET_TASKS = {dev_set: task for task in TASKS.values() for dev_set in task.dev_sets}
+
+
+def get_task(name):
+    """The GLUE task of that name (case-insensitive: 'SST-2' and 'sst-2' alike)."""
+    task = TASKS.get(name.lower())
+    if task is None:
+        raise ValueError(f"unknown task {name!r}; GLUE tasks: {', '.join(TASKS)} (or custom)")
+    return task
+
+
+def task_data_dir(data_dir, task):
+    """Where the task's files are: data_dir itself when it holds the training file, else GLUE's
+    folder of the task under it (data_dir/RTE for rte), as the scripts pass the data root."""
+    folder = getattr(task, "folder", None)
+    if folder and not os.path.exists(os.path.join(data_dir, task.train_file)) and \
+            os.path.isdir(os.path.join(data_dir, folder)):
+        return os.path.join(data_dir, folder)
+    return data_dir
+
+
+def read_mnli_tsv(path):
+    """The labelled examples of an MNLI train or dev file (rows labelled '-' are skipped)."""
+    return TASKS["mnli"].read_file(path)
+
+
+def read_mnli_test_tsv(path):
+    """The unlabelled pairs of test_matched.tsv / test_mismatched.tsv."""
+    return TASKS["mnli"].read_file(path, labelled=False)
+
+
+def read_tsv_rows(path, columns, lines=None, tolerate_short=False):
+    """(line number, row) for each row of a tab-separated file; row maps column names (or
+    positions, for a file without a header) to values.
+
+    Every row must have as many columns as the header (with columns.header), which must name
+    columns.required(); without a header, enough columns for the positions used. A row with too
+    few columns is an error, or (tolerate_short) yields row None. lines: the file's lines when
+    already read (stdin); path then only names them.
+    """
+    if lines is not None:
+        yield from _tsv_rows(lines, path, columns, tolerate_short)
+        return
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: data file not found")
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        yield from _tsv_rows(f, path, columns, tolerate_short)
+
+
+def _tsv_rows(lines, path, columns, tolerate_short):
+    csv.field_size_limit(FIELD_SIZE_LIMIT)
+    reader = csv.reader(lines, delimiter="\t", quoting=csv.QUOTE_NONE)
+    required = columns.required()
+    if columns.header:
+        header = next(reader, None)
+        if header is None:
+            raise ValueError(f"{path}: empty file, expected a header row with the columns "
+                             f"{', '.join(required)}")
+        missing = [name for name in required if name not in header]
+        if missing:
+            raise ValueError(f"{path}, line 1: the header lacks the column(s) {', '.join(missing)}"
+                             f" (expected {', '.join(required)})")
+        width = len(header)
+    else:
+        header, width = None, max(required) + 1
+    for row in reader:
+        if (len(row) != width) if header else (len(row) < width):
+            if tolerate_short and len(row) < width:
+                yield reader.line_num, None
+                continue
+            expected = f"{width} tab-separated columns as in the header" if header else \
+                f"at least {width} tab-separated columns"
+            raise ValueError(f"{path}, line {reader.line_num}: expected {expected}, "
+                             f"found {len(row)}")
+        yield reader.line_num, dict(zip(header, row)) if header else dict(enumerate(row))
 
 
 def compute_metrics(task_name, preds, labels):
-    """{'acc': fraction of preds equal to labels}; preds and labels are [N] arrays or lists."""
-    if task_name not in processors:
-        raise KeyError(f"unknown task {task_name!r}, expected one of {', '.join(processors)}")
+    """The GLUE metrics of one dev set ('mnli', 'mnli-mm', 'rte', ...; or a custom task's name
+    with metrics ('acc',)): {'acc': ...} and the task's others ('mcc', 'f1', 'pearson',
+    'spearmanr'). preds and labels: [N] arrays, label indices or (regression) scores."""
+    task = DEV_SET_TASKS.get(task_name)
+    if task is None:
+        raise KeyError(f"unknown task {task_name!r}, expected one of {', '.join(DEV_SET_TASKS)}")
+    return metrics_of(task.metrics, preds, labels, task_name)
+
+
+METRICS = {
+    "acc": lambda preds, labels: float((preds == labels).mean()),
+    "mcc": lambda preds, labels: float(matthews_corrcoef(labels, preds)),
+    "f1": lambda preds, labels: float(f1_score(labels, preds, pos_label=1, zero_division=0)),
+    "pearson": lambda preds, labels: _correlation(pearsonr, preds, labels),
+    "spearmanr": lambda preds, labels: _correlation(spearmanr, preds, labels),
+}
+
+
+def metrics_of(names, preds, labels, what):
     preds, labels = np.asarray(preds), np.asarray(labels)
     if preds.shape != labels.shape or preds.size == 0:
-        raise ValueError(f"{task_name}: expected predictions and labels of the same non-empty "
+        raise ValueError(f"{what}: expected predictions and labels of the same non-empty "
                          f"shape, got {preds.shape} and {labels.shape}")
-    return {"acc": float((preds == labels).mean())}
+    return {name: METRICS[name](preds, labels) for name in names}
+
+
+def _correlation(function, preds, labels):
+    """A correlation coefficient; 0 when either side is constant (it is undefined there)."""
+    if np.ptp(preds) == 0 or np.ptp(labels) == 0:
+        return 0.0
+    return float(function(preds, labels)[0])
 
 
 def convert_examples_to_features(examples, label_list, max_seq_length, tokenizer,
-                                 chunk_size=10_000):
-    """Encode the pairs with a fast tokenizer, `chunk_size` pairs per call.
+                                 chunk_size=10_000, labelled=True):
+    """Encode the examples with a fast tokenizer, `chunk_size` examples per call.
 
     Each call hands the whole chunk to the Rust tokenizer (which may use several threads), so no
     Python code runs per token. Pairs longer than max_seq_length are cut, longest segment first.
-    Returns int64 tensors: input_ids, attention_mask and token_type_ids [N, max_seq_length],
-    labels [N] (indices into label_list; left out when label_list is None: unlabelled pairs).
+    Returns int64 tensors: input_ids, attention_mask and token_type_ids [N, max_seq_length], and
+    labels [N]: indices into label_list, or float scores when label_list is None (regression).
+    labelled=False (unlabelled pairs) leaves labels out.
     """
     if not examples:
         raise ValueError("no examples to encode")
     if max_seq_length < 3:
         raise ValueError(f"max_seq_length {max_seq_length} is too short for [CLS] a [SEP] b [SEP]")
-    label_ids = {label: i for i, label in enumerate(label_list or [])}
-    labels = np.empty(len(examples), dtype=np.int64)
-    for i, example in enumerate(examples if label_list is not None else []):
-        if example.label not in label_ids:
-            raise ValueError(f"example {example.guid}: label {example.label!r} is not one of "
-                             f"{', '.join(label_list)}")
-        labels[i] = label_ids[example.label]
-
+    labels = _label_array(examples, label_list) if labelled else None
     columns = ("input_ids", "attention_mask", "token_type_ids")
     features = {name: np.empty((len(examples), max_seq_length), dtype=np.int64) for name in columns}
+    pairs = examples[0].text_b is not None
     for start in range(0, len(examples), chunk_size):
         chunk = examples[start:start + chunk_size]
-        encoded = tokenizer([e.text_a for e in chunk], [e.text_b for e in chunk],
+        second = [e.text_b for e in chunk] if pairs else None
+        encoded = tokenizer([e.text_a for e in chunk], second,
                             padding="max_length", truncation="longest_first",
                             max_length=max_seq_length, return_attention_mask=True,
                             return_token_type_ids=True, return_tensors="np")
         for name in columns:
             features[name][start:start + len(chunk)] = encoded[name]
-    if label_list is not None:
+    if labels is not None:
         features["labels"] = labels
     return {name: torch.from_numpy(array) for name, array in features.items()}
+
+
+def _label_array(examples, label_list):
+    if label_list is None:  # regression: the scores themselves
+        return np.array([float(e.label) for e in examples], dtype=np.float32)
+    label_ids = {label: i for i, label in enumerate(label_list)}
+    labels = np.empty(len(examples), dtype=np.int64)
+    for i, example in enumerate(examples):
+        if example.label not in label_ids:
+            raise ValueError(f"example {example.guid}: label {example.label!r} is not one of "
+                             f"{', '.join(label_list)}")
+        labels[i] = label_ids[example.label]
+    return labels

@@ -7,12 +7,12 @@ import os
 import pytest
 from transformers import BertTokenizer
 
+import evaluation
 import feature_cache
-import predict
-import report
-from conftest import LABELS, record_atomic_writes, write_tiny_mnli, write_vocab
 from feature_cache import load_features
-from utils_glue import MnliProcessor
+from tests.helpers import record_atomic_writes, write_tiny_mnli, write_vocab
+from tools import report
+from utils_glue import TASKS
 
 
 @pytest.fixture
@@ -23,14 +23,19 @@ def renamed(monkeypatch):
 def test_the_feature_cache_is_renamed_into_place(tmp_path, renamed):
     data_dir = write_tiny_mnli(tmp_path / "data", n_train=8, n_dev=4)
     vocab = write_vocab(tmp_path / "vocab.txt")
-    load_features(MnliProcessor(), str(data_dir), "train", BertTokenizer(vocab=str(vocab)),
-                  str(vocab), 16, str(tmp_path / "cache"), LABELS)
+    load_features(TASKS["mnli"], str(data_dir), "train", BertTokenizer(vocab=str(vocab)),
+                  str(vocab), 16, str(tmp_path / "cache"))
     assert len(renamed) == 1 and renamed[0] in os.listdir(tmp_path / "cache")
+
+
+def record(folder, step, matched, mismatched):
+    evaluation.record_results(str(folder), step, {"mnli": {"acc": matched}, "mnli-mm": {"acc": mismatched}},
+                              "classification")
 
 
 def finished_run(folder, accuracy):
     folder.mkdir()
-    predict.record_results(str(folder), 7, {"mnli": accuracy, "mnli-mm": accuracy, "All": accuracy})
+    record(folder, 7, accuracy, accuracy)
     return f"run={folder}"
 
 
@@ -53,9 +58,9 @@ def test_results_json_is_renamed_into_place_and_a_failed_write_keeps_the_old_one
 def test_eval_results_are_rewritten_whole_one_line_per_step_in_order(tmp_path, monkeypatch, renamed):
     """A resumed run may evaluate a checkpoint again (or one it missed): its line replaces the
     old one, the lines stay in step order, and a write killed half-way keeps the old files."""
-    predict.record_results(str(tmp_path), 2, {"mnli": 0.5, "mnli-mm": 0.5, "All": 0.5})
-    predict.record_results(str(tmp_path), 1, {"mnli": 0.25, "mnli-mm": 0.5, "All": 0.375})
-    predict.record_results(str(tmp_path), 2, {"mnli": 0.75, "mnli-mm": 0.5, "All": 0.625})
+    record(tmp_path, 2, 0.5, 0.5)
+    record(tmp_path, 1, 0.25, 0.5)
+    record(tmp_path, 2, 0.75, 0.5)
     expected = ["step: 1 Acc:mnli=0.25000 mnli-mm=0.50000 All=0.37500",
                 "step: 2 Acc:mnli=0.75000 mnli-mm=0.50000 All=0.62500"]
     assert (tmp_path / "eval_results.txt").read_text().splitlines() == expected
@@ -66,6 +71,6 @@ def test_eval_results_are_rewritten_whole_one_line_per_step_in_order(tmp_path, m
         raise OSError("killed while writing")
     monkeypatch.setattr(os, "fsync", killed)
     with pytest.raises(OSError, match="killed while writing"):
-        predict.record_results(str(tmp_path), 3, {"mnli": 1.0, "mnli-mm": 1.0, "All": 1.0})
+        record(tmp_path, 3, 1.0, 1.0)
     assert (tmp_path / "eval_results.txt").read_text().splitlines() == expected
     assert sorted(os.listdir(tmp_path)) == ["eval_results.jsonl", "eval_results.txt"]

@@ -11,9 +11,11 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipe
 import export
 import main
 import predict
-from conftest import write_bert_config, write_tiny_mnli, write_tiny_mnli_test, write_vocab
+from data import feature_batches
+from evaluation import predict_outputs
+from tests.helpers import write_bert_config, write_tiny_mnli, write_tiny_mnli_test, write_vocab
 from trained_models import load_exported, load_from_json
-from utils_glue import LABELS, convert_examples_to_features, read_mnli_test_tsv, read_mnli_tsv
+from utils_glue import LABELS, TASKS, convert_examples_to_features, read_mnli_test_tsv, read_mnli_tsv
 
 MAX_LENGTH = 24
 
@@ -45,8 +47,9 @@ def run(tmp_path_factory):
 
 def project_probabilities(trained, examples):
     """The project's own evaluation path: its tokenizer, features and BertForGLUESimple."""
-    features = convert_examples_to_features(examples, None, MAX_LENGTH, trained.tokenizer)
-    return predict.predict_probabilities(trained.model, predict.feature_batches(features, 8), "cpu")
+    features = convert_examples_to_features(examples, LABELS, MAX_LENGTH, trained.tokenizer,
+                                            labelled=False)
+    return predict_outputs(trained.model, feature_batches(features, 8), "cpu")
 
 
 def test_export_folder_holds_a_hugging_face_classifier(run):
@@ -132,7 +135,7 @@ def read_submission(path):
 
 def test_do_test_writes_glue_submission_files(run):
     ours = load_from_json(run["json"], checkpoint=str(run["out"]))
-    for name, test_file in predict.TEST_SETS.items():
+    for name, test_file in TASKS["mnli"].test_sets.items():
         header, rows = read_submission(run["out"] / f"{name}.tsv")
         assert header == "index\tprediction"
         examples = read_mnli_test_tsv(str(run["data"] / test_file))
@@ -144,7 +147,7 @@ def test_do_test_writes_glue_submission_files(run):
 def test_predict_cli_from_the_exported_folder_writes_the_same_files(run, tmp_path):
     predict.main(["test", "--model", str(run["export"]), "--data_dir", str(run["data"]),
                   "--output_dir", str(tmp_path), "--max_seq_length", str(MAX_LENGTH)])
-    for name in predict.TEST_SETS:
+    for name in TASKS["mnli"].test_sets:
         assert (tmp_path / f"{name}.tsv").read_text() == (run["out"] / f"{name}.tsv").read_text()
 
 

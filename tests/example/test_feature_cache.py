@@ -9,9 +9,11 @@ from safetensors.torch import save_file
 from transformers import BertTokenizer
 
 import feature_cache
-from conftest import LABELS, WORDS, write_tiny_mnli, write_vocab
 from feature_cache import STORAGE_DTYPES, cache_file_name, cache_key, load_features
-from utils_glue import MnliMismatchedProcessor, MnliProcessor, convert_examples_to_features
+from tests.helpers import LABELS, WORDS, write_tiny_mnli, write_vocab
+from utils_glue import TASKS, convert_examples_to_features
+
+MNLI = TASKS["mnli"]
 
 MAX_LEN = 16
 
@@ -31,10 +33,10 @@ def setup(tmp_path, monkeypatch):
             "cache_dir": tmp_path / "cache", "builds": builds}
 
 
-def load(setup, split="train", processor=None, max_seq_length=MAX_LEN, tokenizer=None, vocab=None):
-    return load_features(processor or MnliProcessor(), setup["data_dir"], split,
+def load(setup, split="train", max_seq_length=MAX_LEN, tokenizer=None, vocab=None):
+    return load_features(MNLI, setup["data_dir"], split,
                          tokenizer or setup["tokenizer"], str(vocab or setup["vocab"]),
-                         max_seq_length, str(setup["cache_dir"]), LABELS)
+                         max_seq_length, str(setup["cache_dir"]))
 
 
 def cache_files(setup):
@@ -57,7 +59,7 @@ def test_second_call_loads_the_cache(setup, caplog):
     assert setup["builds"] == [20]
     assert "Loading cached features from " + str(setup["cache_dir"]) in caplog.text
     assert_same(built, loaded)
-    direct = convert_examples_to_features(MnliProcessor().get_train_examples(setup["data_dir"]),
+    direct = convert_examples_to_features(MNLI.get_train_examples(setup["data_dir"]),
                                           LABELS, MAX_LEN, setup["tokenizer"])
     assert all(torch.equal(direct[key], loaded[key].long()) for key in direct)
     assert len(cache_files(setup)) == 1  # and no temporary file left behind
@@ -93,8 +95,8 @@ def test_cache_file_is_plain_safetensors_with_the_key(setup):
     assert len(data) == 8 + header_size + tensor_bytes
     assert header["input_ids"]["shape"] == [20, MAX_LEN]
     metadata = header["__metadata__"]
-    assert metadata == cache_key(MnliProcessor(), setup["data_dir"], "train", setup["tokenizer"],
-                                 str(setup["vocab"]), MAX_LEN, LABELS)
+    assert metadata == cache_key(MNLI, setup["data_dir"], "train", setup["tokenizer"],
+                                 str(setup["vocab"]), MAX_LEN)
     assert metadata["data_file"] == str((setup["data_dir"] / "train.tsv").resolve())
     assert metadata["max_seq_length"] == str(MAX_LEN) and metadata["do_lower_case"] == "True"
     assert name == cache_file_name(metadata)
@@ -134,8 +136,8 @@ def test_other_vocab_length_or_casing_is_rebuilt(setup, tmp_path):
 
 
 def test_splits_and_tasks_have_their_own_files(setup):
-    matched_dev = load(setup, split="dev")
-    mismatched_dev = load(setup, split="dev", processor=MnliMismatchedProcessor())
+    matched_dev = load(setup, split="mnli")
+    mismatched_dev = load(setup, split="mnli-mm")
     assert setup["builds"] == [6, 6]
     assert not torch.equal(matched_dev["input_ids"], mismatched_dev["input_ids"])
     load(setup, split="train")
@@ -162,8 +164,8 @@ def test_cache_with_another_key_is_never_reused(setup, caplog):
     load(setup)
     [name] = cache_files(setup)
     path = setup["cache_dir"] / name
-    key = cache_key(MnliProcessor(), setup["data_dir"], "train", setup["tokenizer"],
-                    str(setup["vocab"]), MAX_LEN, LABELS)
+    key = cache_key(MNLI, setup["data_dir"], "train", setup["tokenizer"],
+                    str(setup["vocab"]), MAX_LEN)
     fake = {name: torch.zeros(20, MAX_LEN, dtype=torch.uint8)
             for name in ("attention_mask", "token_type_ids")}
     fake.update(input_ids=torch.zeros(20, MAX_LEN, dtype=torch.int32),
@@ -171,7 +173,7 @@ def test_cache_with_another_key_is_never_reused(setup, caplog):
     save_file(fake, str(path), metadata={**key, "format_version": "0"})
     with caplog.at_level(logging.INFO, logger="feature_cache"):
         features = load(setup)
-    assert "format_version: '0' -> '1'" in caplog.text
+    assert "format_version: '0' -> '2'" in caplog.text
     assert setup["builds"] == [20, 20]
     assert features["input_ids"].count_nonzero() > 0
 
@@ -179,8 +181,8 @@ def test_cache_with_another_key_is_never_reused(setup, caplog):
 def test_cache_with_wrong_shapes_is_rebuilt(setup):
     load(setup)
     [name] = cache_files(setup)
-    key = cache_key(MnliProcessor(), setup["data_dir"], "train", setup["tokenizer"],
-                    str(setup["vocab"]), MAX_LEN, LABELS)
+    key = cache_key(MNLI, setup["data_dir"], "train", setup["tokenizer"],
+                    str(setup["vocab"]), MAX_LEN)
     wrong = {"input_ids": torch.zeros(20, MAX_LEN - 1, dtype=torch.int32),
              "attention_mask": torch.zeros(20, MAX_LEN, dtype=torch.uint8),
              "token_type_ids": torch.zeros(20, MAX_LEN, dtype=torch.uint8),
@@ -200,5 +202,5 @@ def test_unwritable_cache_dir_is_named(setup, tmp_path):
 
 def test_missing_data_file(setup):
     os.remove(setup["data_dir"] / "dev_mismatched.tsv")
-    with pytest.raises(FileNotFoundError, match=r"dev_mismatched\.tsv: MNLI data file not found"):
-        load(setup, split="dev", processor=MnliMismatchedProcessor())
+    with pytest.raises(FileNotFoundError, match=r"dev_mismatched\.tsv: data file not found"):
+        load(setup, split="mnli-mm")

@@ -1,4 +1,4 @@
-"""predict.py: the per-label report after an evaluation, and the command line for new pairs."""
+"""predict.py's commands: new pairs, a labelled file's metrics (submission files: test_tasks.py)."""
 import json
 import os
 import subprocess
@@ -7,57 +7,14 @@ import sys
 import numpy as np
 import pytest
 
-import predict
-from conftest import make_pair, write_random_classifier, write_tiny_mnli
+from custom_task import read_pairs
+from data import feature_batches
+from evaluation import format_label_report, label_report, predict_outputs
+from tests.helpers import make_pair, write_random_classifier, write_tiny_mnli
 from trained_models import load_exported
-from utils_glue import LABELS, convert_examples_to_features, read_mnli_tsv, read_pairs
+from utils_glue import LABELS, convert_examples_to_features, read_mnli_tsv
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def test_label_report_counts_each_label():
-    # gold:      c c c e e n ; predicted: c c e e n n
-    labels, preds = [0, 0, 0, 1, 1, 2], [0, 0, 1, 1, 2, 2]
-    report = predict.label_report(np.array(preds), np.array(labels))
-    assert report["labels"] == LABELS
-    assert report["confusion"] == [[2, 1, 0], [0, 1, 1], [0, 0, 1]]
-    assert report["precision"] == pytest.approx([1.0, 0.5, 0.5])
-    assert report["recall"] == pytest.approx([2 / 3, 0.5, 1.0])
-    assert report["f1"] == pytest.approx([0.8, 0.5, 2 / 3])
-    assert report["support"] == [3, 2, 1]
-
-
-def test_a_label_never_predicted_has_zero_precision_without_a_warning(recwarn):
-    report = predict.label_report(np.array([0, 0]), np.array([0, 2]))
-    assert report["precision"][2] == 0 and report["recall"][2] == 0
-    assert not [w for w in recwarn if "ill-defined" in str(w.message)]
-
-
-def test_report_files_hold_one_entry_per_step_in_step_order(tmp_path):
-    report = predict.label_report(np.array([0, 1, 2]), np.array([0, 1, 1]))
-    for step in (8, 4, 8):  # a resumed run evaluates step 8 again
-        predict.record_report(str(tmp_path), step, {"mnli": report, "mnli-mm": report})
-    records = [json.loads(line) for line in (tmp_path / predict.REPORT_JSONL).read_text().splitlines()]
-    assert [r["step"] for r in records] == [4, 8]
-    assert records[1]["reports"]["mnli"]["confusion"] == [[1, 0, 0], [0, 1, 1], [0, 0, 0]]
-    text = (tmp_path / predict.REPORT_TEXT).read_text()
-    assert text.count("step 8, mnli-mm") == 1 and text.index("step 4, mnli") < text.index("step 8")
-    assert "confusion matrix (rows: gold, columns: predicted)" in text
-    assert "entailment        1.0000  0.5000  0.6667        2" in text
-
-
-def test_evaluation_writes_the_report_beside_the_results(tmp_path, model_files):
-    trained = load_exported(str(model_files["export"]))
-    features = convert_examples_to_features(model_files["dev"], LABELS, 24, trained.tokenizer)
-    loaders = {"mnli": list(predict.feature_batches(features, 5)),
-               "mnli-mm": list(predict.feature_batches(features, 7))}
-    results = predict.record_evaluation(str(tmp_path), 3, trained.model, loaders, "cpu")
-    record = json.loads((tmp_path / predict.REPORT_JSONL).read_text())
-    gold = features["labels"].numpy()
-    for task in ("mnli", "mnli-mm"):
-        confusion = np.array(record["reports"][task]["confusion"])
-        assert confusion.sum(axis=1).tolist() == np.bincount(gold, minlength=3).tolist()
-        assert np.trace(confusion) / confusion.sum() == pytest.approx(results[task])
 
 
 @pytest.fixture(scope="module")
@@ -76,8 +33,9 @@ def run_predict(*args, stdin=None):
 
 def expected_probabilities(model_files, examples):
     trained = load_exported(str(model_files["export"]))
-    features = convert_examples_to_features(examples, None, 64, trained.tokenizer)  # the CLI default here
-    return predict.predict_probabilities(trained.model, predict.feature_batches(features, 4), "cpu")
+    features = convert_examples_to_features(examples, LABELS, 64, trained.tokenizer,  # the CLI default here
+                                            labelled=False)
+    return predict_outputs(trained.model, feature_batches(features, 4), "cpu")
 
 
 def parse_output(stdout):
@@ -111,9 +69,9 @@ def test_pairs_from_tsv_and_from_json_lines_on_stdin(model_files, tmp_path):
 
 @pytest.mark.parametrize("name, content, message", [
     ("pairs.tsv", "premise\tsentence2\na\tb\n",
-     "pairs.tsv, line 1: the header lacks the column(s) sentence1 (expected sentence1, sentence2)"),
+     "pairs.tsv, line 1: no column 'sentence1' in the header (it has 'premise', 'sentence2')"),
     ("pairs.tsv", "sentence1\tsentence2\na\tb\nc\n",
-     "pairs.tsv, line 3: expected 2 tab-separated columns as in the header, found 1"),
+     "pairs.tsv, line 3: expected 2 columns as in the header, found 1"),
     ("pairs.jsonl", '{"sentence1": "a", "sentence2": "b"}\n{"sentence1": "a"}\n',
      "pairs.jsonl, line 2: key 'sentence2': expected a string, got None"),
     ("pairs.jsonl", '{"sentence1": "a", "sentence2": "b"}\n\n{"sentence1": \n',
@@ -146,6 +104,6 @@ def test_eval_command_prints_accuracy_and_the_label_report(model_files):
     assert result.returncode == 0, result.stderr
     expected = expected_probabilities(model_files, model_files["dev"]).argmax(1)
     gold = np.array([LABELS.index(e.label) for e in model_files["dev"]])
-    assert f"accuracy {float((expected == gold).mean()):.4f} (12 pairs)" in result.stdout
-    report = predict.format_label_report(str(model_files["export"]), predict.label_report(expected, gold))
+    assert f"acc {float((expected == gold).mean()):.4f} (12 examples)" in result.stdout
+    report = format_label_report(str(model_files["export"]), label_report(expected, gold, LABELS))
     assert report in result.stdout

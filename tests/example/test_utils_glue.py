@@ -1,4 +1,5 @@
-"""The MNLI reader, the processors, compute_metrics and the encoding of pairs into features."""
+"""The MNLI reader, the MNLI task, compute_metrics and the encoding of pairs into features
+(the other GLUE tasks and custom files: test_tasks.py)."""
 import logging
 
 import numpy as np
@@ -6,11 +7,17 @@ import pytest
 import torch
 from transformers import BertTokenizer
 
-from conftest import (DEV_HEADER, LABELS, SPECIAL_TOKENS, TRAIN_HEADER, WORDS, mnli_row,
-                      write_tiny_mnli, write_vocab)
-from utils_glue import (InputExample, MnliMismatchedProcessor, MnliProcessor,
-                        compute_metrics, convert_examples_to_features, processors,
-                        read_mnli_tsv)
+from tests.helpers import (
+    DEV_HEADER,
+    LABELS,
+    SPECIAL_TOKENS,
+    TRAIN_HEADER,
+    WORDS,
+    mnli_row,
+    write_tiny_mnli,
+    write_vocab,
+)
+from utils_glue import InputExample, compute_metrics, convert_examples_to_features, get_task, read_mnli_tsv
 
 # Quote characters are plain text in MNLI; an unbalanced one must not swallow the next rows.
 QUOTED_PAIRS = [
@@ -71,11 +78,11 @@ def test_pairs_without_consensus_are_skipped_and_counted(tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="utils_glue"):
         examples = read_mnli_tsv(str(path))
     assert [(e.guid, e.text_a) for e in examples] == [("train-0", "a ."), ("train-3", "g .")]
-    assert "skipped 2 pairs" in caplog.text
+    assert "skipped 2 examples labelled '-'" in caplog.text
 
 
 def test_missing_file(tmp_path):
-    with pytest.raises(FileNotFoundError, match="nothere.tsv: MNLI data file not found"):
+    with pytest.raises(FileNotFoundError, match="nothere.tsv: data file not found"):
         read_mnli_tsv(str(tmp_path / "nothere.tsv"))
 
 
@@ -118,29 +125,28 @@ def test_header_without_rows(tmp_path):
 
 # ----- processors and metrics -----
 
-def test_processors_read_their_files(tmp_path):
+def test_the_mnli_task_reads_its_files(tmp_path):
     data_dir = write_tiny_mnli(tmp_path, n_train=10, n_dev=6, seed=3)
-    matched, mismatched = MnliProcessor(), MnliMismatchedProcessor()
-    assert processors == {"mnli": MnliProcessor, "mnli-mm": MnliMismatchedProcessor}
-    assert matched.get_labels() == mismatched.get_labels() == LABELS
-    assert [e.guid for e in matched.get_train_examples(data_dir)] == [f"train-{i}" for i in range(10)]
-    assert matched.get_train_examples(data_dir) == mismatched.get_train_examples(data_dir)
+    task = get_task("MNLI")
+    assert task.get_labels() == LABELS and task.dev_sets == {"mnli": "dev_matched.tsv",
+                                                             "mnli-mm": "dev_mismatched.tsv"}
+    assert [e.guid for e in task.get_train_examples(data_dir)] == [f"train-{i}" for i in range(10)]
 
     def texts(name):
         return [line.split("\t")[8] for line in (data_dir / name).read_text().splitlines()[1:]]
-    assert [e.text_a for e in matched.get_dev_examples(data_dir)] == texts("dev_matched.tsv")
-    assert [e.text_a for e in mismatched.get_dev_examples(data_dir)] == texts("dev_mismatched.tsv")
-    assert mismatched.get_dev_examples(data_dir)[0].guid == "dev_mismatched-0"
+    assert [e.text_a for e in task.get_examples(data_dir, "mnli")] == texts("dev_matched.tsv")
+    assert [e.text_a for e in task.get_examples(data_dir, "mnli-mm")] == texts("dev_mismatched.tsv")
+    assert task.get_examples(data_dir, "mnli-mm")[0].guid == "dev_mismatched-0"
     with pytest.raises(ValueError, match="unknown split 'test'"):
-        matched.data_file(data_dir, "test")
+        task.data_file(data_dir, "test")
 
 
 def test_compute_metrics():
     assert compute_metrics("mnli", [0, 1, 2, 2], [0, 1, 1, 2]) == {"acc": 0.75}
     result = compute_metrics("mnli-mm", np.array([2, 0, 1]), np.array([1, 1, 1]))
     assert result == {"acc": pytest.approx(1 / 3)} and isinstance(result["acc"], float)
-    with pytest.raises(KeyError, match="unknown task 'sst-2'"):
-        compute_metrics("sst-2", [0], [0])
+    with pytest.raises(KeyError, match="unknown task 'sst-3'"):
+        compute_metrics("sst-3", [0], [0])
     with pytest.raises(ValueError, match="same non-empty shape"):
         compute_metrics("mnli", [0, 1], [0])
 
@@ -197,7 +203,7 @@ def test_long_pair_is_cut_from_the_longer_segment(tokenizer):
 
 
 def test_chunks_give_the_same_features(tokenizer, tiny_mnli):
-    examples = MnliProcessor().get_train_examples(tiny_mnli)
+    examples = get_task("mnli").get_train_examples(tiny_mnli)
     whole = convert_examples_to_features(examples, LABELS, 16, tokenizer)
     chunked = convert_examples_to_features(examples, LABELS, 16, tokenizer, chunk_size=7)
     assert all(torch.equal(whole[key], chunked[key]) for key in whole)

@@ -1,0 +1,213 @@
+"""Your own labelled text as a task: train, dev (and optionally test) files in TSV, CSV or JSON
+Lines, with the columns you name.
+
+    python main.py --task_name custom --data_dir tickets/ --text_a_column text \
+        --label_column category ...    # tickets/train.csv, tickets/dev.csv, tickets/test.csv
+
+The labels are the label column's values in the train file, sorted; the run writes them into its
+folder (task.json), where evaluation, predict.py and export.py read them.
+A TSV or CSV file has a header row naming its columns; a JSON Lines file holds one object per
+line. CSV follows the csv module's quoting (Excel's); TSV is read as GLUE's files are, with quote
+characters as plain text.
+"""
+import csv
+import json
+import os
+
+from utils_glue import FIELD_SIZE_LIMIT, InputExample
+
+FORMATS = {".tsv": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl"}
+NAME = "custom"
+
+
+class CustomTask:
+    """The GlueTask interface over your own files (see utils_glue.GlueTask)."""
+    name = NAME
+    folder = None
+    metrics = ("acc",)
+    skip_labels = ()
+
+    output_mode = "classification"
+
+    def __init__(self, text_a_column, label_column, labels, text_b_column=None,
+                 train_file=None, dev_file=None, test_file=None):
+        self.text_a_column, self.text_b_column = text_a_column, text_b_column
+        self.label_column = label_column
+        self.labels = tuple(labels)
+        self.train_file = train_file
+        self.dev_sets = {NAME: dev_file} if dev_file else {}
+        self.test_sets = {"predictions": test_file} if test_file else {}  # -> predictions.tsv
+
+    @classmethod
+    def from_files(cls, data_dir, text_a_column, label_column, text_b_column=None):
+        """The task of data_dir's train, dev and (optional) test files; the labels are the
+        train file's."""
+        train = _find_file(data_dir, "train", required=True)
+        dev = _find_file(data_dir, "dev", required=True)
+        test = _find_file(data_dir, "test", required=False)
+        labels = _discover_labels(os.path.join(data_dir, train), text_a_column, label_column)
+        return cls(text_a_column, label_column, labels, text_b_column, train, dev, test)
+
+    @classmethod
+    def from_record(cls, record):
+        """The task a run's task.json describes (see record), without its data files."""
+        return cls(record["text_a_column"], record["label_column"], record["labels"],
+                   record.get("text_b_column"))
+
+    @property
+    def num_labels(self):
+        return len(self.labels)
+
+    @property
+    def label_list(self):
+        return list(self.labels)
+
+    def get_labels(self):
+        return self.label_list
+
+    def record(self):
+        """What a run's task.json keeps of this task (from_record reads it)."""
+        return {"task_name": NAME, "labels": list(self.labels), "text_a_column": self.text_a_column,
+                "text_b_column": self.text_b_column, "label_column": self.label_column}
+
+    @property
+    def text_columns(self):
+        return (self.text_a_column, self.text_b_column) if self.text_b_column else (self.text_a_column,)
+
+    def data_file(self, data_dir, split):
+        files = {"train": self.train_file, **self.dev_sets, **self.test_sets}
+        if split not in files:
+            raise ValueError(f"unknown split {split!r} for task {NAME}, expected one of "
+                             f"{', '.join(files)}")
+        return os.path.join(data_dir, files[split])
+
+    def is_test_set(self, split):
+        return split in self.test_sets
+
+    def get_examples(self, data_dir, split):
+        return self.read_file(self.data_file(data_dir, split), labelled=not self.is_test_set(split))
+
+    def read_file(self, path, labelled=True):
+        """The examples of one of your files; labelled=False leaves the label column out."""
+        columns = [self.text_a_column] + ([self.text_b_column] if self.text_b_column else [])
+        if labelled:
+            columns.append(self.label_column)
+        prefix = os.path.splitext(os.path.basename(path))[0]
+        examples = []
+        for line, record in read_records(path, columns):
+            label = self.check_label(record[self.label_column], path, line) if labelled else None
+            text_b = record[self.text_b_column] if self.text_b_column else None
+            examples.append(InputExample(f"{prefix}-{line}", record[self.text_a_column], text_b,
+                                         label))
+        if not examples:
+            raise ValueError(f"{path}: no examples (the file has a header but no rows)")
+        return examples
+
+    def check_label(self, label, path, line):
+        if label not in self.labels:
+            raise ValueError(f"{path}, line {line}: label {label!r} in column "
+                             f"{self.label_column!r} is not among the labels of the train file "
+                             f"({', '.join(self.labels)})")
+        return label
+
+
+
+def _discover_labels(path, text_a_column, label_column):
+    labels = {record[label_column] for _, record in read_records(path, [text_a_column, label_column])}
+    if not labels:
+        raise ValueError(f"{path}: no examples (the file has a header but no rows)")
+    if len(labels) == 1:
+        raise ValueError(f"{path}: the label column {label_column!r} holds one value only "
+                         f"({next(iter(labels))!r}); a classifier needs at least two labels")
+    return tuple(sorted(labels, key=_natural_key))
+
+
+def _natural_key(label):
+    """Numbers in numeric order ('2' before '10'), then text."""
+    try:
+        return (0, float(label), label)
+    except ValueError:
+        return (1, 0.0, label)
+
+
+def _find_file(data_dir, split, required):
+    candidates = [name for name in (split + ext for ext in FORMATS)
+                  if os.path.isfile(os.path.join(data_dir, name))]
+    if len(candidates) > 1:
+        raise ValueError(f"{data_dir}: several {split} files ({', '.join(candidates)}); keep one")
+    if not candidates:
+        if required:
+            raise FileNotFoundError(f"{data_dir}: no {split} file (expected {split}.tsv, "
+                                    f"{split}.csv or {split}.jsonl)")
+        return None
+    return candidates[0]
+
+
+def read_records(path, required, lines=None, format=None):
+    """(line number, {column: text}) for each row of a TSV, CSV or JSON Lines file, each holding
+    the `required` columns as strings. lines: the file's text already read (stdin); format then
+    defaults to JSON Lines when its first non-blank character is '{', else TSV."""
+    if lines is None:
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{path}: data file not found")
+        format = format or FORMATS.get(os.path.splitext(path)[1].lower())
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            lines = f.read().splitlines(keepends=True)
+    if format is None:
+        first = next((line.lstrip() for line in lines if line.strip()), "")
+        format = "jsonl" if first.startswith("{") else "tsv"
+    if format == "jsonl":
+        yield from _json_records(lines, path, required)
+        return
+    csv.field_size_limit(FIELD_SIZE_LIMIT)
+    options = {"delimiter": "\t", "quoting": csv.QUOTE_NONE} if format == "tsv" else {}
+    reader = csv.reader(lines, **options)
+    header = next(reader, None)
+    if header is None:
+        raise ValueError(f"{path}: empty file, expected a header row naming the columns "
+                         f"{', '.join(required)}")
+    missing = [name for name in required if name not in header]
+    if missing:
+        raise ValueError(f"{path}, line 1: no column {', '.join(map(repr, missing))} in the header "
+                         f"(it has {', '.join(map(repr, header))})")
+    for row in reader:
+        if not any(field.strip() for field in row):
+            continue  # a blank line (a trailing newline in a CSV written by hand)
+        if len(row) != len(header):
+            raise ValueError(f"{path}, line {reader.line_num}: expected {len(header)} columns "
+                             f"as in the header, found {len(row)}")
+        yield reader.line_num, dict(zip(header, row))
+
+
+def _json_records(lines, path, required):
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}, line {number}: not JSON ({error.msg}); expected one object "
+                             f"per line with the keys {', '.join(required)}") from None
+        if not isinstance(record, dict):
+            raise ValueError(f"{path}, line {number}: expected a JSON object with the keys "
+                             f"{', '.join(required)}, got {type(record).__name__}")
+        for key in required:
+            value = record.get(key)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                value = str(value)  # a numeric label
+            if not isinstance(value, str):
+                raise ValueError(f"{path}, line {number}: key {key!r}: expected a string, got "
+                                 f"{record.get(key)!r}")
+            record[key] = value
+        yield number, record
+
+
+def read_pairs(path, lines=None, columns=("sentence1", "sentence2")):
+    """New examples to classify from a TSV, CSV or JSON Lines file (or stdin's lines, path
+    '-'), with the text column(s) of the model's task."""
+    text_a, text_b = columns[0], columns[1] if len(columns) > 1 else None
+    examples = [InputExample(str(line), record[text_a], record[text_b] if text_b else None, None)
+                for line, record in read_records(path, [c for c in columns if c], lines)]
+    if not examples:
+        raise ValueError(f"{path}: no examples to classify")
+    return examples

@@ -1,0 +1,87 @@
+"""evaluation.py: the metrics of each dev set, All as their mean, the results and report files."""
+import json
+
+import numpy as np
+import pytest
+
+import evaluation
+from data import feature_batches
+from tests.helpers import write_random_classifier, write_tiny_mnli
+from trained_models import load_exported
+from utils_glue import LABELS, TASKS, convert_examples_to_features, read_mnli_tsv
+
+
+@pytest.fixture(scope="module")
+def model_files(tmp_path_factory):
+    """A random tiny classifier (gs1.pkl, its JSON, its export) and a labelled dev file."""
+    root = tmp_path_factory.mktemp("evaluation")
+    data = write_tiny_mnli(root / "data", n_train=8, n_dev=12)
+    model = write_random_classifier(root / "model")
+    return {**model, "data": data, "dev": read_mnli_tsv(str(data / "dev_matched.tsv"))}
+
+
+def test_label_report_counts_each_label():
+    # gold:      c c c e e n ; predicted: c c e e n n
+    labels, preds = [0, 0, 0, 1, 1, 2], [0, 0, 1, 1, 2, 2]
+    report = evaluation.label_report(np.array(preds), np.array(labels), LABELS)
+    assert report["labels"] == LABELS
+    assert report["confusion"] == [[2, 1, 0], [0, 1, 1], [0, 0, 1]]
+    assert report["precision"] == pytest.approx([1.0, 0.5, 0.5])
+    assert report["recall"] == pytest.approx([2 / 3, 0.5, 1.0])
+    assert report["f1"] == pytest.approx([0.8, 0.5, 2 / 3])
+    assert report["support"] == [3, 2, 1]
+
+
+def test_a_label_never_predicted_has_zero_precision_without_a_warning(recwarn):
+    report = evaluation.label_report(np.array([0, 0]), np.array([0, 2]), LABELS)
+    assert report["precision"][2] == 0 and report["recall"][2] == 0
+    assert not [w for w in recwarn if "ill-defined" in str(w.message)]
+
+
+def test_report_files_hold_one_entry_per_step_in_step_order(tmp_path):
+    report = evaluation.label_report(np.array([0, 1, 2]), np.array([0, 1, 1]), LABELS)
+    for step in (8, 4, 8):  # a resumed run evaluates step 8 again
+        evaluation.record_report(str(tmp_path), step, {"mnli": report, "mnli-mm": report})
+    records = [json.loads(line) for line in (tmp_path / evaluation.REPORT_JSONL).read_text().splitlines()]
+    assert [r["step"] for r in records] == [4, 8]
+    assert records[1]["reports"]["mnli"]["confusion"] == [[1, 0, 0], [0, 1, 1], [0, 0, 0]]
+    text = (tmp_path / evaluation.REPORT_TEXT).read_text()
+    assert text.count("step 8, mnli-mm") == 1 and text.index("step 4, mnli") < text.index("step 8")
+    assert "confusion matrix (rows: gold, columns: predicted)" in text
+    assert "entailment        1.0000  0.5000  0.6667        2" in text
+
+
+def test_evaluation_writes_the_report_beside_the_results(tmp_path, model_files):
+    trained = load_exported(str(model_files["export"]))
+    features = convert_examples_to_features(model_files["dev"], LABELS, 24, trained.tokenizer)
+    loaders = {"mnli": list(feature_batches(features, 5)),
+               "mnli-mm": list(feature_batches(features, 7))}
+    results = evaluation.record_evaluation(str(tmp_path), 3, trained.model, loaders, "cpu", TASKS["mnli"])
+    record = json.loads((tmp_path / evaluation.REPORT_JSONL).read_text())
+    gold = features["labels"].numpy()
+    for task in ("mnli", "mnli-mm"):
+        confusion = np.array(record["reports"][task]["confusion"])
+        assert confusion.sum(axis=1).tolist() == np.bincount(gold, minlength=3).tolist()
+        assert np.trace(confusion) / confusion.sum() == pytest.approx(results[task]["acc"])
+
+
+
+
+def test_all_is_the_mean_of_the_sets_accuracies_not_the_pooled_accuracy(tmp_path):
+    """The original example's All (predict_function.write_results): the mean over the dev sets.
+    With sets of different sizes the pooled accuracy would differ: 1/4 and 3/4 over 4 and 12
+    examples pool to (1 + 9) / 16 = 0.625, while their mean is 0.5."""
+    metrics = {"mnli": {"acc": 0.25}, "mnli-mm": {"acc": 0.75}}
+    evaluation.record_results(str(tmp_path), 5, metrics, "classification")
+    line = (tmp_path / evaluation.RESULTS_TEXT).read_text()
+    assert line == "step: 5 Acc:mnli=0.25000 mnli-mm=0.75000 All=0.50000\n"
+    record = json.loads((tmp_path / evaluation.RESULTS_JSONL).read_text())
+    assert record == {"step": 5, "acc": {"mnli": 0.25, "mnli-mm": 0.75, "All": 0.5}, "metrics": metrics}
+
+
+def test_the_result_line_adds_a_tasks_other_metrics():
+    record = {"acc": {"mrpc": 0.8, "All": 0.8}, "metrics": {"mrpc": {"acc": 0.8, "f1": 0.875}}}
+    assert evaluation.result_line(3, record) == "step: 3 Acc:mrpc=0.80000 f1=0.87500 All=0.80000"
+    record = {"pearson": {"sts-b": 0.5, "All": 0.5},
+              "metrics": {"sts-b": {"pearson": 0.5, "spearmanr": 0.25}}}
+    assert evaluation.result_line(3, record) == "step: 3 Pearson:sts-b=0.50000 spearmanr=0.25000 All=0.50000"

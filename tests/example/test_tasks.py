@@ -1,0 +1,380 @@
+"""Every GLUE task and your own files, end to end: each task's files in GLUE's exact layout go
+through training, evaluation and the submission file, and every reported number is checked
+against an independent reading of the files and an independent computation of the metric."""
+import csv
+import json
+import math
+import random
+
+import numpy as np
+import pytest
+import torch
+from transformers import BertTokenizer
+
+import main
+from distillation import checkpoint_steps
+from model_config import parse_model_config
+from modeling import BertForGLUESimple
+from tests.helpers import (
+    DEV_HEADER,
+    TEST_HEADER,
+    TRAIN_HEADER,
+    make_pair,
+    mnli_row,
+    write_bert_config,
+    write_vocab,
+)
+
+LENGTH = 24
+N_TRAIN, N_DEV, N_TEST = 48, 21, 9
+
+# ----- GLUE's layouts, written out here from GLUE's own files (not taken from utils_glue) -------
+# Each task: its folder, and per file kind (train, dev, test) the header (None: CoLA's headerless
+# train/dev) and a function from (index, pair, label) to the row. A pair is (text_a, text_b).
+BINARY = {"entailment": "1", "neutral": "0", "contradiction": "0"}
+NLI_2 = {"entailment": "entailment", "neutral": "not_entailment", "contradiction": "not_entailment"}
+SCORES = {"entailment": "4.800", "neutral": "2.400", "contradiction": "0.200"}
+
+
+def single(pair):
+    return pair[0] if pair[1].startswith("a ") else pair[0] + " " + pair[1]
+
+
+LAYOUTS = {
+    "cola": ("CoLA", None, ["index", "sentence"],
+             lambda i, p, y: ["gj04", BINARY[y], "" if BINARY[y] == "1" else "*", single(p)],
+             lambda i, p: [str(i), single(p)]),
+    "sst-2": ("SST-2", ["sentence", "label"], ["index", "sentence"],
+              lambda i, p, y: [single(p), BINARY[y]], lambda i, p: [str(i), single(p)]),
+    "mrpc": ("MRPC", ["Quality", "#1 ID", "#2 ID", "#1 String", "#2 String"],
+             ["index", "#1 ID", "#2 ID", "#1 String", "#2 String"],
+             lambda i, p, y: [BINARY[y], str(2 * i), str(2 * i + 1), *p],
+             lambda i, p: [str(i), str(2 * i), str(2 * i + 1), *p]),
+    "sts-b": ("STS-B", ["index", "genre", "filename", "year", "old_index", "source1", "source2",
+                        "sentence1", "sentence2", "score"],
+              ["index", "genre", "filename", "year", "old_index", "source1", "source2", "sentence1",
+               "sentence2"],
+              lambda i, p, y: [str(i), "main-captions", "MSRvid", "2012test", f"{i:04d}", "none", "none",
+                               *p, SCORES[y]],
+              lambda i, p: [str(i), "main-captions", "MSRvid", "2012test", f"{i:04d}", "none", "none", *p]),
+    "qqp": ("QQP", ["id", "qid1", "qid2", "question1", "question2", "is_duplicate"],
+            ["id", "question1", "question2"],
+            lambda i, p, y: [str(100 + i), str(2 * i), str(2 * i + 1), *p, BINARY[y]],
+            lambda i, p: [str(100 + i), *p]),
+    "qnli": ("QNLI", ["index", "question", "sentence", "label"], ["index", "question", "sentence"],
+             lambda i, p, y: [str(i), *p, NLI_2[y]], lambda i, p: [str(i), *p]),
+    "rte": ("RTE", ["index", "sentence1", "sentence2", "label"], ["index", "sentence1", "sentence2"],
+            lambda i, p, y: [str(i), *p, NLI_2[y]], lambda i, p: [str(i), *p]),
+    "wnli": ("WNLI", ["index", "sentence1", "sentence2", "label"], ["index", "sentence1", "sentence2"],
+             lambda i, p, y: [str(i), *p, BINARY[y]], lambda i, p: [str(i), *p]),
+}
+# Where the labelled files keep (text_a, text_b, label), and the test files (index, text_a, text_b).
+COLUMNS = {"cola": ((3, None, 1), ("index", "sentence", None)),
+           "sst-2": (("sentence", None, "label"), ("index", "sentence", None)),
+           "mrpc": (("#1 String", "#2 String", "Quality"), ("index", "#1 String", "#2 String")),
+           "sts-b": (("sentence1", "sentence2", "score"), ("index", "sentence1", "sentence2")),
+           "qqp": (("question1", "question2", "is_duplicate"), ("id", "question1", "question2")),
+           "mnli": (("sentence1", "sentence2", "gold_label"), ("index", "sentence1", "sentence2")),
+           "qnli": (("question", "sentence", "label"), ("index", "question", "sentence")),
+           "rte": (("sentence1", "sentence2", "label"), ("index", "sentence1", "sentence2")),
+           "wnli": (("sentence1", "sentence2", "label"), ("index", "sentence1", "sentence2"))}
+# GLUE's label spellings, in the order of the classifier's rows (None: a regression task).
+LABEL_NAMES = {"cola": ["0", "1"], "sst-2": ["0", "1"], "mrpc": ["0", "1"], "sts-b": None,
+               "qqp": ["0", "1"], "mnli": ["contradiction", "entailment", "neutral"],
+               "qnli": ["entailment", "not_entailment"], "rte": ["entailment", "not_entailment"],
+               "wnli": ["0", "1"]}
+DEV_FILES = {"mnli": {"mnli": "dev_matched.tsv", "mnli-mm": "dev_mismatched.tsv"}}
+TEST_FILES = {"cola": "CoLA", "sst-2": "SST-2", "mrpc": "MRPC", "sts-b": "STS-B", "qqp": "QQP",
+              "qnli": "QNLI", "rte": "RTE", "wnli": "WNLI"}
+
+
+def write_rows(path, header, rows):
+    lines = ([header] if header else []) + rows
+    path.write_text("".join("\t".join(row) + "\n" for row in lines), encoding="utf-8")
+
+
+def write_glue_task(root, task, seed=0):
+    """GLUE's folder of the task under root, with train, dev (MNLI: two, of different sizes) and
+    test files of generated pairs."""
+    rng = random.Random(seed)
+    if task == "mnli":
+        folder = root / "MNLI"
+        folder.mkdir(parents=True)
+        for name, n, header in (("train.tsv", N_TRAIN, TRAIN_HEADER), ("dev_matched.tsv", N_DEV, DEV_HEADER),
+                                ("dev_mismatched.tsv", N_DEV - 8, DEV_HEADER)):
+            write_rows(folder / name, header, [mnli_row(i, *make_pair(rng), dev=name != "train.tsv")
+                                               for i in range(n)])
+        for name in ("test_matched.tsv", "test_mismatched.tsv"):
+            write_rows(folder / name, TEST_HEADER, [mnli_row(i, *make_pair(rng), dev=False)[:10]
+                                                    for i in range(N_TEST)])
+        return folder
+    folder_name, header, test_header, labelled, unlabelled = LAYOUTS[task]
+    folder = root / folder_name
+    folder.mkdir(parents=True)
+    for name, n in (("train.tsv", N_TRAIN), ("dev.tsv", N_DEV)):
+        pairs = [make_pair(rng) for _ in range(n)]
+        write_rows(folder / name, header, [labelled(i, (a, b), y) for i, (a, b, y) in enumerate(pairs)])
+    write_rows(folder / "test.tsv", test_header,
+               [unlabelled(i, make_pair(rng)[:2]) for i in range(N_TEST)])
+    return folder
+
+
+def read_labelled(path, task):
+    """[(text_a, text_b, label)] read with the csv module from the layout above."""
+    (a, b, y), _ = COLUMNS[task]
+    with open(path, encoding="utf-8", newline="") as f:
+        rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    if isinstance(a, str):
+        rows = [dict(zip(rows[0], row)) for row in rows[1:]]
+    return [(row[a], row[b] if b is not None else None, row[y]) for row in rows
+            if row[y] != "-"]
+
+
+def read_test(path, task):
+    _, (index, a, b) = COLUMNS[task]
+    with open(path, encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    return [(row[index], row[a], row[b] if b else None) for row in rows]
+
+
+def model_outputs(checkpoint, config_file, vocab, examples, num_labels):
+    """The checkpoint's logits for (text_a, text_b) examples, tokenised here one by one."""
+    tokenizer = BertTokenizer(vocab=str(vocab), do_lower_case=True)
+    model = BertForGLUESimple(parse_model_config({"teachers": [], "student": {
+        "model_type": "bert", "prefix": "b", "vocab_file": str(vocab), "config_file": str(config_file),
+        "checkpoint": None}}).student.bert_config, num_labels)
+    model.load_state_dict(torch.load(checkpoint, weights_only=True))
+    model.eval()
+    outputs = []
+    with torch.no_grad():
+        for text_a, text_b in examples:
+            encoded = tokenizer(text_a, text_b, truncation="longest_first", max_length=LENGTH,
+                                return_tensors="pt")
+            outputs.append(model(**encoded)["logits"][0])
+    return torch.stack(outputs).numpy()
+
+
+# The GLUE metrics written out from their definitions.
+def accuracy(preds, gold):
+    return float(np.mean(preds == gold))
+
+
+def f1(preds, gold):
+    tp = np.sum((preds == 1) & (gold == 1))
+    return 0.0 if tp == 0 else 2 * tp / (np.sum(preds == 1) + np.sum(gold == 1))
+
+
+def mcc(preds, gold):
+    tp, tn = np.sum((preds == 1) & (gold == 1)), np.sum((preds == 0) & (gold == 0))
+    fp, fn = np.sum((preds == 1) & (gold == 0)), np.sum((preds == 0) & (gold == 1))
+    denominator = math.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
+    return 0.0 if denominator == 0 else float((tp * tn - fp * fn) / denominator)
+
+
+def pearson(x, y):
+    return float(np.corrcoef(x, y)[0, 1])
+
+
+def spearman(x, y):
+    def ranks(values):  # average ranks of ties
+        order = np.argsort(values, kind="stable")
+        ranked = np.empty(len(values))
+        ranked[order] = np.arange(len(values))
+        for value in np.unique(values):
+            ranked[values == value] = ranked[values == value].mean()
+        return ranked
+    return pearson(ranks(np.asarray(x)), ranks(np.asarray(y)))
+
+
+EXPECTED_METRICS = {"cola": {"acc": accuracy, "mcc": mcc}, "mrpc": {"acc": accuracy, "f1": f1},
+                    "qqp": {"acc": accuracy, "f1": f1},
+                    "sts-b": {"pearson": pearson, "spearmanr": spearman}}
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tasks")
+    vocab = write_vocab(root / "vocab.txt")
+    config = write_bert_config(root / "config.json", num_hidden_layers=1, hidden_size=16,
+                               intermediate_size=32, dropout=0.1)
+    model_json = root / "model.json"
+    model_json.write_text(json.dumps({"teachers": [], "student": {
+        "model_type": "bert", "prefix": "bert", "vocab_file": str(vocab), "config_file": str(config),
+        "checkpoint": None}}))
+    return {"root": root, "vocab": vocab, "config": config, "json": str(model_json)}
+
+
+def train(files, data_dir, output_dir, *extra):
+    main.run(["--data_dir", str(data_dir), "--output_dir", str(output_dir), "--model_config_json",
+              files["json"], "--do_train", "--do_eval", "--do_test", "--max_seq_length", str(LENGTH),
+              "--train_batch_size", "8", "--num_train_epochs", "1", "--learning_rate", "1e-3",
+              "--ckpt_frequency", "2", *extra])
+    return output_dir / f"gs{checkpoint_steps(output_dir)[-1]}.pkl"
+
+
+@pytest.mark.parametrize("task", list(LAYOUTS) + ["mnli"])
+def test_each_glue_task_trains_evaluates_and_writes_its_submission_file(files, tmp_path, task):
+    glue_root = tmp_path / "glue"
+    folder = write_glue_task(glue_root, task)
+    output_dir = tmp_path / "run"
+    # The data root, as the scripts pass it: the task's folder is found under it.
+    checkpoint = train(files, glue_root, output_dir, "--task_name", task.upper())
+    names = LABEL_NAMES[task]
+    assert json.loads((output_dir / "task.json").read_text()) == {"task_name": task, "labels": names}
+
+    # Each dev set's metrics: the saved checkpoint's predictions on that file, scored here.
+    record = json.loads((output_dir / "eval_results.jsonl").read_text().splitlines()[-1])
+    dev_files = DEV_FILES.get(task, {task: "dev.tsv"})
+    assert list(record["metrics"]) == list(dev_files)
+    for name, file in dev_files.items():
+        examples = read_labelled(folder / file, task)
+        outputs = model_outputs(checkpoint, files["config"], files["vocab"],
+                                [(a, b) for a, b, _ in examples], len(names) if names else 1)
+        if names is None:
+            preds, gold = outputs[:, 0], np.array([float(y) for _, _, y in examples])
+        else:
+            preds, gold = outputs.argmax(1), np.array([names.index(y) for _, _, y in examples])
+        expected = {metric: function(preds, gold) for metric, function in
+                    EXPECTED_METRICS.get(task, {"acc": accuracy}).items()}
+        # Batched, padded evaluation against one example at a time: float32 rounding apart. A
+        # correlation of near-constant outputs magnifies it, hence its looser bound.
+        assert record["metrics"][name] == pytest.approx(expected, abs=1e-3 if names is None else 1e-5), name
+    main_metric = "acc" if names else "pearson"
+    scores = record[main_metric]
+    assert scores["All"] == pytest.approx(np.mean([scores[n] for n in dev_files]))
+    line = (output_dir / "eval_results.txt").read_text().splitlines()[-1]
+    assert line.startswith(f"step: {record['step']} {main_metric.capitalize()}:{list(dev_files)[0]}=")
+    assert all(f"{metric}=" in line for metric in EXPECTED_METRICS.get(task, {}) if metric != main_metric)
+
+    # The submission files: 'index<TAB>prediction' in test order, GLUE's spellings, scores in 0..5.
+    tests = {"MNLI-m": "test_matched.tsv", "MNLI-mm": "test_mismatched.tsv"} if task == "mnli" else \
+        {TEST_FILES[task]: "test.tsv"}
+    for submission, file in tests.items():
+        examples = read_test(folder / file, task)
+        lines = (output_dir / f"{submission}.tsv").read_text().splitlines()
+        assert lines[0] == "index\tprediction" and len(lines) == len(examples) + 1
+        outputs = model_outputs(checkpoint, files["config"], files["vocab"],
+                                [(a, b) for _, a, b in examples], len(names) if names else 1)
+        for row, (index, _, _), output in zip(lines[1:], examples, outputs, strict=True):
+            got_index, prediction = row.split("\t")
+            assert got_index == index
+            if names is None:
+                assert float(prediction) == pytest.approx(min(max(output[0], 0), 5), abs=1e-3)
+            else:
+                assert prediction == names[int(output.argmax())]
+
+
+def test_regression_kd_is_the_mse_of_the_outputs_without_temperature(files):
+    """STS-B: KD is the mean squared error between the student's and the teacher's one output,
+    whatever --temperature says; the hard-label term is the MSE against the gold scores."""
+    from distillation import BasicDistiller, TrainingConfig
+    from options import parse_args
+    args = parse_args(["--data_dir", "d", "--output_dir", "o", "--model_config_json", "m", "--do_train",
+                       "--task_name", "sts-b", "--temperature", "8", "--hard_label_weight", "0.5"])
+    student = BertForGLUESimple(parse_model_config(files["json"]).student.bert_config, 1)
+    config = main.distillation_config(args, student)
+    assert (config.kd_loss_type, config.temperature) == ("mse", 1)
+    distiller = BasicDistiller(TrainingConfig(device="cpu"), config, student, student, None, None)
+    logits_S = torch.tensor([[1.0], [2.5], [4.0]])
+    logits_T = torch.tensor([[1.5], [2.0], [1.0]])
+    gold = torch.tensor([1.0, 3.0, 4.5])
+    hard = torch.nn.functional.mse_loss(logits_S[:, 0], gold)
+    total, terms = distiller.compute_prediction_loss({"logits": [logits_S], "losses": [hard]},
+                                                     {"logits": [logits_T]})
+    by_hand = ((0.5 ** 2 + 0.5 ** 2 + 3.0 ** 2) / 3, ((0.0 + 0.5 ** 2 + 0.5 ** 2) / 3))
+    assert terms["unweighted_kd_loss"].item() == pytest.approx(by_hand[0])
+    assert total.item() == pytest.approx(by_hand[0] + 0.5 * by_hand[1])
+
+
+def test_an_sts_b_teacher_distils_into_a_regressor(files, tmp_path):
+    glue_root = tmp_path / "glue"
+    write_glue_task(glue_root, "sts-b")
+    teacher = train(files, glue_root, tmp_path / "teacher", "--task_name", "sts-b")
+    distill_json = tmp_path / "distill.json"
+    model = json.loads(open(files["json"]).read())["student"]
+    distill_json.write_text(json.dumps({"teachers": [dict(model, checkpoint=str(teacher))], "student": model}))
+    main.run(["--data_dir", str(glue_root), "--output_dir", str(tmp_path / "student"),
+              "--model_config_json", str(distill_json), "--do_train", "--do_eval", "--task_name", "sts-b",
+              "--max_seq_length", str(LENGTH), "--train_batch_size", "8", "--num_train_epochs", "1",
+              "--matches", str(write_one_match(tmp_path)), "--allow_weak_teacher"])
+    metrics = [json.loads(line) for line in (tmp_path / "student" / "metrics.jsonl").read_text().splitlines()]
+    assert all("unweighted_kd_loss" in m and "unweighted_hidden_hidden_mse_1_1" in m for m in metrics)
+    check = json.loads((tmp_path / "student" / "teacher_check.json").read_text())
+    assert check["metric"] == "pearson" and check["baseline_label"] is None
+
+
+def write_one_match(tmp_path):
+    path = tmp_path / "match.json"
+    path.write_text(json.dumps([{"layer_S": 1, "layer_T": 1, "feature": "hidden", "loss": "hidden_mse",
+                                 "weight": 1}]))
+    return path
+
+
+# ----- your own files --------------------------------------------------------------------------
+
+def write_custom(folder, kind, rng, with_test=True):
+    """train/dev/test in CSV or JSON Lines, columns premise, hypothesis, category (text labels)."""
+    folder.mkdir(parents=True)
+    names = {"entailment": "agree", "neutral": "unrelated", "contradiction": "disagree"}
+    for split, n in (("train", N_TRAIN), ("dev", N_DEV), ("test", N_TEST)):
+        if split == "test" and not with_test:
+            continue
+        pairs = [make_pair(rng) for _ in range(n)]
+        rows = [{"premise": a, "hypothesis": b, "category": names[y]} for a, b, y in pairs]
+        if split == "test":
+            rows = [{k: v for k, v in row.items() if k != "category"} for row in rows]
+        if kind == "csv":
+            with open(folder / f"{split}.csv", "w", newline="", encoding="utf-8") as f:
+                writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+                writer.writeheader()
+                writer.writerows(rows)
+        else:
+            (folder / f"{split}.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return folder
+
+
+@pytest.mark.parametrize("kind", ["csv", "jsonl"])
+def test_your_own_files_end_to_end(files, tmp_path, kind):
+    folder = write_custom(tmp_path / "mine", kind, random.Random(3))
+    output_dir = tmp_path / "run"
+    columns = ["--task_name", "custom", "--text_a_column", "premise", "--text_b_column", "hypothesis",
+               "--label_column", "category"]
+    checkpoint = train(files, folder, output_dir, *columns, "--export_dir", str(tmp_path / "hf"))
+    labels = ["agree", "disagree", "unrelated"]  # the train file's labels, sorted
+    record = json.loads((output_dir / "task.json").read_text())
+    assert record == {"task_name": "custom", "labels": labels, "text_a_column": "premise",
+                      "text_b_column": "hypothesis", "label_column": "category"}
+    # The dev metrics against the checkpoint, read and scored here.
+    if kind == "csv":
+        with open(folder / "dev.csv", newline="", encoding="utf-8") as f:
+            dev = [(r["premise"], r["hypothesis"], r["category"]) for r in csv.DictReader(f)]
+    else:
+        dev = [(r["premise"], r["hypothesis"], r["category"]) for r in
+               map(json.loads, (folder / "dev.jsonl").read_text().splitlines())]
+    outputs = model_outputs(checkpoint, files["config"], files["vocab"], [(a, b) for a, b, _ in dev], 3)
+    gold = np.array([labels.index(y) for _, _, y in dev])
+    result = json.loads((output_dir / "eval_results.jsonl").read_text().splitlines()[-1])
+    assert result["acc"]["custom"] == pytest.approx(accuracy(outputs.argmax(1), gold))
+    predictions = (output_dir / "predictions.tsv").read_text().splitlines()
+    assert predictions[0] == "index\tprediction" and len(predictions) == N_TEST + 1
+    assert {row.split("\t")[1] for row in predictions[1:]} <= set(labels)
+    exported = json.loads((tmp_path / "hf" / "config.json").read_text())
+    assert exported["id2label"] == {str(i): label for i, label in enumerate(labels)}
+
+
+def test_predict_py_reads_the_labels_of_a_custom_run(files, tmp_path):
+    import subprocess
+    import sys
+    folder = write_custom(tmp_path / "mine", "csv", random.Random(4), with_test=False)
+    output_dir = tmp_path / "run"
+    main.run(["--data_dir", str(folder), "--output_dir", str(output_dir), "--model_config_json",
+              files["json"], "--do_train", "--max_seq_length", str(LENGTH), "--train_batch_size", "8",
+              "--num_train_epochs", "1", "--task_name", "custom", "--text_a_column", "premise",
+              "--text_b_column", "hypothesis", "--label_column", "category"])
+    pairs = tmp_path / "new.jsonl"
+    pairs.write_text(json.dumps({"premise": "the dog runs .", "hypothesis": "a dog runs ."}) + "\n")
+    result = subprocess.run([sys.executable, "predict.py", "pairs", "--model_config_json", files["json"],
+                             "--checkpoint", str(output_dir), str(pairs)], capture_output=True, text=True,
+                            cwd=main.__file__.rsplit("/", 1)[0])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == "label\tagree\tdisagree\tunrelated"
