@@ -30,11 +30,26 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from distiller_emd import EMDDistiller, layer_distances, transport_plan
 from distillation.losses import hid_mse_loss
+from distiller_emd import EMDDistiller, layer_distances, transport_plan
 
 # A layer that carried no cost at all (distance exactly 0) would get an infinite weight.
 MIN_COST = 1e-12
+DEFAULT_INTERMEDIATE_SHARE = 0.5  # two_stage: half the steps in each stage
+
+
+def option_problems(attention, update_weights, separate_weights, two_stage, intermediate_share):
+    """What is wrong with a combination of FullEMDDistiller's options (the one check of them,
+    made by the distiller and, before any file is read, by main.emd.py)."""
+    problems = []
+    if separate_weights and not (attention and update_weights):
+        problems.append("separate_weights keeps the attention and hidden-state layer weights "
+                        "apart: it needs attention and update_weights")
+    if intermediate_share is not None and not 0 < intermediate_share < 1:
+        problems.append(f"intermediate_share must be in (0, 1), got {intermediate_share}")
+    if intermediate_share != DEFAULT_INTERMEDIATE_SHARE and not two_stage:
+        problems.append("intermediate_share splits the steps of two_stage, which is not set")
+    return problems
 
 
 def attention_distances(attention_S, attention_T, mask):
@@ -85,14 +100,13 @@ class FullEMDDistiller(EMDDistiller):
 
     def __init__(self, train_config, distill_config, model_T, model_S, adaptor_T, adaptor_S,
                  emd_weight=1.0, attention=False, update_weights=False, separate_weights=False,
-                 two_stage=False, intermediate_share=0.5):
+                 two_stage=False, intermediate_share=DEFAULT_INTERMEDIATE_SHARE):
         super().__init__(train_config, distill_config, model_T, model_S, adaptor_T, adaptor_S,
                          emd_weight=emd_weight)
-        if separate_weights and not (attention and update_weights):
-            raise ValueError("separate_weights keeps the attention and hidden-state layer weights "
-                             "apart; it needs attention=True and update_weights=True")
-        if not 0 < intermediate_share < 1:
-            raise ValueError(f"intermediate_share must be in (0, 1), got {intermediate_share}")
+        problems = option_problems(attention, update_weights, separate_weights, two_stage,
+                                   intermediate_share)
+        if problems:
+            raise ValueError("; ".join(problems))
         heads_S, heads_T = model_S.config.num_attention_heads, model_T.config.num_attention_heads
         if attention and heads_S != heads_T:
             raise ValueError(f"attention EMD compares attention maps head by head: the student has "

@@ -1,7 +1,7 @@
-"""Train a BERT teacher on MNLI, or distill one or several teachers into a student.
+"""Train a BERT teacher on a task, or distill one or several teachers into a student.
 
-One pipeline: options -> model config -> features -> models -> distiller -> train -> evaluate.
-The JSON given by --model_config_json decides the distiller:
+One pipeline: options -> task -> model config -> features -> models -> teacher check ->
+distiller -> train -> evaluate. The JSON given by --model_config_json decides the distiller:
   no enabled teacher  -> BasicTrainer (the student learns from the hard labels: teacher training)
   one teacher         -> GeneralDistiller with the --matches intermediate matches
   several teachers    -> MultiTeacherDistiller (the student learns from the averaged logits)
@@ -19,33 +19,41 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from checkpoints import build_model
 from data import batch_loader, load_split, loader_workers
-from distillation import (BasicTrainer, DistillationConfig, GeneralDistiller,
-                          MultiTeacherDistiller, TrainingConfig)
-from distillation.io import safe_torch_load
-from distillation.resume import TrainingInterrupted, latest_state
+from distillation import (
+    BasicTrainer,
+    DistillationConfig,
+    GeneralDistiller,
+    MultiTeacherDistiller,
+    TrainingConfig,
+    TrainingInterrupted,
+    checkpoint_path,
+    checkpoint_steps,
+    latest_state,
+    safe_torch_load,
+)
+from evaluation import record_evaluation, recorded_results
 from export import check_export_dir, export_model
 from matches import fit_matches, read_matches
 from model_config import parse_model_config
-from modeling import BertForGLUESimpleAdaptor, build_model
-from options import emd_options_given, parse_args
-from predict import read_test_sets, record_evaluation, recorded_results, write_submissions
-from processes import init_distributed, rank_zero_first
+from modeling import BertForGLUESimpleAdaptor, check_max_seq_length
+from options import parse_args
+from processes import from_rank_zero, init_distributed, rank_zero_first
 from student_init import init_student_from_teacher
-from trained_models import TrainedModel, checkpoint_steps
-from utils_glue import processors
+from submission import read_test_sets, write_submissions
+from tasks import task_from_args, write_task_record
+from teacher_check import check_teachers
+from trained_models import TrainedModel
 
 logger = logging.getLogger("main")
 
-DEV_TASKS = ("mnli", "mnli-mm")  # dev_matched.tsv and dev_mismatched.tsv
 INIT_SAMPLE = 256  # training examples whose teacher hidden states give --init_student_from_teacher its directions
 
 
 def build_distiller(args, train_config, teachers, student, matches):
     """The distiller the JSON asks for: trainer, GeneralDistiller or MultiTeacherDistiller."""
     adaptor = BertForGLUESimpleAdaptor
-    if emd_options_given(args):
-        raise ValueError(f"{', '.join(emd_options_given(args))}: for main.emd.py (BERT-EMD) only")
     if not teachers:
         if matches:
             raise ValueError("--matches needs a teacher, but the model config enables none")
@@ -53,19 +61,20 @@ def build_distiller(args, train_config, teachers, student, matches):
     if len(teachers) == 1:
         teacher = teachers[0]
         fitted = fit_matches(matches, student.config.hidden_size, teacher.config.hidden_size,
-                             student.config.num_hidden_layers, teacher.config.num_hidden_layers)
-        for match in fitted:
-            match["weight"] = match.get("weight", 1) * args.intermediate_weight
-        return GeneralDistiller(train_config, distillation_config(args, fitted),
+                             student.config.num_hidden_layers, teacher.config.num_hidden_layers,
+                             weight=args.intermediate_weight)
+        return GeneralDistiller(train_config, distillation_config(args, student, fitted),
                                 teacher, student, adaptor, adaptor)
     if matches:
         raise ValueError("--matches is for one teacher; the multi-teacher distiller uses logits only")
-    return MultiTeacherDistiller(train_config, distillation_config(args), teachers, student,
+    return MultiTeacherDistiller(train_config, distillation_config(args, student), teachers, student,
                                  adaptor, adaptor)
 
 
-def run(argv=None, build_distiller=build_distiller):
-    args = parse_args(argv)
+def run(argv=None, build_distiller=build_distiller, add_options=None, check=None):
+    """main.py's run; an entry point with a distiller of its own passes build_distiller, and
+    its own options through add_options(parser) and check(args) (see options.parse_args)."""
+    args = parse_args(argv, add_options, check)
     use_cuda = not args.no_cuda and torch.cuda.is_available()
     rank, world_size, device = init_distributed(use_cuda)
     try:
@@ -77,48 +86,54 @@ def run(argv=None, build_distiller=build_distiller):
 
 def _run(args, build_distiller, rank, world_size, device):
     set_seed(args.random_seed)
+    task, data_dir = task_from_args(args)
     setup = parse_model_config(args.model_config_json)
     matches = read_matches(args.matches)
-    label_list = processors[args.task_name]().get_labels()
-    check_options(args, setup, world_size)
+    check_setup(args, setup, world_size)
+    if task.output_mode == "regression":
+        logger.info("%s is a regression task: one output, the MSE as the hard-label loss, KD as "
+                    "the MSE between the outputs (kd_mse), no temperature", task.name)
 
     # 1. Features first: a data error stops the run before anything is written to output_dir.
-    dev_loaders = {}
-    if (args.do_eval or args.do_predict) and rank == 0:  # rank 0 alone evaluates
-        dev_loaders = {task: batch_loader(load_split(args, task, "dev", setup.student, label_list),
-                                          args.predict_batch_size, shuffle=False)
-                       for task in DEV_TASKS}
+    dev_features = {}
+    # A resumed run's teachers were checked when it started (its teacher_check.txt).
+    checks_teachers = (args.do_train and setup.enabled_teachers and args.teacher_check_size > 0
+                       and not args.resume)
+    if (args.do_eval or args.do_predict or checks_teachers) and rank == 0:  # rank 0 alone evaluates
+        dev_features = {name: load_split(args, task, data_dir, name, setup.student)
+                        for name in task.dev_sets}
+    dev_loaders = {name: batch_loader(features, args.predict_batch_size, shuffle=False)
+                   for name, features in dev_features.items()} if args.do_eval or args.do_predict else {}
     # The test files too are read before the run: a mistake in them must not wait for its end.
-    test_sets = (read_test_sets(args.data_dir, setup.student.tokenizer, args.max_seq_length)
+    test_sets = (read_test_sets(task, data_dir, setup.student.tokenizer, args.max_seq_length)
                  if args.do_test and rank == 0 else None)
     if not args.do_train:
         if rank == 0:
-            student = build_model(setup.student, len(label_list), "student").to(device)
+            student = build_model(setup.student, task.label_list, "student").to(device)
             _make_output_dir(args.output_dir)
+            write_task_record(args.output_dir, task)
             if dev_loaders:
-                record_evaluation(args.output_dir, 0, student, dev_loaders, device)
-            use_final_student(args, student, setup.student, test_sets, device)
+                record_evaluation(args.output_dir, 0, student, dev_loaders, device, task)
+            use_final_student(args, student, setup.student, task, test_sets, device)
         return
     with rank_zero_first(world_size, rank):
-        train_features = load_split(args, args.task_name, "train", setup.student, label_list)
+        train_features = load_split(args, task, data_dir, "train", setup.student)
+        # A teacher with a vocabulary of its own reads the same examples encoded by its tokenizer.
+        teacher_features = [load_split(args, task, data_dir, "train", entry) if entry.own_features
+                            else None for entry in setup.enabled_teachers]
     # train_batch_size is the global batch of one optimizer step: split over processes and micro-batches.
     per_step_batch = args.train_batch_size // (args.gradient_accumulation_steps * world_size)
     train_loader = batch_loader(train_features, per_step_batch, shuffle=True, seed=args.random_seed,
                                 num_replicas=world_size, rank=rank,
                                 with_index=args.cache_teacher_logits,
-                                num_workers=loader_workers(args, device))
+                                num_workers=loader_workers(args, device),
+                                teacher_features=teacher_features if any(teacher_features) else None)
 
-    # 2. Models: the teachers (frozen) and the student.
-    teachers = [build_model(entry, len(label_list), "teacher").to(device)
+    # 2. Models: the teachers (frozen) and the student, then the distiller; the models return
+    # the features it reads (hidden states, attention maps).
+    teachers = [build_model(entry, task.label_list, "teacher").to(device)
                 for entry in setup.enabled_teachers]
-    student = build_model(setup.student, len(label_list), "student").to(device)
-    if args.init_student_from_teacher:
-        # A resumed run then gets the student's weights from its resume state.
-        sample = {key: tensor[:INIT_SAMPLE].long().to(device) for key, tensor in train_features.items()
-                  if key != "labels"}
-        init_student_from_teacher(student, teachers[0], sample)
-
-    # 3. The distiller; the models return the features it reads (hidden states, attention maps).
+    student = build_model(setup.student, task.label_list, "student").to(device)
     steps_per_epoch, total_steps, length, ckpt_steps = training_length(args, len(train_loader))
     train_config = training_config(args, device, data_parallel=world_size > 1, ckpt_steps=ckpt_steps)
     distiller = build_distiller(args, train_config, teachers, student, matches)
@@ -130,11 +145,35 @@ def _run(args, build_distiller, rank, world_size, device):
                          f"{type(distiller).__name__} here "
                          f"{'has no teacher' if not teachers else 'distills intermediate features'}")
     distiller.log_every_steps = args.PRINT_EVERY  # steps; print_freq is TextBrewer's per-epoch count
+    check_own_vocabularies(args, setup, features)
+
+    # 3. The teachers' own scores, before they teach; the student's start from the teacher.
+    check, failure = None, None
+    if checks_teachers and rank == 0:  # rank 0 alone evaluates; every process stops, or none
+        teacher_dev_features = [{name: load_split(args, task, data_dir, name, entry)
+                                 for name in task.dev_sets} if entry.own_features else dev_features
+                                for entry in setup.enabled_teachers]
+        try:
+            check = check_teachers(teachers, setup.enabled_teachers, task, teacher_dev_features,
+                                   train_features["labels"], args, device)
+        except ValueError as error:
+            failure = str(error)
+    if checks_teachers and (failure := from_rank_zero(failure, world_size)):
+        raise ValueError(failure)
+    if args.init_student_from_teacher:
+        # A resumed run then gets the student's weights from its resume state.
+        sample = {key: tensor[:INIT_SAMPLE].long().to(device) for key, tensor in train_features.items()
+                  if key != "labels"}
+        init_student_from_teacher(student, teachers[0], sample)
     if args.resume:
         distiller.resume_from(latest_state(args.output_dir))
     _make_output_dir(args.output_dir)  # only now: every check above has passed
+    write_task_record(args.output_dir, task)
+    if check is not None:
+        check.write(args.output_dir)
     if args.resume and dev_loaders:
-        evaluate_missed_checkpoints(args.output_dir, distiller.resume_step, student, dev_loaders, device)
+        evaluate_missed_checkpoints(args.output_dir, distiller.resume_step, student, dev_loaders,
+                                    device, task)
 
     # 4. Train, evaluating each checkpoint on the dev sets.
     optimizer = build_optimizer(student, args.learning_rate, args.weight_decay_rate)
@@ -142,18 +181,18 @@ def _run(args, build_distiller, rank, world_size, device):
     schedule = {"scheduler_class": linear_warmup_decay,
                 "scheduler_args": {"warmup_steps": int(args.warmup_proportion * total_steps),
                                    "total_steps": total_steps}}
-    _log_training_summary(args, len(train_features["labels"]), steps_per_epoch, total_steps,
+    _log_training_summary(args, len(train_loader.dataset), steps_per_epoch, total_steps,
                           distiller, world_size)
 
     def evaluate_checkpoint(model, step):
         if dev_loaders:
-            record_evaluation(args.output_dir, step, model, dev_loaders, device)
+            record_evaluation(args.output_dir, step, model, dev_loaders, device, task)
 
     with distiller:
         distiller.train(optimizer, train_loader, max_grad_norm=args.max_grad_norm,
                         callback=evaluate_checkpoint, **schedule, **length)
     if rank == 0:
-        use_final_student(args, student, setup.student, test_sets, device)
+        use_final_student(args, student, setup.student, task, test_sets, device)
 
 
 def set_seed(seed):
@@ -201,8 +240,12 @@ def training_config(args, device, data_parallel=False, ckpt_steps=None):
                           keep_resume_states=args.keep_resume_states)
 
 
-def distillation_config(args, intermediate_matches=None):
-    return DistillationConfig(temperature=args.temperature,
+def distillation_config(args, student, intermediate_matches=None):
+    """The DistillationConfig of the options; for a regressor (a student with one output, as
+    for STS-B) KD is the MSE between the outputs, with no temperature."""
+    regression = student.num_labels == 1
+    return DistillationConfig(temperature=1 if regression else args.temperature,
+                              kd_loss_type="mse" if regression else "ce",
                               hard_label_weight=args.hard_label_weight,
                               kd_loss_weight=args.kd_loss_weight,
                               intermediate_matches=intermediate_matches,
@@ -211,14 +254,15 @@ def distillation_config(args, intermediate_matches=None):
                               padded_length=args.max_seq_length)
 
 
-def use_final_student(args, student, student_entry, test_sets, device):
+def use_final_student(args, student, student_entry, task, test_sets, device):
     """--do_test: GLUE submission files in output_dir; --export_dir: a Hugging Face folder."""
     if test_sets:
-        write_submissions(student, test_sets, args.output_dir, args.predict_batch_size, device)
+        write_submissions(student, test_sets, args.output_dir, args.predict_batch_size, device,
+                          task.label_list)
     if args.export_dir:
         export_model(TrainedModel(student, student_entry.tokenizer, student_entry.bert_config,
                                   student_entry.vocab_file, student_entry.do_lower_case,
-                                  f"the final student of {args.output_dir}"), args.export_dir)
+                                  f"the final student of {args.output_dir}", task), args.export_dir)
 
 
 def training_length(args, num_batches):
@@ -236,15 +280,15 @@ def training_length(args, num_batches):
     return steps_per_epoch, total_steps, {"num_steps": total_steps}, ckpt_steps
 
 
-def check_options(args, setup, world_size):
-    """Every check that needs no features or models, so that a mistake costs no encoding."""
+def check_setup(args, setup, world_size):
+    """The options against the model config and the output folder: every check that needs no
+    features or models, so that a mistake costs no encoding (options.check_args has checked
+    the options alone)."""
     if args.export_dir:
         check_export_dir(args.export_dir)
     for role, entry in [("student", setup.student)] + [("teacher", t) for t in setup.enabled_teachers]:
-        limit = entry.bert_config.max_position_embeddings
-        if args.max_seq_length > limit:
-            raise ValueError(f"--max_seq_length {args.max_seq_length} exceeds the {role}'s "
-                             f"max_position_embeddings {limit} ({entry.config_file})")
+        check_max_seq_length(args.max_seq_length, entry.bert_config, role, entry.config_file)
+    check_output_dir(args.output_dir)
     if not args.do_train:
         if not setup.student.checkpoint:
             raise ValueError(f"{setup.source}: --do_predict without --do_train evaluates the "
@@ -266,14 +310,45 @@ def check_options(args, setup, world_size):
         raise FileNotFoundError(f"--resume: no resume state (resume_gs*.pt) in {args.output_dir}")
 
 
-def evaluate_missed_checkpoints(output_dir, up_to_step, student, dev_loaders, device):
+def check_own_vocabularies(args, setup, features_read):
+    """A teacher with a vocabulary of its own sees other tokens than the student: only its
+    logits can teach, nothing that is compared token by token."""
+    own = setup.teachers_with_own_features
+    if not own:
+        return
+    uses = [what for what, used in (("intermediate matches or BERT-EMD", features_read),
+                                    ("--init_student_from_teacher", args.init_student_from_teacher))
+            if used]
+    if uses:
+        teacher = own[0]
+        raise ValueError(f"{setup.source}: {teacher.where} reads another vocabulary than the student "
+                         f"({teacher.vocab_file}, do_lower_case={teacher.do_lower_case}, against "
+                         f"{setup.student.vocab_file}, do_lower_case={setup.student.do_lower_case}): "
+                         f"only its logits can teach, but {' and '.join(uses)} compare the models "
+                         "token by token (drop them, or give the teacher the student's vocabulary)")
+
+
+def evaluate_missed_checkpoints(output_dir, up_to_step, student, dev_loaders, device, task):
     """Evaluate the checkpoints an interrupted run saved but did not evaluate (a kill during
     the evaluation). The student's own weights come back from the resume state afterwards."""
     evaluated = recorded_results(output_dir)
-    for step in sorted(checkpoint_steps(output_dir)):
+    for step in checkpoint_steps(output_dir):
         if step <= up_to_step and step not in evaluated:
-            student.load_state_dict(safe_torch_load(os.path.join(output_dir, f"gs{step}.pkl")))
-            record_evaluation(output_dir, step, student, dev_loaders, device)
+            student.load_state_dict(safe_torch_load(checkpoint_path(output_dir, step)))
+            record_evaluation(output_dir, step, student, dev_loaders, device, task)
+
+
+def check_output_dir(path):
+    """--output_dir must be a folder that exists and can be written, or one that can be made
+    (its nearest existing parent can be written); checked before any work, made after."""
+    existing = os.path.abspath(path)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise PermissionError(f"--output_dir {path} cannot be created: {existing} is a file")
+    if not os.access(existing, os.W_OK):
+        verb = "written" if existing == os.path.abspath(path) else "created"
+        raise PermissionError(f"--output_dir {path} cannot be {verb}: {existing} is not writable")
 
 
 def _make_output_dir(path):
@@ -293,13 +368,13 @@ def _log_training_summary(args, num_examples, steps_per_epoch, total_steps, dist
                 steps_per_epoch)
 
 
-def main(build=build_distiller):
+def main(build=build_distiller, add_options=None, check=None):
     # Under torchrun, rank 0 alone logs progress; the others report warnings and errors.
     quiet = int(os.environ.get("RANK", "0")) != 0
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S", level=logging.WARNING if quiet else logging.INFO)
     try:
-        run(build_distiller=build)
+        run(build_distiller=build, add_options=add_options, check=check)
     except TrainingInterrupted as stop:
         logger.error("Stopped by %s at step %d. To continue, run the same command with --resume "
                      "(state: %s)", signal.Signals(stop.signal_number).name, stop.step, stop.state_path)

@@ -9,7 +9,8 @@ Layout (one entry per model):
                   "config_file": "...", "checkpoint": null, "num_hidden_layers": 4}}
 
 `prefix` is a free label (the original example's "bertuncased" is fine); the student may say
-"disable": false. Paths may use ${VAR} or $VAR; a relative path is relative to the JSON file's folder.
+"disable": false. "label_order" (optional) names the labels of the checkpoint's classifier
+rows in order, when they are not the task's order (label_order.py). Paths may use ${VAR} or $VAR; a relative path is relative to the JSON file's folder.
 Every mistake is reported with the key it sits under (for example `teachers[0].disable`).
 A teacher with "disable": true is checked for its keys and types only; its files are not read.
 """
@@ -26,7 +27,7 @@ from distillation.io import file_sha256
 SUPPORTED_MODEL_TYPES = ("bert",)
 PATH_KEYS = ("vocab_file", "config_file", "checkpoint")
 REQUIRED_KEYS = ("model_type", "prefix", "vocab_file", "config_file", "checkpoint")
-OPTIONAL_KEYS = ("tokenizer_kwargs", "disable", "num_hidden_layers")
+OPTIONAL_KEYS = ("tokenizer_kwargs", "disable", "num_hidden_layers", "label_order")
 TOP_LEVEL_KEYS = ("teachers", "student")
 ENV_VARIABLE = re.compile(r"\$\{(\w+)\}|\$(\w+)")
 # Options BertTokenizer really uses; anything else would vanish silently into its **kwargs.
@@ -50,6 +51,8 @@ class ModelEntry:
     tokenizer_kwargs: dict = dataclasses.field(default_factory=dict)
     disable: bool = False
     num_hidden_layers: int | None = None
+    label_order: list | None = None  # the labels of the checkpoint's classifier rows, in order
+    own_features: bool = False  # a teacher with another vocabulary than the student's
     tokenizer: BertTokenizer | None = dataclasses.field(default=None, repr=False)
     bert_config: BertConfig | None = dataclasses.field(default=None, repr=False)
 
@@ -67,6 +70,10 @@ class ModelSetup:
     @property
     def enabled_teachers(self):
         return [teacher for teacher in self.teachers if not teacher.disable]
+
+    @property
+    def teachers_with_own_features(self):
+        return [teacher for teacher in self.enabled_teachers if teacher.own_features]
 
 
 def parse_model_config(path_or_dict):
@@ -93,7 +100,7 @@ def parse_model_config(path_or_dict):
     if student.disable:
         raise ValueError(f"{source}: student.disable: only a teacher can be disabled")
     setup = ModelSetup(teachers=teachers, student=student, source=source)
-    _check_shared_vocabulary(setup)
+    _mark_own_vocabularies(setup)
     return setup
 
 
@@ -145,6 +152,12 @@ def _parse_entry(raw, where, source, base_dir):
             raise ValueError(f"{source}: {where}.num_hidden_layers: expected a positive integer, "
                              f"got {raw['num_hidden_layers']}")
 
+    label_order = raw.get("label_order")
+    if label_order is not None and (not isinstance(label_order, list) or len(label_order) < 1
+                                    or not all(isinstance(x, str) and x.strip() for x in label_order)):
+        raise ValueError(f"{source}: {where}.label_order: expected a list of label names (the "
+                         f"labels of the classifier's rows, in order), got {label_order!r}")
+
     if raw["model_type"] not in SUPPORTED_MODEL_TYPES:
         raise ValueError(f"{source}: {where}.model_type: {raw['model_type']!r} is not supported; "
                          f"supported: {', '.join(SUPPORTED_MODEL_TYPES)}")
@@ -164,7 +177,8 @@ def _parse_entry(raw, where, source, base_dir):
     entry = ModelEntry(where=where, model_type=raw["model_type"], prefix=raw["prefix"],
                        vocab_file=paths["vocab_file"], config_file=paths["config_file"],
                        checkpoint=paths.get("checkpoint"), tokenizer_kwargs=tokenizer_kwargs,
-                       disable=disable, num_hidden_layers=raw.get("num_hidden_layers"))
+                       disable=disable, num_hidden_layers=raw.get("num_hidden_layers"),
+                       label_order=label_order)
     if disable:
         return entry
     entry.tokenizer = BertTokenizer(vocab=entry.vocab_file, **tokenizer_kwargs)
@@ -220,17 +234,10 @@ def _read_bert_config(entry, source):
     return config
 
 
-def _check_shared_vocabulary(setup):
-    """Every model reads the student's token ids, so every enabled teacher needs its vocabulary."""
-    student = setup.student
-    student_digest = file_sha256(student.vocab_file)
+def _mark_own_vocabularies(setup):
+    """A teacher whose vocabulary file or casing differs from the student's cannot read the
+    student's token ids: it gets features of its own from the same text (data.py)."""
+    student_digest = file_sha256(setup.student.vocab_file)
     for teacher in setup.enabled_teachers:
-        if file_sha256(teacher.vocab_file) != student_digest:
-            raise ValueError(f"{setup.source}: {teacher.where}.vocab_file {teacher.vocab_file} "
-                             f"differs from student.vocab_file {student.vocab_file}; all models "
-                             "read the student's token ids, so they must share one vocabulary")
-        if teacher.do_lower_case != student.do_lower_case:
-            raise ValueError(f"{setup.source}: {teacher.where} has do_lower_case="
-                             f"{teacher.do_lower_case} but the student has "
-                             f"{student.do_lower_case} (vocab files {teacher.vocab_file} and "
-                             f"{student.vocab_file}); all models read the student's token ids")
+        teacher.own_features = (file_sha256(teacher.vocab_file) != student_digest
+                                or teacher.do_lower_case != setup.student.do_lower_case)

@@ -1,34 +1,50 @@
-"""Command-line options of main.py and main.emd.py, declared once and checked up front."""
+"""Command-line options of main.py, declared once and checked up front (check_args: the options
+alone; main.check_setup then checks them against the model config and the output folder).
+main.emd.py adds its own options to this parser (add_options)."""
 import argparse
 
 from recipes import RECIPES
+from tasks import TASK_NAMES
+
+DEFAULT_MAX_SEQ_LENGTH = 128
+DEFAULT_TEACHER_CHECK_SIZE = 2000
+CUSTOM_COLUMN_DEFAULTS = {"text_a_column": "text", "text_b_column": None, "label_column": "label"}
 
 
-def build_parser():
-    parser = argparse.ArgumentParser(
-        description="Train a BERT teacher on MNLI, or distill teachers into a student.")
+def build_parser(description="Train a BERT teacher on a GLUE task or your own data, or distill "
+                             "teachers into a student."):
+    parser = argparse.ArgumentParser(description=description)
     add = parser.add_argument
     # Data and files
-    add("--data_dir", required=True, help="Folder holding train.tsv, dev_matched.tsv, dev_mismatched.tsv.")
+    add("--data_dir", required=True,
+        help="The task's folder (MNLI: train.tsv, dev_matched.tsv, dev_mismatched.tsv), or the "
+             "folder above GLUE's task folders (MNLI/, RTE/, ...).")
     add("--output_dir", required=True, help="Checkpoints gs{step}.pkl, logs and eval_results.txt go here.")
     add("--model_config_json", required=True, help="JSON naming the teachers and the student (see jsons/).")
-    add("--task_name", default="mnli", choices=["mnli"], help="Only MNLI (matched and mismatched).")
+    add("--task_name", default="mnli", type=str.lower, choices=TASK_NAMES,
+        help="A GLUE task (mnli is evaluated on dev_matched and dev_mismatched), or custom: your "
+             "own train/dev/test files in data_dir (.tsv, .csv or .jsonl) with the columns below.")
+    for name, what in (("text_a_column", "the (first) text"),
+                       ("text_b_column", "the second text of a pair (none: single texts)"),
+                       ("label_column", "the labels")):
+        add(f"--{name}", default=CUSTOM_COLUMN_DEFAULTS[name], help=f"custom: the column of {what}.")
     add("--cache_dir", default=None,
         help="Where encoded features are cached (default: <data_dir>/cache, or <output_dir>/cache "
              "when data_dir is read-only).")
     # What to do
     add("--do_train", action="store_true", help="Train (or distill) the student.")
     add("--do_eval", action="store_true",
-        help="Evaluate on dev_matched and dev_mismatched after every checkpoint.")
+        help="Evaluate on the task's dev sets after every checkpoint.")
     add("--do_predict", action="store_true",
         help="Evaluate on the dev sets; without --do_train, the student checkpoint named in the JSON.")
     add("--do_test", action="store_true",
-        help="At the end, write GLUE submission files MNLI-m.tsv and MNLI-mm.tsv into output_dir "
-             "from data_dir's test_matched.tsv and test_mismatched.tsv.")
+        help="At the end, write GLUE submission files into output_dir from the task's test files "
+             "(MNLI: MNLI-m.tsv and MNLI-mm.tsv from test_matched.tsv and test_mismatched.tsv).")
     add("--export_dir", default=None,
         help="At the end, export the student as a Hugging Face model folder here (see export.py).")
     # Training
-    add("--max_seq_length", type=int, default=128, help="Pairs are truncated and padded to this length.")
+    add("--max_seq_length", type=int, default=DEFAULT_MAX_SEQ_LENGTH,
+        help="Examples are truncated and padded to this length.")
     add("--train_batch_size", type=int, default=32, help="Examples per optimizer step (over all accumulation).")
     add("--predict_batch_size", type=int, default=128, help="Examples per evaluation batch.")
     add("--learning_rate", type=float, default=3e-5)
@@ -70,48 +86,33 @@ def build_parser():
              "sizes (see student_init.py).")
     add("--matches", nargs="*", default=[],
         help="Intermediate-match presets (see matches.py), or the path of a JSON list of matches.")
-    # BERT-EMD in full (main.emd.py only; see distiller_emd_full.py). Off: the tutorial's method.
-    add("--emd_attention", action="store_true",
-        help="main.emd.py: add an Earth Mover's Distance over the attention maps (needs the "
-             "student's and the teacher's head counts to agree).")
-    add("--emd_update_weights", action="store_true",
-        help="main.emd.py: the layer weights learn from the cost each layer carried (the "
-             "authors' update) instead of staying uniform.")
-    add("--emd_separate_weights", action="store_true",
-        help="main.emd.py: with --emd_attention and --emd_update_weights, keep the attention and "
-             "hidden-state layer weights apart instead of averaging them.")
-    add("--emd_two_stage", action="store_true",
-        help="main.emd.py: the authors' schedule: the intermediate layers first (EMD terms only), "
-             "then the prediction layer (the loss on the logits only).")
-    add("--emd_intermediate_share", type=float, default=None,
-        help="With --emd_two_stage: the share of the optimizer steps in the first stage "
-             "(default 0.5: with 2 epochs, one epoch each).")
+    # The teachers' own score, before they teach (teacher_check.py)
+    add("--teacher_check_size", type=int, default=DEFAULT_TEACHER_CHECK_SIZE,
+        help="Before training, evaluate each teacher on the first this many examples of each dev "
+             "set and stop if it is no better than the most frequent label; 0 turns it off.")
+    add("--allow_weak_teacher", action="store_true",
+        help="Report a teacher that fails the check above, and distill from it all the same.")
     return parser
 
 
-EMD_OPTIONS = ("emd_attention", "emd_update_weights", "emd_separate_weights", "emd_two_stage",
-               "emd_intermediate_share")
-
-
-def emd_options_given(args):
-    """The --emd_* options set away from their defaults."""
-    return [f"--{name}" for name in EMD_OPTIONS if getattr(args, name) not in (False, None)]
-
-
-def parse_args(argv=None):
+def parse_args(argv=None, add_options=None, check=None):
+    """The options of main.py; add_options(parser) declares an entry point's own options and
+    check(args) returns the problems with them (main.emd.py's)."""
     parser = build_parser()
+    if add_options is not None:
+        add_options(parser)
     # The recipe first: its values become the defaults, so explicit options still win.
     recipe, _ = parser.parse_known_args(argv)
     parser.set_defaults(**RECIPES[recipe.recipe])
     args = parser.parse_args(argv)
-    problems = check_args(args)
+    problems = check_args(args) + (check(args) if check is not None else [])
     if problems:  # one line, without the usage: the options themselves parsed fine
         parser.exit(2, f"{parser.prog}: error: {'; '.join(problems)}\n")
     return args
 
 
 def check_args(args):
-    """Mistakes that would otherwise surface hours into a run."""
+    """Mistakes in the options themselves, found before any file is read."""
     problems = []
     if not (args.do_train or args.do_predict or args.do_test or args.export_dir):
         problems.append("nothing to do: pass --do_train, --do_predict, --do_test or --export_dir")
@@ -138,14 +139,14 @@ def check_args(args):
         problems.append(f"--temperature must be positive, got {args.temperature}")
     if args.fp16 and args.bf16:
         problems.append("--fp16 and --bf16 exclude each other")
-    if args.emd_separate_weights and not (args.emd_attention and args.emd_update_weights):
-        problems.append("--emd_separate_weights keeps the attention and hidden-state layer weights "
-                        "apart: it needs --emd_attention and --emd_update_weights")
-    if args.emd_intermediate_share is not None:
-        if not args.emd_two_stage:
-            problems.append("--emd_intermediate_share splits the steps of --emd_two_stage, "
-                            "which is not set")
-        elif not 0 < args.emd_intermediate_share < 1:
-            problems.append(f"--emd_intermediate_share must be in (0, 1), got "
-                            f"{args.emd_intermediate_share}")
+    if args.teacher_check_size < 0:
+        problems.append(f"--teacher_check_size must be at least 0 (0: no check), got "
+                        f"{args.teacher_check_size}")
+    if args.task_name != "custom":
+        given = [f"--{name}" for name, default in CUSTOM_COLUMN_DEFAULTS.items()
+                 if getattr(args, name) != default]
+        if given:
+            problems.append(f"{', '.join(given)}: for --task_name custom only (task "
+                            f"{args.task_name} reads GLUE's columns)")
     return problems
+

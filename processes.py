@@ -23,6 +23,15 @@ def init_distributed(use_cuda):
     return dist.get_rank(), world_size, torch.device("cpu")
 
 
+def from_rank_zero(value, world_size):
+    """Rank 0's value, on every process (e.g. rank 0's verdict, so that all stop or none)."""
+    if world_size == 1:
+        return value
+    holder = [value]
+    dist.broadcast_object_list(holder, src=0)
+    return holder[0]
+
+
 @contextlib.contextmanager
 def rank_zero_first(world_size, rank):
     """Rank 0 runs the block first (e.g. builds the feature cache), the others then read its result."""

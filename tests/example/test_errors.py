@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from conftest import read_repo_text, write_bert_config, write_tiny_mnli, write_vocab
+from tests.helpers import read_repo_text, write_bert_config, write_tiny_mnli, write_vocab
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -22,8 +22,9 @@ def base(tmp_path_factory):
     student_config = write_bert_config(root / "student.json", num_hidden_layers=2, hidden_size=16,
                                        intermediate_size=32)
     sys.path.insert(0, REPO)
-    from modeling import BertForGLUESimple
     from transformers import BertConfig
+
+    from modeling import BertForGLUESimple
     teacher = BertForGLUESimple(BertConfig.from_json_file(teacher_config), 3)
     torch.save(teacher.state_dict(), root / "teacher.pkl")
     return {"root": root, "vocab": str(vocab), "teacher_config": str(teacher_config),
@@ -116,10 +117,12 @@ def test_checkpoint_that_does_not_fit_the_config(base, tmp_path):
     assert "does not fit the model's config" in stderr and "teacher.pkl" in stderr
 
 
-def test_different_vocabularies(base, tmp_path):
+def test_a_teacher_with_another_vocabulary_and_matches(base, tmp_path):
     other_vocab = write_vocab(tmp_path / "other_vocab.txt", words=["a", "b", "c"])
-    stderr = run_main(base, tmp_path, distill_config(base, vocab_file=str(other_vocab)))
-    assert "must share one vocabulary" in stderr
+    stderr = run_main(base, tmp_path, distill_config(base, vocab_file=str(other_vocab)),
+                      *_one_match(base, tmp_path)["extra"])
+    assert "teachers[0] reads another vocabulary than the student" in stderr
+    assert "other_vocab.txt" in stderr and "intermediate matches" in stderr
 
 
 def test_max_seq_length_beyond_the_position_embeddings(base, tmp_path):
@@ -226,6 +229,35 @@ def _wrong_projection(base, tmp_path):
     return {"extra": ["--matches", str(matches)]}
 
 
+def _one_match(base, tmp_path):
+    matches = tmp_path / "one_match.json"
+    matches.write_text(json.dumps([{"layer_S": 1, "layer_T": 2, "feature": "hidden",
+                                    "loss": "hidden_mse", "weight": 1}]))
+    return {"extra": ["--matches", str(matches)]}
+
+
+def _teacher_folder_with_placeholder_labels(base, tmp_path):
+    """A Hugging Face folder whose config.json names the rows LABEL_0..LABEL_2."""
+    from safetensors.torch import save_file
+    from transformers import BertConfig
+    folder = tmp_path / "hub_teacher"
+    folder.mkdir()
+    config = BertConfig.from_json_file(base["teacher_config"])
+    config.num_labels = 3  # id2label: LABEL_0, LABEL_1, LABEL_2
+    config.save_pretrained(folder)
+    save_file(torch.load(base["teacher_ckpt"], weights_only=True), folder / "model.safetensors")
+    return {"model_config": distill_config(base, checkpoint=str(folder))}
+
+
+def _custom_data(tmp_path, train, dev="text,label\nc,x\n"):
+    folder = tmp_path / "custom"
+    folder.mkdir()
+    (folder / "train.csv").write_text(train)
+    if dev is not None:
+        (folder / "dev.csv").write_text(dev)
+    return {"data_dir": str(folder), "extra": ["--task_name", "custom"]}
+
+
 def _unwritable_output_dir(tmp_path):
     folder = tmp_path / "read_only"
     folder.mkdir()
@@ -240,7 +272,20 @@ def _unwritable_output_dir(tmp_path):
 # fragment -> how to provoke it: changes to run_main's arguments (model config, extra options,
 # data_dir, output_dir) made from (base, tmp_path).
 ERROR_CASES = {
-    "MNLI data file not found": lambda base, tmp: {"data_dir": _without_train(tmp)},
+    "data file not found": lambda base, tmp: {"data_dir": _without_train(tmp)},
+    "no train file": lambda base, tmp: _custom_data(tmp, "text,label\na,x\n", dev=None) | {
+        "data_dir": str(tmp)},
+    "no column 'x' in the header": lambda base, tmp: _custom_data(tmp, "sentence,label\na,x\n"),
+    "holds one value only": lambda base, tmp: _custom_data(tmp, "text,label\na,x\nb,x\n"),
+    "is not among the labels of the train file": lambda base, tmp: _custom_data(
+        tmp, "text,label\na,x\nb,y\n", dev="text,label\nc,z\n"),
+    "label_order: expected a list of label names": lambda base, tmp: {
+        "model_config": distill_config(base, label_order="contradiction")},
+    "do not map onto the task's labels": _teacher_folder_with_placeholder_labels,
+    "teacher check failed": lambda base, tmp: {},  # the base teacher has random weights
+    "reads another vocabulary than the student": lambda base, tmp: {
+        "model_config": distill_config(base, vocab_file=str(write_vocab(tmp / "v.txt", words=["a"]))),
+        **_one_match(base, tmp)},
     "empty file": lambda base, tmp: {"data_dir": broken_data(tmp, "dev_matched.tsv", lambda text: "")},
     "line N: expected N tab-separated columns": lambda base, tmp: {
         "data_dir": broken_data(tmp, "train.tsv", _cut_row)},
@@ -257,8 +302,6 @@ ERROR_CASES = {
         "model_config": _teacher_without_classifier(base, tmp)},
     "none of its N tensors matches the encoder": lambda base, tmp: {
         "model_config": _student_with_foreign_keys(base, tmp)},
-    "must share one vocabulary": lambda base, tmp: {"model_config": distill_config(
-        base, vocab_file=str(write_vocab(tmp / "other_vocab.txt", words=["a", "b", "c"])))},
     "exceeds the student's max_position_embeddings": lambda base, tmp: {
         "extra": ["--max_seq_length", "65"]},
     "not divisible by --gradient_accumulation_steps": lambda base, tmp: {

@@ -4,8 +4,8 @@ import os
 
 import pytest
 
-from conftest import SPECIAL_TOKENS, WORDS, write_bert_config, write_vocab
 from model_config import parse_model_config
+from tests.helpers import SPECIAL_TOKENS, WORDS, write_bert_config, write_vocab
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PIECE_WORDS = WORDS + ["walk", "##s", "##ing", "##ed"]
@@ -212,28 +212,28 @@ def test_unset_environment_variable_names_key_and_variable(files, monkeypatch):
         parse_model_config({"student": student})
 
 
-def test_teacher_with_another_vocabulary_is_refused(files, tmp_path):
+def test_a_teacher_with_another_vocabulary_gets_features_of_its_own(files, tmp_path):
     other_vocab = write_vocab(tmp_path / "other_vocab.txt", WORDS[::-1])
     teacher = entry(other_vocab, files["config"], str(files["config"]))
     student = entry(files["vocab"], files["config"])
-    with pytest.raises(ValueError, match=r"teachers\[0\]\.vocab_file .*other_vocab\.txt differs "
-                                         r"from student\.vocab_file .*/vocab\.txt"):
-        parse_model_config({"teachers": [teacher], "student": student})
+    setup = parse_model_config({"teachers": [teacher, entry(files["vocab"], files["config"],
+                                                            str(files["config"]))],
+                                "student": student})
+    assert [t.own_features for t in setup.teachers] == [True, False]
+    assert setup.teachers_with_own_features == [setup.teachers[0]]
     # A disabled teacher is not used, so its vocabulary does not matter.
     setup = parse_model_config({"teachers": [dict(teacher, disable=True)], "student": student})
-    assert setup.enabled_teachers == []
+    assert setup.enabled_teachers == [] and setup.teachers_with_own_features == []
 
 
-def test_teacher_with_other_casing_is_refused(files, tmp_path):
+def test_a_teacher_with_other_casing_gets_features_of_its_own(files, tmp_path):
     copy = tmp_path / "copy_of_vocab.txt"
-    copy.write_bytes(files["vocab"].read_bytes())  # same content, another file: accepted
+    copy.write_bytes(files["vocab"].read_bytes())  # same content, another file: the same features
     student = entry(files["vocab"], files["config"])
     teacher = entry(copy, files["config"], str(files["config"]))
-    assert len(parse_model_config({"teachers": [teacher], "student": student}).enabled_teachers) == 1
+    assert not parse_model_config({"teachers": [teacher], "student": student}).teachers[0].own_features
     teacher["tokenizer_kwargs"] = {"do_lower_case": False}
-    with pytest.raises(ValueError, match=r"teachers\[0\] has do_lower_case=False but the student "
-                                         r"has True .*copy_of_vocab\.txt"):
-        parse_model_config({"teachers": [teacher], "student": student})
+    assert parse_model_config({"teachers": [teacher], "student": student}).teachers[0].own_features
 
 
 def test_vocab_larger_than_the_embeddings_is_refused(files, tmp_path):
