@@ -12,16 +12,21 @@ under a 12-layer teacher, 't' marks the tiny student whose hidden size differs f
 (the projection is added whenever the sizes differ, so L4 and L4t differ only in name).
 """
 import json
+import math
 import os
 
-from distillation.configs import IntermediateMatch
+from distillation import IntermediateMatch
 
-# Student layer -> teacher layer, uniformly spaced, for the original's three students.
-LAYER_MAPS = {
-    "L3": [(0, 0), (1, 4), (2, 8), (3, 12)],
-    "L4": [(0, 0), (1, 3), (2, 6), (3, 9), (4, 12)],
-    "L6": [(0, 0), (1, 2), (2, 4), (3, 6), (4, 8), (5, 10), (6, 12)],
-}
+
+def uniform_layer_map(num_layers_S, num_layers_T):
+    """[(student layer, teacher layer)] from the embeddings (0, 0) to the last layers: student
+    layer i learns from teacher layer ceil(i * L_T / L_S), uniformly spaced (the map of the
+    original's presets, and of student_init.py)."""
+    return [(i, math.ceil(i * num_layers_T / num_layers_S)) for i in range(num_layers_S + 1)]
+
+
+# The original's three students under a 12-layer teacher.
+LAYER_MAPS = {f"L{depth}": uniform_layer_map(depth, 12) for depth in (3, 4, 6)}
 # Losses that compare student and teacher vectors directly need equal sizes, hence a projection.
 NEEDS_PROJECTION = {"hidden_mse", "cos", "pkd", "gram", "fsp"}
 
@@ -70,20 +75,22 @@ def read_matches(names_or_path):
     return [dict(match) for name in names_or_path for match in PRESETS[name]]
 
 
-def fit_matches(matches, hidden_size_S, hidden_size_T, num_layers_S, num_layers_T):
-    """Check every layer index against the models' depths and add the projections they need.
+def fit_matches(matches, hidden_size_S, hidden_size_T, num_layers_S, num_layers_T, weight=1):
+    """The matches as the core's IntermediateMatch objects, each checked once: its format by the
+    core (IntermediateMatch.from_dict), its layers against the models' depths and its
+    projection against their sizes here. Every weight is multiplied by `weight`.
 
     A projection ['linear', hidden_size_S, hidden_size_T] is added where the loss compares
     vectors directly, the hidden sizes differ and the match names no projection of its own.
     """
     fitted = []
-    for index, match in enumerate(matches):
-        match = dict(match)
-        IntermediateMatch.from_dict(match, index)  # its keys, names and format, as the core checks them
+    for index, raw in enumerate(matches):
+        match = IntermediateMatch.from_dict(raw, index)
         _check_layers(match, index, num_layers_S, num_layers_T)
-        if match["loss"] in NEEDS_PROJECTION and "proj" not in match and hidden_size_S != hidden_size_T:
-            match["proj"] = ["linear", hidden_size_S, hidden_size_T]
+        if match.loss in NEEDS_PROJECTION and match.proj is None and hidden_size_S != hidden_size_T:
+            match.proj = ["linear", hidden_size_S, hidden_size_T]
         _check_projection(match, index, hidden_size_S, hidden_size_T)
+        match.weight = match.weight * weight
         fitted.append(match)
     return fitted
 
@@ -105,23 +112,19 @@ def _read_match_file(path):
 
 def _check_layers(match, index, num_layers_S, num_layers_T):
     # hidden states: embeddings + one per layer; attention maps: one per layer.
-    extra = 1 if match.get("feature", "hidden") == "hidden" else 0
+    extra = 1 if match.feature == "hidden" else 0
     for key, num_layers in (("layer_S", num_layers_S), ("layer_T", num_layers_T)):
-        if key not in match:
-            raise ValueError(f"matches[{index}]: missing key '{key}'")
-        layers = match[key] if isinstance(match[key], list) else [match[key]]
-        for layer in layers:
-            if not isinstance(layer, int) or not 0 <= layer < num_layers + extra:
+        value = getattr(match, key)
+        for layer in value if isinstance(value, list) else [value]:
+            if not 0 <= layer < num_layers + extra:
                 raise ValueError(
-                    f"matches[{index}]: {key}={match[key]!r} is out of range for a model with "
-                    f"{num_layers} layers ({match.get('feature', 'hidden')} indices run from 0 "
+                    f"matches[{index}]: {key}={value!r} is out of range for a model with "
+                    f"{num_layers} layers ({match.feature} indices run from 0 "
                     f"to {num_layers + extra - 1})")
 
 
 def _check_projection(match, index, hidden_size_S, hidden_size_T):
-    proj = match.get("proj")
-    if proj is None:
-        return
-    if match.get("feature", "hidden") == "hidden" and (proj[1], proj[2]) != (hidden_size_S, hidden_size_T):
+    proj = match.proj
+    if proj is not None and match.feature == "hidden" and (proj[1], proj[2]) != (hidden_size_S, hidden_size_T):
         raise ValueError(f"matches[{index}]: proj {proj[0]} {proj[1]} -> {proj[2]} does not fit the "
                          f"models: student hidden size {hidden_size_S}, teacher {hidden_size_T}")

@@ -24,12 +24,15 @@ import math
 
 import torch
 
+from matches import uniform_layer_map
+
 logger = logging.getLogger(__name__)
 
 
 def teacher_layer_map(num_layers_S, num_layers_T):
-    """0-based teacher layer for each student layer: ceil(i * L_T / L_S) - 1 for i = 1..L_S."""
-    return [math.ceil(i * num_layers_T / num_layers_S) - 1 for i in range(1, num_layers_S + 1)]
+    """The index in teacher.bert.encoder.layer of the layer each student layer starts from:
+    matches.uniform_layer_map's layer (numbered from 1 there, 0 being the embeddings) minus 1."""
+    return [layer_T - 1 for _, layer_T in uniform_layer_map(num_layers_S, num_layers_T)[1:]]
 
 
 @torch.no_grad()

@@ -1,6 +1,6 @@
 """Write the demo's synthetic NLI corpus in the MNLI layout, and the vocabulary that covers it.
 
-    python demo/make_demo_data.py --output_dir DIR [--seed 0] [--n_train 20000] [--n_dev 2000]
+    python -m demo.make_demo_data --output_dir DIR [--seed 0] [--n_train 20000] [--n_dev 2000]
 
 writes DIR/MNLI/{train,dev_matched,dev_mismatched}.tsv and DIR/vocab.txt.
 
@@ -26,19 +26,14 @@ import re
 import sys
 from dataclasses import dataclass, replace
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO_ROOT)  # run as a script from anywhere: find the repository's packages
-
-import demo_lexicon as lex  # noqa: E402  (beside this file)
-from distillation.io import atomic_write_text  # noqa: E402
+from demo import demo_lexicon as lex
+from distillation import atomic_write_text
+from utils_glue import MNLI_DEV_COLUMNS, MNLI_TRAIN_COLUMNS
 
 ENTAILMENT, NEUTRAL, CONTRADICTION = "entailment", "neutral", "contradiction"
-LABELS = (ENTAILMENT, NEUTRAL, CONTRADICTION)
+LABELS = (ENTAILMENT, NEUTRAL, CONTRADICTION)  # the order the generator draws them in
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-TRAIN_HEADER = ["index", "promptID", "pairID", "genre", "sentence1_binary_parse",
-                "sentence2_binary_parse", "sentence1_parse", "sentence2_parse",
-                "sentence1", "sentence2", "label1", "gold_label"]
-DEV_HEADER = TRAIN_HEADER[:11] + ["label2", "label3", "label4", "label5", "gold_label"]
+TRAIN_HEADER, DEV_HEADER = list(MNLI_TRAIN_COLUMNS), list(MNLI_DEV_COLUMNS)
 DEMO_CONFIGS = ("bert_config_teacher.json", "bert_config_student.json")  # in demo/jsons/
 
 TRAIN_NOISE = 0.09        # share of train labels replaced by another label
@@ -1000,7 +995,7 @@ def main(argv=None):
         print(f"{name}: {len(rows)} pairs ({mix})")
     print(f"vocab.txt: {len(vocab)} tokens; BERT configs need vocab_size >= {len(vocab)} "
           f"(rounded up to a multiple of 8: {round_up(len(vocab), 8)})")
-    check_config_vocab_sizes(len(vocab), [os.path.join(REPO_ROOT, "demo", "jsons", name)
+    check_config_vocab_sizes(len(vocab), [os.path.join(os.path.dirname(__file__), "jsons", name)
                                           for name in DEMO_CONFIGS])
 
 

@@ -40,7 +40,7 @@ final_checkpoint() {  # the checkpoint of the last step of a run
     ls "$1"/gs*.pkl | sort -V | tail -n 1
 }
 
-"$PYTHON" "$here/demo/make_demo_data.py" --output_dir "$DEMO_DIR" --n_train "$n_train" --n_dev "$n_dev"
+PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -m demo.make_demo_data --output_dir "$DEMO_DIR" --n_train "$n_train" --n_dev "$n_dev"
 mkdir -p "$OUTPUT_ROOT_DIR"
 # Two teachers of one config and two seeds, side by side when parallel > 1.
 start_run teacher run_mnli_train.sh model_config_json_file="$here/demo/jsons/teacher.json" torch_seed=9580 \

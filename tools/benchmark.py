@@ -1,7 +1,7 @@
 """How fast the pipeline runs: feature encoding, training steps of each distiller, evaluation.
 
-    python tools/benchmark.py                # about two minutes on 2 CPU cores
-    python tools/benchmark.py --device cuda --bf16 --batch 32 --length 128
+    python -m tools.benchmark                # about two minutes on 2 CPU cores
+    python -m tools.benchmark --device cuda --bf16 --batch 32 --length 128
 
 Everything is generated: a synthetic MNLI-layout train file with MNLI-like sentence lengths (and
 a vocabulary built from its words) for the encoding, random token ids for the models. A training
@@ -24,25 +24,21 @@ import random
 import resource
 import statistics
 import tempfile
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository
+import torch
+from transformers import BertConfig, BertTokenizer
 
-import torch  # noqa: E402
-from transformers import BertConfig, BertTokenizer  # noqa: E402
-
-import main  # noqa: E402
-from data import batch_loader  # noqa: E402
-from distillation import (DistillationConfig, GeneralDistiller, MultiTeacherDistiller,  # noqa: E402
-                          TrainingConfig)
-from distillation.adaptors import move_to_device  # noqa: E402
-from distiller_emd import EMDDistiller  # noqa: E402
-from feature_cache import load_features  # noqa: E402
-from matches import PRESETS, fit_matches  # noqa: E402
-from modeling import BertForGLUESimple, BertForGLUESimpleAdaptor  # noqa: E402
-from predict import evaluate  # noqa: E402
-from utils_glue import LABELS, MnliProcessor  # noqa: E402
+import main
+from data import batch_loader
+from distillation import DistillationConfig, GeneralDistiller, MultiTeacherDistiller, TrainingConfig
+from distillation.adaptors import move_to_device
+from distiller_emd import EMDDistiller
+from evaluation import evaluate
+from feature_cache import load_features
+from matches import PRESETS, fit_matches
+from modeling import BertForGLUESimple, BertForGLUESimpleAdaptor
+from utils_glue import LABELS, MNLI_TRAIN_COLUMNS, TASKS
 
 MNLI_TRAIN_PAIRS = 392_702
 VOCAB_SIZE = 30522  # bert-base-uncased's, so the embedding tables have their real size
@@ -93,11 +89,8 @@ def sentence(rng, lexicon, mean_words):
 
 
 def write_train_file(path, num_pairs, lexicon, rng):
-    header = ["index", "promptID", "pairID", "genre", "sentence1_binary_parse",
-              "sentence2_binary_parse", "sentence1_parse", "sentence2_parse",
-              "sentence1", "sentence2", "label1", "gold_label"]
     with open(path, "w", encoding="utf-8") as f:
-        f.write("\t".join(header) + "\n")
+        f.write("\t".join(MNLI_TRAIN_COLUMNS) + "\n")
         for index in range(num_pairs):
             premise, hypothesis = sentence(rng, lexicon, 22), sentence(rng, lexicon, 11)
             label = rng.choice(LABELS)
@@ -120,7 +113,7 @@ def time_encoding(args, workdir):
 
     def load():
         start = time.perf_counter()
-        load_features(MnliProcessor(), data_dir, "train", tokenizer, vocab_file, 128, cache_dir, LABELS)
+        load_features(TASKS["mnli"], data_dir, "train", tokenizer, vocab_file, 128, cache_dir)
         return time.perf_counter() - start
     encode_seconds = load()  # reads, encodes and writes the cache
     cached_seconds = statistics.median(load() for _ in range(3))
@@ -152,10 +145,10 @@ def synthetic_features(num_examples, length, generator):
 class NoCheckpoints:
     """Mixin: the distiller trains as usual but writes no checkpoint or resume state."""
 
-    def _save_checkpoint(self, run, callback, parallel):
+    def _save_checkpoint(self, run, callback):
         pass
 
-    def _save_resume_state(self, run, parallel):
+    def _save_resume_state(self, run):
         return None
 
 
@@ -302,10 +295,10 @@ def time_evaluation(setup):
     features = synthetic_features(setup.args.eval_examples, setup.args.length, generator)
     loaders = {"mnli": batch_loader(features, 128, shuffle=False)}
     student = setup.student(hidden_states=False)
-    evaluate(student, loaders, setup.device)  # warm-up
+    evaluate(student, loaders, setup.device, TASKS["mnli"])  # warm-up
     synchronize(setup.device)
     start = time.perf_counter()
-    evaluate(student, loaders, setup.device)
+    evaluate(student, loaders, setup.device, TASKS["mnli"])
     return setup.args.eval_examples / (time.perf_counter() - start)
 
 
@@ -353,7 +346,7 @@ def time_against_textbrewer(setup):
     theirs = TimedTextBrewer(
         textbrewer.TrainingConfig(output_dir=os.path.join(setup.workdir, "textbrewer"),
                                   device=setup.device),
-        textbrewer.DistillationConfig(temperature=8, intermediate_matches=matches),
+        textbrewer.DistillationConfig(temperature=8, intermediate_matches=[m.as_dict() for m in matches]),
         teacher, setup.student(hidden_states=True), adaptor, adaptor)
     ours.log_every_steps = 10**9
     loader = batch_loader(features, args.batch, shuffle=True, seed=args.seed)

@@ -14,6 +14,7 @@
 # Multi-teacher runs only when TEACHER_CKPT_2 is set. Shorter runs: `ep=1`, `n_train=2000`.
 # `parallel=2` runs two rows at once with half the cores each (or OMP_NUM_THREADS each, when it
 # is set): on CPUs this finishes sooner, because one small model does not keep several cores busy.
+# `extra_main_args="--no_cuda"` gives main.py options to every row.
 set -euo pipefail
 tools=$(cd "$(dirname "$0")" && pwd)
 here=$(dirname "$tools")  # the repository: its scripts run the rows
@@ -106,10 +107,10 @@ done
 
 wait_for_runs
 echo
-"$PYTHON" "$tools/report.py" --json "$OUTPUT_ROOT_DIR/results.json" ${rows[@]+"${rows[@]}"} | tee "$OUTPUT_ROOT_DIR/results.md"
+PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -m tools.report --json "$OUTPUT_ROOT_DIR/results.json" ${rows[@]+"${rows[@]}"} | tee "$OUTPUT_ROOT_DIR/results.md"
 # One picture of the rows' losses and dev accuracy; matplotlib is optional, so is the picture.
 if "$PYTHON" -c "import matplotlib" 2>/dev/null; then
-    "$PYTHON" "$tools/plot_runs.py" --output "$OUTPUT_ROOT_DIR/runs.png" ${rows[@]+"${rows[@]}"} \
+    PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -m tools.plot_runs --output "$OUTPUT_ROOT_DIR/runs.png" ${rows[@]+"${rows[@]}"} \
         || echo "=== picture not drawn (see the error above); the table stands"
 else
     echo "=== picture skipped: matplotlib is not installed (pip install matplotlib)"

@@ -1,7 +1,7 @@
 """What MNLI's training features cost in memory, for one process and for several under torchrun.
 
-    python tools/feature_memory.py                    # 392,702 generated pairs, 4 processes
-    python tools/feature_memory.py --pairs 2000 --processes 2
+    python -m tools.feature_memory                    # 392,702 generated pairs, 4 processes
+    python -m tools.feature_memory --pairs 2000 --processes 2
 
 Writes an MNLI-sized train.tsv of generated pairs, encodes it once at length 128 (timed: the
 encoding and the cached load), then starts `--processes` processes with torchrun (gloo). Each
@@ -21,16 +21,15 @@ import sys
 import tempfile
 import time
 
+import torch.distributed as dist
+from transformers import BertTokenizer
+
+from data import batch_loader
+from feature_cache import load_features
+from tools.benchmark import make_lexicon, write_train_file
+from utils_glue import TASKS
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-
-import torch.distributed as dist  # noqa: E402
-from transformers import BertTokenizer  # noqa: E402
-
-from benchmark import make_lexicon, write_train_file  # noqa: E402  (tools/, beside this file)
-from data import batch_loader  # noqa: E402
-from feature_cache import load_features  # noqa: E402
-from utils_glue import LABELS, MnliProcessor  # noqa: E402
 
 MNLI_TRAIN_PAIRS = 392_702
 MIB = 1024 * 1024
@@ -61,8 +60,8 @@ def memory():
 def features_of(workdir, length):
     vocab_file = os.path.join(workdir, "vocab.txt")
     tokenizer = BertTokenizer(vocab=vocab_file, do_lower_case=True)
-    return load_features(MnliProcessor(), os.path.join(workdir, "MNLI"), "train", tokenizer,
-                         vocab_file, length, os.path.join(workdir, "cache"), LABELS)
+    return load_features(TASKS["mnli"], os.path.join(workdir, "MNLI"), "train", tokenizer,
+                         vocab_file, length, os.path.join(workdir, "cache"))
 
 
 def worker(args):
@@ -107,10 +106,10 @@ def main(argv=None):
         del features
 
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                   "--nproc_per_node", str(args.processes), os.path.abspath(__file__), "--worker",
+                   "--nproc_per_node", str(args.processes), "-m", "tools.feature_memory", "--worker",
                    "--workdir", workdir, "--length", str(args.length), "--batch", str(args.batch)]
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
-        done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+        done = subprocess.run(command, env=env, capture_output=True, text=True, check=True, cwd=REPO)
         reports = json.loads(done.stdout.strip().splitlines()[-1])
 
     print(f"{args.pairs:,} pairs at length {args.length}: encoded in {encode_seconds:.1f} s, "

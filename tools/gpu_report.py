@@ -1,7 +1,7 @@
 """Everything a GPU run has to show, in one command:
 
-    python tools/gpu_report.py                 # on a machine with CUDA: the real sizes
-    python tools/gpu_report.py --tiny          # the same path at toy sizes (any machine)
+    python -m tools.gpu_report                 # on a machine with CUDA: the real sizes
+    python -m tools.gpu_report --tiny          # the same path at toy sizes (any machine)
 
 1. The training steps of tools/benchmark.py at the published run's sizes (a bert-base-shaped
    teacher, 12 x 768; T4-tiny; batch 32, length 128) under fp16 and under bf16: steps/s, the
@@ -20,18 +20,15 @@ import argparse
 import ast
 import functools
 import inspect
-import os
 import sys
 import tempfile
 import warnings
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # tools/, for benchmark.py
+import torch
 
-import torch  # noqa: E402
-
-import benchmark  # noqa: E402  (it puts the repository on sys.path)
-from distiller_emd import EMDDistiller  # noqa: E402
-from distillation import logit_cache, loss_log  # noqa: E402
+from distillation import logit_cache, loss_log
+from distiller_emd import EMDDistiller
+from tools import benchmark
 
 PUBLISHED_STEPS = 40 * -(-benchmark.MNLI_TRAIN_PAIRS // 32)  # 40 epochs of batch 32
 REAL_SIZES = ["--teacher_layers", "12", "--teacher_hidden", "768", "--batch", "32", "--length", "128"]

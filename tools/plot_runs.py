@@ -1,6 +1,6 @@
 """Pictures of runs: the loss terms over the steps and the dev accuracy at each checkpoint.
 
-    python tools/plot_runs.py out/alone "distilled=out/T4tiny" --output runs.png
+    python -m tools.plot_runs out/alone "distilled=out/T4tiny" --output runs.png
 
 Each run is a folder written by main.py (metrics.jsonl, eval_results.jsonl), optionally named
 NAME=FOLDER; several runs are drawn over each other, one colour each. Needs matplotlib, an
@@ -11,13 +11,11 @@ import json
 import os
 import sys
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-
-from distillation.io import atomic_path  # noqa: E402
+from distillation import atomic_path
+from evaluation import scores_of
 
 NOT_LOSSES = ("step", "epoch", "lr")
-DEV_SETS = {"mnli": ("dev matched", "-"), "mnli-mm": ("dev mismatched", "--")}
+DEV_SETS = {"mnli": ("dev matched", "-"), "mnli-mm": ("dev mismatched", "--")}  # others: their names
 
 
 def read_jsonl(path):
@@ -53,11 +51,11 @@ def read_run(run_dir):
                     values.append(value)
     if os.path.isfile(results_path):
         for record in read_jsonl(results_path):
-            for dev_set in DEV_SETS:
-                if dev_set in record["acc"]:
+            for dev_set, score in scores_of(record).items():
+                if dev_set != "All":
                     steps, values = accuracy.setdefault(dev_set, ([], []))
                     steps.append(record["step"])
-                    values.append(100 * record["acc"][dev_set])
+                    values.append(100 * score)
     return {"losses": losses, "accuracy": accuracy}
 
 
@@ -86,8 +84,8 @@ def draw(runs, output, title=None):
         for j, (term, (steps, values)) in enumerate(terms):
             loss_axes.plot(steps, values, styles[j % len(styles)], color=colour,
                            label=f"{name}: {term}" if every_term else name, linewidth=1.2)
-        for dev_set, (steps, values) in data["accuracy"].items():
-            label, style = DEV_SETS[dev_set]
+        for k, (dev_set, (steps, values)) in enumerate(data["accuracy"].items()):
+            label, style = DEV_SETS.get(dev_set, (dev_set, styles[k % len(styles)]))
             acc_axes.plot(steps, values, style, marker="o", markersize=3, color=colour,
                           label=f"{name}: {label}")
     loss_axes.set(xlabel="step", ylabel="loss (mean since the last log line)",

@@ -1,18 +1,20 @@
 """Print a results table from finished runs: the last evaluation of each run's output folder.
 
-    python tools/report.py "Teacher=out/teacher" "T4-tiny distilled=out/t4" ... [--json results.json]
+    python -m tools.report "Teacher=out/teacher" "T4-tiny distilled=out/t4" ... [--json results.json]
 
 Each folder holds eval_results.jsonl (written by main.py after every checkpoint) and, when the
-runner recorded it, seconds.txt (the run's wall time).
+runner recorded it, seconds.txt (the run's wall time). A column per dev set: its accuracy (a
+regression task's: Pearson's r); MNLI's are named dev_matched and dev_mismatched.
 """
 import argparse
 import json
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository
+from distillation import atomic_write_text
+from evaluation import scores_of
 
-from distillation.io import atomic_write_text  # noqa: E402
+SET_NAMES = {"mnli": "dev_matched", "mnli-mm": "dev_mismatched"}  # as the README's tables say
 
 
 def last_result(run_dir):
@@ -41,17 +43,22 @@ def collect(named_dirs):
         if not sep:
             raise ValueError(f"expected NAME=FOLDER, got {item!r}")
         result = last_result(run_dir)
-        rows.append({"model": name, "step": result["step"], "mnli": result["acc"]["mnli"],
-                     "mnli-mm": result["acc"]["mnli-mm"], "seconds": wall_seconds(run_dir)})
+        scores = {dev_set: score for dev_set, score in scores_of(result).items() if dev_set != "All"}
+        rows.append({"model": name, "step": result["step"], **scores,
+                     "metric": "acc" if "acc" in result else "pearson",
+                     "seconds": wall_seconds(run_dir)})
     return rows
 
 
 def markdown(rows):
-    lines = ["| model | dev_matched acc | dev_mismatched acc | wall time |",
-             "|---|---:|---:|---:|"]
+    """A table with a column per dev set of the first row (all rows evaluate one task)."""
+    sets = [key for key in rows[0] if key not in ("model", "step", "metric", "seconds")]
+    lines = ["| model | " + " | ".join(f"{SET_NAMES.get(s, s)} {rows[0]['metric']}" for s in sets)
+             + " | wall time |", "|---|" + "---:|" * (len(sets) + 1)]
     for row in rows:
         seconds = f"{row['seconds']:.0f} s" if row["seconds"] is not None else "-"
-        lines.append(f"| {row['model']} | {100 * row['mnli']:.1f} | {100 * row['mnli-mm']:.1f} | {seconds} |")
+        cells = " | ".join(f"{100 * row[s]:.1f}" if s in row else "-" for s in sets)
+        lines.append(f"| {row['model']} | {cells} | {seconds} |")
     return "\n".join(lines)
 
 

@@ -1,7 +1,7 @@
 """The student's size and speed next to the teacher's, in one run.
 
-    python tools/speed.py                                  # bert-base-shaped teacher vs T4-tiny, random weights
-    python tools/speed.py --teacher teacher-hf --student student-hf \
+    python -m tools.speed                                  # bert-base-shaped teacher vs T4-tiny, random weights
+    python -m tools.speed --teacher teacher-hf --student student-hf \
         --dev_file MNLI/dev_matched.tsv                    # exported folders; int8 accuracy checked
 
 A model is a BERT config JSON (random weights) or an exported folder (export.py). Rows: the
@@ -19,15 +19,12 @@ import os
 import platform
 import resource
 import statistics
-import sys
 import time
 import warnings
 
+import torch
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-
-import torch  # noqa: E402
-
 DEFAULT_TEACHER = "bert-base"  # 12 layers x 768, built here: no file to download
 DEFAULT_STUDENT = os.path.join(REPO, "jsons", "bert_config_L4t.json")
 BERT_BASE = {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
@@ -39,6 +36,7 @@ def build_model(spec):
     """(model in eval mode, its file size in bytes, vocab_size) from a config JSON, an exported
     folder or 'bert-base'."""
     from transformers import BertConfig
+
     from modeling import BertForGLUESimple
     from trained_models import load_exported
     from utils_glue import LABELS
@@ -99,7 +97,8 @@ def timings(model, vocab_size, batch_size, length, repeats, device):
 
 
 def dev_accuracy(model, spec, dev_file, length):
-    from predict import feature_batches, predict_labels
+    from data import feature_batches
+    from evaluation import predict_labels
     from trained_models import load_exported
     from utils_glue import LABELS, convert_examples_to_features, read_mnli_tsv
     features = convert_examples_to_features(read_mnli_tsv(dev_file), LABELS, length,
@@ -111,7 +110,7 @@ def dev_accuracy(model, spec, dev_file, length):
 def measure(row):
     """One row of the table, in the (fresh) process that runs it."""
     torch.set_num_threads(row["threads"])
-    import predict, trained_models  # noqa: F401  (their imports are not the model's memory)
+    import trained_models  # noqa: F401  (their imports are not the model's memory)
     baseline = rss_bytes()
     model, size, vocab_size = build_model(row["spec"])
     parameters = sum(p.numel() for p in model.parameters())  # before int8 hides them in packed weights

@@ -4,6 +4,7 @@
 #   OUTPUT_ROOT_DIR the runs go to $OUTPUT_ROOT_DIR/NAME, their logs to $OUTPUT_ROOT_DIR/NAME.log
 #   parallel        how many run at the same time, each with its share of the cores (or with
 #                   OMP_NUM_THREADS threads, when it is set)
+# and may set extra_main_args: options for main.py in every run (e.g. "--allow_weak_teacher").
 
 [[ "$parallel" =~ ^[1-9][0-9]*$ ]] || { echo "parallel must be a whole number >= 1, got '$parallel'" >&2; exit 1; }
 cores=$(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1)
@@ -19,8 +20,10 @@ timed_run() {
     (( $# )) && shift && main_args=("$@")
     local start=$SECONDS
     rm -f "$OUTPUT_ROOT_DIR/$name/seconds.txt"  # written last: the run's mark of success
+    # $extra_main_args is split into words on purpose: one word per option.
+    # shellcheck disable=SC2086
     env ${vars[@]+"${vars[@]}"} OUTPUT_DIR="$OUTPUT_ROOT_DIR/$name" bash "$here/$script" --PRINT_EVERY 100 \
-        ${main_args[@]+"${main_args[@]}"} \
+        ${extra_main_args:-} ${main_args[@]+"${main_args[@]}"} \
         > "$OUTPUT_ROOT_DIR/$name.log" 2>&1 || { echo "=== $name failed:"; tail -n 20 "$OUTPUT_ROOT_DIR/$name.log"; return 1; }
     echo $((SECONDS - start)) > "$OUTPUT_ROOT_DIR/$name/seconds.txt"
     echo "=== $name: $(grep "Acc:" "$OUTPUT_ROOT_DIR/$name/eval_results.txt" | tail -n 1)"

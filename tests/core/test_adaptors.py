@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from distillation import BasicDistiller, BasicTrainer, DistillationConfig, GeneralDistiller, TrainingConfig
-from tiny_models import TinyClassifier, dict_loader, make_data, train_config
+from tests.core.tiny_models import TinyClassifier, dict_loader, make_data, train_config
 
 
 def distiller(cls=BasicDistiller, **settings):

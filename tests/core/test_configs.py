@@ -9,9 +9,18 @@ import pytest
 import torch
 
 import distillation
-from distillation import (ADAPTOR_KEYS, FEATURES, KD_LOSS_MAP, MATCH_LOSS_MAP, PROJ_MAP,
-                          TEMPERATURE_SCHEDULER, WEIGHT_SCHEDULER, DistillationConfig,
-                          TrainingConfig, register_new)
+from distillation import (
+    ADAPTOR_KEYS,
+    FEATURES,
+    KD_LOSS_MAP,
+    MATCH_LOSS_MAP,
+    PROJ_MAP,
+    TEMPERATURE_SCHEDULER,
+    WEIGHT_SCHEDULER,
+    DistillationConfig,
+    TrainingConfig,
+    register_new,
+)
 
 EXPORTS = ["TrainingConfig", "DistillationConfig", "BasicTrainer", "BasicDistiller",
            "GeneralDistiller", "MultiTeacherDistiller", "KD_LOSS_MAP", "MATCH_LOSS_MAP", "PROJ_MAP",

@@ -13,14 +13,32 @@ from torch import nn
 from torch.utils.data import DataLoader
 from transformers import BatchEncoding
 
-from conftest import read_repo_text
-from distillation import (BasicDistiller, BasicTrainer, DistillationConfig, GeneralDistiller,
-                          MultiTeacherDistiller)
+from distillation import (
+    BasicDistiller,
+    BasicTrainer,
+    DistillationConfig,
+    GeneralDistiller,
+    MultiTeacherDistiller,
+)
 from distillation.distillers import probability_shift
 from distillation.io import safe_torch_load
 from distillation.losses import att_mse_loss, mmd_loss
-from tiny_models import (LENGTH, TinyClassifier, adaptor, assert_same_state, checkpoint_steps, dict_loader,
-                         kd_ce, make_data, masked_mse, state_of, train_config, tuple_adaptor, whole)
+from tests.core.tiny_models import (
+    LENGTH,
+    TinyClassifier,
+    adaptor,
+    assert_same_state,
+    checkpoint_steps,
+    dict_loader,
+    kd_ce,
+    make_data,
+    masked_mse,
+    state_of,
+    train_config,
+    tuple_adaptor,
+    whole,
+)
+from tests.helpers import read_repo_text
 
 
 @pytest.fixture

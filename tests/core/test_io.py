@@ -11,8 +11,8 @@ from torch.utils.data import DataLoader
 
 from distillation import BasicTrainer, TrainingConfig
 from distillation.io import atomic_path, atomic_write_text
-from conftest import record_atomic_writes
-from tiny_models import TinyClassifier, adaptor, make_data
+from tests.core.tiny_models import TinyClassifier, adaptor, make_data
+from tests.helpers import record_atomic_writes
 
 
 @pytest.fixture

@@ -14,9 +14,19 @@ import pytest
 import torch
 
 from distillation import KD_LOSS_MAP, MATCH_LOSS_MAP
-from distillation.losses import (att_ce_loss, att_ce_mean_loss, att_mse_loss, att_mse_sum_loss,
-                                 cos_loss, fsp_loss, hid_mse_loss, kd_ce_loss, kd_mse_loss,
-                                 mmd_loss, pkd_loss)
+from distillation.losses import (
+    att_ce_loss,
+    att_ce_mean_loss,
+    att_mse_loss,
+    att_mse_sum_loss,
+    cos_loss,
+    fsp_loss,
+    hid_mse_loss,
+    kd_ce_loss,
+    kd_mse_loss,
+    mmd_loss,
+    pkd_loss,
+)
 
 BATCH, LENGTH, HEADS, HIDDEN_S, HIDDEN_T, CLASSES = 3, 5, 2, 4, 6, 3
 LENGTHS = [5, 3, 2]  # real tokens per example; the rest is padding
@@ -326,7 +336,7 @@ def test_float16_inputs_give_a_float32_loss():
 # ===== Against examples cropped to their real tokens ==================================
 # (was tests/test_core_losses.py) Every loss of KD_LOSS_MAP and MATCH_LOSS_MAP on a padded batch against the same loss computed
 # example by example on the unpadded sequences.
-# 
+#
 # tests/test_losses.py checks the formulas loop by loop; here the reference crops each example to
 # its real tokens (padding sits at the end), computes the per-example sums with plain tensor
 # algebra, and combines them as TextBrewer 0.2.1 does. The masked implementation multiplies by

@@ -21,8 +21,14 @@ tb = pytest.importorskip(
 from textbrewer import presets as tb_presets  # noqa: E402
 
 import distillation  # noqa: E402
-from distillation import (BasicDistiller, BasicTrainer, DistillationConfig,  # noqa: E402
-                          GeneralDistiller, MultiTeacherDistiller, TrainingConfig)
+from distillation import (  # noqa: E402
+    BasicDistiller,
+    BasicTrainer,
+    DistillationConfig,
+    GeneralDistiller,
+    MultiTeacherDistiller,
+    TrainingConfig,
+)
 
 if not tb.__version__.startswith("0.2.1"):
     pytest.skip(f"the parity test is written against TextBrewer 0.2.1, found {tb.__version__}",

@@ -20,7 +20,7 @@ NUMBER = r"([0-9][0-9,]*\.?[0-9]*)"
 
 
 def test_the_table_has_every_row_with_positive_numbers():
-    result = subprocess.run([sys.executable, os.path.join(REPO, "tools", "benchmark.py"), *TINY],
+    result = subprocess.run([sys.executable, "-m", "tools.benchmark", *TINY],
                             capture_output=True, text=True, cwd=REPO, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     rows = {cells[0]: cells[1:] for cells in
@@ -69,10 +69,9 @@ def pytest_approx(value):
 
 def test_each_training_row_runs_its_own_distiller(tmp_path, monkeypatch):
     """The GeneralDistiller and EMDDistiller rows time different losses, not one twice."""
-    sys.path.insert(0, REPO)
-    import benchmark
     from distillation import GeneralDistiller, MultiTeacherDistiller
     from distiller_emd import EMDDistiller
+    from tools import benchmark
     calls = []
     for cls in (GeneralDistiller, EMDDistiller, MultiTeacherDistiller):
         original = cls.compute_loss

@@ -11,14 +11,11 @@ import numpy as np
 import pytest
 from transformers import BertTokenizer
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SCRIPT = os.path.join(REPO_ROOT, "demo", "make_demo_data.py")
-sys.path.insert(0, os.path.join(REPO_ROOT, "demo"))  # the generator is a script beside its lexicon
+from demo import demo_lexicon as lex
+from demo import make_demo_data as gen
+from demo.make_demo_data import CONTRADICTION, ENTAILMENT, NEUTRAL, Clause, Event, NounPhrase, Quantified
 
-import demo_lexicon as lex  # noqa: E402
-import make_demo_data as gen  # noqa: E402
-from make_demo_data import (CONTRADICTION, ENTAILMENT, NEUTRAL, Clause, Event,  # noqa: E402
-                            NounPhrase, Quantified)
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # The official MNLI headers, written out here rather than taken from the generator.
 TRAIN_COLUMNS = ("index promptID pairID genre sentence1_binary_parse sentence2_binary_parse "
@@ -31,7 +28,7 @@ SMALL = ["--n_train", "600", "--n_dev", "90"]
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, SCRIPT, *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "demo.make_demo_data", *args], capture_output=True, text=True,
                           cwd=REPO_ROOT, timeout=120)
 
 
@@ -93,7 +90,7 @@ def test_labels_are_allowed_and_balanced(tables):
 
 
 def test_pair_ids_follow_prompt_ids_and_the_writers_label(tables):
-    for name, rows in tables.items():
+    for rows in tables.values():
         by_prompt = Counter(row[1] for row in rows[1:])
         assert max(by_prompt.values()) <= 3  # one hypothesis per label and premise
         for row in rows[1:]:
@@ -117,7 +114,7 @@ def test_train_noise_and_dev_majorities(tables):
 
 
 def test_sentence_lengths_and_parses(tables):
-    for name, rows in tables.items():
+    for rows in tables.values():
         for row in rows[1:]:
             premise, hypothesis = gen.basic_tokens(row[8]), gen.basic_tokens(row[9])
             assert 8 <= len(premise) <= 20 and 5 <= len(hypothesis) <= 14, row[8:10]
@@ -373,7 +370,7 @@ def test_generated_pairs_keep_their_computed_label(world, monkeypatch):
     edits = {}
 
     for name in ("edited_clause", "edited_event", "edited_quantified"):
-        def recording(*args, _edit=getattr(gen, name), **kwargs):
+        def recording(*args, _edit=getattr(gen, name), **kwargs):  # noqa: B008 (bound per name, on purpose)
             edits["last"] = _edit(*args, **kwargs)
             return edits["last"]
         monkeypatch.setattr(gen, name, recording)

@@ -4,6 +4,7 @@ import torch
 from scipy.optimize import linprog
 
 from distiller_emd import LayerwiseLinear, layer_distances, transport_plan
+from tests.helpers import load_main_emd
 
 
 def test_transport_plan_on_a_hand_made_case():
@@ -231,22 +232,14 @@ def test_emd_weight_scales_the_emd_and_embedding_terms_only():
 # ---------------------------------------------------------------------------------------------
 # main.emd.py's builder
 
-def load_main_emd():
-    import importlib.util
-    import os
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "main.emd.py")
-    spec = importlib.util.spec_from_file_location("main_emd", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def emd_args(**overrides):
     """main.emd.py's options as its command line parses them, with a few set here."""
     from options import parse_args
+    module = load_main_emd()
     args = parse_args(["--data_dir", "data", "--output_dir", "out", "--model_config_json",
                        "models.json", "--intermediate_weight", "0.25", "--temperature", "3",
-                       "--hard_label_weight", "0.5", "--kd_loss_weight", "0.75", "--do_train"])
+                       "--hard_label_weight", "0.5", "--kd_loss_weight", "0.75", "--do_train"],
+                      module.add_emd_options, module.check_emd_options)
     vars(args).update(overrides)
     return args
 

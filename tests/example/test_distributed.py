@@ -8,9 +8,9 @@ import pytest
 import torch
 
 import main
-from conftest import counting_teacher_calls, wait_for, write_bert_config, write_tiny_mnli, write_vocab
 from model_config import parse_model_config
 from modeling import BertForGLUESimple
+from tests.helpers import counting_teacher_calls, wait_for, write_bert_config, write_tiny_mnli, write_vocab
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -63,7 +63,7 @@ def train(setup, name, nproc, accumulation=1):
                "--do_train", "--do_eval", "--no_cuda", "--max_seq_length", "24",
                "--train_batch_size", "8", "--gradient_accumulation_steps", str(accumulation),
                "--num_train_epochs", "1", "--learning_rate", "1e-2", "--warmup_proportion", "0",
-               "--PRINT_EVERY", "2", "--cache_dir", str(setup["root"] / "cache")]
+               "--PRINT_EVERY", "2", "--cache_dir", str(setup["root"] / "cache"), "--allow_weak_teacher"]
     if nproc > 1:
         command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
                    "--standalone", *options]
@@ -133,7 +133,7 @@ def cache_run_options(setup, output_dir, *extra, model_json="model_json"):
             "--model_config_json", str(setup[model_json]), "--do_train", "--no_cuda",
             "--max_seq_length", "24", "--train_batch_size", "8", "--num_train_epochs", "3",
             "--learning_rate", "1e-2", "--PRINT_EVERY", "4", "--cache_dir",
-            str(setup["root"] / "cache"), *extra]
+            str(setup["root"] / "cache"), "--teacher_check_size", "0", *extra]  # count training's calls
 
 
 def test_cached_teacher_logits_run_the_teacher_once_per_example(setup):

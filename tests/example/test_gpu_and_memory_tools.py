@@ -9,7 +9,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 def run_tool(name, *options):
-    result = subprocess.run([sys.executable, os.path.join(REPO, "tools", name), *options],
+    result = subprocess.run([sys.executable, "-m", f"tools.{name.removesuffix('.py')}", *options],
                             capture_output=True, text=True, cwd=REPO, timeout=600,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
@@ -48,8 +48,7 @@ def test_feature_memory_measures_every_process(tmp_path):
 def test_every_expected_host_wait_names_a_function_that_exists():
     # The sync check runs on GPUs only: a renamed function would turn its expected waits into
     # failures there, with nothing on the CPU to notice.
-    sys.path.insert(0, os.path.join(REPO, "tools"))
-    import gpu_report
+    from tools import gpu_report
     for filename, function in gpu_report.EXPECTED_SYNCS:
         with open(filename, encoding="utf-8") as source:
             lines = source.read().splitlines()

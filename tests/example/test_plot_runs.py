@@ -1,5 +1,4 @@
 """tools/plot_runs.py: what it reads from run folders, the picture, and life without matplotlib."""
-import importlib.util
 import json
 import os
 import subprocess
@@ -8,14 +7,12 @@ import sys
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SCRIPT = os.path.join(REPO, "tools", "plot_runs.py")
+MODULE = "tools.plot_runs"
 
 
 def load_plot_runs():
-    spec = importlib.util.spec_from_file_location("plot_runs", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from tools import plot_runs
+    return plot_runs
 
 
 def write_run(folder, losses, accuracies, resumed_at=None):
@@ -55,8 +52,9 @@ def test_names_default_to_the_folder(runs):
 def test_draws_several_runs_into_one_png(runs, tmp_path):
     pytest.importorskip("matplotlib", reason="matplotlib is optional; the picture needs it")
     output = tmp_path / "runs.png"
-    result = subprocess.run([sys.executable, SCRIPT, str(runs[0]), f"KD={runs[1]}",
-                             "--output", str(output)], capture_output=True, text=True, timeout=300)
+    result = subprocess.run([sys.executable, "-m", MODULE, str(runs[0]), f"KD={runs[1]}",
+                             "--output", str(output)], capture_output=True, text=True, timeout=300,
+                            cwd=REPO)
     assert result.returncode == 0, result.stderr
     data = output.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and 5_000 < len(data) < 200_000
@@ -66,10 +64,10 @@ def test_draws_several_runs_into_one_png(runs, tmp_path):
 def test_without_matplotlib_it_says_how_to_install_it(runs, tmp_path):
     output = tmp_path / "runs.png"
     hide_matplotlib = ("import runpy, sys; sys.modules['matplotlib'] = None; "
-                       f"sys.argv = [{SCRIPT!r}, {str(runs[0])!r}, '--output', {str(output)!r}]; "
-                       f"runpy.run_path({SCRIPT!r}, run_name='__main__')")
+                       f"sys.argv = [{MODULE!r}, {str(runs[0])!r}, '--output', {str(output)!r}]; "
+                       f"runpy.run_module({MODULE!r}, run_name='__main__', alter_sys=True)")
     result = subprocess.run([sys.executable, "-c", hide_matplotlib], capture_output=True,
-                            text=True, timeout=300)
+                            text=True, timeout=300, cwd=REPO)
     assert result.returncode == 1
     assert result.stderr.strip() == ("plot_runs.py needs matplotlib (an optional dependency): "
                                      "pip install matplotlib")
@@ -83,8 +81,9 @@ def test_a_folder_without_results_is_named(tmp_path):
     (tmp_path / "bad" / "metrics.jsonl").write_text('{"step": 2, "loss": 1}\n{"step": 4, "lo\n')
     for folder, message in [("empty", "empty: neither metrics.jsonl nor eval_results.jsonl"),
                             ("bad", "metrics.jsonl, line 2: not JSON")]:
-        result = subprocess.run([sys.executable, SCRIPT, str(tmp_path / folder), "--output",
-                                 str(tmp_path / "x.png")], capture_output=True, text=True, timeout=300)
+        result = subprocess.run([sys.executable, "-m", MODULE, str(tmp_path / folder), "--output",
+                                 str(tmp_path / "x.png")], capture_output=True, text=True, timeout=300,
+                                cwd=REPO)
         assert result.returncode == 1
         assert message in result.stderr and "Traceback" not in result.stderr
         assert not (tmp_path / "x.png").exists()

@@ -7,14 +7,13 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import write_bert_config, write_random_classifier, write_tiny_mnli
+from tests.helpers import write_bert_config, write_random_classifier, write_tiny_mnli
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SCRIPT = os.path.join(REPO, "tools", "speed.py")
 
 
 def run_speed(*args):
-    return subprocess.run([sys.executable, SCRIPT, *map(str, args)], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "tools.speed", *map(str, args)], capture_output=True,
                           text=True, timeout=600, cwd=REPO)
 
 

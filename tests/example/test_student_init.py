@@ -120,7 +120,7 @@ def test_smaller_heads_keep_the_best_low_rank_attention_scores():
     layer_S, layer_T = student.bert.encoder.layer[0], teacher.bert.encoder.layer[1]
     with torch.no_grad():
         for head in range(4):
-            def scores(attention, x, size):
+            def scores(attention, x, size, head=head):
                 rows = slice(head * size, (head + 1) * size)
                 q = x @ attention.query.weight[rows].T + attention.query.bias[rows]
                 k = x @ attention.key.weight[rows].T + attention.key.bias[rows]

@@ -6,11 +6,12 @@ get_outputs_from_batch and post_adaptor, compute_loss computing every term itsel
 Only its import lines name this project; tests/core/test_textbrewer_programs.py points them back at
 TextBrewer 0.2.1 and compares the two runs.
 """
-from distillation.distiller_utils import *
-from distillation.distiller_basic import BasicDistiller
 from pyemd import emd_with_flow
 from torch.utils.data import DataLoader
 from transformers import BertConfig, BertForSequenceClassification
+
+from distillation.distiller_basic import BasicDistiller
+from distillation.distiller_utils import *
 
 
 class EMDDistiller(BasicDistiller):

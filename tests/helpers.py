@@ -1,0 +1,224 @@
+"""What the tests share: tiny MNLI-layout corpora, vocabularies and BERT configs made on the
+fly, and helpers for runs (killing one mid-way, counting teacher calls, recording writes).
+
+Nothing here reads data from outside the repository; every file is generated in a
+temporary directory so the tests run offline and leave nothing behind.
+"""
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import time
+
+from utils_glue import MNLI_DEV_COLUMNS, MNLI_LABELS, MNLI_TEST_COLUMNS, MNLI_TRAIN_COLUMNS
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+# A tiny world: subjects, verbs and places; labels follow simple rules so a model can learn them.
+SUBJECTS = ["dog", "cat", "man", "woman", "child", "bird"]
+VERBS = ["runs", "sleeps", "eats", "sings", "waits", "reads"]
+PLACES = ["park", "house", "garden", "street", "kitchen", "school"]
+WORDS = sorted({"a", "the", "in", "not", "does", "run", "sleep", "eat", "sing", "wait", "read",
+                "\"", "'", ".", ",", "quietly", "today"} | set(SUBJECTS) | set(VERBS) | set(PLACES))
+
+TRAIN_HEADER, DEV_HEADER = list(MNLI_TRAIN_COLUMNS), list(MNLI_DEV_COLUMNS)
+TEST_HEADER = list(MNLI_TEST_COLUMNS)
+LABELS = list(MNLI_LABELS)
+
+
+def make_pair(rng):
+    """One premise/hypothesis pair whose label is decided by a rule."""
+    subject, verb, place = rng.choice(SUBJECTS), rng.choice(VERBS), rng.choice(PLACES)
+    premise = f"the {subject} {verb} in the {place} ."
+    label = rng.choice(LABELS)
+    if label == "entailment":
+        hypothesis = f"a {subject} {verb} ."
+    elif label == "contradiction":
+        hypothesis = f"the {subject} does not {verb[:-1]} ."
+    else:
+        hypothesis = f"the {subject} {verb} quietly today ."
+    return premise, hypothesis, label
+
+
+def mnli_row(index, premise, hypothesis, label, dev):
+    parse_a, parse_b = f"( {premise} )", f"( {hypothesis} )"
+    row = [str(index), str(1000 + index), f"{1000 + index}e", "fiction", parse_a, parse_b,
+           f"(ROOT {premise})", f"(ROOT {hypothesis})", premise, hypothesis, label]
+    if dev:
+        row += [label, label, "", ""]  # real dev files leave unused annotator columns empty
+    return row + [label]
+
+
+def write_mnli_file(path, pairs, dev):
+    header = DEV_HEADER if dev else TRAIN_HEADER
+    lines = ["\t".join(header)]
+    lines += ["\t".join(mnli_row(i, *pair, dev=dev)) for i, pair in enumerate(pairs)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def mismatched_size(n_dev):
+    """dev_mismatched.tsv's size: three quarters of dev_matched's, so that a swap of the two
+    dev sets shows in every count (their contents differ too: they are drawn one after the other)."""
+    return max(1, 3 * n_dev // 4)
+
+
+def write_tiny_mnli(root, n_train=64, n_dev=24, seed=0):
+    """Write MNLI/{train,dev_matched,dev_mismatched}.tsv under root and return the MNLI dir:
+    n_dev pairs in dev_matched, mismatched_size(n_dev) in dev_mismatched."""
+    rng = random.Random(seed)
+    data_dir = root / "MNLI"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    write_mnli_file(data_dir / "train.tsv", [make_pair(rng) for _ in range(n_train)], dev=False)
+    write_mnli_file(data_dir / "dev_matched.tsv", [make_pair(rng) for _ in range(n_dev)], dev=True)
+    write_mnli_file(data_dir / "dev_mismatched.tsv",
+                    [make_pair(rng) for _ in range(mismatched_size(n_dev))], dev=True)
+    return data_dir
+
+
+def write_mnli_test_file(path, pairs):
+    """An unlabelled GLUE test file (test_matched.tsv layout: the dev columns up to sentence2)."""
+    lines = ["\t".join(TEST_HEADER)]
+    lines += ["\t".join(mnli_row(i, premise, hypothesis, "", dev=False)[:10])
+              for i, (premise, hypothesis, _) in enumerate(pairs)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def write_tiny_mnli_test(data_dir, n_test=10, seed=1):
+    """test_matched.tsv and test_mismatched.tsv in data_dir; returns the true labels of each."""
+    rng = random.Random(seed)
+    labels = {}
+    for name in ("test_matched.tsv", "test_mismatched.tsv"):
+        pairs = [make_pair(rng) for _ in range(n_test)]
+        write_mnli_test_file(data_dir / name, pairs)
+        labels[name] = [label for _, _, label in pairs]
+    return labels
+
+
+def write_vocab(path, words=WORDS):
+    path.write_text("\n".join(SPECIAL_TOKENS + list(words)) + "\n", encoding="utf-8")
+    return path
+
+
+def write_bert_config(path, num_hidden_layers=2, hidden_size=32, num_attention_heads=2,
+                      intermediate_size=64, vocab_size=None, dropout=0.0):
+    """dropout: both dropout probabilities. Tests of random state (resume, data workers,
+    torchrun, caching) set the shipped configs' 0.1, so that a moved generator shows."""
+    config = {
+        "architectures": ["BertForMaskedLM"], "model_type": "bert",
+        "attention_probs_dropout_prob": dropout, "hidden_act": "gelu",
+        "hidden_dropout_prob": dropout,
+        "hidden_size": hidden_size, "initializer_range": 0.02, "intermediate_size": intermediate_size,
+        "max_position_embeddings": 64, "num_attention_heads": num_attention_heads,
+        "num_hidden_layers": num_hidden_layers, "type_vocab_size": 2,
+        "vocab_size": vocab_size or len(SPECIAL_TOKENS) + len(WORDS),
+    }
+    path.write_text(json.dumps(config, indent=2), encoding="utf-8")
+    return path
+
+
+def write_random_classifier(root, seed=3, **sizes):
+    """A random tiny BertForGLUESimple saved as root/gs1.pkl with its JSON model config
+    (root/model.json), and exported (export.py) to root/hf. Returns the three paths."""
+    import torch
+
+    from export import export_model
+    from model_config import parse_model_config
+    from modeling import BertForGLUESimple
+    from trained_models import load_from_json
+    root.mkdir(parents=True, exist_ok=True)
+    vocab = write_vocab(root / "vocab.txt")
+    config = write_bert_config(root / "config.json", **sizes)
+    model_json = root / "model.json"
+    model_json.write_text(json.dumps({"teachers": [], "student": {
+        "model_type": "bert", "prefix": "bert", "vocab_file": str(vocab),
+        "config_file": str(config), "checkpoint": None}}))
+    torch.manual_seed(seed)
+    model = BertForGLUESimple(parse_model_config(str(model_json)).student.bert_config, len(LABELS))
+    torch.save(model.state_dict(), root / "gs1.pkl")
+    export_model(load_from_json(str(model_json), checkpoint=str(root / "gs1.pkl")), str(root / "hf"))
+    return {"json": str(model_json), "checkpoint": root / "gs1.pkl", "export": root / "hf"}
+
+
+def read_repo_text(path):
+    """The text of a file of the repository, path relative to its root (documentation that
+    tests check: distillation/README.md, docs/reliability.md)."""
+    with open(os.path.join(REPO, path), encoding="utf-8") as f:
+        return f.read()
+
+
+def record_atomic_writes(monkeypatch, *modules):
+    """The base names of the files written through distillation.io.atomic_path, in order; also
+    where one of `modules` imported atomic_path by name."""
+    import contextlib
+
+    import distillation.io
+    paths = []
+    original = distillation.io.atomic_path
+
+    @contextlib.contextmanager
+    def recording(path):
+        with original(path) as tmp:
+            yield tmp
+        paths.append(os.path.basename(path))
+    for module in (distillation.io, *modules):
+        monkeypatch.setattr(module, "atomic_path", recording)
+    return paths
+
+
+def counting_teacher_calls(calls):
+    """A build_distiller for main.run that appends to `calls` at each teacher forward pass."""
+    import main
+
+    def build(args, train_config, teachers, student, matches):
+        for teacher in teachers:
+            teacher.register_forward_hook(lambda *_: calls.append(1))
+        return main.build_distiller(args, train_config, teachers, student, matches)
+    return build
+
+
+def wait_for(path, process, timeout=120):
+    """Poll until `path` exists, failing if `process` ends first or `timeout` seconds pass."""
+    deadline = time.time() + timeout
+    while not os.path.exists(path):
+        assert process.poll() is None, "the run ended before it could be interrupted"
+        assert time.time() < deadline, f"{path} never appeared"
+        time.sleep(0.002)
+
+
+def kill_run_mid_way(command, output_dir, kill_steps, last_step, rng, max_delay, env=None,
+                     timeout=300):
+    """Start command (a run writing gs{step}.pkl into output_dir) in a session of its own and
+    SIGKILL the whole session a random 0 to max_delay seconds after gs{k}.pkl appears, k drawn
+    from kill_steps. A run that reached gs{last_step}.pkl before the kill (its fast last steps
+    outran it) is started again from an empty output_dir, up to three times in all."""
+    for _attempt in range(3):
+        kill_after = rng.choice(kill_steps)
+        shutil.rmtree(output_dir, ignore_errors=True)
+        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL, start_new_session=True)
+        wait_for(os.path.join(output_dir, f"gs{kill_after}.pkl"), process, timeout)
+        time.sleep(rng.uniform(0, max_delay))  # into the state write, the evaluation or the next steps
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        if not os.path.exists(os.path.join(output_dir, f"gs{last_step}.pkl")):
+            return
+    raise AssertionError(f"three runs reached gs{last_step}.pkl before they could be killed")
+
+
+def load_main_emd():
+    """main.emd.py as a module (its name has a dot, so it cannot be imported by name)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("main_emd", os.path.join(REPO, "main.emd.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_main_emd(argv, **run_options):
+    """main.emd.py's run in this process: main.run with its distiller and its options."""
+    import main
+    module = load_main_emd()
+    return main.run(argv, build_distiller=run_options.pop("build_distiller", module.build_emd_distiller),
+                    add_options=module.add_emd_options, check=module.check_emd_options)
