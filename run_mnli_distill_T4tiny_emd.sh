@@ -7,7 +7,8 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 
 : "${OUTPUT_ROOT_DIR:=output-root-dir}"
-: "${DATA_ROOT_DIR:=data-root-dir}"
+: "${DATA_ROOT_DIR:=data-root-dir}"       # holds GLUE's task folders (MNLI/, RTE/, ...), or a custom task's files
+: "${task:=mnli}"                         # a GLUE task (cola sst-2 mrpc sts-b qqp mnli qnli rte wnli) or custom
 : "${model_config_json_file:=DistillBertToTiny.json}"  # set the teacher's checkpoint there
 : "${accu:=1}"
 : "${ep:=40}"
@@ -42,15 +43,15 @@ done
 [[ -z $emd_intermediate_share ]] || emd_args+=(--emd_intermediate_share "$emd_intermediate_share")
 
 [[ "$model_config_json_file" == */* ]] || model_config_json_file="${here}/jsons/${model_config_json_file}"
-: "${OUTPUT_DIR:=${OUTPUT_ROOT_DIR}/mnli_${recipe}${temperature:+_t$temperature}_T4tiny_emd${emd_name}${lr:+_lr$lr}_e${ep}_bs${batch_size}}"  # this run's folder
+: "${OUTPUT_DIR:=${OUTPUT_ROOT_DIR}/${task}_${recipe}${temperature:+_t$temperature}_T4tiny_emd${emd_name}${lr:+_lr$lr}_e${ep}_bs${batch_size}}"  # this run's folder
 mkdir -p "$OUTPUT_DIR"
 cp "$model_config_json_file" "${OUTPUT_DIR}/$(basename "$model_config_json_file").run"
 
 "$PYTHON" -u "${here}/main.emd.py" \
-    --data_dir "${DATA_ROOT_DIR}/MNLI" \
+    --data_dir "${DATA_ROOT_DIR}" \
     --output_dir "$OUTPUT_DIR" \
     --model_config_json "$model_config_json_file" \
-    --task_name mnli \
+    --task_name "$task" \
     --do_train --do_eval \
     --max_seq_length "$length" \
     --train_batch_size "$batch_size" \

@@ -6,7 +6,8 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 
 : "${OUTPUT_ROOT_DIR:=output-root-dir}"   # one folder per run is made here
-: "${DATA_ROOT_DIR:=data-root-dir}"       # holds MNLI/train.tsv, dev_matched.tsv, dev_mismatched.tsv
+: "${DATA_ROOT_DIR:=data-root-dir}"       # holds GLUE's task folders: MNLI/train.tsv, dev_matched.tsv, ...
+: "${task:=mnli}"                         # a GLUE task (cola sst-2 mrpc sts-b qqp mnli qnli rte wnli) or custom
 : "${model_config_json_file:=TrainBertTeacher.json}"  # a file in jsons/, or a path
 : "${accu:=1}"            # gradient accumulation steps
 : "${ep:=3}"              # epochs
@@ -23,15 +24,15 @@ if [[ ${lr:-} =~ ^[0-9]+$ ]]; then
 fi
 
 [[ "$model_config_json_file" == */* ]] || model_config_json_file="${here}/jsons/${model_config_json_file}"
-: "${OUTPUT_DIR:=${OUTPUT_ROOT_DIR}/mnli_teacher_lr${lr}_e${ep}_bs${batch_size}_l${length}}"  # this run's folder
+: "${OUTPUT_DIR:=${OUTPUT_ROOT_DIR}/${task}_teacher_lr${lr}_e${ep}_bs${batch_size}_l${length}}"  # this run's folder
 mkdir -p "$OUTPUT_DIR"
 cp "$model_config_json_file" "${OUTPUT_DIR}/$(basename "$model_config_json_file").run"
 
 "$PYTHON" -u "${here}/main.py" \
-    --data_dir "${DATA_ROOT_DIR}/MNLI" \
+    --data_dir "${DATA_ROOT_DIR}" \
     --output_dir "$OUTPUT_DIR" \
     --model_config_json "$model_config_json_file" \
-    --task_name mnli \
+    --task_name "$task" \
     --do_train --do_eval \
     --max_seq_length "$length" \
     --train_batch_size "$batch_size" \

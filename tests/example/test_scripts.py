@@ -20,6 +20,7 @@ from tests.helpers import (
     WORDS,
     kill_run_mid_way,
     mismatched_size,
+    write_glue_task,
     write_tiny_mnli,
     write_vocab,
 )
@@ -297,3 +298,26 @@ def test_t4tiny_script_killed_mid_run_and_resumed_ends_as_an_uninterrupted_run(e
         with open(os.path.join(straight_dir, name)) as a, open(os.path.join(killed_dir, name)) as b:
             lines = a.read()
             assert b.read() == lines and len(lines.splitlines()) == 8
+
+
+def test_every_script_takes_the_task(env, tmp_path):
+    """task=rte: the four scripts read GLUE's RTE/ folder under DATA_ROOT_DIR, evaluate on its
+    dev.tsv and name their folders after the task."""
+    write_glue_task(tmp_path / "glue", "rte")
+    rte = dict(env, DATA_ROOT_DIR=str(tmp_path / "glue"), OUTPUT_ROOT_DIR=str(tmp_path / "out"), task="rte")
+    run_script("run_mnli_train.sh", rte)
+    [teacher_dir] = os.listdir(tmp_path / "out")
+    assert teacher_dir.startswith("rte_teacher_")
+    teacher = os.path.join(tmp_path, "out", teacher_dir)
+    teacher_ckpt = os.path.join(teacher, sorted(f for f in os.listdir(teacher) if f.endswith(".pkl"))[-1])
+    for script in ("run_mnli_distill_T4tiny.sh", "run_mnli_distill_T4tiny_emd.sh",
+                   "run_mnli_distill_multiteacher.sh"):
+        run_script(script, dict(rte, TEACHER_CKPT=teacher_ckpt, TEACHER_CKPT_2=teacher_ckpt))
+    folders = sorted(os.listdir(tmp_path / "out"))
+    assert len(folders) == 4 and all(name.startswith("rte_") for name in folders)
+    for name in folders:
+        with open(tmp_path / "out" / name / "eval_results.txt") as f:
+            lines = f.read().splitlines()
+        assert lines and all(re.fullmatch(r"step: \d+ Acc:rte=\d\.\d{5} All=\d\.\d{5}", line) for line in lines)
+        with open(tmp_path / "out" / name / "task.json") as f:
+            assert json.load(f)["labels"] == ["entailment", "not_entailment"]

@@ -16,58 +16,18 @@ from distillation import checkpoint_steps
 from model_config import parse_model_config
 from modeling import BertForGLUESimple
 from tests.helpers import (
-    DEV_HEADER,
-    TEST_HEADER,
-    TRAIN_HEADER,
+    LAYOUTS,
+    N_DEV,
+    N_TEST,
+    N_TRAIN,
     make_pair,
-    mnli_row,
     write_bert_config,
+    write_glue_task,
     write_vocab,
 )
 
 LENGTH = 24
-N_TRAIN, N_DEV, N_TEST = 48, 21, 9
 
-# ----- GLUE's layouts, written out here from GLUE's own files (not taken from utils_glue) -------
-# Each task: its folder, and per file kind (train, dev, test) the header (None: CoLA's headerless
-# train/dev) and a function from (index, pair, label) to the row. A pair is (text_a, text_b).
-BINARY = {"entailment": "1", "neutral": "0", "contradiction": "0"}
-NLI_2 = {"entailment": "entailment", "neutral": "not_entailment", "contradiction": "not_entailment"}
-SCORES = {"entailment": "4.800", "neutral": "2.400", "contradiction": "0.200"}
-
-
-def single(pair):
-    return pair[0] if pair[1].startswith("a ") else pair[0] + " " + pair[1]
-
-
-LAYOUTS = {
-    "cola": ("CoLA", None, ["index", "sentence"],
-             lambda i, p, y: ["gj04", BINARY[y], "" if BINARY[y] == "1" else "*", single(p)],
-             lambda i, p: [str(i), single(p)]),
-    "sst-2": ("SST-2", ["sentence", "label"], ["index", "sentence"],
-              lambda i, p, y: [single(p), BINARY[y]], lambda i, p: [str(i), single(p)]),
-    "mrpc": ("MRPC", ["Quality", "#1 ID", "#2 ID", "#1 String", "#2 String"],
-             ["index", "#1 ID", "#2 ID", "#1 String", "#2 String"],
-             lambda i, p, y: [BINARY[y], str(2 * i), str(2 * i + 1), *p],
-             lambda i, p: [str(i), str(2 * i), str(2 * i + 1), *p]),
-    "sts-b": ("STS-B", ["index", "genre", "filename", "year", "old_index", "source1", "source2",
-                        "sentence1", "sentence2", "score"],
-              ["index", "genre", "filename", "year", "old_index", "source1", "source2", "sentence1",
-               "sentence2"],
-              lambda i, p, y: [str(i), "main-captions", "MSRvid", "2012test", f"{i:04d}", "none", "none",
-                               *p, SCORES[y]],
-              lambda i, p: [str(i), "main-captions", "MSRvid", "2012test", f"{i:04d}", "none", "none", *p]),
-    "qqp": ("QQP", ["id", "qid1", "qid2", "question1", "question2", "is_duplicate"],
-            ["id", "question1", "question2"],
-            lambda i, p, y: [str(100 + i), str(2 * i), str(2 * i + 1), *p, BINARY[y]],
-            lambda i, p: [str(100 + i), *p]),
-    "qnli": ("QNLI", ["index", "question", "sentence", "label"], ["index", "question", "sentence"],
-             lambda i, p, y: [str(i), *p, NLI_2[y]], lambda i, p: [str(i), *p]),
-    "rte": ("RTE", ["index", "sentence1", "sentence2", "label"], ["index", "sentence1", "sentence2"],
-            lambda i, p, y: [str(i), *p, NLI_2[y]], lambda i, p: [str(i), *p]),
-    "wnli": ("WNLI", ["index", "sentence1", "sentence2", "label"], ["index", "sentence1", "sentence2"],
-             lambda i, p, y: [str(i), *p, BINARY[y]], lambda i, p: [str(i), *p]),
-}
 # Where the labelled files keep (text_a, text_b, label), and the test files (index, text_a, text_b).
 COLUMNS = {"cola": ((3, None, 1), ("index", "sentence", None)),
            "sst-2": (("sentence", None, "label"), ("index", "sentence", None)),
@@ -86,37 +46,6 @@ LABEL_NAMES = {"cola": ["0", "1"], "sst-2": ["0", "1"], "mrpc": ["0", "1"], "sts
 DEV_FILES = {"mnli": {"mnli": "dev_matched.tsv", "mnli-mm": "dev_mismatched.tsv"}}
 TEST_FILES = {"cola": "CoLA", "sst-2": "SST-2", "mrpc": "MRPC", "sts-b": "STS-B", "qqp": "QQP",
               "qnli": "QNLI", "rte": "RTE", "wnli": "WNLI"}
-
-
-def write_rows(path, header, rows):
-    lines = ([header] if header else []) + rows
-    path.write_text("".join("\t".join(row) + "\n" for row in lines), encoding="utf-8")
-
-
-def write_glue_task(root, task, seed=0):
-    """GLUE's folder of the task under root, with train, dev (MNLI: two, of different sizes) and
-    test files of generated pairs."""
-    rng = random.Random(seed)
-    if task == "mnli":
-        folder = root / "MNLI"
-        folder.mkdir(parents=True)
-        for name, n, header in (("train.tsv", N_TRAIN, TRAIN_HEADER), ("dev_matched.tsv", N_DEV, DEV_HEADER),
-                                ("dev_mismatched.tsv", N_DEV - 8, DEV_HEADER)):
-            write_rows(folder / name, header, [mnli_row(i, *make_pair(rng), dev=name != "train.tsv")
-                                               for i in range(n)])
-        for name in ("test_matched.tsv", "test_mismatched.tsv"):
-            write_rows(folder / name, TEST_HEADER, [mnli_row(i, *make_pair(rng), dev=False)[:10]
-                                                    for i in range(N_TEST)])
-        return folder
-    folder_name, header, test_header, labelled, unlabelled = LAYOUTS[task]
-    folder = root / folder_name
-    folder.mkdir(parents=True)
-    for name, n in (("train.tsv", N_TRAIN), ("dev.tsv", N_DEV)):
-        pairs = [make_pair(rng) for _ in range(n)]
-        write_rows(folder / name, header, [labelled(i, (a, b), y) for i, (a, b, y) in enumerate(pairs)])
-    write_rows(folder / "test.tsv", test_header,
-               [unlabelled(i, make_pair(rng)[:2]) for i in range(N_TEST)])
-    return folder
 
 
 def read_labelled(path, task):
