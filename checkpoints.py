@@ -1,5 +1,6 @@
 """Reading checkpoints into BertForGLUESimple: state_dict files, safetensors files and Hugging
 Face folders, their keys mapped into our layout and their classifier rows into the task's order."""
+
 import dataclasses
 import logging
 import os
@@ -27,12 +28,16 @@ def build_model(entry, labels, role, output_hidden_states=False, output_attentio
     """
     if role not in ("teacher", "student"):
         raise ValueError(f"role must be 'teacher' or 'student', got {role!r}")
-    model = BertForGLUESimple(entry.bert_config, len(labels) if labels is not None else 1,
-                              output_hidden_states=output_hidden_states,
-                              output_attentions=output_attentions)
+    model = BertForGLUESimple(
+        entry.bert_config,
+        len(labels) if labels is not None else 1,
+        output_hidden_states=output_hidden_states,
+        output_attentions=output_attentions,
+    )
     if entry.checkpoint:
-        load_checkpoint(model, entry.checkpoint, role, labels, entry.label_order,
-                        f"{entry.where}.label_order")
+        load_checkpoint(
+            model, entry.checkpoint, role, labels, entry.label_order, f"{entry.where}.label_order"
+        )
     elif role == "teacher":
         raise ValueError(f"{entry.where}: a teacher needs a checkpoint (it is null)")
     else:
@@ -45,14 +50,16 @@ def build_model(entry, labels, role, output_hidden_states=False, output_attentio
 @dataclasses.dataclass
 class LoadReport:
     """Which of the model's tensors a checkpoint filled, and what it held that the model lacks."""
+
     loaded: list
     missing: list
     unexpected: list
     total: int  # tensors in the model's state_dict
 
 
-def load_checkpoint(model, checkpoint_path, role, labels=None, label_order=None,
-                    label_order_source="label_order"):
+def load_checkpoint(
+    model, checkpoint_path, role, labels=None, label_order=None, label_order_source="label_order"
+):
     """Load a checkpoint into a BertForGLUESimple and return a LoadReport.
 
     checkpoint_path: a state_dict file (.pkl, .bin, .pt, read with weights_only=True), a
@@ -77,20 +84,33 @@ def load_checkpoint(model, checkpoint_path, role, labels=None, label_order=None,
         put_rows_in_task_order(mapped, row_labels, labels, source, role)
 
     loadable = {key: value for key, value in mapped.items() if key in model_state}
-    report = LoadReport(loaded=sorted(loadable),
-                        missing=sorted(set(model_state) - set(loadable)),
-                        unexpected=sorted(set(mapped) - set(model_state)), total=len(model_state))
-    logger.info("%s: loaded %d of %d tensors from %s; missing: %s; unexpected: %s", role,
-                len(report.loaded), report.total, checkpoint_path, _shorten(report.missing),
-                _shorten(report.unexpected))
+    report = LoadReport(
+        loaded=sorted(loadable),
+        missing=sorted(set(model_state) - set(loadable)),
+        unexpected=sorted(set(mapped) - set(model_state)),
+        total=len(model_state),
+    )
+    logger.info(
+        "%s: loaded %d of %d tensors from %s; missing: %s; unexpected: %s",
+        role,
+        len(report.loaded),
+        report.total,
+        checkpoint_path,
+        _shorten(report.missing),
+        _shorten(report.unexpected),
+    )
 
     if role == "teacher" and report.missing:
-        raise ValueError(f"teacher checkpoint {checkpoint_path} lacks {len(report.missing)} of the "
-                         f"model's {report.total} tensors: {_shorten(report.missing)}")
+        raise ValueError(
+            f"teacher checkpoint {checkpoint_path} lacks {len(report.missing)} of the "
+            f"model's {report.total} tensors: {_shorten(report.missing)}"
+        )
     if role == "student" and not any(key.startswith(ENCODER_PREFIX) for key in report.loaded):
-        raise ValueError(f"student checkpoint {checkpoint_path}: none of its {len(state_dict)} "
-                         f"tensors matches the encoder (bert.*); its keys look like "
-                         f"{_shorten(sorted(state_dict))}")
+        raise ValueError(
+            f"student checkpoint {checkpoint_path}: none of its {len(state_dict)} "
+            f"tensors matches the encoder (bert.*); its keys look like "
+            f"{_shorten(sorted(state_dict))}"
+        )
     if role == "student" and any(key.startswith("classifier.") for key in report.missing):
         logger.info("student: the checkpoint has no classifier; it starts from random weights")
     model.load_state_dict(loadable, strict=False)
@@ -103,8 +123,7 @@ def read_state_dict(checkpoint_path):
     if os.path.isdir(path):
         weights = [name for name in HF_WEIGHT_FILES if os.path.isfile(os.path.join(path, name))]
         if not weights:
-            raise FileNotFoundError(f"checkpoint folder {path} holds none of "
-                                    f"{', '.join(HF_WEIGHT_FILES)}")
+            raise FileNotFoundError(f"checkpoint folder {path} holds none of {', '.join(HF_WEIGHT_FILES)}")
         path = os.path.join(path, weights[0])
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint not found: {path}")
@@ -113,15 +132,19 @@ def read_state_dict(checkpoint_path):
     try:
         state_dict = safe_torch_load(path)
     except pickle.UnpicklingError as error:
-        raise ValueError(f"checkpoint {path} was refused: it holds objects other than tensors "
-                         f"and weights_only loading never runs pickled code "
-                         f"({_refusal_reason(error)})") from None
+        raise ValueError(
+            f"checkpoint {path} was refused: it holds objects other than tensors "
+            f"and weights_only loading never runs pickled code "
+            f"({_refusal_reason(error)})"
+        ) from None
     except (RuntimeError, KeyError, EOFError) as error:
-        raise ValueError(f"checkpoint {path} is not a readable torch file "
-                         f"({type(error).__name__}: {error})") from None
+        raise ValueError(
+            f"checkpoint {path} is not a readable torch file ({type(error).__name__}: {error})"
+        ) from None
     if not isinstance(state_dict, dict):
-        raise ValueError(f"checkpoint {path}: expected a state_dict (a dict of tensors), "
-                         f"got {type(state_dict).__name__}")
+        raise ValueError(
+            f"checkpoint {path}: expected a state_dict (a dict of tensors), got {type(state_dict).__name__}"
+        )
     return state_dict
 
 
@@ -137,9 +160,9 @@ def map_checkpoint_keys(state_dict, model_state):
     mapped = {}
     for key, tensor in state_dict.items():
         if key.endswith("LayerNorm.gamma"):
-            key = key[:-len("gamma")] + "weight"
+            key = key[: -len("gamma")] + "weight"
         elif key.endswith("LayerNorm.beta"):
-            key = key[:-len("beta")] + "bias"
+            key = key[: -len("beta")] + "bias"
         if key.startswith(BARE_ENCODER_PARTS):
             key = ENCODER_PREFIX + key
         if key.endswith("position_ids") and key not in model_state:
@@ -149,13 +172,16 @@ def map_checkpoint_keys(state_dict, model_state):
 
 
 def _check_shapes(mapped, model_state, checkpoint_path):
-    mismatched = [f"{key}: checkpoint {tuple(tensor.shape)} vs model "
-                  f"{tuple(model_state[key].shape)}"
-                  for key, tensor in mapped.items()
-                  if key in model_state and tensor.shape != model_state[key].shape]
+    mismatched = [
+        f"{key}: checkpoint {tuple(tensor.shape)} vs model {tuple(model_state[key].shape)}"
+        for key, tensor in mapped.items()
+        if key in model_state and tensor.shape != model_state[key].shape
+    ]
     if mismatched:
-        raise ValueError(f"checkpoint {checkpoint_path} does not fit the model's config: "
-                         f"{len(mismatched)} shape mismatch(es): {'; '.join(mismatched[:SHOWN_KEYS])}")
+        raise ValueError(
+            f"checkpoint {checkpoint_path} does not fit the model's config: "
+            f"{len(mismatched)} shape mismatch(es): {'; '.join(mismatched[:SHOWN_KEYS])}"
+        )
 
 
 def _refusal_reason(error):

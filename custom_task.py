@@ -10,6 +10,7 @@ A TSV or CSV file has a header row naming its columns; a JSON Lines file holds o
 line. CSV follows the csv module's quoting (Excel's); TSV is read as GLUE's files are, with quote
 characters as plain text.
 """
+
 import csv
 import json
 import os
@@ -22,6 +23,7 @@ NAME = "custom"
 
 class CustomTask:
     """The GlueTask interface over your own files (see utils_glue.GlueTask)."""
+
     name = NAME
     folder = None
     metrics = ("acc",)
@@ -29,8 +31,16 @@ class CustomTask:
 
     output_mode = "classification"
 
-    def __init__(self, text_a_column, label_column, labels, text_b_column=None,
-                 train_file=None, dev_file=None, test_file=None):
+    def __init__(
+        self,
+        text_a_column,
+        label_column,
+        labels,
+        text_b_column=None,
+        train_file=None,
+        dev_file=None,
+        test_file=None,
+    ):
         self.text_a_column, self.text_b_column = text_a_column, text_b_column
         self.label_column = label_column
         self.labels = tuple(labels)
@@ -51,8 +61,9 @@ class CustomTask:
     @classmethod
     def from_record(cls, record):
         """The task a run's task.json describes (see record), without its data files."""
-        return cls(record["text_a_column"], record["label_column"], record["labels"],
-                   record.get("text_b_column"))
+        return cls(
+            record["text_a_column"], record["label_column"], record["labels"], record.get("text_b_column")
+        )
 
     @property
     def num_labels(self):
@@ -67,8 +78,13 @@ class CustomTask:
 
     def record(self):
         """What a run's task.json keeps of this task (from_record reads it)."""
-        return {"task_name": NAME, "labels": list(self.labels), "text_a_column": self.text_a_column,
-                "text_b_column": self.text_b_column, "label_column": self.label_column}
+        return {
+            "task_name": NAME,
+            "labels": list(self.labels),
+            "text_a_column": self.text_a_column,
+            "text_b_column": self.text_b_column,
+            "label_column": self.label_column,
+        }
 
     @property
     def text_columns(self):
@@ -77,8 +93,7 @@ class CustomTask:
     def data_file(self, data_dir, split):
         files = {"train": self.train_file, **self.dev_sets, **self.test_sets}
         if split not in files:
-            raise ValueError(f"unknown split {split!r} for task {NAME}, expected one of "
-                             f"{', '.join(files)}")
+            raise ValueError(f"unknown split {split!r} for task {NAME}, expected one of {', '.join(files)}")
         return os.path.join(data_dir, files[split])
 
     def is_test_set(self, split):
@@ -97,19 +112,19 @@ class CustomTask:
         for line, record in read_records(path, columns):
             label = self.check_label(record[self.label_column], path, line) if labelled else None
             text_b = record[self.text_b_column] if self.text_b_column else None
-            examples.append(InputExample(f"{prefix}-{line}", record[self.text_a_column], text_b,
-                                         label))
+            examples.append(InputExample(f"{prefix}-{line}", record[self.text_a_column], text_b, label))
         if not examples:
             raise ValueError(f"{path}: no examples (the file has a header but no rows)")
         return examples
 
     def check_label(self, label, path, line):
         if label not in self.labels:
-            raise ValueError(f"{path}, line {line}: label {label!r} in column "
-                             f"{self.label_column!r} is not among the labels of the train file "
-                             f"({', '.join(self.labels)})")
+            raise ValueError(
+                f"{path}, line {line}: label {label!r} in column "
+                f"{self.label_column!r} is not among the labels of the train file "
+                f"({', '.join(self.labels)})"
+            )
         return label
-
 
 
 def _discover_labels(path, text_a_column, label_column):
@@ -117,8 +132,10 @@ def _discover_labels(path, text_a_column, label_column):
     if not labels:
         raise ValueError(f"{path}: no examples (the file has a header but no rows)")
     if len(labels) == 1:
-        raise ValueError(f"{path}: the label column {label_column!r} holds one value only "
-                         f"({next(iter(labels))!r}); a classifier needs at least two labels")
+        raise ValueError(
+            f"{path}: the label column {label_column!r} holds one value only "
+            f"({next(iter(labels))!r}); a classifier needs at least two labels"
+        )
     return tuple(sorted(labels, key=_natural_key))
 
 
@@ -131,14 +148,16 @@ def _natural_key(label):
 
 
 def _find_file(data_dir, split, required):
-    candidates = [name for name in (split + ext for ext in FORMATS)
-                  if os.path.isfile(os.path.join(data_dir, name))]
+    candidates = [
+        name for name in (split + ext for ext in FORMATS) if os.path.isfile(os.path.join(data_dir, name))
+    ]
     if len(candidates) > 1:
         raise ValueError(f"{data_dir}: several {split} files ({', '.join(candidates)}); keep one")
     if not candidates:
         if required:
-            raise FileNotFoundError(f"{data_dir}: no {split} file (expected {split}.tsv, "
-                                    f"{split}.csv or {split}.jsonl)")
+            raise FileNotFoundError(
+                f"{data_dir}: no {split} file (expected {split}.tsv, {split}.csv or {split}.jsonl)"
+            )
         return None
     return candidates[0]
 
@@ -164,18 +183,23 @@ def read_records(path, required, lines=None, format=None):
     reader = csv.reader(lines, **options)
     header = next(reader, None)
     if header is None:
-        raise ValueError(f"{path}: empty file, expected a header row naming the columns "
-                         f"{', '.join(required)}")
+        raise ValueError(
+            f"{path}: empty file, expected a header row naming the columns {', '.join(required)}"
+        )
     missing = [name for name in required if name not in header]
     if missing:
-        raise ValueError(f"{path}, line 1: no column {', '.join(map(repr, missing))} in the header "
-                         f"(it has {', '.join(map(repr, header))})")
+        raise ValueError(
+            f"{path}, line 1: no column {', '.join(map(repr, missing))} in the header "
+            f"(it has {', '.join(map(repr, header))})"
+        )
     for row in reader:
         if not any(field.strip() for field in row):
             continue  # a blank line (a trailing newline in a CSV written by hand)
         if len(row) != len(header):
-            raise ValueError(f"{path}, line {reader.line_num}: expected {len(header)} columns "
-                             f"as in the header, found {len(row)}")
+            raise ValueError(
+                f"{path}, line {reader.line_num}: expected {len(header)} columns "
+                f"as in the header, found {len(row)}"
+            )
         yield reader.line_num, dict(zip(header, row))
 
 
@@ -186,18 +210,23 @@ def _json_records(lines, path, required):
         try:
             record = json.loads(line)
         except json.JSONDecodeError as error:
-            raise ValueError(f"{path}, line {number}: not JSON ({error.msg}); expected one object "
-                             f"per line with the keys {', '.join(required)}") from None
+            raise ValueError(
+                f"{path}, line {number}: not JSON ({error.msg}); expected one object "
+                f"per line with the keys {', '.join(required)}"
+            ) from None
         if not isinstance(record, dict):
-            raise ValueError(f"{path}, line {number}: expected a JSON object with the keys "
-                             f"{', '.join(required)}, got {type(record).__name__}")
+            raise ValueError(
+                f"{path}, line {number}: expected a JSON object with the keys "
+                f"{', '.join(required)}, got {type(record).__name__}"
+            )
         for key in required:
             value = record.get(key)
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 value = str(value)  # a numeric label
             if not isinstance(value, str):
-                raise ValueError(f"{path}, line {number}: key {key!r}: expected a string, got "
-                                 f"{record.get(key)!r}")
+                raise ValueError(
+                    f"{path}, line {number}: key {key!r}: expected a string, got {record.get(key)!r}"
+                )
             record[key] = value
         yield number, record
 
@@ -206,8 +235,10 @@ def read_pairs(path, lines=None, columns=("sentence1", "sentence2")):
     """New examples to classify from a TSV, CSV or JSON Lines file (or stdin's lines, path
     '-'), with the text column(s) of the model's task."""
     text_a, text_b = columns[0], columns[1] if len(columns) > 1 else None
-    examples = [InputExample(str(line), record[text_a], record[text_b] if text_b else None, None)
-                for line, record in read_records(path, [c for c in columns if c], lines)]
+    examples = [
+        InputExample(str(line), record[text_a], record[text_b] if text_b else None, None)
+        for line, record in read_records(path, [c for c in columns if c], lines)
+    ]
     if not examples:
         raise ValueError(f"{path}: no examples to classify")
     return examples

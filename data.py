@@ -1,4 +1,5 @@
 """From a task's files to batches: cached features, and DataLoaders that cut each batch's padding."""
+
 import os
 
 import torch
@@ -30,8 +31,13 @@ class FeatureDataset(torch.utils.data.Dataset):
     def __getitem__(self, indices):
         batch = _slice(self.features, indices)
         if self.teacher_features is not None:
-            batch = {"student": batch, "teachers": [_slice(features, indices) if features is not None
-                                                    else batch for features in self.teacher_features]}
+            batch = {
+                "student": batch,
+                "teachers": [
+                    _slice(features, indices) if features is not None else batch
+                    for features in self.teacher_features
+                ],
+            }
         if self.with_index:
             batch[EXAMPLE_INDEX_KEY] = torch.as_tensor(indices, dtype=torch.long)
         return batch
@@ -52,8 +58,17 @@ def _slice(features, indices):
     return batch
 
 
-def batch_loader(features, batch_size, shuffle, seed=0, num_replicas=1, rank=0, with_index=False,
-                 num_workers=0, teacher_features=None):
+def batch_loader(
+    features,
+    batch_size,
+    shuffle,
+    seed=0,
+    num_replicas=1,
+    rank=0,
+    with_index=False,
+    num_workers=0,
+    teacher_features=None,
+):
     """Batches of batch_size examples; when shuffling, process `rank` of num_replicas gets every
     num_replicas-th example of the epoch's permutation, so the processes' k-th batches together
     hold the examples a single process would see in its k-th batch of num_replicas * batch_size.
@@ -63,8 +78,7 @@ def batch_loader(features, batch_size, shuffle, seed=0, num_replicas=1, rank=0, 
     if shuffle:
         # The order of epoch e depends on (seed, e) alone: the distiller calls set_epoch, so a
         # resumed run sees the same batches as an uninterrupted one.
-        order = DistributedSampler(dataset, num_replicas=num_replicas, rank=rank, shuffle=True,
-                                   seed=seed)
+        order = DistributedSampler(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed)
     else:
         order = SequentialSampler(dataset)
     sampler = BatchSampler(order, batch_size=batch_size, drop_last=False)
@@ -72,9 +86,15 @@ def batch_loader(features, batch_size, shuffle, seed=0, num_replicas=1, rank=0, 
     # from the global generator, and an evaluation or a resume would move the dropout masks.
     generator = torch.Generator().manual_seed(seed)
     # batch_size=None: each item the sampler yields is already a whole batch of indices.
-    return DataLoader(dataset, sampler=sampler, batch_size=None, num_workers=num_workers,
-                      persistent_workers=num_workers > 0, pin_memory=torch.cuda.is_available(),
-                      generator=generator)
+    return DataLoader(
+        dataset,
+        sampler=sampler,
+        batch_size=None,
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+        pin_memory=torch.cuda.is_available(),
+        generator=generator,
+    )
 
 
 def loader_workers(args, device):
@@ -95,12 +115,19 @@ def default_cache_dir(args, data_dir):
 def load_split(args, task, data_dir, split, entry):
     """The features of a labelled split ('train' or a dev set's name) as the model of a
     model_config entry reads them (its tokenizer), cached (feature_cache.py)."""
-    return load_features(task, data_dir, split, entry.tokenizer, entry.vocab_file,
-                         args.max_seq_length, args.cache_dir or default_cache_dir(args, data_dir))
+    return load_features(
+        task,
+        data_dir,
+        split,
+        entry.tokenizer,
+        entry.vocab_file,
+        args.max_seq_length,
+        args.cache_dir or default_cache_dir(args, data_dir),
+    )
 
 
 def feature_batches(features, batch_size):
     """Consecutive slices of encoded features, batch_size examples each (no DataLoader)."""
     total = len(features["input_ids"])
     for start in range(0, total, batch_size):
-        yield {key: tensor[start:start + batch_size] for key, tensor in features.items()}
+        yield {key: tensor[start : start + batch_size] for key, tensor in features.items()}

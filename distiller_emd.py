@@ -46,6 +46,7 @@ logging, and computes the KD and hard-label terms. A new distiller only has to
      ('logits', 'hidden', 'inputs_mask', ...) and returns the total loss and a dict of its
      parts, which the core logs.
 """
+
 import numpy as np
 import torch
 from pyemd import emd_with_flow
@@ -84,12 +85,14 @@ def layer_distances(states_S, states_T, mask):
     With ||s - t||^2 = ||s||^2 + ||t||^2 - 2 s.t, all L_S x L_T distances come from one
     matrix product instead of a Python double loop over layer pairs.
     """
+    # fmt: off
     mask = mask.to(states_S.dtype)[None, :, :, None]          # (1, batch, length, 1)
     masked_S, masked_T = states_S * mask, states_T * mask
     squares_S = masked_S.pow(2).sum(dim=(1, 2, 3))              # (L_S,)
     squares_T = masked_T.pow(2).sum(dim=(1, 2, 3))              # (L_T,)
     products = masked_S.flatten(1) @ masked_T.flatten(1).T      # (L_S, L_T)
     num_values = mask.sum() * states_S.size(-1)                 # real tokens x hidden size
+    # fmt: on
     # Rounding can leave a tiny negative number where the true value is 0.
     return (squares_S[:, None] + squares_T[None, :] - 2 * products).clamp_min(0) / num_values
 
@@ -123,8 +126,7 @@ class EMDDistiller(BasicDistiller):
     Layer counts and hidden sizes come from the models' configs.
     """
 
-    def __init__(self, train_config, distill_config, model_T, model_S, adaptor_T, adaptor_S,
-                 emd_weight=1.0):
+    def __init__(self, train_config, distill_config, model_T, model_S, adaptor_T, adaptor_S, emd_weight=1.0):
         super().__init__(train_config, distill_config, model_T, model_S, adaptor_T, adaptor_S)
         config_S, config_T = model_S.config, model_T.config
         self.emd_weight = emd_weight
@@ -132,8 +134,9 @@ class EMDDistiller(BasicDistiller):
         self.layer_weights_S = np.full(config_S.num_hidden_layers, 1.0 / config_S.num_hidden_layers)
         self.layer_weights_T = np.full(config_T.num_hidden_layers, 1.0 / config_T.num_hidden_layers)
         # P_0 for the embedding output, P_1 .. P_L for the student's layers.
-        self.projection = LayerwiseLinear(config_S.num_hidden_layers + 1,
-                                          config_S.hidden_size, config_T.hidden_size)
+        self.projection = LayerwiseLinear(
+            config_S.num_hidden_layers + 1, config_S.hidden_size, config_T.hidden_size
+        )
         # Listed in self.projs, the core trains, moves and clips it with the student.
         self.projs.append(self.projection.to(self.device))
         self.projs_group.append({})
@@ -147,18 +150,21 @@ class EMDDistiller(BasicDistiller):
         total_loss, losses = self.compute_prediction_loss(results_S, results_T)
 
         # Hidden states: embedding output then one per layer, stacked into one tensor per model.
+        # fmt: off
         states_S = self.projection(torch.stack(results_S["hidden"]).float())  # (L_S+1, B, T, H_T)
         states_T = torch.stack(results_T["hidden"]).float()                   # (L_T+1, B, T, H_T)
+        # fmt: on
         mask = results_S["inputs_mask"]
 
         # The embedding outputs correspond one to one.
         embedding_loss = hid_mse_loss(states_S[0], states_T[0], mask)
 
         # Layers 1..L: many to many, through the transport plan.
-        distances = layer_distances(states_S[1:], states_T[1:], mask)         # (L_S, L_T)
+        distances = layer_distances(states_S[1:], states_T[1:], mask)  # (L_S, L_T)
         # The solve runs on the CPU; this small copy is the step's only wait on the device.
-        plan = transport_plan(self.layer_weights_S, self.layer_weights_T,
-                              distances.detach().double().cpu().numpy())
+        plan = transport_plan(
+            self.layer_weights_S, self.layer_weights_T, distances.detach().double().cpu().numpy()
+        )
         plan = torch.as_tensor(plan, dtype=distances.dtype, device=distances.device)
         emd_loss = (plan * distances).sum()
 

@@ -26,6 +26,7 @@ the weights are normalised to sum to 1; the teacher's layers likewise over the c
 whose earth moves cheaply gains weight. The authors' function takes a temperature T but does
 not use it (a softmax is defined beside it and never called): there is no temperature here.
 """
+
 import numpy as np
 import torch
 import torch.distributed as dist
@@ -43,8 +44,10 @@ def option_problems(attention, update_weights, separate_weights, two_stage, inte
     made by the distiller and, before any file is read, by main.emd.py)."""
     problems = []
     if separate_weights and not (attention and update_weights):
-        problems.append("separate_weights keeps the attention and hidden-state layer weights "
-                        "apart: it needs attention and update_weights")
+        problems.append(
+            "separate_weights keeps the attention and hidden-state layer weights "
+            "apart: it needs attention and update_weights"
+        )
     if intermediate_share is not None and not 0 < intermediate_share < 1:
         problems.append(f"intermediate_share must be in (0, 1), got {intermediate_share}")
     if intermediate_share != DEFAULT_INTERMEDIATE_SHARE and not two_stage:
@@ -69,10 +72,10 @@ def attention_distances(attention_S, attention_T, mask):
     mask = mask.double()
     pairs = (mask[:, :, None] * mask[:, None, :])[None, :, None]  # (1, batch, 1, length, length)
     masked_S, masked_T = attention_S.double() * pairs, attention_T.double() * pairs
-    squares_S = masked_S.pow(2).flatten(1).sum(1)                  # (L_S,)
-    squares_T = masked_T.pow(2).flatten(1).sum(1)                  # (L_T,)
-    products = masked_S.flatten(1) @ masked_T.flatten(1).T         # (L_S, L_T)
-    num_values = pairs.sum() * attention_S.size(2)                 # real (query, key) pairs x heads
+    squares_S = masked_S.pow(2).flatten(1).sum(1)  # (L_S,)
+    squares_T = masked_T.pow(2).flatten(1).sum(1)  # (L_T,)
+    products = masked_S.flatten(1) @ masked_T.flatten(1).T  # (L_S, L_T)
+    num_values = pairs.sum() * attention_S.size(2)  # real (query, key) pairs x heads
     return ((squares_S[:, None] + squares_T[None, :] - 2 * products).clamp_min(0) / num_values).to(dtype)
 
 
@@ -98,22 +101,38 @@ class FullEMDDistiller(EMDDistiller):
 
     STAGES = ("both", "intermediate", "prediction")
 
-    def __init__(self, train_config, distill_config, model_T, model_S, adaptor_T, adaptor_S,
-                 emd_weight=1.0, attention=False, update_weights=False, separate_weights=False,
-                 two_stage=False, intermediate_share=DEFAULT_INTERMEDIATE_SHARE):
-        super().__init__(train_config, distill_config, model_T, model_S, adaptor_T, adaptor_S,
-                         emd_weight=emd_weight)
-        problems = option_problems(attention, update_weights, separate_weights, two_stage,
-                                   intermediate_share)
+    def __init__(
+        self,
+        train_config,
+        distill_config,
+        model_T,
+        model_S,
+        adaptor_T,
+        adaptor_S,
+        emd_weight=1.0,
+        attention=False,
+        update_weights=False,
+        separate_weights=False,
+        two_stage=False,
+        intermediate_share=DEFAULT_INTERMEDIATE_SHARE,
+    ):
+        super().__init__(
+            train_config, distill_config, model_T, model_S, adaptor_T, adaptor_S, emd_weight=emd_weight
+        )
+        problems = option_problems(attention, update_weights, separate_weights, two_stage, intermediate_share)
         if problems:
             raise ValueError("; ".join(problems))
         heads_S, heads_T = model_S.config.num_attention_heads, model_T.config.num_attention_heads
         if attention and heads_S != heads_T:
-            raise ValueError(f"attention EMD compares attention maps head by head: the student has "
-                             f"{heads_S} heads, the teacher {heads_T}")
+            raise ValueError(
+                f"attention EMD compares attention maps head by head: the student has "
+                f"{heads_S} heads, the teacher {heads_T}"
+            )
         if two_stage and distill_config.kd_loss_weight == 0 and distill_config.hard_label_weight == 0:
-            raise ValueError("two_stage: the second stage trains on the logits, but kd_loss_weight "
-                             "and hard_label_weight are both 0")
+            raise ValueError(
+                "two_stage: the second stage trains on the logits, but kd_loss_weight "
+                "and hard_label_weight are both 0"
+            )
         self.attention, self.update_weights = attention, update_weights
         self.separate_weights, self.two_stage = separate_weights, two_stage
         self.intermediate_share = intermediate_share
@@ -151,10 +170,17 @@ class FullEMDDistiller(EMDDistiller):
         # The attention problem: same shape, so both matrices reach the CPU in one copy.
         if self.attention:
             if "attention" not in results_S or "attention" not in results_T:
-                raise ValueError("attention EMD needs the attention maps: build the models with "
-                                 "output_attentions=True (main.emd.py does with --emd_attention)")
-            distances.append(attention_distances(torch.stack(results_S["attention"]).float(),
-                                                 torch.stack(results_T["attention"]).float(), mask))
+                raise ValueError(
+                    "attention EMD needs the attention maps: build the models with "
+                    "output_attentions=True (main.emd.py does with --emd_attention)"
+                )
+            distances.append(
+                attention_distances(
+                    torch.stack(results_S["attention"]).float(),
+                    torch.stack(results_T["attention"]).float(),
+                    mask,
+                )
+            )
         distances = torch.stack(distances)  # (1 or 2, L_S, L_T): hidden first
         plans = self._solve(distances.detach().double()).to(distances.device)
         hidden_emd = (plans[0] * distances[0]).sum()
@@ -183,8 +209,10 @@ class FullEMDDistiller(EMDDistiller):
             problems.append((self.attention_weights_S, self.attention_weights_T))
         plans = [transport_plan(w_S, w_T, d) for (w_S, w_T), d in zip(problems, distances)]
         if self.update_weights:
-            new = [updated_layer_weights(w_S, w_T, plan, d)
-                   for (w_S, w_T), plan, d in zip(problems, plans, distances)]
+            new = [
+                updated_layer_weights(w_S, w_T, plan, d)
+                for (w_S, w_T), plan, d in zip(problems, plans, distances)
+            ]
             if self.attention and not self.separate_weights:  # one shared set: the mean
                 shared = tuple((hidden + attention) / 2 for hidden, attention in zip(*new))
                 new = [shared, shared]
@@ -203,8 +231,7 @@ class FullEMDDistiller(EMDDistiller):
             return {}
         sets = {"": (self.layer_weights_S, self.layer_weights_T)}
         if self.separate_weights:
-            sets = {"hidden_": sets[""],
-                    "attention_": (self.attention_weights_S, self.attention_weights_T)}
+            sets = {"hidden_": sets[""], "attention_": (self.attention_weights_S, self.attention_weights_T)}
         names, values = [], []
         for prefix, (weights_S, weights_T) in sets.items():
             names += [f"{prefix}layer_weight_S{i + 1}" for i in range(len(weights_S))]
@@ -221,8 +248,10 @@ class FullEMDDistiller(EMDDistiller):
         for name in self._weight_names():
             weights = state[name].numpy().astype(np.float64)
             if weights.shape != getattr(self, name).shape:
-                raise ValueError(f"the resume state's {name} has shape {weights.shape}; "
-                                 f"this model needs {getattr(self, name).shape}")
+                raise ValueError(
+                    f"the resume state's {name} has shape {weights.shape}; "
+                    f"this model needs {getattr(self, name).shape}"
+                )
             setattr(self, name, weights)
 
     @staticmethod

@@ -10,6 +10,7 @@ Each dev set's main score is its accuracy (Pearson's r for a regression task, un
 in place of "acc"); `All` is the mean of the sets' main scores, as in the original example.
 Tasks with other GLUE metrics add them to the line: `Acc:mrpc=0.84069 f1=0.88663 All=0.84069`.
 """
+
 import json
 import logging
 import os
@@ -62,10 +63,14 @@ def predict_labels(model, dataloader, device):
 def predict_outputs(model, dataloader, device):
     """The softmax probabilities [N, num_labels] of unlabelled (or labelled) examples, in order;
     a regressor's scores [N, 1]."""
+
     def outputs(logits):
         logits = logits.float()
         return logits if logits.size(-1) == 1 else torch.softmax(logits, dim=-1)
-    return torch.cat([outputs(logits).cpu() for _, logits in _batch_logits(model, dataloader, device)]).numpy()
+
+    return torch.cat(
+        [outputs(logits).cpu() for _, logits in _batch_logits(model, dataloader, device)]
+    ).numpy()
 
 
 def evaluate(model, eval_loaders, device, task):
@@ -78,8 +83,13 @@ def evaluate_with_reports(model, eval_loaders, device, task):
     metrics, reports = {}, {}
     for name, dataloader in eval_loaders.items():
         preds, labels = predict_labels(model, dataloader, device)
-        metrics[name] = metrics_of((MAIN_METRIC[task.output_mode],) + tuple(
-            m for m in task.metrics if m != MAIN_METRIC[task.output_mode]), preds, labels, name)
+        metrics[name] = metrics_of(
+            (MAIN_METRIC[task.output_mode],)
+            + tuple(m for m in task.metrics if m != MAIN_METRIC[task.output_mode]),
+            preds,
+            labels,
+            name,
+        )
         if task.labels is not None:
             reports[name] = label_report(preds, labels, task.label_list)
     return metrics, reports
@@ -98,10 +108,16 @@ def label_report(preds, labels, label_list):
     (rows: gold label, columns: predicted label, both in label_list's order)."""
     ids = list(range(len(label_list)))
     precision, recall, f1, support = precision_recall_fscore_support(
-        labels, preds, labels=ids, zero_division=0)
-    return {"labels": list(label_list), "precision": precision.tolist(), "recall": recall.tolist(),
-            "f1": f1.tolist(), "support": support.tolist(),
-            "confusion": confusion_matrix(labels, preds, labels=ids).tolist()}
+        labels, preds, labels=ids, zero_division=0
+    )
+    return {
+        "labels": list(label_list),
+        "precision": precision.tolist(),
+        "recall": recall.tolist(),
+        "f1": f1.tolist(),
+        "support": support.tolist(),
+        "confusion": confusion_matrix(labels, preds, labels=ids).tolist(),
+    }
 
 
 def format_label_report(name, report):
@@ -110,8 +126,10 @@ def format_label_report(name, report):
     width = max(len(label) for label in labels) + 2
     lines = [name, f"{'':{width}}precision  recall      f1  support"]
     for i, label in enumerate(labels):
-        lines.append(f"{label:{width}}{report['precision'][i]:9.4f}{report['recall'][i]:8.4f}"
-                     f"{report['f1'][i]:8.4f}{report['support'][i]:9d}")
+        lines.append(
+            f"{label:{width}}{report['precision'][i]:9.4f}{report['recall'][i]:8.4f}"
+            f"{report['f1'][i]:8.4f}{report['support'][i]:9d}"
+        )
     lines.append("confusion matrix (rows: gold, columns: predicted)")
     lines.append(f"{'':{width}}" + "".join(f"{label[:13]:>14}" for label in labels))
     for label, row in zip(labels, report["confusion"]):
@@ -131,9 +149,17 @@ def record_evaluation(output_dir, step, model, eval_loaders, device, task):
 def record_report(output_dir, step, reports):
     """Write the per-label reports of `step` into eval_report.txt and eval_report.jsonl, in step
     order with one entry per step (as record_results does)."""
+
     def text(records):
-        return "\n\n".join(format_label_report(f"step {s}, {name}", records[s]["reports"][name])
-                           for s in sorted(records) for name in records[s]["reports"]) + "\n"
+        return (
+            "\n\n".join(
+                format_label_report(f"step {s}, {name}", records[s]["reports"][name])
+                for s in sorted(records)
+                for name in records[s]["reports"]
+            )
+            + "\n"
+        )
+
     _record_step(output_dir, REPORT_TEXT, REPORT_JSONL, step, {"reports": reports}, text)
 
 
@@ -155,6 +181,7 @@ def record_results(output_dir, step, metrics, output_mode):
 
     def text(records):
         return "".join(result_line(s, records[s]) + "\n" for s in sorted(records))
+
     _record_step(output_dir, RESULTS_TEXT, RESULTS_JSONL, step, record, text)
 
 
@@ -173,8 +200,12 @@ def result_line(step, record):
     for metric in metrics[sets[0]]:
         if metric == main:
             continue
-        parts += [f"{metric}={metrics[name][metric]:.5f}" if len(sets) == 1 else
-                  f"{metric}:{name}={metrics[name][metric]:.5f}" for name in sets]
+        parts += [
+            f"{metric}={metrics[name][metric]:.5f}"
+            if len(sets) == 1
+            else f"{metric}:{name}={metrics[name][metric]:.5f}"
+            for name in sets
+        ]
     return f"step: {step} {main.capitalize()}:{' '.join(parts)} All={scores['All']:.5f}"
 
 
@@ -195,5 +226,4 @@ def _record_step(output_dir, text_name, jsonl_name, step, record, text):
     records = _recorded_steps(path)
     records[step] = record
     atomic_write_text(os.path.join(output_dir, text_name), text(records))
-    atomic_write_text(path, "".join(json.dumps({"step": s, **records[s]}) + "\n"
-                                    for s in sorted(records)))
+    atomic_write_text(path, "".join(json.dumps({"step": s, **records[s]}) + "\n" for s in sorted(records)))

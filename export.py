@@ -9,6 +9,7 @@ or one regression output), model.safetensors, vocab.txt and the tokenizer files,
 AutoModelForSequenceClassification, AutoTokenizer and pipeline("text-classification") load it
 without this repository; and task.json, the task it was trained for (predict.py reads it).
 """
+
 import argparse
 import copy
 import logging
@@ -52,10 +53,14 @@ def export_model(trained, output_dir):
 
 def check_export_dir(output_dir):
     """Refuse a folder holding other files than an earlier export: they would be replaced."""
-    if os.path.isdir(output_dir) and os.listdir(output_dir) and \
-            not os.path.isfile(os.path.join(output_dir, "config.json")):
-        raise ValueError(f"export folder {output_dir} holds files but no exported model; "
-                         "choose an empty or new folder")
+    if (
+        os.path.isdir(output_dir)
+        and os.listdir(output_dir)
+        and not os.path.isfile(os.path.join(output_dir, "config.json"))
+    ):
+        raise ValueError(
+            f"export folder {output_dir} holds files but no exported model; choose an empty or new folder"
+        )
     if os.path.exists(output_dir) and not os.path.isdir(output_dir):
         raise ValueError(f"export folder {output_dir} is a file")
 

@@ -10,6 +10,7 @@ scores of a regression task) and are
 memory-mapped from the cache file, so the processes of one machine (torchrun) share one copy of
 them in the page cache; data.FeatureDataset widens each batch to int64 when it makes it.
 """
+
 import hashlib
 import json
 import logging
@@ -29,8 +30,12 @@ logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = "2"
 # Stored, and kept in memory, narrow: MNLI's train set at length 128 is 0.3 GB instead of 1.2.
-STORAGE_DTYPES = {"input_ids": torch.int32, "attention_mask": torch.uint8,
-                  "token_type_ids": torch.uint8, "labels": torch.uint8}
+STORAGE_DTYPES = {
+    "input_ids": torch.int32,
+    "attention_mask": torch.uint8,
+    "token_type_ids": torch.uint8,
+    "labels": torch.uint8,
+}
 SCORE_DTYPE = torch.float32  # the labels of a regression task
 # Parts of the key that say which version of the data file was encoded. They are left out of
 # the file name, so a rewritten data file replaces its old cache instead of orphaning it.
@@ -56,12 +61,18 @@ def cache_key(task, data_dir, split, tokenizer, vocab_file, max_seq_length):
     if not os.path.isfile(vocab_file):
         raise FileNotFoundError(f"{vocab_file}: vocabulary file not found")
     labels = task.label_list
-    return {"format_version": FORMAT_VERSION, "task": task.name, "split": split,
-            "data_file": data_file, "data_size": str(stat.st_size),
-            "data_mtime_ns": str(stat.st_mtime_ns), "vocab_sha256": file_sha256(vocab_file),
-            "do_lower_case": str(getattr(tokenizer, "do_lower_case", None)),
-            "max_seq_length": str(max_seq_length),
-            "labels": ",".join(labels) if labels is not None else "(regression)"}
+    return {
+        "format_version": FORMAT_VERSION,
+        "task": task.name,
+        "split": split,
+        "data_file": data_file,
+        "data_size": str(stat.st_size),
+        "data_mtime_ns": str(stat.st_mtime_ns),
+        "vocab_sha256": file_sha256(vocab_file),
+        "do_lower_case": str(getattr(tokenizer, "do_lower_case", None)),
+        "max_seq_length": str(max_seq_length),
+        "labels": ",".join(labels) if labels is not None else "(regression)",
+    }
 
 
 def cache_file_name(key):
@@ -83,8 +94,7 @@ def load_features(task, data_dir, split, tokenizer, vocab_file, max_seq_length, 
     try:
         os.makedirs(cache_dir, exist_ok=True)
     except OSError as error:
-        raise PermissionError(f"feature cache directory {cache_dir} cannot be created: {error}") \
-            from error
+        raise PermissionError(f"feature cache directory {cache_dir} cannot be created: {error}") from error
     cache_file = os.path.join(cache_dir, cache_file_name(key))
 
     if os.path.exists(cache_file):
@@ -111,11 +121,13 @@ def read_cache(cache_file, key, dtypes=STORAGE_DTYPES):
     try:
         with safe_open(cache_file, framework="pt") as f:
             stored_key = f.metadata() or {}
-            changed = sorted(name for name in key.keys() | stored_key.keys()
-                             if key.get(name) != stored_key.get(name))
+            changed = sorted(
+                name for name in key.keys() | stored_key.keys() if key.get(name) != stored_key.get(name)
+            )
             if changed:
-                details = "; ".join(f"{name}: {stored_key.get(name)!r} -> {key.get(name)!r}"
-                                    for name in changed)
+                details = "; ".join(
+                    f"{name}: {stored_key.get(name)!r} -> {key.get(name)!r}" for name in changed
+                )
                 logger.info("Cached features %s are stale (%s); rebuilding", cache_file, details)
                 return None
             logger.info("Loading cached features from %s", cache_file)
@@ -127,8 +139,9 @@ def read_cache(cache_file, key, dtypes=STORAGE_DTYPES):
     shapes = {name: tuple(tensor.shape) for name, tensor in stored.items()}
     expected = {name: (num_rows,) if name == "labels" else (num_rows, length) for name in stored}
     if shapes != expected:
-        logger.warning("Cached features %s have shapes %s, expected %s; rebuilding",
-                       cache_file, shapes, expected)
+        logger.warning(
+            "Cached features %s have shapes %s, expected %s; rebuilding", cache_file, shapes, expected
+        )
         return None
     return stored
 
@@ -155,8 +168,9 @@ def map_tensors(path, names):
         if end == begin:
             tensors[name] = torch.empty(entry["shape"], dtype=dtype)
             continue
-        flat = torch.frombuffer(mapped, dtype=dtype, count=(end - begin) // dtype.itemsize,
-                                offset=8 + header_size + begin)
+        flat = torch.frombuffer(
+            mapped, dtype=dtype, count=(end - begin) // dtype.itemsize, offset=8 + header_size + begin
+        )
         tensors[name] = flat.view(entry["shape"])
     return tensors
 
@@ -166,13 +180,15 @@ def write_cache(cache_file, features, key, dtypes=STORAGE_DTYPES):
     stored = {}
     for name, dtype in dtypes.items():
         tensor = features[name]
-        if len(tensor) and not dtype.is_floating_point and (
-                tensor.min() < torch.iinfo(dtype).min or tensor.max() > torch.iinfo(dtype).max):
+        if (
+            len(tensor)
+            and not dtype.is_floating_point
+            and (tensor.min() < torch.iinfo(dtype).min or tensor.max() > torch.iinfo(dtype).max)
+        ):
             raise ValueError(f"{name} values outside {dtype}'s range cannot be cached")
         stored[name] = tensor.to(dtype).contiguous()
     try:
         with atomic_path(cache_file) as tmp:
             save_file(stored, tmp, metadata=key)
     except OSError as error:
-        raise PermissionError(f"feature cache file {cache_file} cannot be written: {error}") \
-            from error
+        raise PermissionError(f"feature cache file {cache_file} cannot be written: {error}") from error

@@ -8,6 +8,7 @@ in its config.json's id2label, or in the model config JSON's "label_order"; such
 permuted into the task's order when the checkpoint loads. Names that say nothing (LABEL_0,
 LABEL_1, ...) are refused: a silent guess would distil a student towards the wrong labels.
 """
+
 import json
 import logging
 import os
@@ -58,12 +59,16 @@ def rows_in_task_order(row_labels, task_labels, source):
     wanted = [label.lower() for label in task_labels]
     if sorted(rows) != sorted(wanted) or len(set(rows)) != len(rows):
         generic = all(GENERIC_NAME.match(name) for name in rows)
-        why = ("they are placeholders that do not say which row is which label" if generic else
-               f"the task's labels are {', '.join(task_labels)}")
+        why = (
+            "they are placeholders that do not say which row is which label"
+            if generic
+            else f"the task's labels are {', '.join(task_labels)}"
+        )
         raise ValueError(
             f"{source}: the classifier's rows are named {', '.join(map(str, row_labels))}, which "
             f"do not map onto the task's labels ({why}). Say the order of the rows in the model "
-            f"config JSON entry, e.g. \"label_order\": {json.dumps(list(task_labels))}")
+            f'config JSON entry, e.g. "label_order": {json.dumps(list(task_labels))}'
+        )
     order = [rows.index(label) for label in wanted]
     return None if order == list(range(len(order))) else order
 
@@ -74,8 +79,10 @@ def put_rows_in_task_order(state_dict, row_labels, task_labels, source, role):
     if row_labels is None or not all(key in state_dict for key in CLASSIFIER_ROWS):
         return state_dict
     order = rows_in_task_order(row_labels, task_labels, source)
-    mapping = ", ".join(f"row {row} {row_labels[row]} -> {label}"
-                        for label, row in zip(task_labels, order or range(len(task_labels))))
+    mapping = ", ".join(
+        f"row {row} {row_labels[row]} -> {label}"
+        for label, row in zip(task_labels, order or range(len(task_labels)))
+    )
     if order is None:
         logger.info("%s: classifier rows already in the task's order (%s)", role, mapping)
         return state_dict

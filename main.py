@@ -8,6 +8,7 @@ distiller -> train -> evaluate. The JSON given by --model_config_json decides th
 main.emd.py runs this same pipeline and swaps in the EMDDistiller through `run(build_distiller=...)`.
 Launched by torchrun, each process trains on its share of every batch (see processes.py).
 """
+
 import logging
 import math
 import os
@@ -48,7 +49,9 @@ from trained_models import TrainedModel
 
 logger = logging.getLogger("main")
 
-INIT_SAMPLE = 256  # training examples whose teacher hidden states give --init_student_from_teacher its directions
+INIT_SAMPLE = (
+    256  # training examples whose teacher hidden states give --init_student_from_teacher its directions
+)
 
 
 def build_distiller(args, train_config, teachers, student, matches):
@@ -60,15 +63,22 @@ def build_distiller(args, train_config, teachers, student, matches):
         return BasicTrainer(train_config, student, adaptor)
     if len(teachers) == 1:
         teacher = teachers[0]
-        fitted = fit_matches(matches, student.config.hidden_size, teacher.config.hidden_size,
-                             student.config.num_hidden_layers, teacher.config.num_hidden_layers,
-                             weight=args.intermediate_weight)
-        return GeneralDistiller(train_config, distillation_config(args, student, fitted),
-                                teacher, student, adaptor, adaptor)
+        fitted = fit_matches(
+            matches,
+            student.config.hidden_size,
+            teacher.config.hidden_size,
+            student.config.num_hidden_layers,
+            teacher.config.num_hidden_layers,
+            weight=args.intermediate_weight,
+        )
+        return GeneralDistiller(
+            train_config, distillation_config(args, student, fitted), teacher, student, adaptor, adaptor
+        )
     if matches:
         raise ValueError("--matches is for one teacher; the multi-teacher distiller uses logits only")
-    return MultiTeacherDistiller(train_config, distillation_config(args, student), teachers, student,
-                                 adaptor, adaptor)
+    return MultiTeacherDistiller(
+        train_config, distillation_config(args, student), teachers, student, adaptor, adaptor
+    )
 
 
 def run(argv=None, build_distiller=build_distiller, add_options=None, check=None):
@@ -91,22 +101,34 @@ def _run(args, build_distiller, rank, world_size, device):
     matches = read_matches(args.matches)
     check_setup(args, setup, world_size)
     if task.output_mode == "regression":
-        logger.info("%s is a regression task: one output, the MSE as the hard-label loss, KD as "
-                    "the MSE between the outputs (kd_mse), no temperature", task.name)
+        logger.info(
+            "%s is a regression task: one output, the MSE as the hard-label loss, KD as "
+            "the MSE between the outputs (kd_mse), no temperature",
+            task.name,
+        )
 
     # 1. Features first: a data error stops the run before anything is written to output_dir.
     dev_features = {}
     # A resumed run's teachers were checked when it started (its teacher_check.txt).
-    checks_teachers = (args.do_train and setup.enabled_teachers and args.teacher_check_size > 0
-                       and not args.resume)
+    checks_teachers = (
+        args.do_train and setup.enabled_teachers and args.teacher_check_size > 0 and not args.resume
+    )
     if (args.do_eval or args.do_predict or checks_teachers) and rank == 0:  # rank 0 alone evaluates
-        dev_features = {name: load_split(args, task, data_dir, name, setup.student)
-                        for name in task.dev_sets}
-    dev_loaders = {name: batch_loader(features, args.predict_batch_size, shuffle=False)
-                   for name, features in dev_features.items()} if args.do_eval or args.do_predict else {}
+        dev_features = {name: load_split(args, task, data_dir, name, setup.student) for name in task.dev_sets}
+    dev_loaders = (
+        {
+            name: batch_loader(features, args.predict_batch_size, shuffle=False)
+            for name, features in dev_features.items()
+        }
+        if args.do_eval or args.do_predict
+        else {}
+    )
     # The test files too are read before the run: a mistake in them must not wait for its end.
-    test_sets = (read_test_sets(task, data_dir, setup.student.tokenizer, args.max_seq_length)
-                 if args.do_test and rank == 0 else None)
+    test_sets = (
+        read_test_sets(task, data_dir, setup.student.tokenizer, args.max_seq_length)
+        if args.do_test and rank == 0
+        else None
+    )
     if not args.do_train:
         if rank == 0:
             student = build_model(setup.student, task.label_list, "student").to(device)
@@ -119,20 +141,27 @@ def _run(args, build_distiller, rank, world_size, device):
     with rank_zero_first(world_size, rank):
         train_features = load_split(args, task, data_dir, "train", setup.student)
         # A teacher with a vocabulary of its own reads the same examples encoded by its tokenizer.
-        teacher_features = [load_split(args, task, data_dir, "train", entry) if entry.own_features
-                            else None for entry in setup.enabled_teachers]
+        teacher_features = [
+            load_split(args, task, data_dir, "train", entry) if entry.own_features else None
+            for entry in setup.enabled_teachers
+        ]
     # train_batch_size is the global batch of one optimizer step: split over processes and micro-batches.
     per_step_batch = args.train_batch_size // (args.gradient_accumulation_steps * world_size)
-    train_loader = batch_loader(train_features, per_step_batch, shuffle=True, seed=args.random_seed,
-                                num_replicas=world_size, rank=rank,
-                                with_index=args.cache_teacher_logits,
-                                num_workers=loader_workers(args, device),
-                                teacher_features=teacher_features if any(teacher_features) else None)
+    train_loader = batch_loader(
+        train_features,
+        per_step_batch,
+        shuffle=True,
+        seed=args.random_seed,
+        num_replicas=world_size,
+        rank=rank,
+        with_index=args.cache_teacher_logits,
+        num_workers=loader_workers(args, device),
+        teacher_features=teacher_features if any(teacher_features) else None,
+    )
 
     # 2. Models: the teachers (frozen) and the student, then the distiller; the models return
     # the features it reads (hidden states, attention maps).
-    teachers = [build_model(entry, task.label_list, "teacher").to(device)
-                for entry in setup.enabled_teachers]
+    teachers = [build_model(entry, task.label_list, "teacher").to(device) for entry in setup.enabled_teachers]
     student = build_model(setup.student, task.label_list, "student").to(device)
     steps_per_epoch, total_steps, length, ckpt_steps = training_length(args, len(train_loader))
     train_config = training_config(args, device, data_parallel=world_size > 1, ckpt_steps=ckpt_steps)
@@ -141,29 +170,44 @@ def _run(args, build_distiller, rank, world_size, device):
     for model in teachers + [student]:
         model.return_features(hidden="hidden" in features, attention="attention" in features)
     if args.cache_teacher_logits and not distiller.caches_logits():
-        raise ValueError(f"--cache_teacher_logits keeps the teachers' logits only, but "
-                         f"{type(distiller).__name__} here "
-                         f"{'has no teacher' if not teachers else 'distills intermediate features'}")
+        raise ValueError(
+            f"--cache_teacher_logits keeps the teachers' logits only, but "
+            f"{type(distiller).__name__} here "
+            f"{'has no teacher' if not teachers else 'distills intermediate features'}"
+        )
     distiller.log_every_steps = args.PRINT_EVERY  # steps; print_freq is TextBrewer's per-epoch count
     check_own_vocabularies(args, setup, features)
 
     # 3. The teachers' own scores, before they teach; the student's start from the teacher.
     check, failure = None, None
     if checks_teachers and rank == 0:  # rank 0 alone evaluates; every process stops, or none
-        teacher_dev_features = [{name: load_split(args, task, data_dir, name, entry)
-                                 for name in task.dev_sets} if entry.own_features else dev_features
-                                for entry in setup.enabled_teachers]
+        teacher_dev_features = [
+            {name: load_split(args, task, data_dir, name, entry) for name in task.dev_sets}
+            if entry.own_features
+            else dev_features
+            for entry in setup.enabled_teachers
+        ]
         try:
-            check = check_teachers(teachers, setup.enabled_teachers, task, teacher_dev_features,
-                                   train_features["labels"], args, device)
+            check = check_teachers(
+                teachers,
+                setup.enabled_teachers,
+                task,
+                teacher_dev_features,
+                train_features["labels"],
+                args,
+                device,
+            )
         except ValueError as error:
             failure = str(error)
     if checks_teachers and (failure := from_rank_zero(failure, world_size)):
         raise ValueError(failure)
     if args.init_student_from_teacher:
         # A resumed run then gets the student's weights from its resume state.
-        sample = {key: tensor[:INIT_SAMPLE].long().to(device) for key, tensor in train_features.items()
-                  if key != "labels"}
+        sample = {
+            key: tensor[:INIT_SAMPLE].long().to(device)
+            for key, tensor in train_features.items()
+            if key != "labels"
+        }
         init_student_from_teacher(student, teachers[0], sample)
     if args.resume:
         distiller.resume_from(latest_state(args.output_dir))
@@ -172,25 +216,37 @@ def _run(args, build_distiller, rank, world_size, device):
     if check is not None:
         check.write(args.output_dir)
     if args.resume and dev_loaders:
-        evaluate_missed_checkpoints(args.output_dir, distiller.resume_step, student, dev_loaders,
-                                    device, task)
+        evaluate_missed_checkpoints(
+            args.output_dir, distiller.resume_step, student, dev_loaders, device, task
+        )
 
     # 4. Train, evaluating each checkpoint on the dev sets.
     optimizer = build_optimizer(student, args.learning_rate, args.weight_decay_rate)
     # Built by the distiller once the projections have joined the optimizer.
-    schedule = {"scheduler_class": linear_warmup_decay,
-                "scheduler_args": {"warmup_steps": int(args.warmup_proportion * total_steps),
-                                   "total_steps": total_steps}}
-    _log_training_summary(args, len(train_loader.dataset), steps_per_epoch, total_steps,
-                          distiller, world_size)
+    schedule = {
+        "scheduler_class": linear_warmup_decay,
+        "scheduler_args": {
+            "warmup_steps": int(args.warmup_proportion * total_steps),
+            "total_steps": total_steps,
+        },
+    }
+    _log_training_summary(
+        args, len(train_loader.dataset), steps_per_epoch, total_steps, distiller, world_size
+    )
 
     def evaluate_checkpoint(model, step):
         if dev_loaders:
             record_evaluation(args.output_dir, step, model, dev_loaders, device, task)
 
     with distiller:
-        distiller.train(optimizer, train_loader, max_grad_norm=args.max_grad_norm,
-                        callback=evaluate_checkpoint, **schedule, **length)
+        distiller.train(
+            optimizer,
+            train_loader,
+            max_grad_norm=args.max_grad_norm,
+            callback=evaluate_checkpoint,
+            **schedule,
+            **length,
+        )
     if rank == 0:
         use_final_student(args, student, setup.student, task, test_sets, device)
 
@@ -207,8 +263,7 @@ def parameter_groups(model, weight_decay_rate):
     decay, no_decay = [], []
     for name, param in model.named_parameters():
         (no_decay if name.endswith("bias") or "LayerNorm" in name else decay).append(param)
-    return [{"params": decay, "weight_decay": weight_decay_rate},
-            {"params": no_decay, "weight_decay": 0.0}]
+    return [{"params": decay, "weight_decay": weight_decay_rate}, {"params": no_decay, "weight_decay": 0.0}]
 
 
 def build_optimizer(model, learning_rate, weight_decay_rate):
@@ -217,8 +272,9 @@ def build_optimizer(model, learning_rate, weight_decay_rate):
     # faster than the default loop's (tools/benchmark.py), and on a GPU it lets the fp16
     # GradScaler skip a step without waiting for the host.
     fusable = all(param.device.type in ("cpu", "cuda") for param in model.parameters())
-    return torch.optim.AdamW(parameter_groups(model, weight_decay_rate), lr=learning_rate,
-                             fused=fusable or None)
+    return torch.optim.AdamW(
+        parameter_groups(model, weight_decay_rate), lr=learning_rate, fused=fusable or None
+    )
 
 
 def linear_warmup_decay(optimizer, warmup_steps, total_steps):
@@ -226,43 +282,60 @@ def linear_warmup_decay(optimizer, warmup_steps, total_steps):
         if step < warmup_steps:
             return step / max(1, warmup_steps)
         return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 def training_config(args, device, data_parallel=False, ckpt_steps=None):
     mixed_precision = "fp16" if args.fp16 else "bf16" if args.bf16 else "no"
-    return TrainingConfig(data_parallel=data_parallel,
-                          gradient_accumulation_steps=args.gradient_accumulation_steps,
-                          ckpt_frequency=args.ckpt_frequency, ckpt_steps=ckpt_steps,
-                          log_dir=args.output_dir,
-                          output_dir=args.output_dir, device=device,
-                          mixed_precision=mixed_precision,
-                          keep_resume_states=args.keep_resume_states)
+    return TrainingConfig(
+        data_parallel=data_parallel,
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        ckpt_frequency=args.ckpt_frequency,
+        ckpt_steps=ckpt_steps,
+        log_dir=args.output_dir,
+        output_dir=args.output_dir,
+        device=device,
+        mixed_precision=mixed_precision,
+        keep_resume_states=args.keep_resume_states,
+    )
 
 
 def distillation_config(args, student, intermediate_matches=None):
     """The DistillationConfig of the options; for a regressor (a student with one output, as
     for STS-B) KD is the MSE between the outputs, with no temperature."""
     regression = student.num_labels == 1
-    return DistillationConfig(temperature=1 if regression else args.temperature,
-                              kd_loss_type="mse" if regression else "ce",
-                              hard_label_weight=args.hard_label_weight,
-                              kd_loss_weight=args.kd_loss_weight,
-                              intermediate_matches=intermediate_matches,
-                              is_caching_logits=args.cache_teacher_logits,
-                              # batches are cut to their longest example (FeatureDataset)
-                              padded_length=args.max_seq_length)
+    return DistillationConfig(
+        temperature=1 if regression else args.temperature,
+        kd_loss_type="mse" if regression else "ce",
+        hard_label_weight=args.hard_label_weight,
+        kd_loss_weight=args.kd_loss_weight,
+        intermediate_matches=intermediate_matches,
+        is_caching_logits=args.cache_teacher_logits,
+        # batches are cut to their longest example (FeatureDataset)
+        padded_length=args.max_seq_length,
+    )
 
 
 def use_final_student(args, student, student_entry, task, test_sets, device):
     """--do_test: GLUE submission files in output_dir; --export_dir: a Hugging Face folder."""
     if test_sets:
-        write_submissions(student, test_sets, args.output_dir, args.predict_batch_size, device,
-                          task.label_list)
+        write_submissions(
+            student, test_sets, args.output_dir, args.predict_batch_size, device, task.label_list
+        )
     if args.export_dir:
-        export_model(TrainedModel(student, student_entry.tokenizer, student_entry.bert_config,
-                                  student_entry.vocab_file, student_entry.do_lower_case,
-                                  f"the final student of {args.output_dir}", task), args.export_dir)
+        export_model(
+            TrainedModel(
+                student,
+                student_entry.tokenizer,
+                student_entry.bert_config,
+                student_entry.vocab_file,
+                student_entry.do_lower_case,
+                f"the final student of {args.output_dir}",
+                task,
+            ),
+            args.export_dir,
+        )
 
 
 def training_length(args, num_batches):
@@ -291,21 +364,26 @@ def check_setup(args, setup, world_size):
     check_output_dir(args.output_dir)
     if not args.do_train:
         if not setup.student.checkpoint:
-            raise ValueError(f"{setup.source}: --do_predict without --do_train evaluates the "
-                             "student's checkpoint, but student.checkpoint is not set")
+            raise ValueError(
+                f"{setup.source}: --do_predict without --do_train evaluates the "
+                "student's checkpoint, but student.checkpoint is not set"
+            )
         return
     if args.init_student_from_teacher:
         if not setup.enabled_teachers:
-            raise ValueError("--init_student_from_teacher needs a teacher, but the model config "
-                             "enables none")
+            raise ValueError("--init_student_from_teacher needs a teacher, but the model config enables none")
         if setup.student.checkpoint:
-            raise ValueError(f"{setup.source}: --init_student_from_teacher (recipe {args.recipe}) "
-                             f"would replace the student's checkpoint {setup.student.checkpoint}; "
-                             "set student.checkpoint to null, or use --recipe published")
+            raise ValueError(
+                f"{setup.source}: --init_student_from_teacher (recipe {args.recipe}) "
+                f"would replace the student's checkpoint {setup.student.checkpoint}; "
+                "set student.checkpoint to null, or use --recipe published"
+            )
     if world_size > 1 and args.train_batch_size % (args.gradient_accumulation_steps * world_size):
-        raise ValueError(f"--train_batch_size {args.train_batch_size} (the batch of one optimizer "
-                         f"step) is not divisible by --gradient_accumulation_steps "
-                         f"{args.gradient_accumulation_steps} x {world_size} processes")
+        raise ValueError(
+            f"--train_batch_size {args.train_batch_size} (the batch of one optimizer "
+            f"step) is not divisible by --gradient_accumulation_steps "
+            f"{args.gradient_accumulation_steps} x {world_size} processes"
+        )
     if args.resume and latest_state(args.output_dir) is None:
         raise FileNotFoundError(f"--resume: no resume state (resume_gs*.pt) in {args.output_dir}")
 
@@ -316,16 +394,23 @@ def check_own_vocabularies(args, setup, features_read):
     own = setup.teachers_with_own_features
     if not own:
         return
-    uses = [what for what, used in (("intermediate matches or BERT-EMD", features_read),
-                                    ("--init_student_from_teacher", args.init_student_from_teacher))
-            if used]
+    uses = [
+        what
+        for what, used in (
+            ("intermediate matches or BERT-EMD", features_read),
+            ("--init_student_from_teacher", args.init_student_from_teacher),
+        )
+        if used
+    ]
     if uses:
         teacher = own[0]
-        raise ValueError(f"{setup.source}: {teacher.where} reads another vocabulary than the student "
-                         f"({teacher.vocab_file}, do_lower_case={teacher.do_lower_case}, against "
-                         f"{setup.student.vocab_file}, do_lower_case={setup.student.do_lower_case}): "
-                         f"only its logits can teach, but {' and '.join(uses)} compare the models "
-                         "token by token (drop them, or give the teacher the student's vocabulary)")
+        raise ValueError(
+            f"{setup.source}: {teacher.where} reads another vocabulary than the student "
+            f"({teacher.vocab_file}, do_lower_case={teacher.do_lower_case}, against "
+            f"{setup.student.vocab_file}, do_lower_case={setup.student.do_lower_case}): "
+            f"only its logits can teach, but {' and '.join(uses)} compare the models "
+            "token by token (drop them, or give the teacher the student's vocabulary)"
+        )
 
 
 def evaluate_missed_checkpoints(output_dir, up_to_step, student, dev_loaders, device, task):
@@ -363,21 +448,33 @@ def _make_output_dir(path):
 def _log_training_summary(args, num_examples, steps_per_epoch, total_steps, distiller, world_size):
     logger.info("***** Running training: %s *****", type(distiller).__name__)
     logger.info("  Examples = %d, epochs = %s", num_examples, args.num_train_epochs)
-    logger.info("  Batch size = %d (accumulation %d, processes %d), optimizer steps = %d (%d per epoch)",
-                args.train_batch_size, args.gradient_accumulation_steps, world_size, total_steps,
-                steps_per_epoch)
+    logger.info(
+        "  Batch size = %d (accumulation %d, processes %d), optimizer steps = %d (%d per epoch)",
+        args.train_batch_size,
+        args.gradient_accumulation_steps,
+        world_size,
+        total_steps,
+        steps_per_epoch,
+    )
 
 
 def main(build=build_distiller, add_options=None, check=None):
     # Under torchrun, rank 0 alone logs progress; the others report warnings and errors.
     quiet = int(os.environ.get("RANK", "0")) != 0
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        datefmt="%H:%M:%S", level=logging.WARNING if quiet else logging.INFO)
+    logging.basicConfig(
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        level=logging.WARNING if quiet else logging.INFO,
+    )
     try:
         run(build_distiller=build, add_options=add_options, check=check)
     except TrainingInterrupted as stop:
-        logger.error("Stopped by %s at step %d. To continue, run the same command with --resume "
-                     "(state: %s)", signal.Signals(stop.signal_number).name, stop.step, stop.state_path)
+        logger.error(
+            "Stopped by %s at step %d. To continue, run the same command with --resume (state: %s)",
+            signal.Signals(stop.signal_number).name,
+            stop.step,
+            stop.state_path,
+        )
         sys.exit(128 + stop.signal_number)
     except (ValueError, FileNotFoundError, PermissionError, FloatingPointError) as error:
         # A user's mistake (a path, a key, an option) or a diverged run: one clear line.

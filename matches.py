@@ -11,6 +11,7 @@ Names keep the original example's spelling: L3 / L4 / L6 are students of 3, 4 an
 under a 12-layer teacher, 't' marks the tiny student whose hidden size differs from the teacher's
 (the projection is added whenever the sizes differ, so L4 and L4t differ only in name).
 """
+
 import json
 import math
 import os
@@ -32,14 +33,15 @@ NEEDS_PROJECTION = {"hidden_mse", "cos", "pkd", "gram", "fsp"}
 
 
 def _single(layer_map, loss, feature="hidden"):
-    return [{"layer_S": s, "layer_T": t, "feature": feature, "loss": loss, "weight": 1}
-            for s, t in layer_map]
+    return [{"layer_S": s, "layer_T": t, "feature": feature, "loss": loss, "weight": 1} for s, t in layer_map]
 
 
 def _self_pairs(layer_map, loss):
     """Pair losses (mmd, gram) on a layer with itself: similarity of tokens within one layer."""
-    return [{"layer_S": [s, s], "layer_T": [t, t], "feature": "hidden", "loss": loss, "weight": 1}
-            for s, t in layer_map]
+    return [
+        {"layer_S": [s, s], "layer_T": [t, t], "feature": "hidden", "loss": loss, "weight": 1}
+        for s, t in layer_map
+    ]
 
 
 def _attention(layer_map, loss):
@@ -69,9 +71,11 @@ def read_matches(names_or_path):
         return _read_match_file(names_or_path[0])
     unknown = [name for name in names_or_path if name not in PRESETS]
     if unknown:
-        raise ValueError(f"--matches: unknown preset {', '.join(map(repr, unknown))}; "
-                         f"known presets: {', '.join(sorted(PRESETS))}, "
-                         "or the path of a .json file holding a list of matches")
+        raise ValueError(
+            f"--matches: unknown preset {', '.join(map(repr, unknown))}; "
+            f"known presets: {', '.join(sorted(PRESETS))}, "
+            "or the path of a .json file holding a list of matches"
+        )
     return [dict(match) for name in names_or_path for match in PRESETS[name]]
 
 
@@ -104,9 +108,11 @@ def _read_match_file(path):
     except json.JSONDecodeError as error:
         raise ValueError(f"{path}: not valid JSON: {error}") from None
     if not isinstance(matches, list) or not all(isinstance(m, dict) for m in matches):
-        raise ValueError(f"{path}: expected a JSON list of match objects "
-                         '(e.g. [{"layer_T": 12, "layer_S": 4, "feature": "hidden", '
-                         '"loss": "hidden_mse", "weight": 1}])')
+        raise ValueError(
+            f"{path}: expected a JSON list of match objects "
+            '(e.g. [{"layer_T": 12, "layer_S": 4, "feature": "hidden", '
+            '"loss": "hidden_mse", "weight": 1}])'
+        )
     return matches
 
 
@@ -120,11 +126,18 @@ def _check_layers(match, index, num_layers_S, num_layers_T):
                 raise ValueError(
                     f"matches[{index}]: {key}={value!r} is out of range for a model with "
                     f"{num_layers} layers ({match.feature} indices run from 0 "
-                    f"to {num_layers + extra - 1})")
+                    f"to {num_layers + extra - 1})"
+                )
 
 
 def _check_projection(match, index, hidden_size_S, hidden_size_T):
     proj = match.proj
-    if proj is not None and match.feature == "hidden" and (proj[1], proj[2]) != (hidden_size_S, hidden_size_T):
-        raise ValueError(f"matches[{index}]: proj {proj[0]} {proj[1]} -> {proj[2]} does not fit the "
-                         f"models: student hidden size {hidden_size_S}, teacher {hidden_size_T}")
+    if (
+        proj is not None
+        and match.feature == "hidden"
+        and (proj[1], proj[2]) != (hidden_size_S, hidden_size_T)
+    ):
+        raise ValueError(
+            f"matches[{index}]: proj {proj[0]} {proj[1]} -> {proj[2]} does not fit the "
+            f"models: student hidden size {hidden_size_S}, teacher {hidden_size_T}"
+        )

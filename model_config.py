@@ -14,6 +14,7 @@ rows in order, when they are not the task's order (label_order.py). Paths may us
 Every mistake is reported with the key it sits under (for example `teachers[0].disable`).
 A teacher with "disable": true is checked for its keys and types only; its files are not read.
 """
+
 import dataclasses
 import inspect
 import json
@@ -31,8 +32,11 @@ OPTIONAL_KEYS = ("tokenizer_kwargs", "disable", "num_hidden_layers", "label_orde
 TOP_LEVEL_KEYS = ("teachers", "student")
 ENV_VARIABLE = re.compile(r"\$\{(\w+)\}|\$(\w+)")
 # Options BertTokenizer really uses; anything else would vanish silently into its **kwargs.
-TOKENIZER_OPTIONS = tuple(name for name in inspect.signature(BertTokenizer.__init__).parameters
-                          if name not in ("self", "vocab", "kwargs"))
+TOKENIZER_OPTIONS = tuple(
+    name
+    for name in inspect.signature(BertTokenizer.__init__).parameters
+    if name not in ("self", "vocab", "kwargs")
+)
 DEFAULT_DO_LOWER_CASE = inspect.signature(BertTokenizer.__init__).parameters["do_lower_case"].default
 
 
@@ -42,6 +46,7 @@ class ModelEntry:
 
     A disabled teacher keeps its paths as written and has no tokenizer or BertConfig.
     """
+
     where: str  # 'student' or 'teachers[i]', to name the entry in messages
     model_type: str
     prefix: str
@@ -85,8 +90,9 @@ def parse_model_config(path_or_dict):
         content = _read_json(source)
         base_dir = os.path.dirname(os.path.abspath(source))
     if not isinstance(content, dict):
-        raise ValueError(f"{source}: expected a JSON object with 'teachers' and 'student', "
-                         f"got {type(content).__name__}")
+        raise ValueError(
+            f"{source}: expected a JSON object with 'teachers' and 'student', got {type(content).__name__}"
+        )
     _reject_unknown_keys(content, TOP_LEVEL_KEYS, source, "top level")
     if "student" not in content:
         raise ValueError(f"{source}: the 'student' entry is missing")
@@ -94,8 +100,7 @@ def parse_model_config(path_or_dict):
     if not isinstance(raw_teachers, list):
         raise ValueError(f"{source}: teachers: expected a list of entries, got {raw_teachers!r}")
 
-    teachers = [_parse_entry(raw, f"teachers[{i}]", source, base_dir)
-                for i, raw in enumerate(raw_teachers)]
+    teachers = [_parse_entry(raw, f"teachers[{i}]", source, base_dir) for i, raw in enumerate(raw_teachers)]
     student = _parse_entry(content["student"], "student", source, base_dir)
     if student.disable:
         raise ValueError(f"{source}: student.disable: only a teacher can be disabled")
@@ -111,15 +116,18 @@ def _read_json(path):
         try:
             return json.load(f)
         except json.JSONDecodeError as error:
-            raise ValueError(f"{path}: invalid JSON at line {error.lineno}, column {error.colno}: "
-                             f"{error.msg}") from None
+            raise ValueError(
+                f"{path}: invalid JSON at line {error.lineno}, column {error.colno}: {error.msg}"
+            ) from None
 
 
 def _reject_unknown_keys(raw, allowed, source, where):
     unknown = sorted(set(raw) - set(allowed))
     if unknown:
-        raise ValueError(f"{source}: {where}: unknown key(s) {', '.join(map(repr, unknown))}; "
-                         f"allowed: {', '.join(allowed)}")
+        raise ValueError(
+            f"{source}: {where}: unknown key(s) {', '.join(map(repr, unknown))}; "
+            f"allowed: {', '.join(allowed)}"
+        )
 
 
 def _parse_entry(raw, where, source, base_dir):
@@ -135,8 +143,7 @@ def _parse_entry(raw, where, source, base_dir):
         if value is None and allow_null:
             return
         # bool is an int in Python; a layer count of `true` must not pass.
-        if not isinstance(value, expected_type) or (isinstance(value, bool)
-                                                    and expected_type is not bool):
+        if not isinstance(value, expected_type) or (isinstance(value, bool) and expected_type is not bool):
             raise ValueError(f"{source}: {where}.{key}: expected {description}, got {value!r}")
 
     for key in ("model_type", "prefix", "vocab_file", "config_file"):
@@ -149,18 +156,27 @@ def _parse_entry(raw, where, source, base_dir):
     if "num_hidden_layers" in raw:
         check("num_hidden_layers", int, "a positive integer")
         if raw["num_hidden_layers"] < 1:
-            raise ValueError(f"{source}: {where}.num_hidden_layers: expected a positive integer, "
-                             f"got {raw['num_hidden_layers']}")
+            raise ValueError(
+                f"{source}: {where}.num_hidden_layers: expected a positive integer, "
+                f"got {raw['num_hidden_layers']}"
+            )
 
     label_order = raw.get("label_order")
-    if label_order is not None and (not isinstance(label_order, list) or len(label_order) < 1
-                                    or not all(isinstance(x, str) and x.strip() for x in label_order)):
-        raise ValueError(f"{source}: {where}.label_order: expected a list of label names (the "
-                         f"labels of the classifier's rows, in order), got {label_order!r}")
+    if label_order is not None and (
+        not isinstance(label_order, list)
+        or len(label_order) < 1
+        or not all(isinstance(x, str) and x.strip() for x in label_order)
+    ):
+        raise ValueError(
+            f"{source}: {where}.label_order: expected a list of label names (the "
+            f"labels of the classifier's rows, in order), got {label_order!r}"
+        )
 
     if raw["model_type"] not in SUPPORTED_MODEL_TYPES:
-        raise ValueError(f"{source}: {where}.model_type: {raw['model_type']!r} is not supported; "
-                         f"supported: {', '.join(SUPPORTED_MODEL_TYPES)}")
+        raise ValueError(
+            f"{source}: {where}.model_type: {raw['model_type']!r} is not supported; "
+            f"supported: {', '.join(SUPPORTED_MODEL_TYPES)}"
+        )
     # As in the original example, prefix is only a label (it named the feature cache there):
     # "bertuncased" and "bert" load alike.
     if not raw["prefix"].strip():
@@ -172,13 +188,23 @@ def _parse_entry(raw, where, source, base_dir):
     if disable:  # left out of the run: its paths (and their variables) need not exist
         paths = {key: raw[key] for key in PATH_KEYS}
     else:
-        paths = {key: _resolve_path(raw[key], key, where, source, base_dir)
-                 for key in PATH_KEYS if raw[key] is not None}
-    entry = ModelEntry(where=where, model_type=raw["model_type"], prefix=raw["prefix"],
-                       vocab_file=paths["vocab_file"], config_file=paths["config_file"],
-                       checkpoint=paths.get("checkpoint"), tokenizer_kwargs=tokenizer_kwargs,
-                       disable=disable, num_hidden_layers=raw.get("num_hidden_layers"),
-                       label_order=label_order)
+        paths = {
+            key: _resolve_path(raw[key], key, where, source, base_dir)
+            for key in PATH_KEYS
+            if raw[key] is not None
+        }
+    entry = ModelEntry(
+        where=where,
+        model_type=raw["model_type"],
+        prefix=raw["prefix"],
+        vocab_file=paths["vocab_file"],
+        config_file=paths["config_file"],
+        checkpoint=paths.get("checkpoint"),
+        tokenizer_kwargs=tokenizer_kwargs,
+        disable=disable,
+        num_hidden_layers=raw.get("num_hidden_layers"),
+        label_order=label_order,
+    )
     if disable:
         return entry
     entry.tokenizer = BertTokenizer(vocab=entry.vocab_file, **tokenizer_kwargs)
@@ -189,21 +215,27 @@ def _parse_entry(raw, where, source, base_dir):
 def _check_tokenizer_kwargs(kwargs, source, where):
     unknown = sorted(set(kwargs) - set(TOKENIZER_OPTIONS))
     if unknown:
-        raise ValueError(f"{source}: {where}.tokenizer_kwargs: unknown option(s) "
-                         f"{', '.join(map(repr, unknown))} (the vocabulary comes from vocab_file); "
-                         f"allowed: {', '.join(TOKENIZER_OPTIONS)}")
+        raise ValueError(
+            f"{source}: {where}.tokenizer_kwargs: unknown option(s) "
+            f"{', '.join(map(repr, unknown))} (the vocabulary comes from vocab_file); "
+            f"allowed: {', '.join(TOKENIZER_OPTIONS)}"
+        )
     if "do_lower_case" in kwargs and not isinstance(kwargs["do_lower_case"], bool):
-        raise ValueError(f"{source}: {where}.tokenizer_kwargs.do_lower_case: expected true/false, "
-                         f"got {kwargs['do_lower_case']!r}")
+        raise ValueError(
+            f"{source}: {where}.tokenizer_kwargs.do_lower_case: expected true/false, "
+            f"got {kwargs['do_lower_case']!r}"
+        )
 
 
 def _resolve_path(value, key, where, source, base_dir):
     """Expand environment variables, make relative paths relative to base_dir, check existence."""
+
     def substitute(match):
         name = match.group(1) or match.group(2)
         if name not in os.environ:
-            raise ValueError(f"{source}: {where}.{key}: environment variable ${name} is not set "
-                             f"(in {value!r})")
+            raise ValueError(
+                f"{source}: {where}.{key}: environment variable ${name} is not set (in {value!r})"
+            )
         return os.environ[name]
 
     expanded = os.path.expanduser(ENV_VARIABLE.sub(substitute, value))
@@ -221,16 +253,19 @@ def _read_bert_config(entry, source):
     try:
         config = BertConfig.from_json_file(entry.config_file)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"{source}: {entry.where}.config_file: {entry.config_file} is not valid "
-                         f"JSON ({error})") from None
+        raise ValueError(
+            f"{source}: {entry.where}.config_file: {entry.config_file} is not valid JSON ({error})"
+        ) from None
     if entry.num_hidden_layers is not None:
         config.num_hidden_layers = entry.num_hidden_layers
     with open(entry.vocab_file, encoding="utf-8") as f:
         vocab_lines = len(f.read().splitlines())
     if config.vocab_size < vocab_lines:
-        raise ValueError(f"{source}: {entry.where}: vocab_file {entry.vocab_file} has "
-                         f"{vocab_lines} tokens but config_file {entry.config_file} has "
-                         f"vocab_size {config.vocab_size}; the embeddings would be too small")
+        raise ValueError(
+            f"{source}: {entry.where}: vocab_file {entry.vocab_file} has "
+            f"{vocab_lines} tokens but config_file {entry.config_file} has "
+            f"vocab_size {config.vocab_size}; the embeddings would be too small"
+        )
     return config
 
 
@@ -239,5 +274,7 @@ def _mark_own_vocabularies(setup):
     student's token ids: it gets features of its own from the same text (data.py)."""
     student_digest = file_sha256(setup.student.vocab_file)
     for teacher in setup.enabled_teachers:
-        teacher.own_features = (file_sha256(teacher.vocab_file) != student_digest
-                                or teacher.do_lower_case != setup.student.do_lower_case)
+        teacher.own_features = (
+            file_sha256(teacher.vocab_file) != student_digest
+            or teacher.do_lower_case != setup.student.do_lower_case
+        )

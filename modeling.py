@@ -1,5 +1,6 @@
 """The BERT classifier of every task, and its adaptor for the distillers (checkpoints.py
 loads its weights)."""
+
 import copy
 
 import torch
@@ -52,10 +53,14 @@ class BertForGLUESimple(nn.Module):
         """
         if attention_mask is not None and attention_mask.is_cuda:
             attention_mask = expanded_attention_mask(attention_mask, self.bert.config._attn_implementation)
-        encoded = self.bert(input_ids=input_ids, attention_mask=attention_mask,
-                            token_type_ids=token_type_ids,
-                            output_hidden_states=self.output_hidden_states,
-                            output_attentions=self.output_attentions, return_dict=True)
+        encoded = self.bert(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            output_hidden_states=self.output_hidden_states,
+            output_attentions=self.output_attentions,
+            return_dict=True,
+        )
         logits = self.classifier(self.dropout(encoded.pooler_output))
         outputs = {"logits": logits}
         if self.output_hidden_states:
@@ -103,5 +108,6 @@ def check_max_seq_length(max_seq_length, bert_config, what, config_file=None):
     limit = bert_config.max_position_embeddings
     if max_seq_length > limit:
         where = f" ({config_file})" if config_file else ""
-        raise ValueError(f"--max_seq_length {max_seq_length} exceeds the {what}'s "
-                         f"max_position_embeddings {limit}{where}")
+        raise ValueError(
+            f"--max_seq_length {max_seq_length} exceeds the {what}'s max_position_embeddings {limit}{where}"
+        )

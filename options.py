@@ -1,6 +1,7 @@
 """Command-line options of main.py, declared once and checked up front (check_args: the options
 alone; main.check_setup then checks them against the model config and the output folder).
 main.emd.py adds its own options to this parser (add_options)."""
+
 import argparse
 
 from recipes import RECIPES
@@ -11,41 +12,72 @@ DEFAULT_TEACHER_CHECK_SIZE = 2000
 CUSTOM_COLUMN_DEFAULTS = {"text_a_column": "text", "text_b_column": None, "label_column": "label"}
 
 
-def build_parser(description="Train a BERT teacher on a GLUE task or your own data, or distill "
-                             "teachers into a student."):
+def build_parser(
+    description="Train a BERT teacher on a GLUE task or your own data, or distill teachers into a student.",
+):
     parser = argparse.ArgumentParser(description=description)
     add = parser.add_argument
     # Data and files
-    add("--data_dir", required=True,
+    add(
+        "--data_dir",
+        required=True,
         help="The task's folder (MNLI: train.tsv, dev_matched.tsv, dev_mismatched.tsv), or the "
-             "folder above GLUE's task folders (MNLI/, RTE/, ...).")
+        "folder above GLUE's task folders (MNLI/, RTE/, ...).",
+    )
     add("--output_dir", required=True, help="Checkpoints gs{step}.pkl, logs and eval_results.txt go here.")
     add("--model_config_json", required=True, help="JSON naming the teachers and the student (see jsons/).")
-    add("--task_name", default="mnli", type=str.lower, choices=TASK_NAMES,
+    add(
+        "--task_name",
+        default="mnli",
+        type=str.lower,
+        choices=TASK_NAMES,
         help="A GLUE task (mnli is evaluated on dev_matched and dev_mismatched), or custom: your "
-             "own train/dev/test files in data_dir (.tsv, .csv or .jsonl) with the columns below.")
-    for name, what in (("text_a_column", "the (first) text"),
-                       ("text_b_column", "the second text of a pair (none: single texts)"),
-                       ("label_column", "the labels")):
+        "own train/dev/test files in data_dir (.tsv, .csv or .jsonl) with the columns below.",
+    )
+    for name, what in (
+        ("text_a_column", "the (first) text"),
+        ("text_b_column", "the second text of a pair (none: single texts)"),
+        ("label_column", "the labels"),
+    ):
         add(f"--{name}", default=CUSTOM_COLUMN_DEFAULTS[name], help=f"custom: the column of {what}.")
-    add("--cache_dir", default=None,
+    add(
+        "--cache_dir",
+        default=None,
         help="Where encoded features are cached (default: <data_dir>/cache, or <output_dir>/cache "
-             "when data_dir is read-only).")
+        "when data_dir is read-only).",
+    )
     # What to do
     add("--do_train", action="store_true", help="Train (or distill) the student.")
-    add("--do_eval", action="store_true",
-        help="Evaluate on the task's dev sets after every checkpoint.")
-    add("--do_predict", action="store_true",
-        help="Evaluate on the dev sets; without --do_train, the student checkpoint named in the JSON.")
-    add("--do_test", action="store_true",
+    add("--do_eval", action="store_true", help="Evaluate on the task's dev sets after every checkpoint.")
+    add(
+        "--do_predict",
+        action="store_true",
+        help="Evaluate on the dev sets; without --do_train, the student checkpoint named in the JSON.",
+    )
+    add(
+        "--do_test",
+        action="store_true",
         help="At the end, write GLUE submission files into output_dir from the task's test files "
-             "(MNLI: MNLI-m.tsv and MNLI-mm.tsv from test_matched.tsv and test_mismatched.tsv).")
-    add("--export_dir", default=None,
-        help="At the end, export the student as a Hugging Face model folder here (see export.py).")
+        "(MNLI: MNLI-m.tsv and MNLI-mm.tsv from test_matched.tsv and test_mismatched.tsv).",
+    )
+    add(
+        "--export_dir",
+        default=None,
+        help="At the end, export the student as a Hugging Face model folder here (see export.py).",
+    )
     # Training
-    add("--max_seq_length", type=int, default=DEFAULT_MAX_SEQ_LENGTH,
-        help="Examples are truncated and padded to this length.")
-    add("--train_batch_size", type=int, default=32, help="Examples per optimizer step (over all accumulation).")
+    add(
+        "--max_seq_length",
+        type=int,
+        default=DEFAULT_MAX_SEQ_LENGTH,
+        help="Examples are truncated and padded to this length.",
+    )
+    add(
+        "--train_batch_size",
+        type=int,
+        default=32,
+        help="Examples per optimizer step (over all accumulation).",
+    )
     add("--predict_batch_size", type=int, default=128, help="Examples per evaluation batch.")
     add("--learning_rate", type=float, default=3e-5)
     add("--num_train_epochs", type=float, default=3.0)
@@ -55,43 +87,90 @@ def build_parser(description="Train a BERT teacher on a GLUE task or your own da
     add("--max_grad_norm", type=float, default=-1.0, help="Clip gradients to this norm; <= 0 disables.")
     add("--random_seed", type=int, default=9580)
     add("--no_cuda", action="store_true", help="Run on the CPU even when CUDA is available.")
-    add("--fp16", action="store_true",
-        help="fp16 autocast with a GradScaler on CUDA; on a CPU it runs in float32 with a warning.")
+    add(
+        "--fp16",
+        action="store_true",
+        help="fp16 autocast with a GradScaler on CUDA; on a CPU it runs in float32 with a warning.",
+    )
     add("--bf16", action="store_true", help="bf16 autocast (on CPUs without native bf16 it is slow).")
-    add("--num_workers", type=int, default=None,
-        help="Worker processes preparing training batches (default: 2 on a GPU, 0 on CPUs).")
+    add(
+        "--num_workers",
+        type=int,
+        default=None,
+        help="Worker processes preparing training batches (default: 2 on a GPU, 0 on CPUs).",
+    )
     add("--PRINT_EVERY", type=int, default=200, help="Log the losses every this many optimizer steps.")
-    add("--ckpt_frequency", type=int, default=1,
+    add(
+        "--ckpt_frequency",
+        type=int,
+        default=1,
         help="Checkpoints (and evaluations) per epoch; with a fractional --num_train_epochs, one every "
-             "(steps per epoch // ckpt_frequency) steps, and one at the last step.")
-    add("--resume", action="store_true",
-        help="Continue the interrupted run in --output_dir from its newest resume_gs*.pt.")
-    add("--keep_resume_states", type=int, default=2,
-        help="How many resume states (saved beside the checkpoints) to keep.")
+        "(steps per epoch // ckpt_frequency) steps, and one at the last step.",
+    )
+    add(
+        "--resume",
+        action="store_true",
+        help="Continue the interrupted run in --output_dir from its newest resume_gs*.pt.",
+    )
+    add(
+        "--keep_resume_states",
+        type=int,
+        default=2,
+        help="How many resume states (saved beside the checkpoints) to keep.",
+    )
     # Distillation
-    add("--recipe", choices=sorted(RECIPES), default="published",
+    add(
+        "--recipe",
+        choices=sorted(RECIPES),
+        default="published",
         help="A named set of the distillation options below (see recipes.py); options given "
-             "on the command line override it.")
+        "on the command line override it.",
+    )
     add("--temperature", type=float, default=8.0, help="Temperature of the KD loss on the logits.")
-    add("--cache_teacher_logits", action="store_true",
+    add(
+        "--cache_teacher_logits",
+        action="store_true",
         help="Compute each training example's teacher logits once (first epoch) and reuse them, "
-             "keyed by example index; for distillation on logits alone.")
-    add("--hard_label_weight", type=float, default=0.0,
-        help="Weight of the cross-entropy on the gold labels, beside the KD term.")
+        "keyed by example index; for distillation on logits alone.",
+    )
+    add(
+        "--hard_label_weight",
+        type=float,
+        default=0.0,
+        help="Weight of the cross-entropy on the gold labels, beside the KD term.",
+    )
     add("--kd_loss_weight", type=float, default=1.0, help="Weight of the KD term on the logits.")
-    add("--intermediate_weight", type=float, default=1.0,
-        help="Multiplies the weight of every intermediate match (and of EMD's hidden-state term).")
-    add("--init_student_from_teacher", action="store_true",
+    add(
+        "--intermediate_weight",
+        type=float,
+        default=1.0,
+        help="Multiplies the weight of every intermediate match (and of EMD's hidden-state term).",
+    )
+    add(
+        "--init_student_from_teacher",
+        action="store_true",
         help="Start the student from the (first) teacher's weights, projected onto the student's "
-             "sizes (see student_init.py).")
-    add("--matches", nargs="*", default=[],
-        help="Intermediate-match presets (see matches.py), or the path of a JSON list of matches.")
+        "sizes (see student_init.py).",
+    )
+    add(
+        "--matches",
+        nargs="*",
+        default=[],
+        help="Intermediate-match presets (see matches.py), or the path of a JSON list of matches.",
+    )
     # The teachers' own score, before they teach (teacher_check.py)
-    add("--teacher_check_size", type=int, default=DEFAULT_TEACHER_CHECK_SIZE,
+    add(
+        "--teacher_check_size",
+        type=int,
+        default=DEFAULT_TEACHER_CHECK_SIZE,
         help="Before training, evaluate each teacher on the first this many examples of each dev "
-             "set and stop if it is no better than the most frequent label; 0 turns it off.")
-    add("--allow_weak_teacher", action="store_true",
-        help="Report a teacher that fails the check above, and distill from it all the same.")
+        "set and stop if it is no better than the most frequent label; 0 turns it off.",
+    )
+    add(
+        "--allow_weak_teacher",
+        action="store_true",
+        help="Report a teacher that fails the check above, and distill from it all the same.",
+    )
     return parser
 
 
@@ -116,14 +195,22 @@ def check_args(args):
     problems = []
     if not (args.do_train or args.do_predict or args.do_test or args.export_dir):
         problems.append("nothing to do: pass --do_train, --do_predict, --do_test or --export_dir")
-    for name in ("max_seq_length", "train_batch_size", "predict_batch_size",
-                 "gradient_accumulation_steps", "PRINT_EVERY", "ckpt_frequency",
-                 "keep_resume_states"):
+    for name in (
+        "max_seq_length",
+        "train_batch_size",
+        "predict_batch_size",
+        "gradient_accumulation_steps",
+        "PRINT_EVERY",
+        "ckpt_frequency",
+        "keep_resume_states",
+    ):
         if getattr(args, name) < 1:
             problems.append(f"--{name} must be at least 1, got {getattr(args, name)}")
     if args.train_batch_size % max(args.gradient_accumulation_steps, 1):
-        problems.append(f"--train_batch_size {args.train_batch_size} is not divisible by "
-                        f"--gradient_accumulation_steps {args.gradient_accumulation_steps}")
+        problems.append(
+            f"--train_batch_size {args.train_batch_size} is not divisible by "
+            f"--gradient_accumulation_steps {args.gradient_accumulation_steps}"
+        )
     if args.num_workers is not None and args.num_workers < 0:
         problems.append(f"--num_workers must be at least 0, got {args.num_workers}")
     if args.num_train_epochs <= 0:
@@ -131,8 +218,10 @@ def check_args(args):
     if args.learning_rate <= 0:
         problems.append(f"--learning_rate must be positive, got {args.learning_rate}")
     elif args.learning_rate > 1:  # the original scripts' lr=2 meant 2e-5
-        problems.append(f"--learning_rate {args.learning_rate:g} is above 1: a rate in the original "
-                        f"scripts' units of 1e-5? Write --learning_rate {args.learning_rate:g}e-5")
+        problems.append(
+            f"--learning_rate {args.learning_rate:g} is above 1: a rate in the original "
+            f"scripts' units of 1e-5? Write --learning_rate {args.learning_rate:g}e-5"
+        )
     if not 0 <= args.warmup_proportion < 1:
         problems.append(f"--warmup_proportion must be in [0, 1), got {args.warmup_proportion}")
     if args.temperature <= 0:
@@ -140,13 +229,16 @@ def check_args(args):
     if args.fp16 and args.bf16:
         problems.append("--fp16 and --bf16 exclude each other")
     if args.teacher_check_size < 0:
-        problems.append(f"--teacher_check_size must be at least 0 (0: no check), got "
-                        f"{args.teacher_check_size}")
+        problems.append(
+            f"--teacher_check_size must be at least 0 (0: no check), got {args.teacher_check_size}"
+        )
     if args.task_name != "custom":
-        given = [f"--{name}" for name, default in CUSTOM_COLUMN_DEFAULTS.items()
-                 if getattr(args, name) != default]
+        given = [
+            f"--{name}" for name, default in CUSTOM_COLUMN_DEFAULTS.items() if getattr(args, name) != default
+        ]
         if given:
-            problems.append(f"{', '.join(given)}: for --task_name custom only (task "
-                            f"{args.task_name} reads GLUE's columns)")
+            problems.append(
+                f"{', '.join(given)}: for --task_name custom only (task "
+                f"{args.task_name} reads GLUE's columns)"
+            )
     return problems
-

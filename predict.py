@@ -10,6 +10,7 @@ gs*.pkl or RUN_FOLDER] (see trained_models.py). The task is the one the model's 
 (task.json), else --task_name (default mnli). New examples name the task's text columns
 (MNLI: sentence1 and sentence2; SST-2: sentence; a custom task: its own).
 """
+
 import argparse
 import logging
 import os
@@ -31,37 +32,43 @@ logger = logging.getLogger(__name__)
 
 def _cli_test(trained, args, device):
     task = trained.task
-    test_sets = read_test_sets(task, task_data_dir(args.data_dir, task), trained.tokenizer,
-                               args.max_seq_length)
+    test_sets = read_test_sets(
+        task, task_data_dir(args.data_dir, task), trained.tokenizer, args.max_seq_length
+    )
     os.makedirs(args.output_dir, exist_ok=True)
-    write_submissions(trained.model, test_sets, args.output_dir, args.batch_size, device,
-                      task.label_list)
+    write_submissions(trained.model, test_sets, args.output_dir, args.batch_size, device, task.label_list)
 
 
 def _cli_pairs(trained, args, device):
     task = trained.task
     lines = sys.stdin.read().splitlines(keepends=True) if args.file == "-" else None
     examples = read_pairs("<stdin>" if args.file == "-" else args.file, lines, task.text_columns)
-    features = convert_examples_to_features(examples, task.label_list, args.max_seq_length,
-                                            trained.tokenizer, labelled=False)
+    features = convert_examples_to_features(
+        examples, task.label_list, args.max_seq_length, trained.tokenizer, labelled=False
+    )
     outputs = predict_outputs(trained.model, feature_batches(features, args.batch_size), device)
     labels = task.label_list
     print("\t".join(["label"] + labels) if labels is not None else "score")
     for row in outputs:
-        print("\t".join([prediction_text(row, labels)] + [f"{p:.4f}" for p in row])
-              if labels is not None else f"{float(row[0]):.4f}")
+        print(
+            "\t".join([prediction_text(row, labels)] + [f"{p:.4f}" for p in row])
+            if labels is not None
+            else f"{float(row[0]):.4f}"
+        )
 
 
 def _cli_eval(trained, args, device):
     task = trained.task
     examples = task.read_file(args.file)
-    features = convert_examples_to_features(examples, task.label_list, args.max_seq_length,
-                                            trained.tokenizer)
+    features = convert_examples_to_features(examples, task.label_list, args.max_seq_length, trained.tokenizer)
     preds, labels = predict_labels(trained.model, feature_batches(features, args.batch_size), device)
     main = MAIN_METRIC[task.output_mode]
     metrics = metrics_of((main,) + tuple(m for m in task.metrics if m != main), preds, labels, args.file)
-    print(f"{args.file}: " + ", ".join(f"{name} {value:.4f}" for name, value in metrics.items())
-          + f" ({len(labels)} examples)")
+    print(
+        f"{args.file}: "
+        + ", ".join(f"{name} {value:.4f}" for name, value in metrics.items())
+        + f" ({len(labels)} examples)"
+    )
     if task.labels is not None:
         print(format_label_report(trained.source, label_report(preds, labels, task.label_list)))
 
@@ -70,22 +77,32 @@ def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     test = commands.add_parser("test", help="GLUE submission files from the task's test files.")
-    test.add_argument("--data_dir", required=True,
-                      help="The task's folder (MNLI: test_matched.tsv, test_mismatched.tsv), or "
-                           "the folder above GLUE's task folders.")
+    test.add_argument(
+        "--data_dir",
+        required=True,
+        help="The task's folder (MNLI: test_matched.tsv, test_mismatched.tsv), or "
+        "the folder above GLUE's task folders.",
+    )
     test.add_argument("--output_dir", required=True, help="Where the submission files go.")
-    pairs = commands.add_parser("pairs", help="Classify new examples (TSV, CSV or JSON lines with "
-                                "the task's text columns); '-' reads stdin.")
+    pairs = commands.add_parser(
+        "pairs",
+        help="Classify new examples (TSV, CSV or JSON lines with the task's text columns); '-' reads stdin.",
+    )
     pairs.add_argument("file", nargs="?", default="-")
-    evaluation = commands.add_parser("eval", help="The metrics and per-label report of a labelled "
-                                     "file of the task.")
+    evaluation = commands.add_parser(
+        "eval", help="The metrics and per-label report of a labelled file of the task."
+    )
     evaluation.add_argument("file")
     for command in (test, pairs, evaluation):
         add_model_arguments(command)
-        command.add_argument("--max_seq_length", type=int, default=None,
-                             help=f"Examples are cut to this many tokens (default: "
-                                  f"{DEFAULT_MAX_SEQ_LENGTH}, or the model's "
-                                  f"max_position_embeddings when smaller).")
+        command.add_argument(
+            "--max_seq_length",
+            type=int,
+            default=None,
+            help=f"Examples are cut to this many tokens (default: "
+            f"{DEFAULT_MAX_SEQ_LENGTH}, or the model's "
+            f"max_position_embeddings when smaller).",
+        )
         command.add_argument("--batch_size", type=int, default=64)
         command.add_argument("--no_cuda", action="store_true")
     return parser
@@ -93,14 +110,16 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        datefmt="%H:%M:%S", level=logging.WARNING)
+    logging.basicConfig(
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S", level=logging.WARNING
+    )
     device = "cuda" if torch.cuda.is_available() and not args.no_cuda else "cpu"
     try:
         trained = load_from_args(args)
         config = trained.bert_config
-        args.max_seq_length = args.max_seq_length or min(DEFAULT_MAX_SEQ_LENGTH,
-                                                         config.max_position_embeddings)
+        args.max_seq_length = args.max_seq_length or min(
+            DEFAULT_MAX_SEQ_LENGTH, config.max_position_embeddings
+        )
         check_max_seq_length(args.max_seq_length, config, "model")
         trained.model.to(device)
         {"test": _cli_test, "pairs": _cli_pairs, "eval": _cli_eval}[args.command](trained, args, device)

@@ -1,4 +1,5 @@
 """One process or several under torchrun: joining the process group and taking turns."""
+
 import contextlib
 import os
 

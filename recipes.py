@@ -4,6 +4,7 @@ A recipe sets the defaults of the options it names; an option given on the comma
 wins. 'published' changes nothing: main.py's own defaults are TextBrewer's published MNLI recipe
 (temperature 8, KD on the logits alone, every intermediate match at weight 1).
 """
+
 RECIPES = {
     "published": {},
     # For a student smaller than the teacher that would otherwise start from random weights

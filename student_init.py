@@ -19,6 +19,7 @@ and no larger sizes:
 The result is an approximation (layers are skipped, and LayerNorm does not commute with the
 projection), a starting point for distillation, not a finished model.
 """
+
 import logging
 import math
 
@@ -56,14 +57,15 @@ def init_student_from_teacher(student, teacher, sample_batch):
 
     for name in ("word_embeddings", "position_embeddings", "token_type_embeddings"):
         table_S, table_T = getattr(bert_S.embeddings, name).weight, getattr(bert_T.embeddings, name).weight
-        table_S.copy_(table_T[:table_S.shape[0]] @ projection)
+        table_S.copy_(table_T[: table_S.shape[0]] @ projection)
     project_layer_norm(bert_S.embeddings.LayerNorm, bert_T.embeddings.LayerNorm)
 
     layer_map = teacher_layer_map(student.config.num_hidden_layers, teacher.config.num_hidden_layers)
     for layer_S, index_T in zip(bert_S.encoder.layer, layer_map):
         layer_T = bert_T.encoder.layer[index_T]
-        _project_attention(layer_S.attention, layer_T.attention, projection,
-                           student.config.num_attention_heads)
+        _project_attention(
+            layer_S.attention, layer_T.attention, projection, student.config.num_attention_heads
+        )
         project_layer_norm(layer_S.attention.output.LayerNorm, layer_T.attention.output.LayerNorm)
         _project_feed_forward(layer_S, layer_T, projection)
         project_layer_norm(layer_S.output.LayerNorm, layer_T.output.LayerNorm)
@@ -72,9 +74,12 @@ def init_student_from_teacher(student, teacher, sample_batch):
     bert_S.pooler.dense.bias.copy_(bert_T.pooler.dense.bias @ projection)
     student.classifier.weight.copy_(teacher.classifier.weight @ projection)
     student.classifier.bias.copy_(teacher.classifier.bias)
-    logger.info("student: initialised from the teacher (hidden %d -> %d, teacher layers %s)",
-                teacher.config.hidden_size, student.config.hidden_size,
-                [index + 1 for index in layer_map])
+    logger.info(
+        "student: initialised from the teacher (hidden %d -> %d, teacher layers %s)",
+        teacher.config.hidden_size,
+        student.config.hidden_size,
+        [index + 1 for index in layer_map],
+    )
 
 
 def hidden_state_directions(teacher, sample_batch, size, chunk=32):
@@ -84,11 +89,10 @@ def hidden_state_directions(teacher, sample_batch, size, chunk=32):
     was_returning = teacher.output_hidden_states
     teacher.output_hidden_states = True
     hidden_size = teacher.config.hidden_size
-    gram = torch.zeros(hidden_size, hidden_size, dtype=torch.float64,
-                       device=sample_batch["input_ids"].device)
+    gram = torch.zeros(hidden_size, hidden_size, dtype=torch.float64, device=sample_batch["input_ids"].device)
     try:
         for start in range(0, len(sample_batch["input_ids"]), chunk):
-            part = {key: tensor[start:start + chunk] for key, tensor in sample_batch.items()}
+            part = {key: tensor[start : start + chunk] for key, tensor in sample_batch.items()}
             real = part["attention_mask"].bool()
             for states in teacher(**part)["hidden_states"]:
                 tokens = states[real].double()
@@ -127,7 +131,7 @@ def _project_attention(attention_S, attention_T, projection, num_heads):
         _set_head(self_S.key, rows_S, right)
         # Value-output: the head writes P^T O V [x,1] to the stream.
         value = reads_stream(self_T.value, rows_T)
-        written = projection.T @ out_T.weight[:, rows_T] @ value        # (H_S, H_S + 1)
+        written = projection.T @ out_T.weight[:, rows_T] @ value  # (H_S, H_S + 1)
         left, right = _low_rank_factors(written, head_S)
         out_S.weight[:, rows_S] = left
         _set_head(self_S.value, rows_S, right)
@@ -141,8 +145,8 @@ def _set_head(linear, rows, weight_and_bias):
 
 def _project_feed_forward(layer_S, layer_T, projection):
     inner_T, outer_T = layer_T.intermediate.dense, layer_T.output.dense
-    reads = inner_T.weight @ projection            # (I_T, H_S)
-    writes = projection.T @ outer_T.weight         # (H_S, I_T)
+    reads = inner_T.weight @ projection  # (I_T, H_S)
+    writes = projection.T @ outer_T.weight  # (H_S, I_T)
     size = layer_S.intermediate.dense.out_features
     kept = (reads.norm(dim=1) * writes.norm(dim=0)).topk(size).indices.sort().values
     layer_S.intermediate.dense.weight.copy_(reads[kept])
@@ -156,12 +160,20 @@ def _check_shapes(config_S, config_T):
     if config_S.vocab_size != config_T.vocab_size:
         problems.append(f"vocabulary {config_S.vocab_size} vs the teacher's {config_T.vocab_size}")
     if config_S.num_attention_heads != config_T.num_attention_heads:
-        problems.append(f"{config_S.num_attention_heads} attention heads vs the teacher's "
-                        f"{config_T.num_attention_heads}")
-    for key in ("hidden_size", "intermediate_size", "num_hidden_layers", "max_position_embeddings",
-                "type_vocab_size"):
+        problems.append(
+            f"{config_S.num_attention_heads} attention heads vs the teacher's {config_T.num_attention_heads}"
+        )
+    for key in (
+        "hidden_size",
+        "intermediate_size",
+        "num_hidden_layers",
+        "max_position_embeddings",
+        "type_vocab_size",
+    ):
         if getattr(config_S, key) > getattr(config_T, key):
             problems.append(f"{key} {getattr(config_S, key)} > the teacher's {getattr(config_T, key)}")
     if problems:
-        raise ValueError("--init_student_from_teacher needs a student no larger than the teacher, "
-                         "with its vocabulary and head count: " + "; ".join(problems))
+        raise ValueError(
+            "--init_student_from_teacher needs a student no larger than the teacher, "
+            "with its vocabulary and head count: " + "; ".join(problems)
+        )

@@ -1,6 +1,7 @@
 """The task of a run, chosen by --task_name: one of GLUE's (utils_glue.py) or your own files
 (custom_task.py), and its record in the run folder, task.json, from which predict.py and
 export.py learn the task and its labels."""
+
 import json
 import os
 
@@ -18,8 +19,9 @@ def task_from_args(args):
     if args.task_name == CUSTOM:
         if not os.path.isdir(args.data_dir):
             raise FileNotFoundError(f"--data_dir {args.data_dir}: no such folder")
-        return CustomTask.from_files(args.data_dir, args.text_a_column, args.label_column,
-                                     args.text_b_column), args.data_dir
+        return CustomTask.from_files(
+            args.data_dir, args.text_a_column, args.label_column, args.text_b_column
+        ), args.data_dir
     task = get_task(args.task_name)
     return task, task_data_dir(args.data_dir, task)
 

@@ -11,6 +11,7 @@ The task (and so the labels) is the one the run folder's task.json records (an e
 too), else --task_name (default mnli). A folder whose config.json names its labels (id2label)
 has its classifier rows put into the task's order (label_order.py).
 """
+
 import dataclasses
 import os
 import re
@@ -43,26 +44,35 @@ def add_model_arguments(parser):
     group = parser.add_argument_group("the model")
     group.add_argument("--model", help="An exported Hugging Face model folder (export.py).")
     group.add_argument("--model_config_json", help="The JSON naming the teachers and the student.")
-    group.add_argument("--which", default="student",
-                       help="student (default), or teacherN: the N-th entry of 'teachers'.")
-    group.add_argument("--checkpoint",
-                       help="A gs{step}.pkl, or a run folder (its newest gs*.pkl); default: the "
-                            "JSON entry's checkpoint.")
-    group.add_argument("--task_name", type=str.lower, choices=TASK_NAMES, default=None,
-                       help="The model's task when its folder has no task.json (default mnli).")
+    group.add_argument(
+        "--which", default="student", help="student (default), or teacherN: the N-th entry of 'teachers'."
+    )
+    group.add_argument(
+        "--checkpoint",
+        help="A gs{step}.pkl, or a run folder (its newest gs*.pkl); default: the JSON entry's checkpoint.",
+    )
+    group.add_argument(
+        "--task_name",
+        type=str.lower,
+        choices=TASK_NAMES,
+        default=None,
+        help="The model's task when its folder has no task.json (default mnli).",
+    )
 
 
 def load_from_args(args):
     """The TrainedModel the options of add_model_arguments name."""
     if args.model and args.model_config_json:
-        raise ValueError("--model and --model_config_json exclude each other: an exported folder "
-                         "carries its own config")
+        raise ValueError(
+            "--model and --model_config_json exclude each other: an exported folder carries its own config"
+        )
     if args.model:
         return load_exported(args.model, args.task_name)
     if args.model_config_json:
         return load_from_json(args.model_config_json, args.which, args.checkpoint, args.task_name)
-    raise ValueError("name a model: --model EXPORTED_FOLDER, or --model_config_json JSON "
-                     "[--which ...] [--checkpoint ...]")
+    raise ValueError(
+        "name a model: --model EXPORTED_FOLDER, or --model_config_json JSON [--which ...] [--checkpoint ...]"
+    )
 
 
 def load_from_json(model_config_json, which="student", checkpoint=None, task_name=None):
@@ -70,14 +80,29 @@ def load_from_json(model_config_json, which="student", checkpoint=None, task_nam
     entry = select_entry(setup, which)
     checkpoint = newest_checkpoint(checkpoint) if checkpoint else entry.checkpoint
     if not checkpoint:
-        raise ValueError(f"{setup.source}: {entry.where}.checkpoint is null; name the trained "
-                         "weights with --checkpoint (a gs*.pkl or a run folder)")
+        raise ValueError(
+            f"{setup.source}: {entry.where}.checkpoint is null; name the trained "
+            "weights with --checkpoint (a gs*.pkl or a run folder)"
+        )
     folder = checkpoint if os.path.isdir(checkpoint) else os.path.dirname(checkpoint)
     task = model_task(folder, task_name)
-    model = load_complete(BertForGLUESimple(entry.bert_config, task.num_labels), checkpoint,
-                          entry.where, task, entry.label_order, f"{entry.where}.label_order")
-    return TrainedModel(model, entry.tokenizer, entry.bert_config, entry.vocab_file,
-                        entry.do_lower_case, f"{entry.where} {checkpoint}", task)
+    model = load_complete(
+        BertForGLUESimple(entry.bert_config, task.num_labels),
+        checkpoint,
+        entry.where,
+        task,
+        entry.label_order,
+        f"{entry.where}.label_order",
+    )
+    return TrainedModel(
+        model,
+        entry.tokenizer,
+        entry.bert_config,
+        entry.vocab_file,
+        entry.do_lower_case,
+        f"{entry.where} {checkpoint}",
+        task,
+    )
 
 
 def load_exported(folder, task_name=None):
@@ -88,8 +113,9 @@ def load_exported(folder, task_name=None):
     task = model_task(folder, task_name)
     tokenizer = AutoTokenizer.from_pretrained(folder)
     model = load_complete(BertForGLUESimple(config, task.num_labels), folder, "exported model", task)
-    return TrainedModel(model, tokenizer, config, None,
-                        bool(getattr(tokenizer, "do_lower_case", True)), folder, task)
+    return TrainedModel(
+        model, tokenizer, config, None, bool(getattr(tokenizer, "do_lower_case", True)), folder, task
+    )
 
 
 def model_task(folder, task_name=None):
@@ -133,9 +159,10 @@ def newest_checkpoint(path):
 def load_complete(model, checkpoint, where, task, label_order=None, label_order_source=None):
     """Load every tensor of model from checkpoint, its rows in the task's order: a trained
     model missing one would predict from random weights without a word."""
-    report = load_checkpoint(model, checkpoint, "student", task.label_list, label_order,
-                             label_order_source)
+    report = load_checkpoint(model, checkpoint, "student", task.label_list, label_order, label_order_source)
     if report.missing:
-        raise ValueError(f"{checkpoint}: lacks {len(report.missing)} of the {report.total} tensors "
-                         f"of {where}: {_shorten(report.missing)}")
+        raise ValueError(
+            f"{checkpoint}: lacks {len(report.missing)} of the {report.total} tensors "
+            f"of {where}: {_shorten(report.missing)}"
+        )
     return model.eval()

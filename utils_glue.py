@@ -9,6 +9,7 @@ how, its labels, and its metrics; examples are encoded into tensors here too.
 GLUE's files are read with QUOTE_NONE: their sentences hold quote characters as plain text.
 Your own data: `CustomTask` (custom_task.py) reads TSV, CSV or JSON Lines with named columns.
 """
+
 import csv
 import dataclasses
 import logging
@@ -22,12 +23,20 @@ from sklearn.metrics import f1_score, matthews_corrcoef
 logger = logging.getLogger(__name__)
 
 # MNLI's layout: train.tsv 12 columns, dev_*.tsv 16 (five annotators), test_*.tsv 10 (no labels).
-MNLI_TEST_COLUMNS = ("index", "promptID", "pairID", "genre", "sentence1_binary_parse",
-                     "sentence2_binary_parse", "sentence1_parse", "sentence2_parse",
-                     "sentence1", "sentence2")
+MNLI_TEST_COLUMNS = (
+    "index",
+    "promptID",
+    "pairID",
+    "genre",
+    "sentence1_binary_parse",
+    "sentence2_binary_parse",
+    "sentence1_parse",
+    "sentence2_parse",
+    "sentence1",
+    "sentence2",
+)
 MNLI_TRAIN_COLUMNS = MNLI_TEST_COLUMNS + ("label1", "gold_label")
-MNLI_DEV_COLUMNS = MNLI_TEST_COLUMNS + ("label1", "label2", "label3", "label4", "label5",
-                                        "gold_label")
+MNLI_DEV_COLUMNS = MNLI_TEST_COLUMNS + ("label1", "label2", "label3", "label4", "label5", "gold_label")
 MNLI_LABELS = ("contradiction", "entailment", "neutral")
 LABELS = list(MNLI_LABELS)  # the default task's labels, in the order of the classifier's rows
 # Pairs without annotator consensus carry this gold label in the original MultiNLI release.
@@ -44,6 +53,7 @@ class InputExample:
     """One example; guid is '<file stem>-<index column>' (e.g. 'train-17'), or in test files the
     index GLUE's submission wants. text_b is None for single-sentence tasks; label is a label
     name, a float (regression), or None (unlabelled)."""
+
     guid: str
     text_a: str
     text_b: str | None
@@ -54,6 +64,7 @@ class InputExample:
 class Columns:
     """Where a file layout keeps each field: header names, or positions when it has no header.
     label None: an unlabelled (test) layout; index None: the line number is the example's id."""
+
     text_a: str | int
     text_b: str | int | None
     label: str | int | None
@@ -73,6 +84,7 @@ class GlueTask:
     dev_sets: {name: file} of the sets evaluated after each checkpoint (MNLI has two).
     test_sets: {GLUE submission name: test file}.
     """
+
     name: str
     folder: str  # GLUE's folder name, under the data root
     labels: tuple | None
@@ -114,8 +126,9 @@ class GlueTask:
         """The path of 'train', a dev set's name, or a test set's name."""
         files = {"train": self.train_file, **self.dev_sets, **self.test_sets}
         if split not in files:
-            raise ValueError(f"unknown split {split!r} for task {self.name}, expected one of "
-                             f"{', '.join(files)}")
+            raise ValueError(
+                f"unknown split {split!r} for task {self.name}, expected one of {', '.join(files)}"
+            )
         return os.path.join(data_dir, files[split])
 
     def is_test_set(self, split):
@@ -153,13 +166,13 @@ class GlueTask:
             text_b = row[columns.text_b] if columns.text_b is not None else None
             examples.append(InputExample(guid, row[columns.text_a], text_b, label))
         if skipped:
-            logger.info("%s: skipped %d examples labelled %s", path, skipped,
-                        " or ".join(map(repr, self.skip_labels)))
+            logger.info(
+                "%s: skipped %d examples labelled %s", path, skipped, " or ".join(map(repr, self.skip_labels))
+            )
         if short:
             logger.warning("%s: skipped %d rows with fewer columns than the header", path, short)
         if not examples:
-            raise ValueError(f"{path}: no examples (the file has no {'labelled ' if labelled else ''}"
-                             "rows)")
+            raise ValueError(f"{path}: no examples (the file has no {'labelled ' if labelled else ''}rows)")
         return examples
 
     def check_label(self, label, path, line):
@@ -171,8 +184,10 @@ class GlueTask:
                 raise ValueError(f"{path}, line {line}: score {label!r} is not a number") from None
         if label not in self.labels:
             also = f" (or {', '.join(map(repr, self.skip_labels))})" if self.skip_labels else ""
-            raise ValueError(f"{path}, line {line}: unknown {_column_name(self.columns.label)} "
-                             f"{label!r}, expected one of {', '.join(self.labels)}{also}")
+            raise ValueError(
+                f"{path}, line {line}: unknown {_column_name(self.columns.label)} "
+                f"{label!r}, expected one of {', '.join(self.labels)}{also}"
+            )
         return label
 
 
@@ -180,37 +195,139 @@ def _column_name(column):
     return column if isinstance(column, str) else f"label (column {column + 1})"
 
 
-def _mnli_like(name, folder, labels, text_a, text_b, label, dev_sets, test_sets, index="index",
-               test_index="index", metrics=("acc",), **kwargs):
-    return GlueTask(name, folder, labels, metrics, Columns(text_a, text_b, label, index),
-                    Columns(text_a, text_b, None, test_index), dev_sets, test_sets, **kwargs)
+def _mnli_like(
+    name,
+    folder,
+    labels,
+    text_a,
+    text_b,
+    label,
+    dev_sets,
+    test_sets,
+    index="index",
+    test_index="index",
+    metrics=("acc",),
+    **kwargs,
+):
+    return GlueTask(
+        name,
+        folder,
+        labels,
+        metrics,
+        Columns(text_a, text_b, label, index),
+        Columns(text_a, text_b, None, test_index),
+        dev_sets,
+        test_sets,
+        **kwargs,
+    )
 
 
 BINARY = ("0", "1")
-TASKS = {task.name: task for task in [
-    # CoLA's train and dev files have no header: source, label, original label, sentence.
-    GlueTask("cola", "CoLA", BINARY, ("acc", "mcc"), Columns(3, None, 1, None, header=False),
-             Columns("sentence", None, None, "index"), {"cola": "dev.tsv"}, {"CoLA": "test.tsv"}),
-    _mnli_like("sst-2", "SST-2", BINARY, "sentence", None, "label", {"sst-2": "dev.tsv"},
-               {"SST-2": "test.tsv"}, index=None),
-    _mnli_like("mrpc", "MRPC", BINARY, "#1 String", "#2 String", "Quality", {"mrpc": "dev.tsv"},
-               {"MRPC": "test.tsv"}, index=None, metrics=("acc", "f1")),
-    _mnli_like("sts-b", "STS-B", None, "sentence1", "sentence2", "score", {"sts-b": "dev.tsv"},
-               {"STS-B": "test.tsv"}, metrics=("pearson", "spearmanr")),
-    _mnli_like("qqp", "QQP", BINARY, "question1", "question2", "is_duplicate", {"qqp": "dev.tsv"},
-               {"QQP": "test.tsv"}, index="id", test_index="id", metrics=("acc", "f1"),
-               skip_short_rows=True),
-    _mnli_like("mnli", "MNLI", MNLI_LABELS, "sentence1", "sentence2", "gold_label",
-               {"mnli": "dev_matched.tsv", "mnli-mm": "dev_mismatched.tsv"},
-               {"MNLI-m": "test_matched.tsv", "MNLI-mm": "test_mismatched.tsv"},
-               skip_labels=(NO_CONSENSUS,)),
-    _mnli_like("qnli", "QNLI", ("entailment", "not_entailment"), "question", "sentence", "label",
-               {"qnli": "dev.tsv"}, {"QNLI": "test.tsv"}),
-    _mnli_like("rte", "RTE", ("entailment", "not_entailment"), "sentence1", "sentence2", "label",
-               {"rte": "dev.tsv"}, {"RTE": "test.tsv"}),
-    _mnli_like("wnli", "WNLI", BINARY, "sentence1", "sentence2", "label", {"wnli": "dev.tsv"},
-               {"WNLI": "test.tsv"}),
-]}
+TASKS = {
+    task.name: task
+    for task in [
+        # CoLA's train and dev files have no header: source, label, original label, sentence.
+        GlueTask(
+            "cola",
+            "CoLA",
+            BINARY,
+            ("acc", "mcc"),
+            Columns(3, None, 1, None, header=False),
+            Columns("sentence", None, None, "index"),
+            {"cola": "dev.tsv"},
+            {"CoLA": "test.tsv"},
+        ),
+        _mnli_like(
+            "sst-2",
+            "SST-2",
+            BINARY,
+            "sentence",
+            None,
+            "label",
+            {"sst-2": "dev.tsv"},
+            {"SST-2": "test.tsv"},
+            index=None,
+        ),
+        _mnli_like(
+            "mrpc",
+            "MRPC",
+            BINARY,
+            "#1 String",
+            "#2 String",
+            "Quality",
+            {"mrpc": "dev.tsv"},
+            {"MRPC": "test.tsv"},
+            index=None,
+            metrics=("acc", "f1"),
+        ),
+        _mnli_like(
+            "sts-b",
+            "STS-B",
+            None,
+            "sentence1",
+            "sentence2",
+            "score",
+            {"sts-b": "dev.tsv"},
+            {"STS-B": "test.tsv"},
+            metrics=("pearson", "spearmanr"),
+        ),
+        _mnli_like(
+            "qqp",
+            "QQP",
+            BINARY,
+            "question1",
+            "question2",
+            "is_duplicate",
+            {"qqp": "dev.tsv"},
+            {"QQP": "test.tsv"},
+            index="id",
+            test_index="id",
+            metrics=("acc", "f1"),
+            skip_short_rows=True,
+        ),
+        _mnli_like(
+            "mnli",
+            "MNLI",
+            MNLI_LABELS,
+            "sentence1",
+            "sentence2",
+            "gold_label",
+            {"mnli": "dev_matched.tsv", "mnli-mm": "dev_mismatched.tsv"},
+            {"MNLI-m": "test_matched.tsv", "MNLI-mm": "test_mismatched.tsv"},
+            skip_labels=(NO_CONSENSUS,),
+        ),
+        _mnli_like(
+            "qnli",
+            "QNLI",
+            ("entailment", "not_entailment"),
+            "question",
+            "sentence",
+            "label",
+            {"qnli": "dev.tsv"},
+            {"QNLI": "test.tsv"},
+        ),
+        _mnli_like(
+            "rte",
+            "RTE",
+            ("entailment", "not_entailment"),
+            "sentence1",
+            "sentence2",
+            "label",
+            {"rte": "dev.tsv"},
+            {"RTE": "test.tsv"},
+        ),
+        _mnli_like(
+            "wnli",
+            "WNLI",
+            BINARY,
+            "sentence1",
+            "sentence2",
+            "label",
+            {"wnli": "dev.tsv"},
+            {"WNLI": "test.tsv"},
+        ),
+    ]
+}
 # The dev set names of every task, for compute_metrics (MNLI's mnli-mm among them).
 DEV_SET_TASKS = {dev_set: task for task in TASKS.values() for dev_set in task.dev_sets}
 
@@ -227,8 +344,11 @@ def task_data_dir(data_dir, task):
     """Where the task's files are: data_dir itself when it holds the training file, else GLUE's
     folder of the task under it (data_dir/RTE for rte), as the scripts pass the data root."""
     folder = getattr(task, "folder", None)
-    if folder and not os.path.exists(os.path.join(data_dir, task.train_file)) and \
-            os.path.isdir(os.path.join(data_dir, folder)):
+    if (
+        folder
+        and not os.path.exists(os.path.join(data_dir, task.train_file))
+        and os.path.isdir(os.path.join(data_dir, folder))
+    ):
         return os.path.join(data_dir, folder)
     return data_dir
 
@@ -268,12 +388,15 @@ def _tsv_rows(lines, path, columns, tolerate_short):
     if columns.header:
         header = next(reader, None)
         if header is None:
-            raise ValueError(f"{path}: empty file, expected a header row with the columns "
-                             f"{', '.join(required)}")
+            raise ValueError(
+                f"{path}: empty file, expected a header row with the columns {', '.join(required)}"
+            )
         missing = [name for name in required if name not in header]
         if missing:
-            raise ValueError(f"{path}, line 1: the header lacks the column(s) {', '.join(missing)}"
-                             f" (expected {', '.join(required)})")
+            raise ValueError(
+                f"{path}, line 1: the header lacks the column(s) {', '.join(missing)}"
+                f" (expected {', '.join(required)})"
+            )
         width = len(header)
     else:
         header, width = None, max(required) + 1
@@ -282,10 +405,12 @@ def _tsv_rows(lines, path, columns, tolerate_short):
             if tolerate_short and len(row) < width:
                 yield reader.line_num, None
                 continue
-            expected = f"{width} tab-separated columns as in the header" if header else \
-                f"at least {width} tab-separated columns"
-            raise ValueError(f"{path}, line {reader.line_num}: expected {expected}, "
-                             f"found {len(row)}")
+            expected = (
+                f"{width} tab-separated columns as in the header"
+                if header
+                else f"at least {width} tab-separated columns"
+            )
+            raise ValueError(f"{path}, line {reader.line_num}: expected {expected}, found {len(row)}")
         yield reader.line_num, dict(zip(header, row)) if header else dict(enumerate(row))
 
 
@@ -311,8 +436,10 @@ METRICS = {
 def metrics_of(names, preds, labels, what):
     preds, labels = np.asarray(preds), np.asarray(labels)
     if preds.shape != labels.shape or preds.size == 0:
-        raise ValueError(f"{what}: expected predictions and labels of the same non-empty "
-                         f"shape, got {preds.shape} and {labels.shape}")
+        raise ValueError(
+            f"{what}: expected predictions and labels of the same non-empty "
+            f"shape, got {preds.shape} and {labels.shape}"
+        )
     return {name: METRICS[name](preds, labels) for name in names}
 
 
@@ -323,8 +450,9 @@ def _correlation(function, preds, labels):
     return float(function(preds, labels)[0])
 
 
-def convert_examples_to_features(examples, label_list, max_seq_length, tokenizer,
-                                 chunk_size=10_000, labelled=True):
+def convert_examples_to_features(
+    examples, label_list, max_seq_length, tokenizer, chunk_size=10_000, labelled=True
+):
     """Encode the examples with a fast tokenizer, `chunk_size` examples per call.
 
     Each call hands the whole chunk to the Rust tokenizer (which may use several threads), so no
@@ -342,14 +470,20 @@ def convert_examples_to_features(examples, label_list, max_seq_length, tokenizer
     features = {name: np.empty((len(examples), max_seq_length), dtype=np.int64) for name in columns}
     pairs = examples[0].text_b is not None
     for start in range(0, len(examples), chunk_size):
-        chunk = examples[start:start + chunk_size]
+        chunk = examples[start : start + chunk_size]
         second = [e.text_b for e in chunk] if pairs else None
-        encoded = tokenizer([e.text_a for e in chunk], second,
-                            padding="max_length", truncation="longest_first",
-                            max_length=max_seq_length, return_attention_mask=True,
-                            return_token_type_ids=True, return_tensors="np")
+        encoded = tokenizer(
+            [e.text_a for e in chunk],
+            second,
+            padding="max_length",
+            truncation="longest_first",
+            max_length=max_seq_length,
+            return_attention_mask=True,
+            return_token_type_ids=True,
+            return_tensors="np",
+        )
         for name in columns:
-            features[name][start:start + len(chunk)] = encoded[name]
+            features[name][start : start + len(chunk)] = encoded[name]
     if labels is not None:
         features["labels"] = labels
     return {name: torch.from_numpy(array) for name, array in features.items()}
@@ -362,7 +496,8 @@ def _label_array(examples, label_list):
     labels = np.empty(len(examples), dtype=np.int64)
     for i, example in enumerate(examples):
         if example.label not in label_ids:
-            raise ValueError(f"example {example.guid}: label {example.label!r} is not one of "
-                             f"{', '.join(label_list)}")
+            raise ValueError(
+                f"example {example.guid}: label {example.label!r} is not one of {', '.join(label_list)}"
+            )
         labels[i] = label_ids[example.label]
     return labels

@@ -97,8 +97,12 @@ NUMERALS = {2: "two", 3: "three", 4: "four", 5: "five"}
 # Things with a state. A state kind lists its atoms and the words that name sets of them, so
 # "locked" lies inside "closed" and "unlocked" covers both "open" and "closed but unlocked".
 STATE_KINDS = {
-    "openable": {"open": ["open"], "closed": ["shut", "locked"], "locked": ["locked"],
-                 "unlocked": ["open", "shut"]},
+    "openable": {
+        "open": ["open"],
+        "closed": ["shut", "locked"],
+        "locked": ["locked"],
+        "unlocked": ["open", "shut"],
+    },
     "switchable": {"on": ["on"], "off": ["off"]},
     "wettable": {"wet": ["wet"], "dry": ["dry"]},
 }
@@ -118,8 +122,22 @@ OBJECTS = {
 }
 
 MISMATCHED_ONLY = {
-    "collie", "eagle", "goat", "grandfather", "grandmother", "golden", "swimming", "dancing",
-    "photographing", "licking", "office", "lobby", "hospital", "at midnight", "five", "drawer",
+    "collie",
+    "eagle",
+    "goat",
+    "grandfather",
+    "grandmother",
+    "golden",
+    "swimming",
+    "dancing",
+    "photographing",
+    "licking",
+    "office",
+    "lobby",
+    "hospital",
+    "at midnight",
+    "five",
+    "drawer",
     "heater",
 }
 
@@ -131,14 +149,27 @@ MISMATCHED_GENRES = ("letters", "telephone", "research")
 OPENERS = {
     "fiction": ["suddenly ,", "meanwhile ,", "as usual ,", "at that moment ,"],
     "travel": ["on the tour ,", "during our visit ,", "as the guide said ,", "on arrival ,"],
-    "government": ["according to the records ,", "officially ,", "the register shows that",
-                   "the committee confirmed that"],
+    "government": [
+        "according to the records ,",
+        "officially ,",
+        "the register shows that",
+        "the committee confirmed that",
+    ],
     # Factive frames: "i saw that S" commits the writer to S.
-    "letters": ["dear friend , i saw that", "i noticed that", "it surprised me that",
-                "i was glad that", "as i told you ,"],
+    "letters": [
+        "dear friend , i saw that",
+        "i noticed that",
+        "it surprised me that",
+        "i was glad that",
+        "as i told you ,",
+    ],
     "telephone": ["well , you know ,", "uh , i mean ,", "yeah , so", "oh ,", "um , well ,"],
-    "research": ["in the study ,", "the researchers found that", "the survey showed that",
-                 "as the data confirmed ,"],
+    "research": [
+        "in the study ,",
+        "the researchers found that",
+        "the survey showed that",
+        "as the data confirmed ,",
+    ],
 }
 # Spoken endings for the telephone genre (premise only).
 TELEPHONE_TAILS = [", you know .", ", right ?", ", i guess .", ", yeah ."]

@@ -18,6 +18,7 @@ quantified_label. Each premise gets one hypothesis per label (as MNLI's writers 
 random edits until the computed label is the wanted one; then annotation noise is added: about
 9% of train labels are flipped, and dev gold labels are the majority of five simulated annotators.
 """
+
 import argparse
 import json
 import os
@@ -36,19 +37,20 @@ SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 TRAIN_HEADER, DEV_HEADER = list(MNLI_TRAIN_COLUMNS), list(MNLI_DEV_COLUMNS)
 DEMO_CONFIGS = ("bert_config_teacher.json", "bert_config_student.json")  # in demo/jsons/
 
-TRAIN_NOISE = 0.09        # share of train labels replaced by another label
-ANNOTATOR_ERROR = 0.10    # chance that one simulated dev annotator picks a wrong label
+TRAIN_NOISE = 0.09  # share of train labels replaced by another label
+ANNOTATOR_ERROR = 0.10  # chance that one simulated dev annotator picks a wrong label
 PREMISE_TOKENS = (8, 20)  # allowed premise length in words and punctuation marks
 HYPOTHESIS_TOKENS = (5, 14)
-MAX_TRIES = 60            # random edits tried per wanted label before giving the label up
+MAX_TRIES = 60  # random edits tried per wanted label before giving the label up
 EDIT_CHANCES = (0.15, 0.3, 0.5)  # per hypothesis, the chance that each part of it is edited
-SECOND_CLAUSE_CHANCE = 0.4       # premises of scenes and objects that have a second clause
+SECOND_CLAUSE_CHANCE = 0.4  # premises of scenes and objects that have a second clause
 
 OTHER = "<other>"  # an atom no word names: "not sleeping" must not cover everything
 
 
 # ----------------------------------------------------------------------------------------------
 # Words as sets
+
 
 class WordSets:
     """Words that each name a set of atoms inside one universe (which also holds OTHER)."""
@@ -85,6 +87,7 @@ def tree_sets(parents):
 
     def atoms(word):
         return {word}.union(*(atoms(child) for child in children[word]))
+
     return {word: atoms(word) for word in parents}
 
 
@@ -110,29 +113,41 @@ class World:
         self.plurals.update({noun: noun + "s" for noun in lex.OBJECTS})
         self.kinds = WordSets({**tree_sets(noun_parents), **object_sets})
         # nouns by top kind, the top word first
-        self.nouns = {top: [n for n in noun_parents if usable(n) and top_of(n, noun_parents) == top]
-                      for top in ("animal", "person")}
+        self.nouns = {
+            top: [n for n in noun_parents if usable(n) and top_of(n, noun_parents) == top]
+            for top in ("animal", "person")
+        }
 
         activity_parents = {word: parent for word, (parent, _) in lex.ACTIVITIES.items()}
         activity_sets = tree_sets(activity_parents)
         activities = WordSets(activity_sets)
         asleep = activity_sets[lex.ASLEEP_ACTIVITY]
-        self.activities = WordSets({**activity_sets, "asleep": asleep,
-                                    "awake": activities.universe - asleep}, activities.universe)
-        self.doings = {top: [w for w, (_, tops) in lex.ACTIVITIES.items() if usable(w) and top in tops]
-                       for top in ("animal", "person")}
+        self.activities = WordSets(
+            {**activity_sets, "asleep": asleep, "awake": activities.universe - asleep}, activities.universe
+        )
+        self.doings = {
+            top: [w for w, (_, tops) in lex.ACTIVITIES.items() if usable(w) and top in tops]
+            for top in ("animal", "person")
+        }
 
         self.places = WordSets(tree_sets({p: parent for p, (parent, _) in lex.PLACES.items()}))
         self.place_words = [p for p in lex.PLACES if usable(p)]
         self.times = WordSets({t: {t} for t in lex.TIMES})
         self.time_words = [t for t in lex.TIMES if usable(t)]
-        self.adjectives = {dim: WordSets({w: {w} for w in words})
-                           for dims in lex.ADJECTIVES.values() for dim, words in dims.items()}
-        self.adjective_dims = {top: {dim: [w for w in words if usable(w)] for dim, words in dims.items()}
-                               for top, dims in lex.ADJECTIVES.items()}
+        self.adjectives = {
+            dim: WordSets({w: {w} for w in words})
+            for dims in lex.ADJECTIVES.values()
+            for dim, words in dims.items()
+        }
+        self.adjective_dims = {
+            top: {dim: [w for w in words if usable(w)] for dim, words in dims.items()}
+            for top, dims in lex.ADJECTIVES.items()
+        }
         # one dimension per state kind, with no OTHER: a door that is not open is shut or locked
-        self.states = {kind: WordSets(words, frozenset().union(*map(frozenset, words.values())))
-                       for kind, words in lex.STATE_KINDS.items()}
+        self.states = {
+            kind: WordSets(words, frozenset().union(*map(frozenset, words.values())))
+            for kind, words in lex.STATE_KINDS.items()
+        }
         self.objects = [o for o in lex.OBJECTS if usable(o)]
         self.verbs = WordSets(tree_sets({v: parent for v, (_, parent, _) in lex.TRANSITIVE_VERBS.items()}))
         self.verb_words = [v for v in lex.TRANSITIVE_VERBS if usable(v)]
@@ -145,8 +160,13 @@ class World:
             return self.adjectives[dim]
         if dim in self.states:
             return self.states[dim]
-        return {"kind": self.kinds, "activity": self.activities,
-                "place": self.places, "time": self.times, "event": self.verbs}[dim]
+        return {
+            "kind": self.kinds,
+            "activity": self.activities,
+            "place": self.places,
+            "time": self.times,
+            "event": self.verbs,
+        }[dim]
 
     def universe(self, dim):
         return self.counts if dim == "count" else self.dim_sets(dim).universe
@@ -158,9 +178,11 @@ class World:
 # ----------------------------------------------------------------------------------------------
 # Sentences as claims
 
+
 @dataclass(frozen=True)
 class NounPhrase:
     """A mention of referent `ref`. determiner: 'the', 'a', 'some', 'the_plural' or a numeral."""
+
     ref: int
     noun: str
     determiner: str = "the"
@@ -175,6 +197,7 @@ class NounPhrase:
 class Clause:
     """'the dog is (not) sleeping in the park this morning'; predicate None: 'there is a dog in
     the park'. Objects take a state ('the door is locked') instead of an activity."""
+
     subject: NounPhrase
     predicate: str = None
     positive: bool = True
@@ -185,6 +208,7 @@ class Clause:
 @dataclass(frozen=True)
 class Event:
     """'the man is (not) chasing the dog', or in the passive 'the dog is being chased by the man'."""
+
     agent: NounPhrase
     verb: str
     patient: NounPhrase
@@ -199,6 +223,7 @@ class Quantified:
     """'<quantifier> <noun>s [<modifier>] are (not) <predicate>' in canonical form: quantifier is
     'all', 'some' or 'most'; 'no dogs are X' is all(dogs, not X), 'not all dogs are X' is
     some(dogs, not X). modifier: None or (dim, word), a place or an adjective."""
+
     quantifier: str
     noun: str
     modifier: tuple
@@ -222,8 +247,10 @@ def count_set(noun_phrase, world, in_premise):
 
 def noun_phrase_claims(noun_phrase, world, in_premise):
     ref = noun_phrase.ref
-    claims = [((ref, "kind"), world.kinds[noun_phrase.noun]),
-              ((ref, "count"), count_set(noun_phrase, world, in_premise))]
+    claims = [
+        ((ref, "kind"), world.kinds[noun_phrase.noun]),
+        ((ref, "count"), count_set(noun_phrase, world, in_premise)),
+    ]
     claims += [((ref, dim), world.adjectives[dim][word]) for dim, word in noun_phrase.adjectives]
     return claims
 
@@ -240,14 +267,23 @@ def sentence_claims(sentence, world, in_premise):
         if sentence.predicate is not None:
             noun = sentence.subject.noun
             dim = lex.OBJECTS[noun][0] if world.top(noun) == "object" else "activity"
-            claims.append(((sentence.subject.ref, dim),
-                           predicate_set(world.dim_sets(dim), sentence.predicate, sentence.positive)))
+            claims.append(
+                (
+                    (sentence.subject.ref, dim),
+                    predicate_set(world.dim_sets(dim), sentence.predicate, sentence.positive),
+                )
+            )
     else:
         referents = [sentence.agent.ref, sentence.patient.ref]
-        claims = (noun_phrase_claims(sentence.agent, world, in_premise)
-                  + noun_phrase_claims(sentence.patient, world, in_premise))
-        claims.append((((sentence.agent.ref, sentence.patient.ref), "event"),
-                       predicate_set(world.verbs, sentence.verb, sentence.positive)))
+        claims = noun_phrase_claims(sentence.agent, world, in_premise) + noun_phrase_claims(
+            sentence.patient, world, in_premise
+        )
+        claims.append(
+            (
+                ((sentence.agent.ref, sentence.patient.ref), "event"),
+                predicate_set(world.verbs, sentence.verb, sentence.positive),
+            )
+        )
     for ref in referents:
         if sentence.place is not None:
             claims.append(((ref, "place"), world.places[sentence.place]))
@@ -288,14 +324,17 @@ def premise_facts(sentences, world):
 def scene_label(premise_sentences, hypothesis, world, negated=False):
     """The label of a Clause / Event hypothesis about the scene of the premise's sentences."""
     facts = premise_facts(premise_sentences, world)
-    statuses = [claim_status(facts, key, atoms, world)
-                for key, atoms in sentence_claims(hypothesis, world, in_premise=False)]
+    statuses = [
+        claim_status(facts, key, atoms, world)
+        for key, atoms in sentence_claims(hypothesis, world, in_premise=False)
+    ]
     label = conjunction_label(statuses)
     return negated_label(label) if negated else label
 
 
 # ----------------------------------------------------------------------------------------------
 # Quantified sentences: monotonicity
+
 
 def restrictor(sentence, world):
     """The set a quantifier ranges over, as {dim: atoms} (a product; a missing dim is 'any')."""
@@ -308,14 +347,19 @@ def restrictor(sentence, world):
 
 def product_within(inner, outer, world):
     """Is the product set `inner` inside `outer`? (Both are non-empty: every dim has a word.)"""
-    return all(inner.get(dim, world.universe(dim)) <= outer.get(dim, world.universe(dim))
-               for dim in set(inner) | set(outer))
+    return all(
+        inner.get(dim, world.universe(dim)) <= outer.get(dim, world.universe(dim))
+        for dim in set(inner) | set(outer)
+    )
 
 
 def canonical(sentence, world):
     """(quantifier, restrictor, predicate atoms)."""
-    return (sentence.quantifier, restrictor(sentence, world),
-            predicate_set(world.activities, sentence.predicate, sentence.positive))
+    return (
+        sentence.quantifier,
+        restrictor(sentence, world),
+        predicate_set(world.activities, sentence.predicate, sentence.positive),
+    )
 
 
 def quantified_entails(premise, hypothesis, world):
@@ -351,8 +395,13 @@ def quantified_contradicts(premise, hypothesis, world):
         return quantified_entails(premise, ("some", r2, complement), world)
     if quantified_entails(premise, ("all", r2, complement), world):
         return True
-    return (q2 == "most" and q == "most" and not a & a2
-            and product_within(r, r2, world) and product_within(r2, r, world))
+    return (
+        q2 == "most"
+        and q == "most"
+        and not a & a2
+        and product_within(r, r2, world)
+        and product_within(r2, r, world)
+    )
 
 
 def quantified_label(premise, hypothesis, world):
@@ -368,17 +417,22 @@ def quantified_label(premise, hypothesis, world):
 # ----------------------------------------------------------------------------------------------
 # Saying sentences
 
+
 @dataclass(frozen=True)
 class Style:
     """How a genre speaks: tense and the openers/tails that leave a sentence's claims alone."""
+
     genre: str
     past: bool = False
     spoken: bool = False
 
 
 GENRE_STYLES = {
-    "fiction": Style("fiction"), "travel": Style("travel"), "government": Style("government"),
-    "letters": Style("letters", past=True), "telephone": Style("telephone", spoken=True),
+    "fiction": Style("fiction"),
+    "travel": Style("travel"),
+    "government": Style("government"),
+    "letters": Style("letters", past=True),
+    "telephone": Style("telephone", spoken=True),
     "research": Style("research", past=True),
 }
 # Which kinds of premise each genre writes: (Clause scene, Event, object Clause, Quantified).
@@ -408,8 +462,10 @@ ADJECTIVE_ORDER = {"age": 0, "height": 1, "size": 0, "color": 1}  # 'big brown d
 
 def say_noun_phrase(noun_phrase, world):
     adjectives = sorted(noun_phrase.adjectives, key=lambda item: ADJECTIVE_ORDER[item[0]])
-    words = " ".join([word for _, word in adjectives]
-                     + [world.plurals[noun_phrase.noun] if noun_phrase.plural else noun_phrase.noun])
+    words = " ".join(
+        [word for _, word in adjectives]
+        + [world.plurals[noun_phrase.noun] if noun_phrase.plural else noun_phrase.noun]
+    )
     if noun_phrase.determiner == "a":
         return with_article(words)
     determiner = "the" if noun_phrase.determiner == "the_plural" else noun_phrase.determiner
@@ -443,11 +499,15 @@ def say_event(event, world, style, fronted):
     negation = "" if event.positive else "not "
     if event.passive:
         participle = lex.TRANSITIVE_VERBS[event.verb][0]
-        body = (f"{say_noun_phrase(event.patient, world)} {verb} {negation}being {participle} "
-                f"by {say_noun_phrase(event.agent, world)}")
+        body = (
+            f"{say_noun_phrase(event.patient, world)} {verb} {negation}being {participle} "
+            f"by {say_noun_phrase(event.agent, world)}"
+        )
     else:
-        body = (f"{say_noun_phrase(event.agent, world)} {verb} {negation}{event.verb} "
-                f"{say_noun_phrase(event.patient, world)}")
+        body = (
+            f"{say_noun_phrase(event.agent, world)} {verb} {negation}{event.verb} "
+            f"{say_noun_phrase(event.patient, world)}"
+        )
     time = f" {event.time}" if event.time else ""
     if event.place and (fronted or not event.positive):
         return f"{say_place(event.place)} , {body}{time}"
@@ -456,14 +516,23 @@ def say_event(event, world, style, fronted):
 
 
 QUANTIFIED_WORDINGS = {  # (quantifier, positive) -> templates; {pred} is always the positive word
-    ("all", True): ["all {pl} {be_pl} {pred}", "all of the {pl} {be_pl} {pred}",
-                    "every {sg} {be_sg} {pred}", "each of the {pl} {be_sg} {pred}"],
-    ("all", False): ["no {pl} {be_pl} {pred}", "no {sg} {be_sg} {pred}",
-                     "none of the {pl} {be_pl} {pred}"],
-    ("some", True): ["some {pl} {be_pl} {pred}", "some of the {pl} {be_pl} {pred}",
-                     "at least one {sg} {be_sg} {pred}"],
-    ("some", False): ["some {pl} {be_pl} not {pred}", "not all {pl} {be_pl} {pred}",
-                      "not every {sg} {be_sg} {pred}"],
+    ("all", True): [
+        "all {pl} {be_pl} {pred}",
+        "all of the {pl} {be_pl} {pred}",
+        "every {sg} {be_sg} {pred}",
+        "each of the {pl} {be_sg} {pred}",
+    ],
+    ("all", False): ["no {pl} {be_pl} {pred}", "no {sg} {be_sg} {pred}", "none of the {pl} {be_pl} {pred}"],
+    ("some", True): [
+        "some {pl} {be_pl} {pred}",
+        "some of the {pl} {be_pl} {pred}",
+        "at least one {sg} {be_sg} {pred}",
+    ],
+    ("some", False): [
+        "some {pl} {be_pl} not {pred}",
+        "not all {pl} {be_pl} {pred}",
+        "not every {sg} {be_sg} {pred}",
+    ],
     ("most", True): ["most {pl} {be_pl} {pred}", "most of the {pl} {be_pl} {pred}"],
     ("most", False): ["most {pl} {be_pl} not {pred}", "most of the {pl} {be_pl} not {pred}"],
 }
@@ -479,8 +548,9 @@ def say_quantified(sentence, world, style):
             singular, plural = f"{word} {singular}", f"{word} {plural}"
     wordings = QUANTIFIED_WORDINGS[(sentence.quantifier, sentence.positive)]
     template = wordings[sentence.wording % len(wordings)]
-    return template.format(sg=singular, pl=plural, pred=sentence.predicate,
-                           be_sg=be(False, style), be_pl=be(True, style))
+    return template.format(
+        sg=singular, pl=plural, pred=sentence.predicate, be_sg=be(False, style), be_pl=be(True, style)
+    )
 
 
 def say(sentence, world, style, fronted=False):
@@ -510,9 +580,11 @@ def written(spoken):
 # ----------------------------------------------------------------------------------------------
 # Drawing premises
 
+
 @dataclass(frozen=True)
 class Premise:
     """One or two sentences of one scene (or one Quantified sentence), and how they were said."""
+
     sentences: tuple
     text: str
 
@@ -548,9 +620,13 @@ def draw_object_clause(rng, world, ref):
     kind, places = lex.OBJECTS[noun]
     places = [p for p in places if p in world.place_words]
     positive = rng.random() < 0.8
-    return Clause(NounPhrase(ref, noun), rng.choice(list(lex.STATE_KINDS[kind])), positive,
-                  rng.choice(places) if rng.random() < 0.7 else None,
-                  rng.choice(world.time_words) if positive and rng.random() < 0.3 else None)
+    return Clause(
+        NounPhrase(ref, noun),
+        rng.choice(list(lex.STATE_KINDS[kind])),
+        positive,
+        rng.choice(places) if rng.random() < 0.7 else None,
+        rng.choice(world.time_words) if positive and rng.random() < 0.3 else None,
+    )
 
 
 def verbs_for(world, agent_top, patient_top):
@@ -560,14 +636,25 @@ def verbs_for(world, agent_top, patient_top):
 def draw_event(rng, world):
     agent_top = rng.choice(["animal", "person"])
     patient_top = "person" if agent_top == "animal" else "animal"
-    agent, patient = (NounPhrase(ref, rng.choice(world.nouns[top][1:]), rng.choice(["the", "a"]),
-                                 draw_adjectives(rng, world, top, 0.25))
-                      for ref, top in ((0, agent_top), (1, patient_top)))
+    agent, patient = (
+        NounPhrase(
+            ref,
+            rng.choice(world.nouns[top][1:]),
+            rng.choice(["the", "a"]),
+            draw_adjectives(rng, world, top, 0.25),
+        )
+        for ref, top in ((0, agent_top), (1, patient_top))
+    )
     positive = rng.random() < 0.85
-    return Event(agent, rng.choice(verbs_for(world, agent_top, patient_top)), patient, positive,
-                 passive=rng.random() < 0.3,
-                 place=rng.choice(world.place_words) if rng.random() < 0.6 else None,
-                 time=rng.choice(world.time_words) if positive and rng.random() < 0.3 else None)
+    return Event(
+        agent,
+        rng.choice(verbs_for(world, agent_top, patient_top)),
+        patient,
+        positive,
+        passive=rng.random() < 0.3,
+        place=rng.choice(world.place_words) if rng.random() < 0.6 else None,
+        time=rng.choice(world.time_words) if positive and rng.random() < 0.3 else None,
+    )
 
 
 def draw_quantified(rng, world):
@@ -582,8 +669,9 @@ def draw_quantified(rng, world):
     else:
         modifier = None
     predicate = rng.choice(world.doings[top] + ["asleep", "awake"])
-    return Quantified(rng.choice(["all", "some", "most"]), noun, modifier, predicate,
-                      rng.random() < 0.65, rng.randrange(12))
+    return Quantified(
+        rng.choice(["all", "some", "most"]), noun, modifier, predicate, rng.random() < 0.65, rng.randrange(12)
+    )
 
 
 def draw_main_sentence(rng, world, family):
@@ -630,18 +718,21 @@ def draw_premise(rng, world, style):
 # ----------------------------------------------------------------------------------------------
 # Editing a premise sentence into a hypothesis
 
+
 def edited_noun(rng, world, noun):
     """A hypernym, a hyponym or a disjoint noun of the same top kind (or the noun itself)."""
     same_top = world.nouns[world.top(noun)]
-    options = [world.kinds.above(noun, same_top), world.kinds.below(noun, same_top),
-               world.kinds.apart(noun, same_top)]
+    options = [
+        world.kinds.above(noun, same_top),
+        world.kinds.below(noun, same_top),
+        world.kinds.apart(noun, same_top),
+    ]
     options = [words for words in options if words]
     return rng.choice(rng.choice(options)) if options else noun
 
 
 def edited_word(rng, sets, word, candidates):
-    options = [sets.above(word, candidates), sets.below(word, candidates),
-               sets.apart(word, candidates)]
+    options = [sets.above(word, candidates), sets.below(word, candidates), sets.apart(word, candidates)]
     options = [words for words in options if words]
     return rng.choice(rng.choice(options)) if options else word
 
@@ -669,8 +760,9 @@ def edited_noun_phrase(rng, world, noun_phrase, edit_chance, edit_number=True):
         noun = edited_noun(rng, world, noun)
     if edit_number and rng.random() < edit_chance:
         determiner = edited_determiner(rng, world, determiner)
-    return replace(noun_phrase, noun=noun, determiner=determiner,
-                   adjectives=edited_adjectives(rng, world, noun_phrase))
+    return replace(
+        noun_phrase, noun=noun, determiner=determiner, adjectives=edited_adjectives(rng, world, noun_phrase)
+    )
 
 
 def edited_place_time(rng, world, place, time, edit_chance):
@@ -718,8 +810,9 @@ def edited_event(rng, world, event, edit_chance):
     patient = edited_noun_phrase(rng, world, event.patient, edit_chance, edit_number=False)
     verb = event.verb
     if rng.random() < edit_chance:
-        verb = edited_word(rng, world.verbs, verb, verbs_for(world, world.top(agent.noun),
-                                                             world.top(patient.noun)))
+        verb = edited_word(
+            rng, world.verbs, verb, verbs_for(world, world.top(agent.noun), world.top(patient.noun))
+        )
     swappable = (world.top(patient.noun), world.top(agent.noun)) in lex.TRANSITIVE_VERBS[verb][2]
     if swappable and rng.random() < edit_chance / 2:
         agent, patient = patient, agent
@@ -727,8 +820,7 @@ def edited_event(rng, world, event, edit_chance):
     if place is not None and rng.random() < 0.1:
         return Clause(rng.choice([agent, patient]), None, True, place, None)
     positive = event.positive != (rng.random() < edit_chance / 2)
-    return Event(agent, verb, patient, positive, rng.random() < 0.35, place,
-                 time if positive else None)
+    return Event(agent, verb, patient, positive, rng.random() < 0.35, place, time if positive else None)
 
 
 def edited_quantified(rng, world, sentence, edit_chance):
@@ -789,9 +881,11 @@ def is_plain_for_negation(premise, hypothesis, world):
     if not hypothesis.positive or any(m.determiner not in ("the", "the_plural") for m in mentions):
         return False
     facts = premise_facts(premise.sentences, world)
-    return all(claim_status(facts, key, atoms, world) == ENTAILMENT
-               for mention in mentions
-               for key, atoms in noun_phrase_claims(mention, world, in_premise=False))
+    return all(
+        claim_status(facts, key, atoms, world) == ENTAILMENT
+        for mention in mentions
+        for key, atoms in noun_phrase_claims(mention, world, in_premise=False)
+    )
 
 
 def draw_pairs(rng, world, style, premise):
@@ -801,8 +895,11 @@ def draw_pairs(rng, world, style, premise):
         for _ in range(MAX_TRIES):
             hypothesis, got = draw_hypothesis(rng, world, style, premise)
             length = len(basic_tokens(hypothesis))
-            if (got == label and HYPOTHESIS_TOKENS[0] <= length <= HYPOTHESIS_TOKENS[1]
-                    and hypothesis != premise.text):
+            if (
+                got == label
+                and HYPOTHESIS_TOKENS[0] <= length <= HYPOTHESIS_TOKENS[1]
+                and hypothesis != premise.text
+            ):
                 pairs.append(Pair(premise.text, hypothesis, label))
                 break
     return pairs
@@ -827,8 +924,9 @@ def dev_annotations(rng, label):
     """label1 is the writer's label; label2..5 are validators who each err with
     ANNOTATOR_ERROR. Drawn again until some label has at least three votes, so gold exists."""
     while True:
-        votes = [label] + [wrong_label(rng, label) if rng.random() < ANNOTATOR_ERROR else label
-                           for _ in range(4)]
+        votes = [label] + [
+            wrong_label(rng, label) if rng.random() < ANNOTATOR_ERROR else label for _ in range(4)
+        ]
         majority = max(LABELS, key=votes.count)
         if votes.count(majority) >= 3:
             return votes, majority
@@ -836,8 +934,10 @@ def dev_annotations(rng, label):
 
 def binary_parse(tokens):
     """A right-branching bracketing: '( The ( dog ( is sleeping ) ) )' and the final mark apart."""
+
     def nest(words):
         return words[0] if len(words) == 1 else f"( {words[0]} {nest(words[1:])} )"
+
     body, mark = (tokens[:-1], tokens[-1]) if tokens[-1] in ".?" and len(tokens) > 1 else (tokens, None)
     return f"( {nest(body)} {mark} )" if mark else nest(body)
 
@@ -856,15 +956,37 @@ def tag(token):
 POS_TAGS = {
     **{w: "DT" for w in ("the", "a", "an", "all", "some", "every", "each", "no", "most")},
     **{w: "IN" for w in ("in", "on", "at", "of", "by", "that", "while", "according", "during")},
-    **{w: "VBZ" for w in ("is",)}, **{w: "VBP" for w in ("are",)},
-    **{w: "VBD" for w in ("was", "were", "saw", "noticed", "surprised", "found", "showed",
-                          "confirmed", "told", "said")},
+    **{w: "VBZ" for w in ("is",)},
+    **{w: "VBP" for w in ("are",)},
+    **{
+        w: "VBD"
+        for w in (
+            "was",
+            "were",
+            "saw",
+            "noticed",
+            "surprised",
+            "found",
+            "showed",
+            "confirmed",
+            "told",
+            "said",
+        )
+    },
     **{w: "CD" for w in list(lex.NUMERALS.values()) + ["one"]},
     **{w: "JJ" for dims in lex.ADJECTIVES.values() for words in dims.values() for w in words},
     **{w: "JJ" for words in lex.STATE_KINDS.values() for w in words},
     **{w: "VBN" for participle, _, _ in lex.TRANSITIVE_VERBS.values() for w in (participle,)},
-    "not": "RB", "there": "EX", "it": "PRP", "i": "PRP", "and": "CC", "but": "CC",
-    "true": "JJ", "asleep": "JJ", "awake": "JJ", "being": "VBG",
+    "not": "RB",
+    "there": "EX",
+    "it": "PRP",
+    "i": "PRP",
+    "and": "CC",
+    "but": "CC",
+    "true": "JJ",
+    "asleep": "JJ",
+    "awake": "JJ",
+    "being": "VBG",
 }
 PLURAL_NOUNS = {plural for _, plural in lex.ANIMATE_NOUNS.values()}
 
@@ -877,10 +999,18 @@ def constituency_parse(tokens):
 def mnli_row(index, prompt_id, genre, pair, gold, annotations):
     """One MNLI row; pairID ends with the writer's label (which noise may have overruled)."""
     tokens = [written_tokens(s) for s in (pair.premise, pair.hypothesis)]
-    row = [str(index), str(prompt_id), f"{prompt_id}{pair.label[0]}", genre,
-           binary_parse(tokens[0]), binary_parse(tokens[1]),
-           constituency_parse(tokens[0]), constituency_parse(tokens[1]),
-           written(pair.premise), written(pair.hypothesis)]
+    row = [
+        str(index),
+        str(prompt_id),
+        f"{prompt_id}{pair.label[0]}",
+        genre,
+        binary_parse(tokens[0]),
+        binary_parse(tokens[1]),
+        constituency_parse(tokens[0]),
+        constituency_parse(tokens[1]),
+        written(pair.premise),
+        written(pair.hypothesis),
+    ]
     row += annotations if annotations else [gold]
     return row + [gold]
 
@@ -896,12 +1026,14 @@ def generate_split(rng, world, genres, n_pairs, first_prompt_id, dev, seen_premi
         if premise.text in seen_premises:
             continue
         seen_premises.add(premise.text)
-        for pair in draw_pairs(rng, world, style, premise)[:n_pairs - len(rows)]:
+        for pair in draw_pairs(rng, world, style, premise)[: n_pairs - len(rows)]:
             if dev:
                 annotations, gold = dev_annotations(rng, pair.label)
             else:
-                annotations, gold = None, (wrong_label(rng, pair.label)
-                                           if rng.random() < TRAIN_NOISE else pair.label)
+                annotations, gold = (
+                    None,
+                    (wrong_label(rng, pair.label) if rng.random() < TRAIN_NOISE else pair.label),
+                )
             rows.append(mnli_row(len(rows), prompt_id, genre, pair, gold, annotations))
         prompt_id += 1
     return rows
@@ -916,20 +1048,34 @@ def generate_corpus(seed, n_train, n_dev):
     matched, mismatched = World(mismatched=False), World(mismatched=True)
     seen = set()
     return {
-        "train.tsv": generate_split(random.Random(f"{seed}:train"), matched, lex.MATCHED_GENRES,
-                                    n_train, 100000, False, seen),
-        "dev_matched.tsv": generate_split(random.Random(f"{seed}:dev_matched"), matched,
-                                          lex.MATCHED_GENRES, n_dev, 200000, True, seen),
-        "dev_mismatched.tsv": generate_split(random.Random(f"{seed}:dev_mismatched"), mismatched,
-                                             lex.MISMATCHED_GENRES, n_dev, 300000, True, seen),
+        "train.tsv": generate_split(
+            random.Random(f"{seed}:train"), matched, lex.MATCHED_GENRES, n_train, 100000, False, seen
+        ),
+        "dev_matched.tsv": generate_split(
+            random.Random(f"{seed}:dev_matched"), matched, lex.MATCHED_GENRES, n_dev, 200000, True, seen
+        ),
+        "dev_mismatched.tsv": generate_split(
+            random.Random(f"{seed}:dev_mismatched"),
+            mismatched,
+            lex.MISMATCHED_GENRES,
+            n_dev,
+            300000,
+            True,
+            seen,
+        ),
     }
 
 
 def corpus_vocab(corpus):
     """Special tokens, then every lower-cased token of every sentence, sorted."""
     sentence_columns = (TRAIN_HEADER.index("sentence1"), TRAIN_HEADER.index("sentence2"))
-    tokens = {token for rows in corpus.values() for row in rows
-              for column in sentence_columns for token in basic_tokens(row[column])}
+    tokens = {
+        token
+        for rows in corpus.values()
+        for row in rows
+        for column in sentence_columns
+        for token in basic_tokens(row[column])
+    }
     return SPECIAL_TOKENS + sorted(tokens)
 
 
@@ -941,12 +1087,13 @@ def check_config_vocab_sizes(vocab_size, config_paths):
         with open(path, encoding="utf-8") as f:
             config = json.load(f)
         if not isinstance(config.get("vocab_size"), int):
-            raise ValueError(f"{path}: key 'vocab_size' must be an integer, got "
-                             f"{config.get('vocab_size')!r}")
+            raise ValueError(f"{path}: key 'vocab_size' must be an integer, got {config.get('vocab_size')!r}")
         if config["vocab_size"] < vocab_size:
-            raise ValueError(f"{path}: vocab_size {config['vocab_size']} is smaller than the "
-                             f"generated vocabulary ({vocab_size} tokens); set it to at least "
-                             f"{round_up(vocab_size, 8)}")
+            raise ValueError(
+                f"{path}: vocab_size {config['vocab_size']} is smaller than the "
+                f"generated vocabulary ({vocab_size} tokens); set it to at least "
+                f"{round_up(vocab_size, 8)}"
+            )
 
 
 def round_up(number, multiple):
@@ -978,8 +1125,11 @@ def positive_int(text):
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--output_dir", required=True,
-                        help="Folder to write MNLI/{train,dev_matched,dev_mismatched}.tsv and vocab.txt into.")
+    parser.add_argument(
+        "--output_dir",
+        required=True,
+        help="Folder to write MNLI/{train,dev_matched,dev_mismatched}.tsv and vocab.txt into.",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--n_train", type=positive_int, default=20000, help="Pairs in train.tsv.")
     parser.add_argument("--n_dev", type=positive_int, default=2000, help="Pairs in each dev file.")
@@ -993,10 +1143,13 @@ def main(argv=None):
         gold = [row[-1] for row in rows]
         mix = ", ".join(f"{label} {gold.count(label) / len(gold):.1%}" for label in LABELS)
         print(f"{name}: {len(rows)} pairs ({mix})")
-    print(f"vocab.txt: {len(vocab)} tokens; BERT configs need vocab_size >= {len(vocab)} "
-          f"(rounded up to a multiple of 8: {round_up(len(vocab), 8)})")
-    check_config_vocab_sizes(len(vocab), [os.path.join(os.path.dirname(__file__), "jsons", name)
-                                          for name in DEMO_CONFIGS])
+    print(
+        f"vocab.txt: {len(vocab)} tokens; BERT configs need vocab_size >= {len(vocab)} "
+        f"(rounded up to a multiple of 8: {round_up(len(vocab), 8)})"
+    )
+    check_config_vocab_sizes(
+        len(vocab), [os.path.join(os.path.dirname(__file__), "jsons", name) for name in DEMO_CONFIGS]
+    )
 
 
 if __name__ == "__main__":

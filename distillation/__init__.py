@@ -6,15 +6,16 @@ TextBrewer's module paths (distillation.distiller_utils, distillation.utils, ...
 the same objects for code written against them (README.md lists them). Beyond TextBrewer's API,
 the names below "the run's files and state" are the toolbox the example builds on.
 """
+
 from . import data_utils, utils  # textbrewer.utils and textbrewer.data_utils, as attributes
 from .adaptors import move_to_device
 from .configs import DistillationConfig, IntermediateMatch, TrainingConfig
 from .distillers import (
-                         BasicDistiller,
-                         BasicTrainer,
-                         GeneralDistiller,
-                         MultiTaskDistiller,
-                         MultiTeacherDistiller,
+    BasicDistiller,
+    BasicTrainer,
+    GeneralDistiller,
+    MultiTaskDistiller,
+    MultiTeacherDistiller,
 )
 
 # The run's files and state: atomic writes, safe loading, checkpoint names, resume, the logit cache.
@@ -36,11 +37,36 @@ Distillers = {
     "Train": BasicTrainer,
 }
 
-__all__ = ["TrainingConfig", "DistillationConfig", "BasicTrainer", "BasicDistiller",
-           "GeneralDistiller", "MultiTeacherDistiller", "MultiTaskDistiller", "Distillers",
-           "KD_LOSS_MAP", "MATCH_LOSS_MAP", "PROJ_MAP", "TEMPERATURE_SCHEDULER", "WEIGHT_SCHEDULER",
-           "FEATURES", "ADAPTOR_KEYS", "register_new", "utils", "data_utils",
-           # beyond TextBrewer's API
-           "IntermediateMatch", "move_to_device", "atomic_path", "atomic_torch_save",
-           "atomic_write_text", "file_sha256", "safe_torch_load", "EXAMPLE_INDEX_KEY",
-           "TrainingInterrupted", "latest_state", "checkpoint_path", "checkpoint_steps"]
+__all__ = [
+    "TrainingConfig",
+    "DistillationConfig",
+    "BasicTrainer",
+    "BasicDistiller",
+    "GeneralDistiller",
+    "MultiTeacherDistiller",
+    "MultiTaskDistiller",
+    "Distillers",
+    "KD_LOSS_MAP",
+    "MATCH_LOSS_MAP",
+    "PROJ_MAP",
+    "TEMPERATURE_SCHEDULER",
+    "WEIGHT_SCHEDULER",
+    "FEATURES",
+    "ADAPTOR_KEYS",
+    "register_new",
+    "utils",
+    "data_utils",
+    # beyond TextBrewer's API
+    "IntermediateMatch",
+    "move_to_device",
+    "atomic_path",
+    "atomic_torch_save",
+    "atomic_write_text",
+    "file_sha256",
+    "safe_torch_load",
+    "EXAMPLE_INDEX_KEY",
+    "TrainingInterrupted",
+    "latest_state",
+    "checkpoint_path",
+    "checkpoint_steps",
+]

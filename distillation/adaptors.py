@@ -9,6 +9,7 @@ An adaptor is a function adaptor(batch, model_outputs) -> dict whose keys are am
   hidden       list of hidden states (batch, length, hidden), index 0 the embeddings
   attention    list of attention maps (batch, heads, length, length)
 """
+
 from collections.abc import Mapping
 
 import torch
@@ -28,8 +29,10 @@ def post_adaptor(results):
         raise TypeError(f"an adaptor must return a dict, got {type(results).__name__}")
     unknown = [key for key in results if key not in ADAPTOR_KEYS]
     if unknown:
-        raise ValueError(f"adaptor returned unknown key(s) {', '.join(map(repr, unknown))}; "
-                         f"known: {', '.join(ADAPTOR_KEYS)}")
+        raise ValueError(
+            f"adaptor returned unknown key(s) {', '.join(map(repr, unknown))}; "
+            f"known: {', '.join(ADAPTOR_KEYS)}"
+        )
     return {key: as_list(value) if key in LIST_KEYS else value for key, value in results.items()}
 
 
@@ -107,7 +110,9 @@ def select_logits_with_mask(logits_list, masks_list):
     if len(masks_list) == 1:
         masks_list = masks_list * len(logits_list)
     if len(masks_list) != len(logits_list):
-        raise ValueError(f"select_logits_with_mask: {len(logits_list)} logits tensors but "
-                         f"{len(masks_list)} masks")
-    return [logits[mask.bool()] if logits.dim() == 3 else logits
-            for logits, mask in zip(logits_list, masks_list)]
+        raise ValueError(
+            f"select_logits_with_mask: {len(logits_list)} logits tensors but {len(masks_list)} masks"
+        )
+    return [
+        logits[mask.bool()] if logits.dim() == 3 else logits for logits, mask in zip(logits_list, masks_list)
+    ]

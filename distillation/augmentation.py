@@ -4,6 +4,7 @@ Each takes a list of tokens (or ids) and returns a new list. They draw from nump
 generator, one draw per decision in the same order as TextBrewer 0.2.1, so that a seeded run
 gives the same lists as TextBrewer's.
 """
+
 import numpy as np
 
 
@@ -25,7 +26,7 @@ def n_gram_sampling(tokens, p_ng=(0.2, 0.2, 0.2, 0.2, 0.2), l_ng=(1, 2, 3, 4, 5)
     """
     length = np.random.choice(l_ng, p=p_ng)
     start = np.random.randint(0, max(len(tokens) - length + 1, 1))
-    return tokens[start:start + length]
+    return tokens[start : start + length]
 
 
 def short_disorder(tokens, p=(0.9, 0.1, 0, 0, 0)):
@@ -42,10 +43,12 @@ def short_disorder(tokens, p=(0.9, 0.1, 0, 0, 0)):
             outputs[i], outputs[i + 1] = outputs[i + 1], outputs[i]
             i += 2
         else:
-            first, second, third = outputs[i:i + 3]
-            outputs[i:i + 3] = {2: [third, second, first],
-                                3: [third, first, second],
-                                4: [second, third, first]}[kind]
+            first, second, third = outputs[i : i + 3]
+            outputs[i : i + 3] = {
+                2: [third, second, first],
+                3: [third, first, second],
+                4: [second, third, first],
+            }[kind]
             i += 3
     return outputs
 
@@ -66,7 +69,7 @@ def long_disorder(tokens, p=0.1, length=20):
     i = 0
     while i <= len(outputs) - span:
         if np.random.rand() < p:
-            outputs[i:i + span] = outputs[i + half:i + span] + outputs[i:i + half]
+            outputs[i : i + span] = outputs[i + half : i + span] + outputs[i : i + half]
             i += span
         else:
             i += 1

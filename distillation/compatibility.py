@@ -1,5 +1,6 @@
 """TextBrewer alias: the module path `textbrewer.compatibility` (two small definitions of its own):
 the dtype of boolean masks, and whether apex is there."""
+
 import importlib.util
 
 import torch

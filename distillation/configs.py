@@ -3,6 +3,7 @@
 Neither config changes during training or touches the disk: schedules are applied per step by
 the distillers, and output_dir is created when training starts.
 """
+
 import json
 import logging
 
@@ -50,18 +51,34 @@ class TrainingConfig(_Config):
     checkpoints) are kept.
     """
 
-    def __init__(self, gradient_accumulation_steps=1, ckpt_frequency=1, ckpt_epoch_frequency=1,
-                 ckpt_steps=None, log_dir=None, output_dir="./saved_models", device="cuda",
-                 fp16=False, fp16_opt_level="O1", data_parallel=False, local_rank=-1,
-                 mixed_precision=None, keep_resume_states=2):
-        for name, value in (("gradient_accumulation_steps", gradient_accumulation_steps),
-                            ("ckpt_frequency", ckpt_frequency),
-                            ("ckpt_epoch_frequency", ckpt_epoch_frequency),
-                            ("keep_resume_states", keep_resume_states)):
+    def __init__(
+        self,
+        gradient_accumulation_steps=1,
+        ckpt_frequency=1,
+        ckpt_epoch_frequency=1,
+        ckpt_steps=None,
+        log_dir=None,
+        output_dir="./saved_models",
+        device="cuda",
+        fp16=False,
+        fp16_opt_level="O1",
+        data_parallel=False,
+        local_rank=-1,
+        mixed_precision=None,
+        keep_resume_states=2,
+    ):
+        for name, value in (
+            ("gradient_accumulation_steps", gradient_accumulation_steps),
+            ("ckpt_frequency", ckpt_frequency),
+            ("ckpt_epoch_frequency", ckpt_epoch_frequency),
+            ("keep_resume_states", keep_resume_states),
+        ):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"TrainingConfig: {name} must be a positive integer, got {value!r}")
         if ckpt_steps is not None and (not isinstance(ckpt_steps, int) or ckpt_steps < 1):
-            raise ValueError(f"TrainingConfig: ckpt_steps must be a positive integer or None, got {ckpt_steps!r}")
+            raise ValueError(
+                f"TrainingConfig: ckpt_steps must be a positive integer or None, got {ckpt_steps!r}"
+            )
         self.gradient_accumulation_steps = gradient_accumulation_steps
         self.ckpt_frequency = ckpt_frequency
         self.ckpt_epoch_frequency = ckpt_epoch_frequency
@@ -76,9 +93,11 @@ class TrainingConfig(_Config):
         self.mixed_precision = self._mixed_precision(fp16, mixed_precision, self.device)
         self.keep_resume_states = keep_resume_states
         if local_rank != -1:
-            logger.warning("TrainingConfig: local_rank=%r is accepted for compatibility and ignored: "
-                           "launch with torchrun and set data_parallel=True for several processes",
-                           local_rank)
+            logger.warning(
+                "TrainingConfig: local_rank=%r is accepted for compatibility and ignored: "
+                "launch with torchrun and set data_parallel=True for several processes",
+                local_rank,
+            )
         if fp16_opt_level != "O1":
             logger.warning("fp16_opt_level=%r is ignored: torch.amp has no apex opt levels", fp16_opt_level)
 
@@ -95,8 +114,9 @@ class TrainingConfig(_Config):
         if mixed_precision is None:
             mixed_precision = "fp16" if fp16 else "no"
         if mixed_precision not in MIXED_PRECISION:
-            raise ValueError(f"TrainingConfig: mixed_precision must be one of {MIXED_PRECISION}, "
-                             f"got {mixed_precision!r}")
+            raise ValueError(
+                f"TrainingConfig: mixed_precision must be one of {MIXED_PRECISION}, got {mixed_precision!r}"
+            )
         if fp16 and mixed_precision != "fp16":
             raise ValueError(f"TrainingConfig: fp16=True conflicts with mixed_precision={mixed_precision!r}")
         if mixed_precision == "fp16" and device.type != "cuda":
@@ -136,7 +156,9 @@ class IntermediateMatch(_Config):
             raise ValueError(f"{where}: expected a dict, got {match!r}")
         unknown = sorted(set(match) - set(cls.KEYS))
         if unknown:
-            raise ValueError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; known: {', '.join(cls.KEYS)}")
+            raise ValueError(
+                f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; known: {', '.join(cls.KEYS)}"
+            )
         missing = [key for key in cls.KEYS[:5] if key not in match]
         if missing:
             raise ValueError(f"{where}: missing key(s) {', '.join(missing)}")
@@ -150,15 +172,23 @@ class IntermediateMatch(_Config):
         pairs = match["loss"] in PAIR_LOSSES
         if not all(_is_layer(layer, pairs) for layer in (layer_T, layer_S)):
             expected = "lists of two layer indices" if pairs else "layer indices (integers)"
-            raise ValueError(f"{where}: loss {match['loss']!r} takes {expected} as layer_T and "
-                             f"layer_S; got {layer_T!r} and {layer_S!r}")
+            raise ValueError(
+                f"{where}: loss {match['loss']!r} takes {expected} as layer_T and "
+                f"layer_S; got {layer_T!r} and {layer_S!r}"
+            )
         proj, proj_group = match.get("proj"), None
         if proj is not None:
-            if (not isinstance(proj, (list, tuple)) or len(proj) not in (3, 4) or proj[0] not in PROJ_MAP
-                    or not all(isinstance(d, int) and d > 0 for d in proj[1:3])
-                    or (len(proj) == 4 and not isinstance(proj[3], dict))):
-                raise ValueError(f"{where}: proj must be [kind, dim_in, dim_out] or [kind, dim_in, "
-                                 f"dim_out, {{options}}] with kind in {', '.join(PROJ_MAP)}; got {proj!r}")
+            if (
+                not isinstance(proj, (list, tuple))
+                or len(proj) not in (3, 4)
+                or proj[0] not in PROJ_MAP
+                or not all(isinstance(d, int) and d > 0 for d in proj[1:3])
+                or (len(proj) == 4 and not isinstance(proj[3], dict))
+            ):
+                raise ValueError(
+                    f"{where}: proj must be [kind, dim_in, dim_out] or [kind, dim_in, "
+                    f"dim_out, {{options}}] with kind in {', '.join(PROJ_MAP)}; got {proj!r}"
+                )
             proj, proj_group = list(proj[:3]), (proj[3] if len(proj) == 4 else {})
         return cls(layer_T, layer_S, match["feature"], match["loss"], match["weight"], proj, proj_group)
 
@@ -184,10 +214,20 @@ class DistillationConfig(_Config):
     None: the batch's own length.
     """
 
-    def __init__(self, temperature=4, temperature_scheduler="none", hard_label_weight=0,
-                 hard_label_weight_scheduler="none", kd_loss_type="ce", kd_loss_weight=1,
-                 kd_loss_weight_scheduler="none", probability_shift=False,
-                 intermediate_matches=None, is_caching_logits=False, padded_length=None):
+    def __init__(
+        self,
+        temperature=4,
+        temperature_scheduler="none",
+        hard_label_weight=0,
+        hard_label_weight_scheduler="none",
+        kd_loss_type="ce",
+        kd_loss_weight=1,
+        kd_loss_weight_scheduler="none",
+        probability_shift=False,
+        intermediate_matches=None,
+        is_caching_logits=False,
+        padded_length=None,
+    ):
         self.temperature = temperature
         self.temperature_scheduler = _temperature_function(temperature_scheduler)
         self.hard_label_weight = hard_label_weight
@@ -196,18 +236,25 @@ class DistillationConfig(_Config):
         self.kd_loss_weight = kd_loss_weight
         self.kd_loss_weight_scheduler = kd_loss_weight_scheduler
         self.probability_shift = probability_shift
-        self.intermediate_matches = [IntermediateMatch.from_dict(match, i)
-                                     for i, match in enumerate(intermediate_matches or [])]
+        self.intermediate_matches = [
+            IntermediateMatch.from_dict(match, i) for i, match in enumerate(intermediate_matches or [])
+        ]
         self.is_caching_logits = is_caching_logits
-        if padded_length is not None and (not isinstance(padded_length, int)
-                                          or isinstance(padded_length, bool) or padded_length < 1):
-            raise ValueError(f"DistillationConfig: padded_length must be a positive integer or "
-                             f"None, got {padded_length!r}")
+        if padded_length is not None and (
+            not isinstance(padded_length, int) or isinstance(padded_length, bool) or padded_length < 1
+        ):
+            raise ValueError(
+                f"DistillationConfig: padded_length must be a positive integer or None, got {padded_length!r}"
+            )
         self.padded_length = padded_length
         if kd_loss_type not in KD_LOSS_MAP:
-            raise ValueError(f"DistillationConfig: unknown kd_loss_type {kd_loss_type!r}; known: {', '.join(KD_LOSS_MAP)}")
+            raise ValueError(
+                f"DistillationConfig: unknown kd_loss_type {kd_loss_type!r}; known: {', '.join(KD_LOSS_MAP)}"
+            )
         # Resolved once here; the weight schedulers' settings stay as the user wrote them.
-        self._hard_label_weight_fn = _weight_function(hard_label_weight_scheduler, "hard_label_weight_scheduler")
+        self._hard_label_weight_fn = _weight_function(
+            hard_label_weight_scheduler, "hard_label_weight_scheduler"
+        )
         self._kd_loss_weight_fn = _weight_function(kd_loss_weight_scheduler, "kd_loss_weight_scheduler")
 
     def temperature_for(self, logits_S, logits_T):
@@ -233,8 +280,10 @@ def _temperature_function(scheduler):
     listed = isinstance(scheduler, (list, tuple))
     name, args = (scheduler[0], list(scheduler[1:])) if listed else (scheduler, [])
     if name not in TEMPERATURE_SCHEDULER:
-        raise ValueError(f"DistillationConfig: unknown temperature_scheduler {name!r}; "
-                         f"known: none, {', '.join(TEMPERATURE_SCHEDULER)}")
+        raise ValueError(
+            f"DistillationConfig: unknown temperature_scheduler {name!r}; "
+            f"known: none, {', '.join(TEMPERATURE_SCHEDULER)}"
+        )
     function = TEMPERATURE_SCHEDULER[name]
     if not args and name not in TEMPERATURE_SCHEDULER_BUILDERS:
         return function
@@ -243,15 +292,22 @@ def _temperature_function(scheduler):
             return function(**args[0])
         return function(*args)
     except TypeError as error:
-        hint = (" ('flsw' takes [beta, gamma], 'cwsm' takes [beta], e.g. ['flsw', 1, 1])"
-                if name in TEMPERATURE_SCHEDULER_BUILDERS else "")
-        raise ValueError(f"DistillationConfig: temperature_scheduler {scheduler!r}: the builder "
-                         f"'{name}' does not take these arguments{hint}: {error}") from None
+        hint = (
+            " ('flsw' takes [beta, gamma], 'cwsm' takes [beta], e.g. ['flsw', 1, 1])"
+            if name in TEMPERATURE_SCHEDULER_BUILDERS
+            else ""
+        )
+        raise ValueError(
+            f"DistillationConfig: temperature_scheduler {scheduler!r}: the builder "
+            f"'{name}' does not take these arguments{hint}: {error}"
+        ) from None
 
 
 def _weight_function(scheduler, key):
     if scheduler in ("none", None):
         return None
     if scheduler not in WEIGHT_SCHEDULER:
-        raise ValueError(f"DistillationConfig: unknown {key} {scheduler!r}; known: none, {', '.join(WEIGHT_SCHEDULER)}")
+        raise ValueError(
+            f"DistillationConfig: unknown {key} {scheduler!r}; known: none, {', '.join(WEIGHT_SCHEDULER)}"
+        )
     return WEIGHT_SCHEDULER[scheduler]

@@ -3,6 +3,7 @@ MultiTaskDistiller.
 
 Each one only says how its loss is computed; AbstractDistiller runs the training.
 """
+
 import functools
 import inspect
 
@@ -60,8 +61,10 @@ class BasicDistiller(AbstractDistiller):
             if self.d_config.probability_shift:
                 labels = as_list(results_S["labels"])
                 logits_T = [probability_shift(l_T, y) for l_T, y in zip(logits_T, labels)]
-            kd = sum(self.kd_loss(l_S, l_T, self.d_config.temperature_for(l_S, l_T))
-                     for l_S, l_T in zip(logits_S, logits_T))
+            kd = sum(
+                self.kd_loss(l_S, l_T, self.d_config.temperature_for(l_S, l_T))
+                for l_S, l_T in zip(logits_S, logits_T)
+            )
             total = total + self.kd_loss_weight * kd
             losses["unweighted_kd_loss"] = kd
         if "losses" in results_S:
@@ -89,8 +92,9 @@ class GeneralDistiller(BasicDistiller):
             self.projs_group.append(match.proj_group)
 
     def features_read(self):
-        return _unless_overridden(self, GeneralDistiller,
-                                  {match.feature for match in self.d_config.intermediate_matches})
+        return _unless_overridden(
+            self, GeneralDistiller, {match.feature for match in self.d_config.intermediate_matches}
+        )
 
     def compute_loss(self, results_S, results_T):
         total, losses = self.compute_prediction_loss(results_S, results_T)
@@ -149,8 +153,10 @@ class MultiTaskDistiller(GeneralDistiller):
             if not isinstance(value, dict) or not value:
                 raise ValueError(f"MultiTaskDistiller: {name} must be a non-empty dict {{task: ...}}")
         if not set(model_T) == set(adaptor_T) == set(adaptor_S):
-            raise ValueError("MultiTaskDistiller: model_T, adaptor_T and adaptor_S must have the "
-                             f"same tasks; got {sorted(model_T)}, {sorted(adaptor_T)}, {sorted(adaptor_S)}")
+            raise ValueError(
+                "MultiTaskDistiller: model_T, adaptor_T and adaptor_S must have the "
+                f"same tasks; got {sorted(model_T)}, {sorted(adaptor_T)}, {sorted(adaptor_S)}"
+            )
         super().__init__(train_config, distill_config, model_T, model_S, adaptor_T, adaptor_S)
 
     @property
@@ -160,9 +166,20 @@ class MultiTaskDistiller(GeneralDistiller):
     def caches_logits(self):
         return False
 
-    def train(self, optimizer, dataloaders, num_steps, scheduler_class=None, scheduler_args=None,
-              scheduler=None, max_grad_norm=-1.0, tau=1, callback=None, batch_postprocessors=None,
-              **args):
+    def train(
+        self,
+        optimizer,
+        dataloaders,
+        num_steps,
+        scheduler_class=None,
+        scheduler_args=None,
+        scheduler=None,
+        max_grad_norm=-1.0,
+        tau=1,
+        callback=None,
+        batch_postprocessors=None,
+        **args,
+    ):
         """Train for num_steps optimizer steps on batches drawn from dataloaders ({task: loader}).
 
         A task is drawn for every batch with probability proportional to the size of its
@@ -176,14 +193,23 @@ class MultiTaskDistiller(GeneralDistiller):
         if unknown:
             raise ValueError(f"MultiTaskDistiller.train: no teacher for task(s) {sorted(unknown)}")
         batches = TaskBatches(dataloaders, tau, length=self.t_config.gradient_accumulation_steps)
+
         def postprocessor(batch_task):
             batch, task = batch_task
             return batch_postprocessors[task](batch), task
-        super().train(optimizer, batches, num_steps=num_steps, scheduler_class=scheduler_class,
-                      scheduler_args=scheduler_args, scheduler=scheduler, max_grad_norm=max_grad_norm,
-                      callback=callback,
-                      batch_postprocessor=postprocessor if batch_postprocessors is not None else None,
-                      **args)
+
+        super().train(
+            optimizer,
+            batches,
+            num_steps=num_steps,
+            scheduler_class=scheduler_class,
+            scheduler_args=scheduler_args,
+            scheduler=scheduler,
+            max_grad_norm=max_grad_norm,
+            callback=callback,
+            batch_postprocessor=postprocessor if batch_postprocessors is not None else None,
+            **args,
+        )
 
     def train_on_batch(self, batch_task, args):
         """(total_loss, losses) of one (batch, task name) pair."""
@@ -236,8 +262,10 @@ def _select(results, key):
 
 def _feature(results, feature, index, side):
     if feature not in results:
-        raise ValueError(f"intermediate_matches[{index}] needs '{feature}' from the {side}'s "
-                         f"adaptor, which returned only {', '.join(results)}")
+        raise ValueError(
+            f"intermediate_matches[{index}] needs '{feature}' from the {side}'s "
+            f"adaptor, which returned only {', '.join(results)}"
+        )
     return results[feature]
 
 

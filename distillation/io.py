@@ -1,4 +1,5 @@
 """Files that are written whole or not at all, loading that never runs pickled code, and file digests."""
+
 import contextlib
 import hashlib
 import os

@@ -13,6 +13,7 @@ The training loop calls batches() at the start of an epoch, lookup() and store()
 batch, end_epoch() at its end, and saves state_dict() in every resume state, so that a resumed
 run neither runs the teachers again for cached examples nor sees other logits.
 """
+
 import logging
 from collections.abc import Mapping
 
@@ -30,15 +31,15 @@ class TeacherLogitCache:
     def __init__(self, several_teachers, device):
         self.several_teachers = several_teachers  # results are a list (one dict per teacher)
         self.device = device
-        self.complete = False    # the cache covers a whole epoch: the teachers stop running
-        self.building = False    # filling the cache during this epoch
-        self.replaying = False   # this epoch replays stored batches
-        self.tables = None       # by example: per teacher, per head, (num_examples, ...) logits
-        self.filled = None       # by example: (num_examples,) bool
+        self.complete = False  # the cache covers a whole epoch: the teachers stop running
+        self.building = False  # filling the cache during this epoch
+        self.replaying = False  # this epoch replays stored batches
+        self.tables = None  # by example: per teacher, per head, (num_examples, ...) logits
+        self.filled = None  # by example: (num_examples,) bool
         self.num_examples = None
-        self.stored = []         # replay: (batch, logits) pairs on the CPU
+        self.stored = []  # replay: (batch, logits) pairs on the CPU
         self.order, self.order_epoch = None, None  # replay: the order of the epoch being replayed
-        self._replayed = None    # replay: the logits of the batch being trained on
+        self._replayed = None  # replay: the logits of the batch being trained on
 
     # ----- one epoch ------------------------------------------------------------------------
     def batches(self, dataloader, epoch, num_batches, skip, fresh_batches):
@@ -70,8 +71,9 @@ class TeacherLogitCache:
             self.pool()
         self.complete = bool(self.filled.all())  # one host sync per epoch
         if self.complete:
-            logger.info("Teacher logits cached for all %d examples: the teachers stop running",
-                        self.num_examples)
+            logger.info(
+                "Teacher logits cached for all %d examples: the teachers stop running", self.num_examples
+            )
 
     def pool(self):
         """Share the rows each process filled with all of them (torchrun).
@@ -98,8 +100,9 @@ class TeacherLogitCache:
         if self.tables is None:
             return _to_device(self._replayed, self.device)
         if indices is None:
-            raise ValueError("the logit cache is keyed by example index, but this batch has no "
-                             f"'{EXAMPLE_INDEX_KEY}'")
+            raise ValueError(
+                f"the logit cache is keyed by example index, but this batch has no '{EXAMPLE_INDEX_KEY}'"
+            )
         indices = indices.to(self.device, non_blocking=True)
         results = [{"logits": [head[indices] for head in table]} for table in self.tables]
         return results if self.several_teachers else results[0]
@@ -112,14 +115,22 @@ class TeacherLogitCache:
             return
         per_teacher = results_T if isinstance(results_T, list) else [results_T]
         if any("logits_mask" in results for results in per_teacher):
-            raise ValueError("caching logits by example index needs one logits row per example; "
-                             "the adaptor returned logits_mask")
+            raise ValueError(
+                "caching logits by example index needs one logits row per example; "
+                "the adaptor returned logits_mask"
+            )
         if self.tables is None:
             if self.num_examples is None:
-                raise ValueError("caching logits by example index needs a dataloader with a "
-                                 "dataset of known length")
-            self.tables = [[torch.zeros(self.num_examples, *logits.shape[1:], device=self.device)
-                            for logits in as_list(results["logits"])] for results in per_teacher]
+                raise ValueError(
+                    "caching logits by example index needs a dataloader with a dataset of known length"
+                )
+            self.tables = [
+                [
+                    torch.zeros(self.num_examples, *logits.shape[1:], device=self.device)
+                    for logits in as_list(results["logits"])
+                ]
+                for results in per_teacher
+            ]
             self.filled = torch.zeros(self.num_examples, dtype=torch.bool, device=self.device)
         indices = indices.to(self.device, non_blocking=True)
         for table, results in zip(self.tables, per_teacher):
@@ -130,11 +141,16 @@ class TeacherLogitCache:
     # ----- resume ---------------------------------------------------------------------------
     def state_dict(self):
         cpu = (lambda t: t.cpu()) if self.tables is not None else None
-        return {"complete": self.complete, "building": self.building,
-                "num_examples": self.num_examples,
-                "tables": [[cpu(head) for head in table] for table in self.tables] if cpu else None,
-                "filled": self.filled.cpu() if self.filled is not None else None,
-                "stored": self.stored, "order": self.order, "order_epoch": self.order_epoch}
+        return {
+            "complete": self.complete,
+            "building": self.building,
+            "num_examples": self.num_examples,
+            "tables": [[cpu(head) for head in table] for table in self.tables] if cpu else None,
+            "filled": self.filled.cpu() if self.filled is not None else None,
+            "stored": self.stored,
+            "order": self.order,
+            "order_epoch": self.order_epoch,
+        }
 
     def load_state_dict(self, state):
         self.complete, self.building = state["complete"], state["building"]
@@ -163,5 +179,8 @@ def _logits_on_cpu(results_T):
     """What the replay cache keeps of the teachers' results: their logits, on the CPU."""
     if isinstance(results_T, list):
         return [_logits_on_cpu(r) for r in results_T]
-    return {key: [t.detach().to("cpu") for t in as_list(results_T[key])]
-            for key in ("logits", "logits_mask") if key in results_T}
+    return {
+        key: [t.detach().to("cpu") for t in as_list(results_T[key])]
+        for key in ("logits", "logits_mask")
+        if key in results_T
+    }

@@ -4,6 +4,7 @@ Each log line goes to the logger, to {log_dir}/metrics.jsonl (one JSON object pe
 TensorBoard when it is installed. Nothing here waits for the device except a log line and the
 finite-loss check that comes with it.
 """
+
 import json
 import logging
 import os
@@ -23,7 +24,7 @@ class LossLog:
         self.log_dir = log_dir
         self.checks_finite = check_finite  # fp16: the GradScaler skips non-finite steps instead
         self.running = {}  # term -> its sum since the last log line, on the device
-        self.steps = 0     # optimizer steps in those sums
+        self.steps = 0  # optimizer steps in those sums
         self.first_nonfinite = torch.full((), -1, device=device)  # the first bad step, or -1
         self._tensorboard = None
 
@@ -33,9 +34,11 @@ class LossLog:
             value = value.detach().float()
             self.running[name] = self.running[name] + value if name in self.running else value
         nonfinite = ~torch.isfinite(self.running["loss"])
-        self.first_nonfinite = torch.where(nonfinite & (self.first_nonfinite < 0),
-                                           torch.full_like(self.first_nonfinite, step),
-                                           self.first_nonfinite)
+        self.first_nonfinite = torch.where(
+            nonfinite & (self.first_nonfinite < 0),
+            torch.full_like(self.first_nonfinite, step),
+            self.first_nonfinite,
+        )
 
     def check_finite(self, parallel):
         """Stop before a non-finite loss reaches a log line or a checkpoint (one host sync)."""
@@ -48,9 +51,11 @@ class LossLog:
         step = int(first_nonfinite)
         if step >= 0:
             bad = [name for name, value in self.running.items() if not torch.isfinite(value)]
-            raise FloatingPointError(f"the loss was not finite at step {step} "
-                                     f"(terms: {', '.join(bad) or 'see metrics.jsonl'}); "
-                                     "no checkpoint was written after it")
+            raise FloatingPointError(
+                f"the loss was not finite at step {step} "
+                f"(terms: {', '.join(bad) or 'see metrics.jsonl'}); "
+                "no checkpoint was written after it"
+            )
 
     def write(self, step, epoch, lr, batches_per_step, parallel, progress):
         """Log the terms averaged over the batches since the last line, then start new sums."""
@@ -92,8 +97,7 @@ class LossLog:
 
     # ----- resume: the sums since the last log line continue after a resume -----------------
     def state_dict(self):
-        return {"running": {name: value.cpu() for name, value in self.running.items()},
-                "steps": self.steps}
+        return {"running": {name: value.cpu() for name, value in self.running.items()}, "steps": self.steps}
 
     def load_state_dict(self, state):
         self.running = {name: value.to(self.device) for name, value in state["running"].items()}

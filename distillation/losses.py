@@ -7,6 +7,7 @@ padding positions do not change its value. Inputs are cast to float32, so a loss
 half-precision activations is still computed in float32.
 The formulas follow TextBrewer 0.2.1, so results can be compared with it number for number.
 """
+
 import math
 
 import torch
@@ -86,7 +87,7 @@ def att_mse_loss(attention_S, attention_T, mask=None):
     attention_S, attention_T = attention_S.float(), attention_T.float()
     if mask is None:
         return F.mse_loss(_zero_masked_scores(attention_S), _zero_masked_scores(attention_T))
-    mask = mask.to(attention_S)                                  # (batch, length)
+    mask = mask.to(attention_S)  # (batch, length)
     pair_mask = (mask.unsqueeze(-1) * mask.unsqueeze(1)).unsqueeze(1)  # (batch, 1, length, length)
     squared = F.mse_loss(attention_S, attention_T, reduction="none") * pair_mask
     return squared.sum() / (pair_mask.sum() * attention_S.size(1))
@@ -138,8 +139,10 @@ def att_ce_mean_loss(attention_S, attention_T, mask=None, padded_length=None):
 
 def _logsumexp_with(scores, log_extra):
     """log(sum_k exp(scores_k) + exp(log_extra)) over the last dimension, kept."""
-    return torch.logaddexp(torch.logsumexp(scores, dim=-1, keepdim=True),
-                           torch.tensor(log_extra, dtype=scores.dtype, device=scores.device))
+    return torch.logaddexp(
+        torch.logsumexp(scores, dim=-1, keepdim=True),
+        torch.tensor(log_extra, dtype=scores.dtype, device=scores.device),
+    )
 
 
 def _check_padded_length(padded_length, width, name):
@@ -159,8 +162,8 @@ def fsp_loss(state_S, state_T, mask=None):
     if mask is None:
         length = S1.size(1)
     else:
-        mask = mask.to(S0).unsqueeze(-1)            # (batch, length, 1)
-        length = mask.sum(dim=1, keepdim=True)      # (batch, 1, 1)
+        mask = mask.to(S0).unsqueeze(-1)  # (batch, length, 1)
+        length = mask.sum(dim=1, keepdim=True)  # (batch, 1, 1)
         S0, S1, T0, T1 = S0 * mask, S1 * mask, T0 * mask, T1 * mask
     gram_S = torch.bmm(S0.transpose(1, 2), S1) / length
     gram_T = torch.bmm(T0.transpose(1, 2), T1) / length
@@ -189,7 +192,7 @@ def mmd_loss(state_S, state_T, mask=None, padded_length=None):
     gram_S = torch.bmm(S0, S1.transpose(1, 2)) / length
     gram_T = torch.bmm(T0, T1.transpose(1, 2)) / length
     mask = mask.to(S0)
-    pair_mask = mask.unsqueeze(-1) * mask.unsqueeze(1)   # (batch, length, length)
+    pair_mask = mask.unsqueeze(-1) * mask.unsqueeze(1)  # (batch, length, length)
     return (F.mse_loss(gram_S, gram_T, reduction="none") * pair_mask).sum() / pair_mask.sum()
 
 

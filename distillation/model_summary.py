@@ -1,4 +1,5 @@
 """How many parameters a model has, module by module: display_parameters and its LayerNode tree."""
+
 import torch
 
 
@@ -41,13 +42,16 @@ class LayerNode:
 
     def format(self, max_level=None):
         """A table of the nodes down to max_level: name, parameters, share of the total, MB."""
-        rows = [("  " * level + "--" + node.name, node.value or [0, 0.0])
-                for level, node in self.walk(max_level)]
+        rows = [
+            ("  " * level + "--" + node.name, node.value or [0, 0.0]) for level, node in self.walk(max_level)
+        ]
         total = max((self.value or [0])[0], 1)
         width = max(len("LAYER NAME"), *(len(name) for name, _ in rows)) + 1
         lines = [f"{'LAYER NAME':<{width}}\t{'#PARAMS':>15}\t{'RATIO':>10}\t{'MEM(MB)':>8}"]
-        lines += [f"{name:<{width}}\t{count:15,d}\t{count / total:>10.2%}\t{megabytes:>8.2f}"
-                  for name, (count, megabytes) in rows]
+        lines += [
+            f"{name:<{width}}\t{count:15,d}\t{count / total:>10.2%}\t{megabytes:>8.2f}"
+            for name, (count, megabytes) in rows
+        ]
         return "\n" + "\n".join(lines) + "\n"
 
 
@@ -63,8 +67,9 @@ def display_parameters(model, max_level=None):
     elif isinstance(model, dict):
         state_dict = model
     else:
-        raise TypeError(f"display_parameters: expected a torch.nn.Module or a state dict, "
-                        f"got {type(model).__name__}")
+        raise TypeError(
+            f"display_parameters: expected a torch.nn.Module or a state dict, got {type(model).__name__}"
+        )
     root = LayerNode("model", fullname="model")
     seen = set()
     for key, tensor in state_dict.items():
@@ -72,7 +77,7 @@ def display_parameters(model, max_level=None):
         node = root
         for depth, name in enumerate(names):
             if name not in node:
-                node[name] = LayerNode(name, parent=node, fullname=".".join(names[:depth + 1]))
+                node[name] = LayerNode(name, parent=node, fullname=".".join(names[: depth + 1]))
             node = node[name]
         storage = (tensor.data_ptr(), tensor.numel())
         if tensor.numel() and storage in seen:

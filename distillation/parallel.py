@@ -1,4 +1,5 @@
 """Training on several processes (torchrun): who writes, and what the processes agree on."""
+
 import torch
 import torch.distributed as dist
 

@@ -1,4 +1,5 @@
 """Projections that map a student's features to the teacher's size, for intermediate matches."""
+
 from torch import nn
 
 
@@ -12,6 +13,7 @@ def linear_projection(dim_in, dim_out):
 def projection_with_activation(activation):
     def build(dim_in, dim_out):
         return nn.Sequential(linear_projection(dim_in, dim_out), activation())
+
     return build
 
 
@@ -25,9 +27,11 @@ PROJ_MAP = {
 def initializer_builder(std):
     """A function for module.apply: BERT's initialisation (normal weights of this std, zero bias)
     of every Linear and Embedding."""
+
     def init_weights(module):
         if isinstance(module, (nn.Linear, nn.Embedding)):
             nn.init.normal_(module.weight, std=std)
         if isinstance(module, nn.Linear) and module.bias is not None:
             nn.init.zeros_(module.bias)
+
     return init_weights

@@ -1,4 +1,5 @@
 """The names adaptors may use, and `register_new` to add losses, projections and schedulers."""
+
 from .losses import KD_LOSS_MAP, MATCH_LOSS_MAP, PAIR_LOSSES
 from .projections import PROJ_MAP
 from .schedulers import TEMPERATURE_SCHEDULER, WEIGHT_SCHEDULER

@@ -7,6 +7,7 @@ since the last log line and its teachers' logit cache, and under 'distiller' wha
 distiller's extra_state() returns (None for the core's distillers). It holds tensors and plain Python
 values only, so it loads with weights_only=True.
 """
+
 import contextlib
 import os
 import random
@@ -27,8 +28,9 @@ class TrainingInterrupted(Exception):
         self.signal_number = signal_number
         self.step = step
         self.state_path = state_path
-        super().__init__(f"{signal.Signals(signal_number).name} at step {step}; "
-                         f"the run's state is saved in {state_path}")
+        super().__init__(
+            f"{signal.Signals(signal_number).name} at step {step}; the run's state is saved in {state_path}"
+        )
 
 
 def latest_state(output_dir):
@@ -59,8 +61,15 @@ def load_state(path):
 
 def restore_rng(state):
     random.setstate((state["python_version"], tuple(state["python"].tolist()), state["python_gauss"]))
-    np.random.set_state((state["numpy_kind"], state["numpy_keys"].numpy().astype(np.uint32),
-                         state["numpy_pos"], state["numpy_has_gauss"], state["numpy_gauss"]))
+    np.random.set_state(
+        (
+            state["numpy_kind"],
+            state["numpy_keys"].numpy().astype(np.uint32),
+            state["numpy_pos"],
+            state["numpy_has_gauss"],
+            state["numpy_gauss"],
+        )
+    )
     torch.set_rng_state(state["torch"])
     if torch.cuda.is_available() and state.get("cuda"):
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -79,12 +88,18 @@ def preserved_rng():
 def capture_rng():
     version, values, gauss = random.getstate()
     kind, keys, pos, has_gauss, cached = np.random.get_state()
-    return {"python_version": version, "python": torch.tensor(values, dtype=torch.int64),
-            "python_gauss": gauss, "numpy_kind": kind,
-            "numpy_keys": torch.from_numpy(keys.astype(np.int64)), "numpy_pos": int(pos),
-            "numpy_has_gauss": int(has_gauss), "numpy_gauss": float(cached),
-            "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+    return {
+        "python_version": version,
+        "python": torch.tensor(values, dtype=torch.int64),
+        "python_gauss": gauss,
+        "numpy_kind": kind,
+        "numpy_keys": torch.from_numpy(keys.astype(np.int64)),
+        "numpy_pos": int(pos),
+        "numpy_has_gauss": int(has_gauss),
+        "numpy_gauss": float(cached),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
 
 
 class StopRequest:

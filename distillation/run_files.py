@@ -4,6 +4,7 @@ one place reads them back.
     gs{step}.pkl          the student's state_dict after optimizer step `step` (TextBrewer's name)
     resume_gs{step}.pt    everything needed to continue the run from that step (resume.py)
 """
+
 import os
 import re
 

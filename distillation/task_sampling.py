@@ -1,4 +1,5 @@
 """Where MultiTaskDistiller's batches come from: one endless stream mixing the tasks' dataloaders."""
+
 import numpy as np
 
 

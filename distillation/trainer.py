@@ -4,6 +4,7 @@ A distiller subclasses AbstractDistiller and overrides compute_loss(results_S, r
 everything else (devices, mixed precision, accumulation, clipping, schedules, checkpoints,
 logging, the teachers' logit cache) happens here once.
 """
+
 import contextlib
 import dataclasses
 import itertools
@@ -59,9 +60,11 @@ class AbstractDistiller:
             teacher.requires_grad_(False)
         self.loss_log = None  # made by train(): the running sums of the loss terms
         self.logit_cache = None  # made by train() when caches_logits() (see logit_cache.py)
-        self._pending_resume = None     # a resume state for the next train()
+        self._pending_resume = None  # a resume state for the next train()
         self._run = None  # where the current (or last) train() stands (_Run); None before any
-        self._student_forward = model_S  # the DistributedDataParallel wrapper while training on several processes
+        self._student_forward = (
+            model_S  # the DistributedDataParallel wrapper while training on several processes
+        )
 
     # ----- where training stands, for a compute_loss that depends on it ---------------------
     @property
@@ -105,8 +108,12 @@ class AbstractDistiller:
         """Whether training keeps the teachers' logits (DistillationConfig.is_caching_logits)
         and stops running the teachers once every example has them: only when the loss reads
         nothing else of the teachers."""
-        return bool(self.d_config is not None and self.d_config.is_caching_logits and self.teachers
-                    and not self.features_read())
+        return bool(
+            self.d_config is not None
+            and self.d_config.is_caching_logits
+            and self.teachers
+            and not self.features_read()
+        )
 
     # ----- a distiller's own state, kept in the resume state (under the key 'distiller') -----
     def extra_state(self):
@@ -126,9 +133,20 @@ class AbstractDistiller:
         return False
 
     # ----- training --------------------------------------------------------------------------
-    def train(self, optimizer, dataloader, num_epochs=None, scheduler_class=None,
-              scheduler_args=None, scheduler=None, max_grad_norm=-1.0, num_steps=None,
-              callback=None, batch_postprocessor=None, **args):
+    def train(
+        self,
+        optimizer,
+        dataloader,
+        num_epochs=None,
+        scheduler_class=None,
+        scheduler_args=None,
+        scheduler=None,
+        max_grad_norm=-1.0,
+        num_steps=None,
+        callback=None,
+        batch_postprocessor=None,
+        **args,
+    ):
         """Train for num_epochs epochs or num_steps optimizer steps (exactly one of them).
 
         Checkpoints gs{step}.pkl (the student's state_dict) go to t_config.output_dir:
@@ -146,8 +164,16 @@ class AbstractDistiller:
         checkpoints, resume states and logs and runs the callback; the logged losses are
         averaged over the processes.
         """
-        run = self._start(optimizer, dataloader, num_epochs, num_steps, scheduler_class,
-                          scheduler_args, scheduler, max_grad_norm)
+        run = self._start(
+            optimizer,
+            dataloader,
+            num_epochs,
+            num_steps,
+            scheduler_class,
+            scheduler_args,
+            scheduler,
+            max_grad_norm,
+        )
         with resume.stop_on_signals() as stop, self._training(run):
             for epoch in range(run.epoch, run.num_epochs):
                 replaying, batches = self._epoch_batches(run, dataloader, epoch)
@@ -163,25 +189,38 @@ class AbstractDistiller:
                     break
         logger.info("Training finished at step %d", run.global_step)
 
-    def _start(self, optimizer, dataloader, num_epochs, num_steps, scheduler_class,
-               scheduler_args, scheduler, max_grad_norm):
+    def _start(
+        self,
+        optimizer,
+        dataloader,
+        num_epochs,
+        num_steps,
+        scheduler_class,
+        scheduler_args,
+        scheduler,
+        max_grad_norm,
+    ):
         """Check the arguments and make the run: its length, schedule, scaler, logs and cache."""
         if (num_epochs is None) == (num_steps is None):
             raise ValueError("train: give exactly one of num_epochs and num_steps")
         accumulation = self.t_config.gradient_accumulation_steps
         steps_per_epoch = len(dataloader) // accumulation
         if steps_per_epoch == 0:
-            raise ValueError(f"train: the dataloader has {len(dataloader)} batches, fewer than "
-                             f"gradient_accumulation_steps={accumulation}")
+            raise ValueError(
+                f"train: the dataloader has {len(dataloader)} batches, fewer than "
+                f"gradient_accumulation_steps={accumulation}"
+            )
         total_steps = num_steps if num_steps is not None else int(num_epochs) * steps_per_epoch
         num_epochs = int(num_epochs) if num_epochs is not None else math.ceil(total_steps / steps_per_epoch)
         added_groups = self._add_projections_to(optimizer)
         if scheduler_class is not None:  # built now, so it also schedules the projections' groups
             scheduler = scheduler_class(optimizer, **(scheduler_args or {}))
         elif scheduler is not None and added_groups:
-            raise ValueError("train: the scheduler was built before the projections' parameter "
-                             "groups joined the optimizer; pass scheduler_class and "
-                             "scheduler_args instead of scheduler")
+            raise ValueError(
+                "train: the scheduler was built before the projections' parameter "
+                "groups joined the optimizer; pass scheduler_class and "
+                "scheduler_args instead of scheduler"
+            )
         os.makedirs(self.t_config.output_dir, exist_ok=True)
         if self.t_config.log_dir:
             os.makedirs(self.t_config.log_dir, exist_ok=True)
@@ -192,26 +231,43 @@ class AbstractDistiller:
             self.logit_cache = TeacherLogitCache(isinstance(self.model_T, (list, tuple)), self.device)
         if self.loss_log is not None:
             self.loss_log.close()
-        self.loss_log = LossLog(self.device, self.t_config.log_dir,
-                                check_finite=self.t_config.mixed_precision != "fp16")
+        self.loss_log = LossLog(
+            self.device, self.t_config.log_dir, check_finite=self.t_config.mixed_precision != "fp16"
+        )
         by_steps = num_steps is not None
         # TextBrewer: every (steps per epoch, or ckpt_steps with num_steps) // print_freq steps,
         # and once per that period when print_freq exceeds it.
         period = self.t_config.ckpt_steps if by_steps and self.t_config.ckpt_steps else steps_per_epoch
-        run = _Run(optimizer, scheduler, scaler, steps_per_epoch, accumulation, total_steps,
-                   num_epochs, max_grad_norm, parallel=self._data_parallel(),
-                   params=self._trained_parameters(),
-                   checkpoints=self._checkpoint_steps(total_steps, steps_per_epoch, num_epochs, by_steps),
-                   log_every=self.log_every_steps or (period // self.print_freq or period))
+        run = _Run(
+            optimizer,
+            scheduler,
+            scaler,
+            steps_per_epoch,
+            accumulation,
+            total_steps,
+            num_epochs,
+            max_grad_norm,
+            parallel=self._data_parallel(),
+            params=self._trained_parameters(),
+            checkpoints=self._checkpoint_steps(total_steps, steps_per_epoch, num_epochs, by_steps),
+            log_every=self.log_every_steps or (period // self.print_freq or period),
+        )
         if self._pending_resume is not None:
             self._restore(run, self._pending_resume)
             self._pending_resume = None
             self.loss_log.note_resume(run.global_step)
             if is_main_process():  # what a killed run was writing when it died
                 remove_unfinished_writes(self.t_config.output_dir)
-        logger.info("Training %s for %d steps (%d per epoch, %d epochs) from step %d\n%s\n%s",
-                    type(self).__name__, total_steps, steps_per_epoch, num_epochs, run.global_step,
-                    self.t_config, self.d_config if self.d_config is not None else "")
+        logger.info(
+            "Training %s for %d steps (%d per epoch, %d epochs) from step %d\n%s\n%s",
+            type(self).__name__,
+            total_steps,
+            steps_per_epoch,
+            num_epochs,
+            run.global_step,
+            self.t_config,
+            self.d_config if self.d_config is not None else "",
+        )
         return run
 
     @contextlib.contextmanager
@@ -262,8 +318,14 @@ class AbstractDistiller:
         log, step = self.loss_log, run.global_step
         if step % run.log_every == 0 or step == run.total_steps:
             log.check_finite(run.parallel)
-            log.write(step, run.epoch, run.optimizer.param_groups[0]["lr"], run.accumulation,
-                      run.parallel, run.progress)
+            log.write(
+                step,
+                run.epoch,
+                run.optimizer.param_groups[0]["lr"],
+                run.accumulation,
+                run.parallel,
+                run.progress,
+            )
         if step in run.checkpoints:
             log.check_finite(run.parallel)
             self._save_checkpoint(run, callback)
@@ -305,8 +367,10 @@ class AbstractDistiller:
             return None
         batches = batch if isinstance(batch, PerTeacher) else [batch] * len(self.teachers)
         with torch.no_grad(), self._autocast():
-            results = [post_adaptor(self.adaptor_T(part, call_model(teacher, part, args)))
-                       for teacher, part in zip(self.teachers, batches, strict=True)]
+            results = [
+                post_adaptor(self.adaptor_T(part, call_model(teacher, part, args)))
+                for teacher, part in zip(self.teachers, batches, strict=True)
+            ]
         return results if isinstance(self.model_T, (list, tuple)) else results[0]
 
     # ----- pieces of the loop -------------------------------------------------------------------
@@ -323,13 +387,18 @@ class AbstractDistiller:
         skip, num_batches = run.batches_done, run.steps_per_epoch * run.accumulation
         if run.progress is not None:
             run.progress.close()
-        run.progress = tqdm(total=run.steps_per_epoch, initial=skip // run.accumulation,
-                            desc=f"epoch {epoch + 1}/{run.num_epochs}", leave=False,
-                            disable=not (logger.isEnabledFor(logging.INFO) and is_main_process()))
+        run.progress = tqdm(
+            total=run.steps_per_epoch,
+            initial=skip // run.accumulation,
+            desc=f"epoch {epoch + 1}/{run.num_epochs}",
+            leave=False,
+            disable=not (logger.isEnabledFor(logging.INFO) and is_main_process()),
+        )
 
         def fresh_batches():
             _set_epoch(dataloader, epoch)
             return itertools.islice(dataloader, skip, num_batches)
+
         if self.logit_cache is None:
             return False, fresh_batches()
         batches = self.logit_cache.batches(dataloader, epoch, num_batches, skip, fresh_batches)
@@ -344,8 +413,10 @@ class AbstractDistiller:
         if not self.t_config.data_parallel:
             return False
         if not (dist.is_available() and dist.is_initialized()):
-            raise ValueError("TrainingConfig(data_parallel=True) needs torch.distributed to be "
-                             "initialised (launch with torchrun and call init_process_group)")
+            raise ValueError(
+                "TrainingConfig(data_parallel=True) needs torch.distributed to be "
+                "initialised (launch with torchrun and call init_process_group)"
+            )
         return True
 
     def _gradient_sync(self, closes_group):
@@ -415,8 +486,11 @@ class AbstractDistiller:
 
     def _save_resume_state(self, run):
         """Save where the run stands; every process adds its own generators, loss sums and cache."""
-        local = {"rng": resume.capture_rng(), "loss_log": self.loss_log.state_dict(),
-                 "logit_cache": self.logit_cache.state_dict() if self.logit_cache is not None else None}
+        local = {
+            "rng": resume.capture_rng(),
+            "loss_log": self.loss_log.state_dict(),
+            "logit_cache": self.logit_cache.state_dict() if self.logit_cache is not None else None,
+        }
         per_process = [local]
         if run.parallel:
             per_process = [None] * dist.get_world_size()
@@ -424,21 +498,29 @@ class AbstractDistiller:
         if not is_main_process():
             return resume_state_path(self.t_config.output_dir, run.global_step)
         return resume.save_state(
-            self.t_config.output_dir, run.global_step, self.t_config.keep_resume_states,
+            self.t_config.output_dir,
+            run.global_step,
+            self.t_config.keep_resume_states,
             global_step=run.global_step,
-            epoch=run.epoch, batches_done=run.batches_done,
+            epoch=run.epoch,
+            batches_done=run.batches_done,
             model_S=self.model_S.state_dict(),
             projs=[proj.state_dict() if proj is not None else None for proj in self.projs],
             optimizer=run.optimizer.state_dict(),
             scheduler=run.scheduler.state_dict() if run.scheduler is not None else None,
-            scaler=run.scaler.state_dict(), per_process=per_process, distiller=self.extra_state())
+            scaler=run.scaler.state_dict(),
+            per_process=per_process,
+            distiller=self.extra_state(),
+        )
 
     def _restore(self, run, state):
         parallel = run.parallel
         processes = dist.get_world_size() if parallel else 1
         if len(state["per_process"]) != processes:
-            raise ValueError(f"the resume state was saved by {len(state['per_process'])} "
-                             f"process(es); this run has {processes}")
+            raise ValueError(
+                f"the resume state was saved by {len(state['per_process'])} "
+                f"process(es); this run has {processes}"
+            )
         local = state["per_process"][dist.get_rank() if parallel else 0]
         self.model_S.load_state_dict(state["model_S"])
         for proj, proj_state in zip(self.projs, state.get("projs", [])):
@@ -455,7 +537,11 @@ class AbstractDistiller:
         self.loss_log.load_state_dict(local["loss_log"])
         if self.logit_cache is not None and local["logit_cache"] is not None:
             self.logit_cache.load_state_dict(local["logit_cache"])
-        run.global_step, run.epoch, run.batches_done = state["global_step"], state["epoch"], state["batches_done"]
+        run.global_step, run.epoch, run.batches_done = (
+            state["global_step"],
+            state["epoch"],
+            state["batches_done"],
+        )
         if run.batches_done >= run.steps_per_epoch * run.accumulation:  # saved at an epoch's end
             run.epoch, run.batches_done = run.epoch + 1, 0
             if self.logit_cache is not None:
@@ -465,6 +551,7 @@ class AbstractDistiller:
 @dataclasses.dataclass
 class _Run:
     """One train() call: its settings, and where it stands (what a resume state records)."""
+
     optimizer: object
     scheduler: object
     scaler: object

@@ -4,6 +4,7 @@ fly, and helpers for runs (killing one mid-way, counting teacher calls, recordin
 Nothing here reads data from outside the repository; every file is generated in a
 temporary directory so the tests run offline and leave nothing behind.
 """
+
 import json
 import os
 import random
@@ -20,8 +21,30 @@ SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 SUBJECTS = ["dog", "cat", "man", "woman", "child", "bird"]
 VERBS = ["runs", "sleeps", "eats", "sings", "waits", "reads"]
 PLACES = ["park", "house", "garden", "street", "kitchen", "school"]
-WORDS = sorted({"a", "the", "in", "not", "does", "run", "sleep", "eat", "sing", "wait", "read",
-                "\"", "'", ".", ",", "quietly", "today"} | set(SUBJECTS) | set(VERBS) | set(PLACES))
+WORDS = sorted(
+    {
+        "a",
+        "the",
+        "in",
+        "not",
+        "does",
+        "run",
+        "sleep",
+        "eat",
+        "sing",
+        "wait",
+        "read",
+        '"',
+        "'",
+        ".",
+        ",",
+        "quietly",
+        "today",
+    }
+    | set(SUBJECTS)
+    | set(VERBS)
+    | set(PLACES)
+)
 
 TRAIN_HEADER, DEV_HEADER = list(MNLI_TRAIN_COLUMNS), list(MNLI_DEV_COLUMNS)
 TEST_HEADER = list(MNLI_TEST_COLUMNS)
@@ -44,8 +67,19 @@ def make_pair(rng):
 
 def mnli_row(index, premise, hypothesis, label, dev):
     parse_a, parse_b = f"( {premise} )", f"( {hypothesis} )"
-    row = [str(index), str(1000 + index), f"{1000 + index}e", "fiction", parse_a, parse_b,
-           f"(ROOT {premise})", f"(ROOT {hypothesis})", premise, hypothesis, label]
+    row = [
+        str(index),
+        str(1000 + index),
+        f"{1000 + index}e",
+        "fiction",
+        parse_a,
+        parse_b,
+        f"(ROOT {premise})",
+        f"(ROOT {hypothesis})",
+        premise,
+        hypothesis,
+        label,
+    ]
     if dev:
         row += [label, label, "", ""]  # real dev files leave unused annotator columns empty
     return row + [label]
@@ -72,16 +106,19 @@ def write_tiny_mnli(root, n_train=64, n_dev=24, seed=0):
     data_dir.mkdir(parents=True, exist_ok=True)
     write_mnli_file(data_dir / "train.tsv", [make_pair(rng) for _ in range(n_train)], dev=False)
     write_mnli_file(data_dir / "dev_matched.tsv", [make_pair(rng) for _ in range(n_dev)], dev=True)
-    write_mnli_file(data_dir / "dev_mismatched.tsv",
-                    [make_pair(rng) for _ in range(mismatched_size(n_dev))], dev=True)
+    write_mnli_file(
+        data_dir / "dev_mismatched.tsv", [make_pair(rng) for _ in range(mismatched_size(n_dev))], dev=True
+    )
     return data_dir
 
 
 def write_mnli_test_file(path, pairs):
     """An unlabelled GLUE test file (test_matched.tsv layout: the dev columns up to sentence2)."""
     lines = ["\t".join(TEST_HEADER)]
-    lines += ["\t".join(mnli_row(i, premise, hypothesis, "", dev=False)[:10])
-              for i, (premise, hypothesis, _) in enumerate(pairs)]
+    lines += [
+        "\t".join(mnli_row(i, premise, hypothesis, "", dev=False)[:10])
+        for i, (premise, hypothesis, _) in enumerate(pairs)
+    ]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
@@ -101,17 +138,30 @@ def write_vocab(path, words=WORDS):
     return path
 
 
-def write_bert_config(path, num_hidden_layers=2, hidden_size=32, num_attention_heads=2,
-                      intermediate_size=64, vocab_size=None, dropout=0.0):
+def write_bert_config(
+    path,
+    num_hidden_layers=2,
+    hidden_size=32,
+    num_attention_heads=2,
+    intermediate_size=64,
+    vocab_size=None,
+    dropout=0.0,
+):
     """dropout: both dropout probabilities. Tests of random state (resume, data workers,
     torchrun, caching) set the shipped configs' 0.1, so that a moved generator shows."""
     config = {
-        "architectures": ["BertForMaskedLM"], "model_type": "bert",
-        "attention_probs_dropout_prob": dropout, "hidden_act": "gelu",
+        "architectures": ["BertForMaskedLM"],
+        "model_type": "bert",
+        "attention_probs_dropout_prob": dropout,
+        "hidden_act": "gelu",
         "hidden_dropout_prob": dropout,
-        "hidden_size": hidden_size, "initializer_range": 0.02, "intermediate_size": intermediate_size,
-        "max_position_embeddings": 64, "num_attention_heads": num_attention_heads,
-        "num_hidden_layers": num_hidden_layers, "type_vocab_size": 2,
+        "hidden_size": hidden_size,
+        "initializer_range": 0.02,
+        "intermediate_size": intermediate_size,
+        "max_position_embeddings": 64,
+        "num_attention_heads": num_attention_heads,
+        "num_hidden_layers": num_hidden_layers,
+        "type_vocab_size": 2,
         "vocab_size": vocab_size or len(SPECIAL_TOKENS) + len(WORDS),
     }
     path.write_text(json.dumps(config, indent=2), encoding="utf-8")
@@ -127,13 +177,25 @@ def write_random_classifier(root, seed=3, **sizes):
     from model_config import parse_model_config
     from modeling import BertForGLUESimple
     from trained_models import load_from_json
+
     root.mkdir(parents=True, exist_ok=True)
     vocab = write_vocab(root / "vocab.txt")
     config = write_bert_config(root / "config.json", **sizes)
     model_json = root / "model.json"
-    model_json.write_text(json.dumps({"teachers": [], "student": {
-        "model_type": "bert", "prefix": "bert", "vocab_file": str(vocab),
-        "config_file": str(config), "checkpoint": None}}))
+    model_json.write_text(
+        json.dumps(
+            {
+                "teachers": [],
+                "student": {
+                    "model_type": "bert",
+                    "prefix": "bert",
+                    "vocab_file": str(vocab),
+                    "config_file": str(config),
+                    "checkpoint": None,
+                },
+            }
+        )
+    )
     torch.manual_seed(seed)
     model = BertForGLUESimple(parse_model_config(str(model_json)).student.bert_config, len(LABELS))
     torch.save(model.state_dict(), root / "gs1.pkl")
@@ -154,6 +216,7 @@ def record_atomic_writes(monkeypatch, *modules):
     import contextlib
 
     import distillation.io
+
     paths = []
     original = distillation.io.atomic_path
 
@@ -162,6 +225,7 @@ def record_atomic_writes(monkeypatch, *modules):
         with original(path) as tmp:
             yield tmp
         paths.append(os.path.basename(path))
+
     for module in (distillation.io, *modules):
         monkeypatch.setattr(module, "atomic_path", recording)
     return paths
@@ -175,6 +239,7 @@ def counting_teacher_calls(calls):
         for teacher in teachers:
             teacher.register_forward_hook(lambda *_: calls.append(1))
         return main.build_distiller(args, train_config, teachers, student, matches)
+
     return build
 
 
@@ -187,8 +252,7 @@ def wait_for(path, process, timeout=120):
         time.sleep(0.002)
 
 
-def kill_run_mid_way(command, output_dir, kill_steps, last_step, rng, max_delay, env=None,
-                     timeout=300):
+def kill_run_mid_way(command, output_dir, kill_steps, last_step, rng, max_delay, env=None, timeout=300):
     """Start command (a run writing gs{step}.pkl into output_dir) in a session of its own and
     SIGKILL the whole session a random 0 to max_delay seconds after gs{k}.pkl appears, k drawn
     from kill_steps. A run that reached gs{last_step}.pkl before the kill (its fast last steps
@@ -196,8 +260,9 @@ def kill_run_mid_way(command, output_dir, kill_steps, last_step, rng, max_delay,
     for _attempt in range(3):
         kill_after = rng.choice(kill_steps)
         shutil.rmtree(output_dir, ignore_errors=True)
-        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL, start_new_session=True)
+        process = subprocess.Popen(
+            command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
         wait_for(os.path.join(output_dir, f"gs{kill_after}.pkl"), process, timeout)
         time.sleep(rng.uniform(0, max_delay))  # into the state write, the evaluation or the next steps
         os.killpg(process.pid, signal.SIGKILL)
@@ -210,6 +275,7 @@ def kill_run_mid_way(command, output_dir, kill_steps, last_step, rng, max_delay,
 def load_main_emd():
     """main.emd.py as a module (its name has a dot, so it cannot be imported by name)."""
     import importlib.util
+
     spec = importlib.util.spec_from_file_location("main_emd", os.path.join(REPO, "main.emd.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -219,9 +285,14 @@ def load_main_emd():
 def run_main_emd(argv, **run_options):
     """main.emd.py's run in this process: main.run with its distiller and its options."""
     import main
+
     module = load_main_emd()
-    return main.run(argv, build_distiller=run_options.pop("build_distiller", module.build_emd_distiller),
-                    add_options=module.add_emd_options, check=module.check_emd_options)
+    return main.run(
+        argv,
+        build_distiller=run_options.pop("build_distiller", module.build_emd_distiller),
+        add_options=module.add_emd_options,
+        check=module.check_emd_options,
+    )
 
 
 # ----- GLUE's layouts, written out here from GLUE's own files (not taken from utils_glue) ------
@@ -237,32 +308,83 @@ def single(pair):
 
 
 LAYOUTS = {
-    "cola": ("CoLA", None, ["index", "sentence"],
-             lambda i, p, y: ["gj04", BINARY[y], "" if BINARY[y] == "1" else "*", single(p)],
-             lambda i, p: [str(i), single(p)]),
-    "sst-2": ("SST-2", ["sentence", "label"], ["index", "sentence"],
-              lambda i, p, y: [single(p), BINARY[y]], lambda i, p: [str(i), single(p)]),
-    "mrpc": ("MRPC", ["Quality", "#1 ID", "#2 ID", "#1 String", "#2 String"],
-             ["index", "#1 ID", "#2 ID", "#1 String", "#2 String"],
-             lambda i, p, y: [BINARY[y], str(2 * i), str(2 * i + 1), *p],
-             lambda i, p: [str(i), str(2 * i), str(2 * i + 1), *p]),
-    "sts-b": ("STS-B", ["index", "genre", "filename", "year", "old_index", "source1", "source2",
-                        "sentence1", "sentence2", "score"],
-              ["index", "genre", "filename", "year", "old_index", "source1", "source2", "sentence1",
-               "sentence2"],
-              lambda i, p, y: [str(i), "main-captions", "MSRvid", "2012test", f"{i:04d}", "none", "none",
-                               *p, SCORES[y]],
-              lambda i, p: [str(i), "main-captions", "MSRvid", "2012test", f"{i:04d}", "none", "none", *p]),
-    "qqp": ("QQP", ["id", "qid1", "qid2", "question1", "question2", "is_duplicate"],
-            ["id", "question1", "question2"],
-            lambda i, p, y: [str(100 + i), str(2 * i), str(2 * i + 1), *p, BINARY[y]],
-            lambda i, p: [str(100 + i), *p]),
-    "qnli": ("QNLI", ["index", "question", "sentence", "label"], ["index", "question", "sentence"],
-             lambda i, p, y: [str(i), *p, NLI_2[y]], lambda i, p: [str(i), *p]),
-    "rte": ("RTE", ["index", "sentence1", "sentence2", "label"], ["index", "sentence1", "sentence2"],
-            lambda i, p, y: [str(i), *p, NLI_2[y]], lambda i, p: [str(i), *p]),
-    "wnli": ("WNLI", ["index", "sentence1", "sentence2", "label"], ["index", "sentence1", "sentence2"],
-             lambda i, p, y: [str(i), *p, BINARY[y]], lambda i, p: [str(i), *p]),
+    "cola": (
+        "CoLA",
+        None,
+        ["index", "sentence"],
+        lambda i, p, y: ["gj04", BINARY[y], "" if BINARY[y] == "1" else "*", single(p)],
+        lambda i, p: [str(i), single(p)],
+    ),
+    "sst-2": (
+        "SST-2",
+        ["sentence", "label"],
+        ["index", "sentence"],
+        lambda i, p, y: [single(p), BINARY[y]],
+        lambda i, p: [str(i), single(p)],
+    ),
+    "mrpc": (
+        "MRPC",
+        ["Quality", "#1 ID", "#2 ID", "#1 String", "#2 String"],
+        ["index", "#1 ID", "#2 ID", "#1 String", "#2 String"],
+        lambda i, p, y: [BINARY[y], str(2 * i), str(2 * i + 1), *p],
+        lambda i, p: [str(i), str(2 * i), str(2 * i + 1), *p],
+    ),
+    "sts-b": (
+        "STS-B",
+        [
+            "index",
+            "genre",
+            "filename",
+            "year",
+            "old_index",
+            "source1",
+            "source2",
+            "sentence1",
+            "sentence2",
+            "score",
+        ],
+        ["index", "genre", "filename", "year", "old_index", "source1", "source2", "sentence1", "sentence2"],
+        lambda i, p, y: [
+            str(i),
+            "main-captions",
+            "MSRvid",
+            "2012test",
+            f"{i:04d}",
+            "none",
+            "none",
+            *p,
+            SCORES[y],
+        ],
+        lambda i, p: [str(i), "main-captions", "MSRvid", "2012test", f"{i:04d}", "none", "none", *p],
+    ),
+    "qqp": (
+        "QQP",
+        ["id", "qid1", "qid2", "question1", "question2", "is_duplicate"],
+        ["id", "question1", "question2"],
+        lambda i, p, y: [str(100 + i), str(2 * i), str(2 * i + 1), *p, BINARY[y]],
+        lambda i, p: [str(100 + i), *p],
+    ),
+    "qnli": (
+        "QNLI",
+        ["index", "question", "sentence", "label"],
+        ["index", "question", "sentence"],
+        lambda i, p, y: [str(i), *p, NLI_2[y]],
+        lambda i, p: [str(i), *p],
+    ),
+    "rte": (
+        "RTE",
+        ["index", "sentence1", "sentence2", "label"],
+        ["index", "sentence1", "sentence2"],
+        lambda i, p, y: [str(i), *p, NLI_2[y]],
+        lambda i, p: [str(i), *p],
+    ),
+    "wnli": (
+        "WNLI",
+        ["index", "sentence1", "sentence2", "label"],
+        ["index", "sentence1", "sentence2"],
+        lambda i, p, y: [str(i), *p, BINARY[y]],
+        lambda i, p: [str(i), *p],
+    ),
 }
 N_TRAIN, N_DEV, N_TEST = 48, 21, 9  # write_glue_task's sizes (MNLI's dev_mismatched: N_DEV - 8)
 
@@ -279,13 +401,22 @@ def write_glue_task(root, task, seed=0):
     if task == "mnli":
         folder = root / "MNLI"
         folder.mkdir(parents=True)
-        for name, n, header in (("train.tsv", N_TRAIN, TRAIN_HEADER), ("dev_matched.tsv", N_DEV, DEV_HEADER),
-                                ("dev_mismatched.tsv", N_DEV - 8, DEV_HEADER)):
-            write_rows(folder / name, header, [mnli_row(i, *make_pair(rng), dev=name != "train.tsv")
-                                               for i in range(n)])
+        for name, n, header in (
+            ("train.tsv", N_TRAIN, TRAIN_HEADER),
+            ("dev_matched.tsv", N_DEV, DEV_HEADER),
+            ("dev_mismatched.tsv", N_DEV - 8, DEV_HEADER),
+        ):
+            write_rows(
+                folder / name,
+                header,
+                [mnli_row(i, *make_pair(rng), dev=name != "train.tsv") for i in range(n)],
+            )
         for name in ("test_matched.tsv", "test_mismatched.tsv"):
-            write_rows(folder / name, TEST_HEADER, [mnli_row(i, *make_pair(rng), dev=False)[:10]
-                                                    for i in range(N_TEST)])
+            write_rows(
+                folder / name,
+                TEST_HEADER,
+                [mnli_row(i, *make_pair(rng), dev=False)[:10] for i in range(N_TEST)],
+            )
         return folder
     folder_name, header, test_header, labelled, unlabelled = LAYOUTS[task]
     folder = root / folder_name
@@ -293,6 +424,5 @@ def write_glue_task(root, task, seed=0):
     for name, n in (("train.tsv", N_TRAIN), ("dev.tsv", N_DEV)):
         pairs = [make_pair(rng) for _ in range(n)]
         write_rows(folder / name, header, [labelled(i, (a, b), y) for i, (a, b, y) in enumerate(pairs)])
-    write_rows(folder / "test.tsv", test_header,
-               [unlabelled(i, make_pair(rng)[:2]) for i in range(N_TEST)])
+    write_rows(folder / "test.tsv", test_header, [unlabelled(i, make_pair(rng)[:2]) for i in range(N_TEST)])
     return folder

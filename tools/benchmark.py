@@ -15,6 +15,7 @@ on the same models and batches, in interleaved rounds, and the ratio ours/TextBr
 once with the same optimizer on both sides (the libraries alone), once with the optimizer each
 project's MNLI example builds (main.py's fused AdamW; TextBrewer's AdamW with torch's defaults).
 """
+
 import argparse
 import contextlib
 import logging
@@ -50,7 +51,12 @@ def parse_args(argv=None):
     add = parser.add_argument
     add("--teacher_layers", type=int, default=12)
     add("--teacher_hidden", type=int, default=256)
-    add("--student_layers", type=int, default=4, help="T4-tiny: 4 layers, 312 hidden, 12 heads, 1200 intermediate.")
+    add(
+        "--student_layers",
+        type=int,
+        default=4,
+        help="T4-tiny: 4 layers, 312 hidden, 12 heads, 1200 intermediate.",
+    )
     add("--student_hidden", type=int, default=312)
     add("--student_heads", type=int, default=12)
     add("--student_intermediate", type=int, default=1200)
@@ -64,16 +70,23 @@ def parse_args(argv=None):
     add("--threads", type=int, default=2, help="torch.set_num_threads for the whole run.")
     add("--device", choices=["cpu", "cuda"], default="cpu")
     add("--bf16", action="store_true", help="bf16 autocast in every configuration.")
-    add("--fp16", action="store_true", help="fp16 autocast (and a GradScaler on CUDA) in every configuration.")
+    add(
+        "--fp16", action="store_true", help="fp16 autocast (and a GradScaler on CUDA) in every configuration."
+    )
     add("--seed", type=int, default=0)
-    add("--textbrewer_rounds", type=int, default=3,
-        help="Rounds of GeneralDistiller against TextBrewer 0.2.1's, when it is installed (0: skip).")
+    add(
+        "--textbrewer_rounds",
+        type=int,
+        default=3,
+        help="Rounds of GeneralDistiller against TextBrewer 0.2.1's, when it is installed (0: skip).",
+    )
     add("--textbrewer_epoch_steps", type=int, default=72, help="Steps of one epoch in those rounds.")
     add("--textbrewer_only", action="store_true", help="Run only the TextBrewer comparison.")
     return parser.parse_args(argv)
 
 
 # ----- feature encoding --------------------------------------------------------------------------
+
 
 def make_lexicon(rng, size=4000):
     words = set()
@@ -94,8 +107,25 @@ def write_train_file(path, num_pairs, lexicon, rng):
         for index in range(num_pairs):
             premise, hypothesis = sentence(rng, lexicon, 22), sentence(rng, lexicon, 11)
             label = rng.choice(LABELS)
-            f.write("\t".join([str(index), str(index), f"{index}e", "fiction", premise, hypothesis,
-                               premise, hypothesis, premise, hypothesis, label, label]) + "\n")
+            f.write(
+                "\t".join(
+                    [
+                        str(index),
+                        str(index),
+                        f"{index}e",
+                        "fiction",
+                        premise,
+                        hypothesis,
+                        premise,
+                        hypothesis,
+                        premise,
+                        hypothesis,
+                        label,
+                        label,
+                    ]
+                )
+                + "\n"
+            )
 
 
 def time_encoding(args, workdir):
@@ -115,6 +145,7 @@ def time_encoding(args, workdir):
         start = time.perf_counter()
         load_features(TASKS["mnli"], data_dir, "train", tokenizer, vocab_file, 128, cache_dir)
         return time.perf_counter() - start
+
     encode_seconds = load()  # reads, encodes and writes the cache
     cached_seconds = statistics.median(load() for _ in range(3))
     return args.encode_pairs / encode_seconds, cached_seconds
@@ -122,10 +153,16 @@ def time_encoding(args, workdir):
 
 # ----- models and batches ------------------------------------------------------------------------
 
+
 def bert_config(layers, hidden, heads, intermediate, length):
-    return BertConfig(vocab_size=VOCAB_SIZE, hidden_size=hidden, num_hidden_layers=layers,
-                      num_attention_heads=heads, intermediate_size=intermediate,
-                      max_position_embeddings=max(512, length))
+    return BertConfig(
+        vocab_size=VOCAB_SIZE,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=intermediate,
+        max_position_embeddings=max(512, length),
+    )
 
 
 def synthetic_features(num_examples, length, generator):
@@ -137,9 +174,12 @@ def synthetic_features(num_examples, length, generator):
     token_type_ids = ((positions >= first_segment[:, None]) & attention_mask.bool()).long()
     input_ids = torch.randint(1000, VOCAB_SIZE, (num_examples, length), generator=generator)
     input_ids = input_ids * attention_mask
-    return {"input_ids": input_ids, "attention_mask": attention_mask,
-            "token_type_ids": token_type_ids,
-            "labels": torch.randint(0, len(LABELS), (num_examples,), generator=generator)}
+    return {
+        "input_ids": input_ids,
+        "attention_mask": attention_mask,
+        "token_type_ids": token_type_ids,
+        "labels": torch.randint(0, len(LABELS), (num_examples,), generator=generator),
+    }
 
 
 class NoCheckpoints:
@@ -163,11 +203,20 @@ class Setup:
         self.args = args
         self.device = torch.device(args.device)
         self.workdir = workdir
-        self.teacher_config = bert_config(args.teacher_layers, args.teacher_hidden,
-                                          max(1, args.teacher_hidden // 64), 4 * args.teacher_hidden,
-                                          args.length)
-        self.student_config = bert_config(args.student_layers, args.student_hidden, args.student_heads,
-                                          args.student_intermediate, args.length)
+        self.teacher_config = bert_config(
+            args.teacher_layers,
+            args.teacher_hidden,
+            max(1, args.teacher_hidden // 64),
+            4 * args.teacher_hidden,
+            args.length,
+        )
+        self.student_config = bert_config(
+            args.student_layers,
+            args.student_hidden,
+            args.student_heads,
+            args.student_intermediate,
+            args.length,
+        )
         generator = torch.Generator().manual_seed(args.seed)
         num_batches = args.warmup + args.steps
         self.features = synthetic_features(num_batches * args.batch, args.length, generator)
@@ -183,12 +232,16 @@ class Setup:
         return self.model(self.student_config, hidden_states, seed=0)
 
     def loader(self, with_index=False):
-        return batch_loader(self.features, self.args.batch, shuffle=True, seed=self.args.seed,
-                                 with_index=with_index)
+        return batch_loader(
+            self.features, self.args.batch, shuffle=True, seed=self.args.seed, with_index=with_index
+        )
 
     def train_config(self, name):
-        return TrainingConfig(output_dir=os.path.join(self.workdir, name), device=self.device,
-                              mixed_precision=precision(self.args))
+        return TrainingConfig(
+            output_dir=os.path.join(self.workdir, name),
+            device=self.device,
+            mixed_precision=precision(self.args),
+        )
 
 
 class BareStep:
@@ -203,11 +256,14 @@ class BareStep:
 
     def run(self, num_steps):
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision(self.setup.args))
-        autocast = (torch.autocast(self.setup.device.type, dtype=dtype) if dtype is not None
-                    and (dtype is torch.bfloat16 or self.setup.device.type == "cuda")
-                    else contextlib.nullcontext())
-        scaler = torch.amp.GradScaler(self.setup.device.type,
-                                      enabled=dtype is torch.float16 and self.setup.device.type == "cuda")
+        autocast = (
+            torch.autocast(self.setup.device.type, dtype=dtype)
+            if dtype is not None and (dtype is torch.bfloat16 or self.setup.device.type == "cuda")
+            else contextlib.nullcontext()
+        )
+        scaler = torch.amp.GradScaler(
+            self.setup.device.type, enabled=dtype is torch.float16 and self.setup.device.type == "cuda"
+        )
         self.student.train()
         for step, batch in enumerate(self.loader):
             if step == num_steps:
@@ -239,29 +295,50 @@ class DistillerStep:
 def build_steps(setup):
     """{configuration name: object with run(num_steps)}, in the table's order."""
     temperature = 8
-    matches = fit_matches(PRESETS["L4t_hidden_mse"] + PRESETS["L4_hidden_smmd"],
-                          setup.student_config.hidden_size, setup.teacher_config.hidden_size,
-                          setup.student_config.num_hidden_layers, setup.teacher_config.num_hidden_layers)
+    matches = fit_matches(
+        PRESETS["L4t_hidden_mse"] + PRESETS["L4_hidden_smmd"],
+        setup.student_config.hidden_size,
+        setup.teacher_config.hidden_size,
+        setup.student_config.num_hidden_layers,
+        setup.teacher_config.num_hidden_layers,
+    )
     adaptor = BertForGLUESimpleAdaptor
     general = without_checkpoints(GeneralDistiller)(
-        setup.train_config("general"), DistillationConfig(temperature=temperature, intermediate_matches=matches),
-        setup.teacher(hidden_states=True), setup.student(hidden_states=True), adaptor, adaptor)
+        setup.train_config("general"),
+        DistillationConfig(temperature=temperature, intermediate_matches=matches),
+        setup.teacher(hidden_states=True),
+        setup.student(hidden_states=True),
+        adaptor,
+        adaptor,
+    )
     emd = without_checkpoints(EMDDistiller)(
-        setup.train_config("emd"), DistillationConfig(temperature=temperature),
-        setup.teacher(hidden_states=True), setup.student(hidden_states=True), adaptor, adaptor)
+        setup.train_config("emd"),
+        DistillationConfig(temperature=temperature),
+        setup.teacher(hidden_states=True),
+        setup.student(hidden_states=True),
+        adaptor,
+        adaptor,
+    )
 
     def multi(caching):
         return without_checkpoints(MultiTeacherDistiller)(
             setup.train_config(f"multi{caching}"),
             DistillationConfig(temperature=temperature, is_caching_logits=caching),
             [setup.teacher(False, seed=1), setup.teacher(False, seed=2)],
-            setup.student(hidden_states=False), adaptor, adaptor)
-    return {"bare step": BareStep(setup),
-            "GeneralDistiller L4t_hidden_mse + L4_hidden_smmd": DistillerStep(setup, general),
-            "EMDDistiller": DistillerStep(setup, emd),
-            "MultiTeacherDistiller, 2 teachers": DistillerStep(setup, multi(False)),
-            "MultiTeacherDistiller, 2 teachers, cached logits (epoch >= 2)":
-                DistillerStep(setup, multi(True), with_index=True)}
+            setup.student(hidden_states=False),
+            adaptor,
+            adaptor,
+        )
+
+    return {
+        "bare step": BareStep(setup),
+        "GeneralDistiller L4t_hidden_mse + L4_hidden_smmd": DistillerStep(setup, general),
+        "EMDDistiller": DistillerStep(setup, emd),
+        "MultiTeacherDistiller, 2 teachers": DistillerStep(setup, multi(False)),
+        "MultiTeacherDistiller, 2 teachers, cached logits (epoch >= 2)": DistillerStep(
+            setup, multi(True), with_index=True
+        ),
+    }
 
 
 def synchronize(device):
@@ -304,6 +381,7 @@ def time_evaluation(setup):
 
 # ----- against TextBrewer 0.2.1 ---------------------------------------------------------------
 
+
 def third_half_padded(num_examples, length, generator):
     """Random ids where every third row holds half of `length` tokens and the others all of it."""
     features = synthetic_features(num_examples, length, generator)
@@ -327,9 +405,13 @@ def time_against_textbrewer(setup):
     except ImportError:
         return None
     args = setup.args
-    matches = fit_matches(PRESETS["L4t_hidden_mse"] + PRESETS["L4_hidden_smmd"],
-                          setup.student_config.hidden_size, setup.teacher_config.hidden_size,
-                          setup.student_config.num_hidden_layers, setup.teacher_config.num_hidden_layers)
+    matches = fit_matches(
+        PRESETS["L4t_hidden_mse"] + PRESETS["L4_hidden_smmd"],
+        setup.student_config.hidden_size,
+        setup.teacher_config.hidden_size,
+        setup.student_config.num_hidden_layers,
+        setup.teacher_config.num_hidden_layers,
+    )
     generator = torch.Generator().manual_seed(args.seed + 2)
     features = third_half_padded(args.textbrewer_epoch_steps * args.batch, args.length, generator)
     adaptor = BertForGLUESimpleAdaptor
@@ -342,12 +424,19 @@ def time_against_textbrewer(setup):
     ours = without_checkpoints(GeneralDistiller)(
         setup.train_config("ours"),
         DistillationConfig(temperature=8, intermediate_matches=matches, padded_length=args.length),
-        teacher, setup.student(hidden_states=True), adaptor, adaptor)
+        teacher,
+        setup.student(hidden_states=True),
+        adaptor,
+        adaptor,
+    )
     theirs = TimedTextBrewer(
-        textbrewer.TrainingConfig(output_dir=os.path.join(setup.workdir, "textbrewer"),
-                                  device=setup.device),
+        textbrewer.TrainingConfig(output_dir=os.path.join(setup.workdir, "textbrewer"), device=setup.device),
         textbrewer.DistillationConfig(temperature=8, intermediate_matches=[m.as_dict() for m in matches]),
-        teacher, setup.student(hidden_states=True), adaptor, adaptor)
+        teacher,
+        setup.student(hidden_states=True),
+        adaptor,
+        adaptor,
+    )
     ours.log_every_steps = 10**9
     loader = batch_loader(features, args.batch, shuffle=True, seed=args.seed)
 
@@ -355,9 +444,11 @@ def time_against_textbrewer(setup):
         return torch.optim.AdamW(main.parameter_groups(model, weight_decay_rate), lr=learning_rate)
 
     runs = {}
-    for name, distiller, build in (("ours", ours, main.build_optimizer),
-                                   ("textbrewer", theirs, main.build_optimizer),
-                                   ("textbrewer, its example's optimizer", theirs, example_optimizer)):
+    for name, distiller, build in (
+        ("ours", ours, main.build_optimizer),
+        ("textbrewer", theirs, main.build_optimizer),
+        ("textbrewer, its example's optimizer", theirs, example_optimizer),
+    ):
         # A new optimizer per epoch on every side: TextBrewer adds the projections to the
         # optimizer at every train() call, which a reused one refuses.
         runs[name] = lambda d=distiller, b=build: d.train(b(d.model_S, 1e-4, 0.01), loader, num_epochs=1)
@@ -366,7 +457,7 @@ def time_against_textbrewer(setup):
     times = {name: [] for name in runs}
     for round_index in range(args.textbrewer_rounds):
         names = list(runs)
-        order = names[round_index % len(names):] + names[:round_index % len(names)]
+        order = names[round_index % len(names) :] + names[: round_index % len(names)]
         for name in order:
             synchronize(setup.device)
             start = time.perf_counter()
@@ -380,18 +471,23 @@ def textbrewer_report(args, result):
     if result is None:
         return "TextBrewer is not installed: no side-by-side comparison."
     ours = result["ours"]
-    lines = [f"GeneralDistiller (five hidden_mse pairs with linear projections, five mmd pairs), "
-             f"a third of the rows half padded, epochs of {args.textbrewer_epoch_steps} steps, "
-             f"median of {args.textbrewer_rounds} interleaved rounds: ours {ours * 1000:.0f} ms/step"]
-    for name, label in (("textbrewer", "TextBrewer 0.2.1, the same optimizer"),
-                        ("textbrewer, its example's optimizer",
-                         "TextBrewer 0.2.1, the optimizer of its MNLI example")):
-        lines.append(f"  {label}: {result[name] * 1000:.0f} ms/step, ours/TextBrewer "
-                     f"{ours / result[name]:.3f}x")
+    lines = [
+        f"GeneralDistiller (five hidden_mse pairs with linear projections, five mmd pairs), "
+        f"a third of the rows half padded, epochs of {args.textbrewer_epoch_steps} steps, "
+        f"median of {args.textbrewer_rounds} interleaved rounds: ours {ours * 1000:.0f} ms/step"
+    ]
+    for name, label in (
+        ("textbrewer", "TextBrewer 0.2.1, the same optimizer"),
+        ("textbrewer, its example's optimizer", "TextBrewer 0.2.1, the optimizer of its MNLI example"),
+    ):
+        lines.append(
+            f"  {label}: {result[name] * 1000:.0f} ms/step, ours/TextBrewer {ours / result[name]:.3f}x"
+        )
     return "\n".join(lines)
 
 
 # ----- the report --------------------------------------------------------------------------------
+
 
 def machine_description(device):
     cpu = platform.processor() or platform.machine()
@@ -400,8 +496,10 @@ def machine_description(device):
             names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
         if names:
             cpu = names[0]
-    text = (f"CPU: {cpu}, {os.cpu_count()} cores visible, torch threads {torch.get_num_threads()}, "
-            f"torch {torch.__version__}, Python {platform.python_version()}")
+    text = (
+        f"CPU: {cpu}, {os.cpu_count()} cores visible, torch threads {torch.get_num_threads()}, "
+        f"torch {torch.__version__}, Python {platform.python_version()}"
+    )
     if device.type == "cuda":
         text += f", GPU: {torch.cuda.get_device_name()}"
     return text
@@ -421,24 +519,33 @@ def report(args, setup, encoding, step_times, peaks, eval_rate):
     bare = step_times["bare step"]
     general = step_times["GeneralDistiller L4t_hidden_mse + L4_hidden_smmd"]
     number_format = "float32" if precision(args) == "no" else precision(args)
-    lines = [f"Machine: {machine_description(setup.device)}",
-             f"Sizes: teacher {args.teacher_layers} layers x {args.teacher_hidden} hidden; student "
-             f"{args.student_layers} x {args.student_hidden} ({args.student_heads} heads, "
-             f"{args.student_intermediate} intermediate); batch {args.batch}, length {args.length}, "
-             f"{number_format}, device {args.device}; median of {args.rounds} "
-             f"rounds of {args.steps} steps", "",
-             "| measurement | value | ratio to the bare step |", "|---|---|---|"]
-    lines.append(f"| feature encoding, length 128 ({args.encode_pairs} generated pairs) | "
-                 f"{encode_rate:,.0f} pairs/s (MNLI train, {MNLI_TRAIN_PAIRS:,} pairs: "
-                 f"~{MNLI_TRAIN_PAIRS / encode_rate:.0f} s) | |")
-    lines.append(f"| loading the cached features | {cached_seconds:.3f} s (MNLI train: "
-                 f"~{cached_seconds * MNLI_TRAIN_PAIRS / args.encode_pairs:.1f} s) | |")
+    lines = [
+        f"Machine: {machine_description(setup.device)}",
+        f"Sizes: teacher {args.teacher_layers} layers x {args.teacher_hidden} hidden; student "
+        f"{args.student_layers} x {args.student_hidden} ({args.student_heads} heads, "
+        f"{args.student_intermediate} intermediate); batch {args.batch}, length {args.length}, "
+        f"{number_format}, device {args.device}; median of {args.rounds} "
+        f"rounds of {args.steps} steps",
+        "",
+        "| measurement | value | ratio to the bare step |",
+        "|---|---|---|",
+    ]
+    lines.append(
+        f"| feature encoding, length 128 ({args.encode_pairs} generated pairs) | "
+        f"{encode_rate:,.0f} pairs/s (MNLI train, {MNLI_TRAIN_PAIRS:,} pairs: "
+        f"~{MNLI_TRAIN_PAIRS / encode_rate:.0f} s) | |"
+    )
+    lines.append(
+        f"| loading the cached features | {cached_seconds:.3f} s (MNLI train: "
+        f"~{cached_seconds * MNLI_TRAIN_PAIRS / args.encode_pairs:.1f} s) | |"
+    )
     for name, seconds in step_times.items():
         peak = f", peak {peaks[name] / 2**20:,.0f} MiB" if name in peaks else ""
-        lines.append(f"| training: {name} | {1 / seconds:.3f} steps/s ({seconds * 1000:.0f} ms{peak}) "
-                     f"| {seconds / bare:.3f}x |")
-    lines.append(f"| EMD step / GeneralDistiller step | | "
-                 f"{step_times['EMDDistiller'] / general:.3f}x |")
+        lines.append(
+            f"| training: {name} | {1 / seconds:.3f} steps/s ({seconds * 1000:.0f} ms{peak}) "
+            f"| {seconds / bare:.3f}x |"
+        )
+    lines.append(f"| EMD step / GeneralDistiller step | | {step_times['EMDDistiller'] / general:.3f}x |")
     lines.append(f"| evaluation ({args.eval_examples} examples, batch 128) | {eval_rate:,.0f} examples/s | |")
     lines.append(f"| peak memory of the process (max RSS) | {max_rss_mib():,.0f} MiB | |")
     return "\n".join(lines)

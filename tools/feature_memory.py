@@ -12,6 +12,7 @@ from /proc/self/smaps_rollup. The features are memory-mapped from the cache file
 machine holds them once, in the page cache: the first process's growth is about the file's
 size, and each further process adds only its own batches.
 """
+
 import argparse
 import json
 import os
@@ -60,8 +61,15 @@ def memory():
 def features_of(workdir, length):
     vocab_file = os.path.join(workdir, "vocab.txt")
     tokenizer = BertTokenizer(vocab=vocab_file, do_lower_case=True)
-    return load_features(TASKS["mnli"], os.path.join(workdir, "MNLI"), "train", tokenizer,
-                         vocab_file, length, os.path.join(workdir, "cache"))
+    return load_features(
+        TASKS["mnli"],
+        os.path.join(workdir, "MNLI"),
+        "train",
+        tokenizer,
+        vocab_file,
+        length,
+        os.path.join(workdir, "cache"),
+    )
 
 
 def worker(args):
@@ -105,16 +113,32 @@ def main(argv=None):
         as_int64 = sum(t.numel() * 8 for t in features.values()) / MIB
         del features
 
-        command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                   "--nproc_per_node", str(args.processes), "-m", "tools.feature_memory", "--worker",
-                   "--workdir", workdir, "--length", str(args.length), "--batch", str(args.batch)]
+        command = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            str(args.processes),
+            "-m",
+            "tools.feature_memory",
+            "--worker",
+            "--workdir",
+            workdir,
+            "--length",
+            str(args.length),
+            "--batch",
+            str(args.batch),
+        ]
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
         done = subprocess.run(command, env=env, capture_output=True, text=True, check=True, cwd=REPO)
         reports = json.loads(done.stdout.strip().splitlines()[-1])
 
-    print(f"{args.pairs:,} pairs at length {args.length}: encoded in {encode_seconds:.1f} s, "
-          f"cached load {load_seconds:.2f} s; {stored:,.0f} MiB as stored "
-          f"({as_int64:,.0f} MiB as int64, what each process held before)")
+    print(
+        f"{args.pairs:,} pairs at length {args.length}: encoded in {encode_seconds:.1f} s, "
+        f"cached load {load_seconds:.2f} s; {stored:,.0f} MiB as stored "
+        f"({as_int64:,.0f} MiB as int64, what each process held before)"
+    )
     print()
     print("| process | RSS growth | PSS growth | USS growth |")
     print("|---|---:|---:|---:|")
@@ -123,9 +147,11 @@ def main(argv=None):
     total = sum(pss for _, pss, _ in reports)
     further = max(uss for _, _, uss in reports)
     print()
-    print(f"The machine's memory grew by about {total:,.0f} MiB for {len(reports)} processes "
-          f"(the sum of PSS): the first process {stored + further:,.0f} MiB at most (the mapped "
-          f"file and its own pages), each further one {further:,.0f} MiB at most (its own pages).")
+    print(
+        f"The machine's memory grew by about {total:,.0f} MiB for {len(reports)} processes "
+        f"(the sum of PSS): the first process {stored + further:,.0f} MiB at most (the mapped "
+        f"file and its own pages), each further one {further:,.0f} MiB at most (its own pages)."
+    )
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@
 
 Without CUDA, parts 1 and 3 run on the CPU in float32 and part 2 says it was skipped.
 """
+
 import argparse
 import ast
 import functools
@@ -32,9 +33,26 @@ from tools import benchmark
 
 PUBLISHED_STEPS = 40 * -(-benchmark.MNLI_TRAIN_PAIRS // 32)  # 40 epochs of batch 32
 REAL_SIZES = ["--teacher_layers", "12", "--teacher_hidden", "768", "--batch", "32", "--length", "128"]
-TINY_SIZES = ["--teacher_layers", "12", "--teacher_hidden", "64", "--student_layers", "4",
-              "--student_hidden", "32", "--student_heads", "2", "--student_intermediate", "64",
-              "--batch", "4", "--length", "16", "--eval_examples", "64"]
+TINY_SIZES = [
+    "--teacher_layers",
+    "12",
+    "--teacher_hidden",
+    "64",
+    "--student_layers",
+    "4",
+    "--student_hidden",
+    "32",
+    "--student_heads",
+    "2",
+    "--student_intermediate",
+    "64",
+    "--batch",
+    "4",
+    "--length",
+    "16",
+    "--eval_examples",
+    "64",
+]
 
 
 def parse_args(argv=None):
@@ -42,38 +60,62 @@ def parse_args(argv=None):
     parser.add_argument("--tiny", action="store_true", help="toy sizes: checks the path, measures nothing")
     parser.add_argument("--steps", type=int, default=10, help="timed steps per configuration and round")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--sync_steps", type=int, default=4, help="steps of each configuration under the sync check")
+    parser.add_argument(
+        "--sync_steps", type=int, default=4, help="steps of each configuration under the sync check"
+    )
     return parser.parse_args(argv)
 
 
 def benchmark_args(args, device, precision):
     sizes = TINY_SIZES if args.tiny else REAL_SIZES
     flags = {"fp16": ["--fp16"], "bf16": ["--bf16"], "no": []}[precision]
-    return benchmark.parse_args([*sizes, *flags, "--device", device, "--steps", str(args.steps),
-                                 "--rounds", str(args.rounds), "--warmup", "2",
-                                 "--threads", str(torch.get_num_threads())])
+    return benchmark.parse_args(
+        [
+            *sizes,
+            *flags,
+            "--device",
+            device,
+            "--steps",
+            str(args.steps),
+            "--rounds",
+            str(args.rounds),
+            "--warmup",
+            "2",
+            "--threads",
+            str(torch.get_num_threads()),
+        ]
+    )
 
 
 def timing_table(setup, precision):
     step_times, peaks = benchmark.time_steps(setup, benchmark.build_steps(setup))
     bare = step_times["bare step"]
-    lines = [f"### {precision}, {setup.args.device}", "",
-             "| configuration | steps/s | ratio to the bare step | peak GPU memory | 40 epochs of MNLI |",
-             "|---|---:|---:|---:|---:|"]
+    lines = [
+        f"### {precision}, {setup.args.device}",
+        "",
+        "| configuration | steps/s | ratio to the bare step | peak GPU memory | 40 epochs of MNLI |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for name, seconds in step_times.items():
         peak = f"{peaks[name] / 2**20:,.0f} MiB" if name in peaks else "-"
-        lines.append(f"| {name} | {1 / seconds:.2f} | {seconds / bare:.3f}x | {peak} | "
-                     f"{seconds * PUBLISHED_STEPS / 3600:.1f} h |")
+        lines.append(
+            f"| {name} | {1 / seconds:.2f} | {seconds / bare:.3f}x | {peak} | "
+            f"{seconds * PUBLISHED_STEPS / 3600:.1f} h |"
+        )
     return "\n".join(lines)
 
 
 # Where a wait for the host is expected: (file, function) -> what it is.
 EXPECTED_SYNCS = {
-    (inspect.getsourcefile(EMDDistiller), "compute_loss"):
-        "EMD's transport-plan solve (exempt: one a step, its distances out and its plan back)",
+    (
+        inspect.getsourcefile(EMDDistiller),
+        "compute_loss",
+    ): "EMD's transport-plan solve (exempt: one a step, its distances out and its plan back)",
     (inspect.getsourcefile(loss_log), "write"): "the log line (every --PRINT_EVERY steps)",
-    (inspect.getsourcefile(loss_log), "check_finite"):
-        "the finite-loss check (with each log line and checkpoint)",
+    (
+        inspect.getsourcefile(loss_log),
+        "check_finite",
+    ): "the finite-loss check (with each log line and checkpoint)",
     (inspect.getsourcefile(logit_cache), "end_epoch"): "the logit cache's check (once per epoch)",
 }
 
@@ -86,15 +128,19 @@ def function_spans(filename):
             tree = ast.parse(source.read())
     except (OSError, SyntaxError, ValueError):  # e.g. '<frozen ...>'
         return ()
-    return tuple((node.lineno, node.end_lineno, node.name) for node in ast.walk(tree)
-                 if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)))
+    return tuple(
+        (node.lineno, node.end_lineno, node.name)
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+    )
 
 
 def function_at(filename, lineno):
     """The name of the outermost function (a method, for a class) of `filename` whose source
     holds line `lineno`, or None."""
-    spans = [(last - first, name) for first, last, name in function_spans(filename)
-             if first <= lineno <= last]
+    spans = [
+        (last - first, name) for first, last, name in function_spans(filename) if first <= lineno <= last
+    ]
     return max(spans)[1] if spans else None
 
 
@@ -129,7 +175,9 @@ def main(argv=None):
     device = "cuda" if cuda else "cpu"
     precisions = ["fp16", "bf16"] if cuda else ["no"]
     print(f"Machine: {benchmark.machine_description(torch.device(device))}")
-    print(f"Published run: {PUBLISHED_STEPS:,} steps (40 epochs of {benchmark.MNLI_TRAIN_PAIRS:,} pairs, batch 32)")
+    print(
+        f"Published run: {PUBLISHED_STEPS:,} steps (40 epochs of {benchmark.MNLI_TRAIN_PAIRS:,} pairs, batch 32)"
+    )
     clean = True
     with tempfile.TemporaryDirectory(prefix="gpu-report-") as workdir:
         for precision in precisions:

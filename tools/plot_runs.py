@@ -6,6 +6,7 @@ Each run is a folder written by main.py (metrics.jsonl, eval_results.jsonl), opt
 NAME=FOLDER; several runs are drawn over each other, one colour each. Needs matplotlib, an
 optional dependency: pip install matplotlib.
 """
+
 import argparse
 import json
 import os
@@ -37,8 +38,9 @@ def read_run(run_dir):
     metrics_path = os.path.join(run_dir, "metrics.jsonl")
     results_path = os.path.join(run_dir, "eval_results.jsonl")
     if not (os.path.isfile(metrics_path) or os.path.isfile(results_path)):
-        raise FileNotFoundError(f"{run_dir}: neither metrics.jsonl nor eval_results.jsonl; "
-                                "is it a run's output folder?")
+        raise FileNotFoundError(
+            f"{run_dir}: neither metrics.jsonl nor eval_results.jsonl; is it a run's output folder?"
+        )
     losses, accuracy = {}, {}
     if os.path.isfile(metrics_path):
         for record in read_jsonl(metrics_path):
@@ -70,8 +72,10 @@ def parse_run_names(items):
 
 def draw(runs, output, title=None):
     import matplotlib
+
     matplotlib.use("Agg")  # files only, no display needed
     import matplotlib.pyplot as plt
+
     figure, (loss_axes, acc_axes) = plt.subplots(1, 2, figsize=(11, 4), dpi=80)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     styles = ["-", "--", ":", "-."]
@@ -79,17 +83,30 @@ def draw(runs, output, title=None):
     every_term = len(runs) == 1
     for i, (name, data) in enumerate(runs):
         colour = colours[i % len(colours)]
-        terms = sorted(data["losses"].items()) if every_term else [
-            (term, series) for term, series in data["losses"].items() if term == "loss"]
+        terms = (
+            sorted(data["losses"].items())
+            if every_term
+            else [(term, series) for term, series in data["losses"].items() if term == "loss"]
+        )
         for j, (term, (steps, values)) in enumerate(terms):
-            loss_axes.plot(steps, values, styles[j % len(styles)], color=colour,
-                           label=f"{name}: {term}" if every_term else name, linewidth=1.2)
+            loss_axes.plot(
+                steps,
+                values,
+                styles[j % len(styles)],
+                color=colour,
+                label=f"{name}: {term}" if every_term else name,
+                linewidth=1.2,
+            )
         for k, (dev_set, (steps, values)) in enumerate(data["accuracy"].items()):
             label, style = DEV_SETS.get(dev_set, (dev_set, styles[k % len(styles)]))
-            acc_axes.plot(steps, values, style, marker="o", markersize=3, color=colour,
-                          label=f"{name}: {label}")
-    loss_axes.set(xlabel="step", ylabel="loss (mean since the last log line)",
-                  title="loss terms" if every_term else "total loss")
+            acc_axes.plot(
+                steps, values, style, marker="o", markersize=3, color=colour, label=f"{name}: {label}"
+            )
+    loss_axes.set(
+        xlabel="step",
+        ylabel="loss (mean since the last log line)",
+        title="loss terms" if every_term else "total loss",
+    )
     if any(v > 0 for _, data in runs for _, values in data["losses"].values() for v in values):
         loss_axes.set_yscale("log")
     acc_axes.set(xlabel="step", ylabel="accuracy (%)", title="dev accuracy at each checkpoint")

@@ -6,6 +6,7 @@ Each folder holds eval_results.jsonl (written by main.py after every checkpoint)
 runner recorded it, seconds.txt (the run's wall time). A column per dev set: its accuracy (a
 regression task's: Pearson's r); MNLI's are named dev_matched and dev_mismatched.
 """
+
 import argparse
 import json
 import os
@@ -44,17 +45,27 @@ def collect(named_dirs):
             raise ValueError(f"expected NAME=FOLDER, got {item!r}")
         result = last_result(run_dir)
         scores = {dev_set: score for dev_set, score in scores_of(result).items() if dev_set != "All"}
-        rows.append({"model": name, "step": result["step"], **scores,
-                     "metric": "acc" if "acc" in result else "pearson",
-                     "seconds": wall_seconds(run_dir)})
+        rows.append(
+            {
+                "model": name,
+                "step": result["step"],
+                **scores,
+                "metric": "acc" if "acc" in result else "pearson",
+                "seconds": wall_seconds(run_dir),
+            }
+        )
     return rows
 
 
 def markdown(rows):
     """A table with a column per dev set of the first row (all rows evaluate one task)."""
     sets = [key for key in rows[0] if key not in ("model", "step", "metric", "seconds")]
-    lines = ["| model | " + " | ".join(f"{SET_NAMES.get(s, s)} {rows[0]['metric']}" for s in sets)
-             + " | wall time |", "|---|" + "---:|" * (len(sets) + 1)]
+    lines = [
+        "| model | "
+        + " | ".join(f"{SET_NAMES.get(s, s)} {rows[0]['metric']}" for s in sets)
+        + " | wall time |",
+        "|---|" + "---:|" * (len(sets) + 1),
+    ]
     for row in rows:
         seconds = f"{row['seconds']:.0f} s" if row["seconds"] is not None else "-"
         cells = " | ".join(f"{100 * row[s]:.1f}" if s in row else "-" for s in sets)

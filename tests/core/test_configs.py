@@ -1,6 +1,7 @@
 """TrainingConfig, DistillationConfig and the named maps: TextBrewer 0.2.1's defaults, clear
 errors for bad settings, readable reprs, schedulers that follow their formulas, the schedules as
 the distillers use them (weights_at, temperature_for), and register_new feeding each kind of map."""
+
 import copy
 import logging
 import math
@@ -22,9 +23,22 @@ from distillation import (
     register_new,
 )
 
-EXPORTS = ["TrainingConfig", "DistillationConfig", "BasicTrainer", "BasicDistiller",
-           "GeneralDistiller", "MultiTeacherDistiller", "KD_LOSS_MAP", "MATCH_LOSS_MAP", "PROJ_MAP",
-           "TEMPERATURE_SCHEDULER", "WEIGHT_SCHEDULER", "FEATURES", "ADAPTOR_KEYS", "register_new"]
+EXPORTS = [
+    "TrainingConfig",
+    "DistillationConfig",
+    "BasicTrainer",
+    "BasicDistiller",
+    "GeneralDistiller",
+    "MultiTeacherDistiller",
+    "KD_LOSS_MAP",
+    "MATCH_LOSS_MAP",
+    "PROJ_MAP",
+    "TEMPERATURE_SCHEDULER",
+    "WEIGHT_SCHEDULER",
+    "FEATURES",
+    "ADAPTOR_KEYS",
+    "register_new",
+]
 
 
 def good_match(**changes):
@@ -50,11 +64,23 @@ def test_the_package_exports_textbrewers_names():
 
 # ----- TrainingConfig ------------------------------------------------------------------------
 
+
 def test_training_config_defaults(caplog):
     config = TrainingConfig()
-    assert (config.gradient_accumulation_steps, config.ckpt_frequency, config.ckpt_epoch_frequency,
-            config.ckpt_steps, config.log_dir, config.output_dir) == (1, 1, 1, None, None, "./saved_models")
-    assert (config.fp16, config.fp16_opt_level, config.data_parallel, config.local_rank) == (False, "O1", False, -1)
+    assert (
+        config.gradient_accumulation_steps,
+        config.ckpt_frequency,
+        config.ckpt_epoch_frequency,
+        config.ckpt_steps,
+        config.log_dir,
+        config.output_dir,
+    ) == (1, 1, 1, None, None, "./saved_models")
+    assert (config.fp16, config.fp16_opt_level, config.data_parallel, config.local_rank) == (
+        False,
+        "O1",
+        False,
+        -1,
+    )
     assert config.mixed_precision == "no"
     if torch.cuda.is_available():
         assert torch.device(config.device).type == "cuda"
@@ -94,7 +120,9 @@ def test_fp16_opt_level_is_accepted_with_a_warning(caplog):
     assert len(warnings_about(caplog, "O2")) == 1
 
 
-@pytest.mark.parametrize("key", ["gradient_accumulation_steps", "ckpt_frequency", "ckpt_epoch_frequency", "ckpt_steps"])
+@pytest.mark.parametrize(
+    "key", ["gradient_accumulation_steps", "ckpt_frequency", "ckpt_epoch_frequency", "ckpt_steps"]
+)
 def test_training_config_rejects_non_positive_counts(key):
     with pytest.raises(ValueError, match=key):
         TrainingConfig(device="cpu", **{key: 0})
@@ -110,51 +138,73 @@ def test_training_config_repr_is_one_setting_per_line():
 
 # ----- DistillationConfig ----------------------------------------------------------------------
 
+
 def test_distillation_config_defaults():
     config = DistillationConfig()
-    assert (config.temperature, config.temperature_scheduler, config.hard_label_weight,
-            config.hard_label_weight_scheduler, config.kd_loss_type, config.kd_loss_weight,
-            config.kd_loss_weight_scheduler, config.probability_shift, config.is_caching_logits) == \
-        (4, None, 0, "none", "ce", 1, "none", False, False)
+    assert (
+        config.temperature,
+        config.temperature_scheduler,
+        config.hard_label_weight,
+        config.hard_label_weight_scheduler,
+        config.kd_loss_type,
+        config.kd_loss_weight,
+        config.kd_loss_weight_scheduler,
+        config.probability_shift,
+        config.is_caching_logits,
+    ) == (4, None, 0, "none", "ce", 1, "none", False, False)
     assert list(config.intermediate_matches) == []
 
 
 def test_matches_become_intermediate_match_objects():
-    config = DistillationConfig(intermediate_matches=[
-        good_match(),
-        {"layer_T": [0, 2], "layer_S": [0, 1], "feature": "hidden", "loss": "mmd", "weight": 0.5},
-        good_match(proj=["linear", 16, 32]),
-        good_match(proj=["tanh", 16, 32, {"lr": 1e-3}]),
-    ])
+    config = DistillationConfig(
+        intermediate_matches=[
+            good_match(),
+            {"layer_T": [0, 2], "layer_S": [0, 1], "feature": "hidden", "loss": "mmd", "weight": 0.5},
+            good_match(proj=["linear", 16, 32]),
+            good_match(proj=["tanh", 16, 32, {"lr": 1e-3}]),
+        ]
+    )
     plain, pair, projected, with_options = config.intermediate_matches
-    assert (plain.layer_T, plain.layer_S, plain.feature, plain.loss, plain.weight, plain.proj) == \
-        (2, 1, "hidden", "hidden_mse", 1, None)
+    assert (plain.layer_T, plain.layer_S, plain.feature, plain.loss, plain.weight, plain.proj) == (
+        2,
+        1,
+        "hidden",
+        "hidden_mse",
+        1,
+        None,
+    )
     assert (pair.layer_T, pair.layer_S, pair.loss, pair.weight) == ([0, 2], [0, 1], "mmd", 0.5)
     assert list(projected.proj[:3]) == ["linear", 16, 32]
     assert with_options.proj_group == {"lr": 1e-3}
 
 
-@pytest.mark.parametrize("match, words", [
-    (good_match(loss="hiden_mse"), ["intermediate_matches[1]", "hiden_mse", "hidden_mse"]),
-    (good_match(feature="hiden"), ["intermediate_matches[1]", "feature", "hiden"]),
-    ({k: v for k, v in good_match().items() if k != "weight"}, ["intermediate_matches[1]", "weight"]),
-    ({k: v for k, v in good_match().items() if k != "layer_S"}, ["intermediate_matches[1]", "layer_S"]),
-    (good_match(wieght=1), ["intermediate_matches[1]", "wieght"]),
-    (good_match(weight="1"), ["intermediate_matches[1]", "weight"]),
-    (good_match(layer_T="2"), ["intermediate_matches[1]", "layer_T"]),
-    (good_match(layer_T=[1, 2]), ["intermediate_matches[1]", "layer_T"]),
-    (good_match(proj=["conv", 16, 32]), ["intermediate_matches[1]", "proj", "conv"]),
-    (good_match(proj=["linear", 16]), ["intermediate_matches[1]", "proj"]),
-    (good_match(proj=["linear", 16, 32, "fast"]), ["intermediate_matches[1]", "proj"]),
-    ("hidden_mse", ["intermediate_matches[1]", "dict"]),
-    (good_match(layer_T=[1, 2], layer_S=1), ["intermediate_matches[1]", "layer_T", "layer_S"]),
-    (good_match(loss="mmd", layer_T=[0, 1, 2], layer_S=[0, 1, 2]), ["intermediate_matches[1]", "layer_T", "[0, 1, 2]"]),
-    (good_match(loss="mmd"), ["intermediate_matches[1]", "'mmd'", "layer_T"]),
-    (good_match(layer_S=-1), ["intermediate_matches[1]", "layer_S"]),
-    (good_match(layer_S=True), ["intermediate_matches[1]", "layer_S"]),
-    (good_match(weight=True), ["intermediate_matches[1]", "weight"]),
-    (good_match(proj=["linear", 0, 32]), ["intermediate_matches[1]", "proj"]),
-])
+@pytest.mark.parametrize(
+    "match, words",
+    [
+        (good_match(loss="hiden_mse"), ["intermediate_matches[1]", "hiden_mse", "hidden_mse"]),
+        (good_match(feature="hiden"), ["intermediate_matches[1]", "feature", "hiden"]),
+        ({k: v for k, v in good_match().items() if k != "weight"}, ["intermediate_matches[1]", "weight"]),
+        ({k: v for k, v in good_match().items() if k != "layer_S"}, ["intermediate_matches[1]", "layer_S"]),
+        (good_match(wieght=1), ["intermediate_matches[1]", "wieght"]),
+        (good_match(weight="1"), ["intermediate_matches[1]", "weight"]),
+        (good_match(layer_T="2"), ["intermediate_matches[1]", "layer_T"]),
+        (good_match(layer_T=[1, 2]), ["intermediate_matches[1]", "layer_T"]),
+        (good_match(proj=["conv", 16, 32]), ["intermediate_matches[1]", "proj", "conv"]),
+        (good_match(proj=["linear", 16]), ["intermediate_matches[1]", "proj"]),
+        (good_match(proj=["linear", 16, 32, "fast"]), ["intermediate_matches[1]", "proj"]),
+        ("hidden_mse", ["intermediate_matches[1]", "dict"]),
+        (good_match(layer_T=[1, 2], layer_S=1), ["intermediate_matches[1]", "layer_T", "layer_S"]),
+        (
+            good_match(loss="mmd", layer_T=[0, 1, 2], layer_S=[0, 1, 2]),
+            ["intermediate_matches[1]", "layer_T", "[0, 1, 2]"],
+        ),
+        (good_match(loss="mmd"), ["intermediate_matches[1]", "'mmd'", "layer_T"]),
+        (good_match(layer_S=-1), ["intermediate_matches[1]", "layer_S"]),
+        (good_match(layer_S=True), ["intermediate_matches[1]", "layer_S"]),
+        (good_match(weight=True), ["intermediate_matches[1]", "weight"]),
+        (good_match(proj=["linear", 0, 32]), ["intermediate_matches[1]", "proj"]),
+    ],
+)
 def test_bad_matches_name_their_index_and_key(match, words):
     with pytest.raises(ValueError) as error:
         DistillationConfig(intermediate_matches=[good_match(), match])
@@ -162,11 +212,14 @@ def test_bad_matches_name_their_index_and_key(match, words):
         assert word in str(error.value)
 
 
-@pytest.mark.parametrize("settings, word", [
-    ({"kd_loss_type": "kl"}, "kd_loss_type"),
-    ({"temperature_scheduler": ["warm", 1]}, "flsw"),
-    ({"hard_label_weight_scheduler": "exp_decay"}, "linear_growth"),
-])
+@pytest.mark.parametrize(
+    "settings, word",
+    [
+        ({"kd_loss_type": "kl"}, "kd_loss_type"),
+        ({"temperature_scheduler": ["warm", 1]}, "flsw"),
+        ({"hard_label_weight_scheduler": "exp_decay"}, "linear_growth"),
+    ],
+)
 def test_unknown_names_list_the_known_ones(settings, word):
     with pytest.raises(ValueError, match=word):
         DistillationConfig(**settings)
@@ -179,6 +232,7 @@ def test_distillation_config_repr_shows_settings_and_matches():
 
 
 # ----- schedulers, projections, register_new -------------------------------------------------
+
 
 def test_weight_schedulers():
     # A weight scheduler gives the factor that multiplies the base weight at a step.
@@ -207,8 +261,11 @@ def test_temperature_schedulers_follow_their_formulas():
 
 
 def test_scheduled_configs_are_accepted():
-    config = DistillationConfig(temperature_scheduler=["flsw", 1, 1], kd_loss_weight_scheduler="linear_decay",
-                                hard_label_weight_scheduler="linear_growth")
+    config = DistillationConfig(
+        temperature_scheduler=["flsw", 1, 1],
+        kd_loss_weight_scheduler="linear_decay",
+        hard_label_weight_scheduler="linear_growth",
+    )
     assert callable(config.temperature_scheduler)  # TextBrewer's meaning: None or the function
     assert DistillationConfig(temperature_scheduler="constant").temperature_scheduler(None, None, 3) == 3
     assert config.kd_loss_weight_scheduler == "linear_decay"
@@ -251,11 +308,17 @@ def test_register_new_rejects_an_unknown_map():
 
 def test_pair_losses_need_pairs_and_single_losses_need_single_layers():
     with pytest.raises(ValueError, match=r"intermediate_matches\[0\]: loss 'mmd' takes lists of two"):
-        DistillationConfig(intermediate_matches=[
-            {"layer_T": 2, "layer_S": 1, "feature": "hidden", "loss": "mmd", "weight": 1}])
+        DistillationConfig(
+            intermediate_matches=[
+                {"layer_T": 2, "layer_S": 1, "feature": "hidden", "loss": "mmd", "weight": 1}
+            ]
+        )
     with pytest.raises(ValueError, match=r"loss 'hidden_mse' takes layer indices"):
-        DistillationConfig(intermediate_matches=[
-            {"layer_T": [2, 2], "layer_S": [1, 1], "feature": "hidden", "loss": "hidden_mse", "weight": 1}])
+        DistillationConfig(
+            intermediate_matches=[
+                {"layer_T": [2, 2], "layer_S": [1, 1], "feature": "hidden", "loss": "hidden_mse", "weight": 1}
+            ]
+        )
 
 
 def test_a_temperature_scheduler_builder_without_its_arguments_is_named():
@@ -265,6 +328,7 @@ def test_a_temperature_scheduler_builder_without_its_arguments_is_named():
 
 # ----- weights_at ------------------------------------------------------------------------------
 
+
 def test_weights_without_schedules_are_the_base_weights():
     config = DistillationConfig(kd_loss_weight=0.7, hard_label_weight=0.3)
     assert config.weights_at(0, 10) == (0.7, 0.3)
@@ -272,8 +336,12 @@ def test_weights_without_schedules_are_the_base_weights():
 
 
 def test_weights_at_follows_the_linear_schedules_and_leaves_the_config_alone():
-    config = DistillationConfig(kd_loss_weight=2.0, kd_loss_weight_scheduler="linear_decay",
-                                hard_label_weight=0.5, hard_label_weight_scheduler="linear_growth")
+    config = DistillationConfig(
+        kd_loss_weight=2.0,
+        kd_loss_weight_scheduler="linear_decay",
+        hard_label_weight=0.5,
+        hard_label_weight_scheduler="linear_growth",
+    )
     before = public_settings(config)
     # kd: 2 * (1 - step / total); hard: 0.5 * step / total.
     for step, kd, hard in [(0, 2.0, 0.0), (25, 1.5, 0.125), (50, 1.0, 0.25), (100, 0.0, 0.5)]:
@@ -283,10 +351,14 @@ def test_weights_at_follows_the_linear_schedules_and_leaves_the_config_alone():
 
 # ----- temperature_for ---------------------------------------------------------------------------
 
+
 def test_temperature_without_a_schedule_is_the_base_temperature():
     logits = torch.randn(3, 4)
     assert DistillationConfig(temperature=8).temperature_for(logits, logits) == 8
-    assert DistillationConfig(temperature=8, temperature_scheduler="constant").temperature_for(logits, logits) == 8
+    assert (
+        DistillationConfig(temperature=8, temperature_scheduler="constant").temperature_for(logits, logits)
+        == 8
+    )
 
 
 def test_flsw_lowers_the_temperature_where_student_and_teacher_disagree():
@@ -327,6 +399,7 @@ def test_default_reprs_are_readable():
 
 # ----- register_new feeds every kind of map --------------------------------------------------------
 
+
 @pytest.fixture
 def registered():
     """Registers through register_new and removes the names afterwards."""
@@ -335,14 +408,19 @@ def registered():
     def add(map_name, name, func, target):
         register_new(map_name, name, func)
         added.append((target, name))
+
     yield add
     for target, name in added:
         del target[name]
 
 
 def test_a_registered_weight_scheduler_is_used_by_weights_at(registered):
-    registered("WEIGHT_SCHEDULER", "halfway_test", lambda step, total: 1.0 if step < total / 2 else 0.0,
-               WEIGHT_SCHEDULER)
+    registered(
+        "WEIGHT_SCHEDULER",
+        "halfway_test",
+        lambda step, total: 1.0 if step < total / 2 else 0.0,
+        WEIGHT_SCHEDULER,
+    )
     config = DistillationConfig(kd_loss_weight=3, kd_loss_weight_scheduler="halfway_test")
     assert config.weights_at(4, 10) == (3.0, 0)
     assert config.weights_at(5, 10) == (0.0, 0)
@@ -355,8 +433,12 @@ def test_a_registered_temperature_scheduler_is_used_by_temperature_for(registere
 
 
 def test_a_registered_projection_is_accepted_in_a_match(registered):
-    registered("PROJ_MAP", "bias_free_test", lambda dim_in, dim_out: torch.nn.Linear(dim_in, dim_out, bias=False),
-               PROJ_MAP)
+    registered(
+        "PROJ_MAP",
+        "bias_free_test",
+        lambda dim_in, dim_out: torch.nn.Linear(dim_in, dim_out, bias=False),
+        PROJ_MAP,
+    )
     config = DistillationConfig(intermediate_matches=[good_match(proj=["bias_free_test", 16, 32])])
     assert config.intermediate_matches[0].proj == ["bias_free_test", 16, 32]
 
@@ -371,18 +453,33 @@ def test_a_registered_temperature_scheduler_builder_receives_its_arguments(regis
 
     registered("TEMPERATURE_SCHEDULER", "scaled_test", scaled_builder, TEMPERATURE_SCHEDULER)
     logits = torch.zeros(1, 2)
-    assert DistillationConfig(temperature=3, temperature_scheduler=["scaled_test", 5]).temperature_for(logits, logits) == 15
-    assert DistillationConfig(temperature=3, temperature_scheduler=["scaled_test", 5, 1.5]).temperature_for(logits, logits) == 16.5
-    config = DistillationConfig(temperature=2, temperature_scheduler=["scaled_test", {"factor": 4, "offset": 1}])
+    assert (
+        DistillationConfig(temperature=3, temperature_scheduler=["scaled_test", 5]).temperature_for(
+            logits, logits
+        )
+        == 15
+    )
+    assert (
+        DistillationConfig(temperature=3, temperature_scheduler=["scaled_test", 5, 1.5]).temperature_for(
+            logits, logits
+        )
+        == 16.5
+    )
+    config = DistillationConfig(
+        temperature=2, temperature_scheduler=["scaled_test", {"factor": 4, "offset": 1}]
+    )
     assert config.temperature_for(logits, logits) == 9
     assert built == [(5, 0.0), (5, 1.5), (4, 1)]  # built once per config, with its arguments
-    with pytest.raises(ValueError, match=r"temperature_scheduler \['scaled_test', 1, 2, 3\]: the builder 'scaled_test'"):
+    with pytest.raises(
+        ValueError, match=r"temperature_scheduler \['scaled_test', 1, 2, 3\]: the builder 'scaled_test'"
+    ):
         DistillationConfig(temperature_scheduler=["scaled_test", 1, 2, 3])
 
 
 def test_a_registered_pair_loss_takes_pairs_of_layers(registered):
     from distillation import MATCH_LOSS_MAP, GeneralDistiller
     from distillation.losses import PAIR_LOSSES
+
     calls = []
 
     def pair_distance(features_S, features_T, mask=None):
@@ -391,16 +488,21 @@ def test_a_registered_pair_loss_takes_pairs_of_layers(registered):
 
     registered("MATCH_LOSS_MAP", "pair_test", pair_distance, MATCH_LOSS_MAP)
     with pytest.raises(ValueError, match=r"loss 'pair_test' takes layer indices"):
-        DistillationConfig(intermediate_matches=[good_match(loss="pair_test", layer_T=[1, 2], layer_S=[0, 1])])
+        DistillationConfig(
+            intermediate_matches=[good_match(loss="pair_test", layer_T=[1, 2], layer_S=[0, 1])]
+        )
     register_new("MATCH_LOSS_MAP", "pair_test", pair_distance, pair=True)
     try:
-        config = DistillationConfig(intermediate_matches=[good_match(loss="pair_test", layer_T=[1, 2], layer_S=[0, 1])])
+        config = DistillationConfig(
+            intermediate_matches=[good_match(loss="pair_test", layer_T=[1, 2], layer_S=[0, 1])]
+        )
         with pytest.raises(ValueError, match=r"loss 'pair_test' takes lists of two layer indices"):
             DistillationConfig(intermediate_matches=[good_match(loss="pair_test")])
         # GeneralDistiller hands the loss both layers of each side.
         model = torch.nn.Linear(2, 2)
-        distiller = GeneralDistiller(TrainingConfig(device="cpu"), config, model, torch.nn.Linear(2, 2),
-                                     None, None)
+        distiller = GeneralDistiller(
+            TrainingConfig(device="cpu"), config, model, torch.nn.Linear(2, 2), None, None
+        )
         hidden_S = [torch.full((1, 2, 4), float(i)) for i in range(3)]
         hidden_T = [torch.full((1, 2, 4), 10.0 * i) for i in range(3)]
         total, losses = distiller.compute_loss({"hidden": hidden_S}, {"hidden": hidden_T})
@@ -416,8 +518,10 @@ def test_a_registered_pair_loss_takes_pairs_of_layers(registered):
 
 def test_register_new_takes_textbrewers_map_names_and_callables_only(registered):
     from distillation import MATCH_LOSS_MAP
+
     def l1(S, T, mask=None):
         return (S - T).abs().mean()
+
     registered("match_Loss", "textbrewer_name_test", l1, MATCH_LOSS_MAP)
     assert MATCH_LOSS_MAP["textbrewer_name_test"] is l1
     registered("temperature_scheduler", "tb_temperature_test", lambda S, T, base: base, TEMPERATURE_SCHEDULER)
@@ -435,10 +539,12 @@ def test_local_rank_is_accepted_and_ignored_with_a_warning(caplog):
     assert not [r for r in caplog.records if "local_rank" in r.getMessage()]
     with caplog.at_level("WARNING", logger="distillation.configs"):
         config = TrainingConfig(device="cpu", local_rank=0)
-    assert any("local_rank=0 is accepted for compatibility and ignored" in r.getMessage()
-               for r in caplog.records)
+    assert any(
+        "local_rank=0 is accepted for compatibility and ignored" in r.getMessage() for r in caplog.records
+    )
     assert config.local_rank == 0
     # Nothing else follows from it: no data parallelism, the same device and settings.
     assert config.data_parallel is False and config.device == default.device
-    assert {k: v for k, v in vars(config).items() if k != "local_rank"} == \
-        {k: v for k, v in vars(default).items() if k != "local_rank"}
+    assert {k: v for k, v in vars(config).items() if k != "local_rank"} == {
+        k: v for k, v in vars(default).items() if k != "local_rank"
+    }

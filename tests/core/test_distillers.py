@@ -1,6 +1,7 @@
 """The distillers on tiny BERT classifiers (CPU, dropout off): loss bookkeeping, training,
 accumulation, checkpoints, logs, precision, multiple teachers, logit caching, batches, errors,
 and the core's README example. The models come from tests/core/tiny_models.py, not the example."""
+
 import copy
 import json
 import logging
@@ -57,25 +58,46 @@ def student():
 
 
 MATCHES = [
-    {"layer_T": 2, "layer_S": 1, "feature": "hidden", "loss": "hidden_mse", "weight": 2,
-     "proj": ["linear", 16, 32]},
+    {
+        "layer_T": 2,
+        "layer_S": 1,
+        "feature": "hidden",
+        "loss": "hidden_mse",
+        "weight": 2,
+        "proj": ["linear", 16, 32],
+    },
     {"layer_T": [0, 2], "layer_S": [0, 1], "feature": "hidden", "loss": "mmd", "weight": 0.5},
     {"layer_T": 1, "layer_S": 1, "feature": "attention", "loss": "attention_mse", "weight": 3},
-    {"layer_T": 0, "layer_S": 0, "feature": "hidden", "loss": "hidden_mse", "weight": 1,
-     "proj": ["relu", 16, 32, {"lr": 0.01}]},
-    {"layer_T": [2, 2], "layer_S": [1, 1], "feature": "hidden", "loss": "mmd", "weight": 0.25,
-     "proj": ["linear", 16, 32]},  # a pair match with a projection: it projects both student layers
+    {
+        "layer_T": 0,
+        "layer_S": 0,
+        "feature": "hidden",
+        "loss": "hidden_mse",
+        "weight": 1,
+        "proj": ["relu", 16, 32, {"lr": 0.01}],
+    },
+    {
+        "layer_T": [2, 2],
+        "layer_S": [1, 1],
+        "feature": "hidden",
+        "loss": "mmd",
+        "weight": 0.25,
+        "proj": ["linear", 16, 32],
+    },  # a pair match with a projection: it projects both student layers
 ]
 
 
 def general_distiller(tmp_path, teacher, student, train_settings=None, **settings):
-    d_config = DistillationConfig(temperature=2, hard_label_weight=0.5, kd_loss_weight=1.5,
-                                  intermediate_matches=MATCHES, **settings)
-    return GeneralDistiller(train_config(tmp_path, **(train_settings or {})), d_config, teacher, student,
-                            adaptor, adaptor)
+    d_config = DistillationConfig(
+        temperature=2, hard_label_weight=0.5, kd_loss_weight=1.5, intermediate_matches=MATCHES, **settings
+    )
+    return GeneralDistiller(
+        train_config(tmp_path, **(train_settings or {})), d_config, teacher, student, adaptor, adaptor
+    )
 
 
 # ----- compute_loss ----------------------------------------------------------------------------
+
 
 def test_general_distiller_loss_is_the_weighted_sum_of_its_parts(tmp_path, teacher, student, data):
     distiller = general_distiller(tmp_path, teacher, student)
@@ -85,34 +107,55 @@ def test_general_distiller_loss_is_the_weighted_sum_of_its_parts(tmp_path, teach
     results_S = adaptor(batch, student(**batch))
     total, losses = distiller.compute_loss(results_S, results_T)
 
-    assert set(losses) == {"unweighted_kd_loss", "unweighted_hard_label_loss",
-                           "unweighted_hidden_hidden_mse_1_2", "unweighted_hidden_mmd_0-1_0-2",
-                           "unweighted_attention_attention_mse_1_1", "unweighted_hidden_hidden_mse_0_0",
-                           "unweighted_hidden_mmd_1-1_2-2"}
-    weighted = (1.5 * losses["unweighted_kd_loss"] + 0.5 * losses["unweighted_hard_label_loss"]
-                + 2 * losses["unweighted_hidden_hidden_mse_1_2"] + 0.5 * losses["unweighted_hidden_mmd_0-1_0-2"]
-                + 3 * losses["unweighted_attention_attention_mse_1_1"] + losses["unweighted_hidden_hidden_mse_0_0"]
-                + 0.25 * losses["unweighted_hidden_mmd_1-1_2-2"])
+    assert set(losses) == {
+        "unweighted_kd_loss",
+        "unweighted_hard_label_loss",
+        "unweighted_hidden_hidden_mse_1_2",
+        "unweighted_hidden_mmd_0-1_0-2",
+        "unweighted_attention_attention_mse_1_1",
+        "unweighted_hidden_hidden_mse_0_0",
+        "unweighted_hidden_mmd_1-1_2-2",
+    }
+    weighted = (
+        1.5 * losses["unweighted_kd_loss"]
+        + 0.5 * losses["unweighted_hard_label_loss"]
+        + 2 * losses["unweighted_hidden_hidden_mse_1_2"]
+        + 0.5 * losses["unweighted_hidden_mmd_0-1_0-2"]
+        + 3 * losses["unweighted_attention_attention_mse_1_1"]
+        + losses["unweighted_hidden_hidden_mse_0_0"]
+        + 0.25 * losses["unweighted_hidden_mmd_1-1_2-2"]
+    )
     torch.testing.assert_close(total, weighted)
 
     # The parts themselves, recomputed from the models' outputs.
     mask = batch["attention_mask"]
-    torch.testing.assert_close(losses["unweighted_kd_loss"], kd_ce(results_S["logits"], results_T["logits"], 2))
-    torch.testing.assert_close(losses["unweighted_hard_label_loss"],
-                               F.cross_entropy(results_S["logits"], batch["labels"]))
+    torch.testing.assert_close(
+        losses["unweighted_kd_loss"], kd_ce(results_S["logits"], results_T["logits"], 2)
+    )
+    torch.testing.assert_close(
+        losses["unweighted_hard_label_loss"], F.cross_entropy(results_S["logits"], batch["labels"])
+    )
     linear, relu = distiller.projs[0], distiller.projs[3]
-    torch.testing.assert_close(losses["unweighted_hidden_hidden_mse_1_2"],
-                               masked_mse(linear(results_S["hidden"][1]), results_T["hidden"][2], mask))
-    torch.testing.assert_close(losses["unweighted_hidden_hidden_mse_0_0"],
-                               masked_mse(relu(results_S["hidden"][0]), results_T["hidden"][0], mask))
+    torch.testing.assert_close(
+        losses["unweighted_hidden_hidden_mse_1_2"],
+        masked_mse(linear(results_S["hidden"][1]), results_T["hidden"][2], mask),
+    )
+    torch.testing.assert_close(
+        losses["unweighted_hidden_hidden_mse_0_0"],
+        masked_mse(relu(results_S["hidden"][0]), results_T["hidden"][0], mask),
+    )
     hs_S, hs_T = results_S["hidden"], results_T["hidden"]
-    torch.testing.assert_close(losses["unweighted_hidden_mmd_0-1_0-2"],
-                               mmd_loss([hs_S[0], hs_S[1]], [hs_T[0], hs_T[2]], mask))
+    torch.testing.assert_close(
+        losses["unweighted_hidden_mmd_0-1_0-2"], mmd_loss([hs_S[0], hs_S[1]], [hs_T[0], hs_T[2]], mask)
+    )
     pair_proj = distiller.projs[4]
-    torch.testing.assert_close(losses["unweighted_hidden_mmd_1-1_2-2"],
-                               mmd_loss([pair_proj(hs_S[1])] * 2, [hs_T[2]] * 2, mask))
-    torch.testing.assert_close(losses["unweighted_attention_attention_mse_1_1"],
-                               att_mse_loss(results_S["attention"][1], results_T["attention"][1], mask))
+    torch.testing.assert_close(
+        losses["unweighted_hidden_mmd_1-1_2-2"], mmd_loss([pair_proj(hs_S[1])] * 2, [hs_T[2]] * 2, mask)
+    )
+    torch.testing.assert_close(
+        losses["unweighted_attention_attention_mse_1_1"],
+        att_mse_loss(results_S["attention"][1], results_T["attention"][1], mask),
+    )
     assert distiller.projs[1] is None and distiller.projs[2] is None
     assert distiller.projs_group[3] == {"lr": 0.01}
 
@@ -132,20 +175,21 @@ def test_basic_distiller_accepts_tuples_and_applies_probability_shift(tmp_path, 
     logits_T = torch.tensor([[2.0, 0.0], [0.0, 3.0], [1.0, -2.0]])
     labels = torch.tensor([1, 1, 0])  # the teacher is wrong on the first example only
     shifted_T = torch.tensor([[0.0, 2.0], [0.0, 3.0], [1.0, -2.0]])
-    total, losses = distiller.compute_loss({"logits": (logits_S,), "labels": labels},
-                                           {"logits": [logits_T]})
+    total, losses = distiller.compute_loss({"logits": (logits_S,), "labels": labels}, {"logits": [logits_T]})
     torch.testing.assert_close(losses["unweighted_kd_loss"], kd_ce(logits_S, shifted_T, 1))
     torch.testing.assert_close(total, losses["unweighted_kd_loss"])
 
 
 def test_logits_mask_selects_rows_before_kd(tmp_path, teacher, student):
-    distiller = BasicDistiller(train_config(tmp_path), DistillationConfig(temperature=3),
-                               teacher, student, adaptor, adaptor)
+    distiller = BasicDistiller(
+        train_config(tmp_path), DistillationConfig(temperature=3), teacher, student, adaptor, adaptor
+    )
     torch.manual_seed(0)
     logits_S, logits_T = torch.randn(2, 4, 5), torch.randn(2, 4, 5)  # per-token logits
     mask = torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0]])
-    _, losses = distiller.compute_loss({"logits": logits_S, "logits_mask": mask},
-                                       {"logits": logits_T, "logits_mask": mask})
+    _, losses = distiller.compute_loss(
+        {"logits": logits_S, "logits_mask": mask}, {"logits": logits_T, "logits_mask": mask}
+    )
     rows = [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1)]
     expected = kd_ce(torch.stack([logits_S[r] for r in rows]), torch.stack([logits_T[r] for r in rows]), 3)
     torch.testing.assert_close(losses["unweighted_kd_loss"], expected)
@@ -161,16 +205,18 @@ def flsw_tau(logits_S, logits_T, beta=1.0, gamma=2.0):
     return 4 + (w.mean() - w) * beta
 
 
-@pytest.mark.parametrize("scheduler, tau_of", [(["cwsm", 2.0], cwsm_tau), (["flsw", 1.0, 2.0], flsw_tau)],
-                         ids=["cwsm", "flsw"])
-def test_a_temperature_scheduler_sets_per_example_temperatures(tmp_path, teacher, student, data,
-                                                               scheduler, tau_of):
+@pytest.mark.parametrize(
+    "scheduler, tau_of", [(["cwsm", 2.0], cwsm_tau), (["flsw", 1.0, 2.0], flsw_tau)], ids=["cwsm", "flsw"]
+)
+def test_a_temperature_scheduler_sets_per_example_temperatures(
+    tmp_path, teacher, student, data, scheduler, tau_of
+):
     d_config = DistillationConfig(temperature=4, temperature_scheduler=scheduler)
     distiller = BasicDistiller(train_config(tmp_path), d_config, teacher, student, adaptor, adaptor)
     logits_S, logits_T = torch.tensor([[3.0, 0.0], [0.1, 0.0]]), torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     tau = tau_of(logits_S, logits_T)
     _, losses = distiller.compute_loss({"logits": logits_S}, {"logits": logits_T})
-    expected = sum(kd_ce(logits_S[i:i + 1], logits_T[i:i + 1], tau[i]) for i in range(2)) / 2
+    expected = sum(kd_ce(logits_S[i : i + 1], logits_T[i : i + 1], tau[i]) for i in range(2)) / 2
     torch.testing.assert_close(losses["unweighted_kd_loss"], expected)
     assert d_config.temperature == 4
 
@@ -204,6 +250,7 @@ def test_multi_teacher_distills_from_the_average_of_the_teachers(tmp_path, stude
 
 # ----- training ------------------------------------------------------------------------------
 
+
 def test_projections_train_and_the_teacher_does_not_change(tmp_path, teacher, student, data):
     teacher_before = state_of(teacher)
     distiller = general_distiller(tmp_path, teacher, student)
@@ -221,8 +268,10 @@ def test_projections_train_and_the_teacher_does_not_change(tmp_path, teacher, st
     in_optimizer = {id(p) for group in optimizer.param_groups for p in group["params"]}
     for proj, before in zip([p for p in distiller.projs if p is not None], projections_before):
         assert all(id(p) in in_optimizer for p in proj.parameters())
-        assert not torch.equal(proj.weight if hasattr(proj, "weight") else proj[0].weight,
-                               before["weight" if "weight" in before else "0.weight"])
+        assert not torch.equal(
+            proj.weight if hasattr(proj, "weight") else proj[0].weight,
+            before["weight" if "weight" in before else "0.weight"],
+        )
     assert [g["lr"] for g in optimizer.param_groups] == [1e-3, 1e-3, 0.01, 1e-3]
     assert_same_state(teacher.state_dict(), teacher_before)
     assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
@@ -244,9 +293,11 @@ def test_thirty_steps_lower_the_loss_of_a_trainer_and_a_distiller(tmp_path, teac
     def kd_to_teacher():
         with torch.no_grad():
             return kd_ce(student(**data)["logits"], teacher(**data)["logits"], 1).item()
+
     def distillation_loss():
         with torch.no_grad():
             return distiller.train_on_batch(whole(data), {})[0].item()
+
     distiller = general_distiller(tmp_path / "kd", teacher, student)  # KD, hard labels and matches
     before, loss_before = kd_to_teacher(), distillation_loss()
     distiller.train(torch.optim.AdamW(student.parameters(), lr=3e-3), dict_loader(data, 16), num_steps=30)
@@ -258,10 +309,20 @@ def test_gradient_accumulation_equals_one_big_batch(tmp_path, teacher, student, 
     students = [student, copy.deepcopy(student)]
     d_config = DistillationConfig(temperature=2, hard_label_weight=0.5)
     for model, (accumulation, batch_size) in zip(students, [(2, 16), (1, 32)]):
-        distiller = BasicDistiller(train_config(tmp_path / str(accumulation), gradient_accumulation_steps=accumulation),
-                                   d_config, teacher, model, adaptor, adaptor)
-        distiller.train(torch.optim.SGD(model.parameters(), lr=0.5), dict_loader(data, batch_size),
-                        num_epochs=2, max_grad_norm=1.0)  # 2 steps per epoch
+        distiller = BasicDistiller(
+            train_config(tmp_path / str(accumulation), gradient_accumulation_steps=accumulation),
+            d_config,
+            teacher,
+            model,
+            adaptor,
+            adaptor,
+        )
+        distiller.train(
+            torch.optim.SGD(model.parameters(), lr=0.5),
+            dict_loader(data, batch_size),
+            num_epochs=2,
+            max_grad_norm=1.0,
+        )  # 2 steps per epoch
     changed = state_of(students[0])["classifier.weight"]
     assert not torch.equal(changed, TinyClassifier(16, seed=2).classifier.weight.detach())
     accumulated, whole_batch = state_of(students[0]), state_of(students[1])
@@ -278,8 +339,9 @@ def test_checkpoints_at_the_promised_steps(tmp_path, student, data):
         model.eval()
 
     trainer = BasicTrainer(train_config(tmp_path, ckpt_frequency=2), student, adaptor)
-    trainer.train(torch.optim.SGD(student.parameters(), lr=0.1), dict_loader(data, 16),
-                  num_epochs=2, callback=callback)  # 4 steps per epoch
+    trainer.train(
+        torch.optim.SGD(student.parameters(), lr=0.1), dict_loader(data, 16), num_epochs=2, callback=callback
+    )  # 4 steps per epoch
     out = tmp_path / "out"
     assert checkpoint_steps(out) == sorted(saved) == [2, 4, 6, 8]
     for step in saved:  # each file holds the student's weights of its own step
@@ -289,13 +351,20 @@ def test_checkpoints_at_the_promised_steps(tmp_path, student, data):
 
     steps = []
     trainer = BasicTrainer(train_config(tmp_path / "steps", ckpt_steps=2), student, adaptor)
-    trainer.train(torch.optim.SGD(student.parameters(), lr=0.1), dict_loader(data, 16),
-                  num_steps=5, callback=lambda model, step: steps.append(step))
+    trainer.train(
+        torch.optim.SGD(student.parameters(), lr=0.1),
+        dict_loader(data, 16),
+        num_steps=5,
+        callback=lambda model, step: steps.append(step),
+    )
     assert checkpoint_steps(tmp_path / "steps" / "out") == steps == [2, 4, 5]
 
     # Every second epoch and the last one; accumulation 2 -> 2 steps per epoch.
-    trainer = BasicTrainer(train_config(tmp_path / "epochs", ckpt_epoch_frequency=2,
-                                        gradient_accumulation_steps=2), student, adaptor)
+    trainer = BasicTrainer(
+        train_config(tmp_path / "epochs", ckpt_epoch_frequency=2, gradient_accumulation_steps=2),
+        student,
+        adaptor,
+    )
     trainer.train(torch.optim.SGD(student.parameters(), lr=0.1), dict_loader(data, 16), num_epochs=3)
     assert checkpoint_steps(tmp_path / "epochs" / "out") == [4, 6]
 
@@ -310,7 +379,9 @@ def test_train_needs_exactly_one_length(tmp_path, student, data):
 
 def test_metrics_every_log_every_steps_steps(tmp_path, teacher, student, data):
     config = train_config(tmp_path, log_dir=str(tmp_path / "logs"))
-    distiller = BasicDistiller(config, DistillationConfig(hard_label_weight=0.5), teacher, student, adaptor, adaptor)
+    distiller = BasicDistiller(
+        config, DistillationConfig(hard_label_weight=0.5), teacher, student, adaptor, adaptor
+    )
     distiller.log_every_steps = 2
     first_32 = {key: value[:32] for key, value in data.items()}
     distiller.train(torch.optim.SGD(student.parameters(), lr=0.1), dict_loader(first_32, 8), num_epochs=2)
@@ -326,8 +397,9 @@ def test_metrics_every_log_every_steps_steps(tmp_path, teacher, student, data):
 
 
 def test_weight_schedules_apply_per_step_and_leave_the_config_alone(tmp_path, teacher, student, data):
-    d_config = DistillationConfig(kd_loss_weight=2, kd_loss_weight_scheduler="linear_decay",
-                                  hard_label_weight=0.5)
+    d_config = DistillationConfig(
+        kd_loss_weight=2, kd_loss_weight_scheduler="linear_decay", hard_label_weight=0.5
+    )
     config = train_config(tmp_path, log_dir=str(tmp_path / "logs"))
     distiller = BasicDistiller(config, d_config, teacher, student, adaptor, adaptor)
     distiller.log_every_steps = 1
@@ -343,8 +415,9 @@ def test_weight_schedules_apply_per_step_and_leave_the_config_alone(tmp_path, te
 def test_bf16_autocast_on_the_cpu_stays_finite(tmp_path, teacher, student, data):
     dtypes = []
     student.classifier.register_forward_hook(lambda module, inputs, output: dtypes.append(output.dtype))
-    distiller = general_distiller(tmp_path, teacher, student,
-                                  {"log_dir": str(tmp_path / "logs"), "mixed_precision": "bf16"})
+    distiller = general_distiller(
+        tmp_path, teacher, student, {"log_dir": str(tmp_path / "logs"), "mixed_precision": "bf16"}
+    )
     distiller.log_every_steps = 1
     distiller.train(torch.optim.AdamW(student.parameters(), lr=1e-3), dict_loader(data, 16), num_steps=3)
     assert set(dtypes) == {torch.bfloat16}
@@ -359,7 +432,9 @@ def test_fp16_on_the_cpu_warns_and_runs_in_float32(tmp_path, caplog, teacher, st
     dtypes = []
     student.classifier.register_forward_hook(lambda module, inputs, output: dtypes.append(output.dtype))
     with caplog.at_level(logging.WARNING):
-        distiller = general_distiller(tmp_path, teacher, student, {"log_dir": str(tmp_path / "logs"), "fp16": True})
+        distiller = general_distiller(
+            tmp_path, teacher, student, {"log_dir": str(tmp_path / "logs"), "fp16": True}
+        )
     assert any("fp16" in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
     distiller.log_every_steps = 1
     distiller.train(torch.optim.SGD(student.parameters(), lr=0.1), dict_loader(data, 16), num_steps=3)
@@ -392,10 +467,15 @@ def test_cached_logits_replace_the_teachers_after_the_first_epoch(tmp_path, teac
     def recording_compute_loss(results_S, results_T):
         logits_seen.append(results_T["logits"][0])
         return compute_loss(results_S, results_T)
+
     distiller.adaptor_S, distiller.compute_loss = recording_adaptor_S, recording_compute_loss
     saved = {}
-    distiller.train(torch.optim.SGD(student.parameters(), lr=0.1), dict_loader(data, 16), num_epochs=3,
-                    callback=lambda model, step: saved.update({step: state_of(model)}))
+    distiller.train(
+        torch.optim.SGD(student.parameters(), lr=0.1),
+        dict_loader(data, 16),
+        num_epochs=3,
+        callback=lambda model, step: saved.update({step: state_of(model)}),
+    )
     assert len(calls) == 4 and len(student_calls) == 12  # one teacher pass over the 4 batches
     with torch.no_grad():
         for batch, logits_T in zip(batches_seen, logits_seen):
@@ -405,16 +485,23 @@ def test_cached_logits_replace_the_teachers_after_the_first_epoch(tmp_path, teac
 
     teachers = [TinyClassifier(32, seed=5), TinyClassifier(32, seed=6)]
     counts = [count_forwards(t) for t in teachers]
-    distiller = MultiTeacherDistiller(train_config(tmp_path / "multi"), d_config, teachers, student,
-                                      adaptor, adaptor)
+    distiller = MultiTeacherDistiller(
+        train_config(tmp_path / "multi"), d_config, teachers, student, adaptor, adaptor
+    )
     distiller.train(torch.optim.SGD(student.parameters(), lr=0.1), dict_loader(data, 16), num_epochs=2)
     assert [len(c) for c in counts] == [4, 4]
 
 
 def test_tuple_and_mapping_batches_and_extra_arguments(tmp_path, teacher, student, data):
     tuples = DataLoader(list(zip(data["input_ids"], data["attention_mask"], data["labels"])), batch_size=16)
-    distiller = BasicDistiller(train_config(tmp_path), DistillationConfig(hard_label_weight=1),
-                               teacher, student, tuple_adaptor, tuple_adaptor)
+    distiller = BasicDistiller(
+        train_config(tmp_path),
+        DistillationConfig(hard_label_weight=1),
+        teacher,
+        student,
+        tuple_adaptor,
+        tuple_adaptor,
+    )
     distiller.train(torch.optim.SGD(student.parameters(), lr=0.1), tuples, num_steps=2, marker="tuple")
     assert {kw["marker"] for kw in teacher.seen_kwargs + student.seen_kwargs} == {"tuple"}
 
@@ -422,11 +509,18 @@ def test_tuple_and_mapping_batches_and_extra_arguments(tmp_path, teacher, studen
 
     def postprocess(batch):
         seen.append(batch["ids"].device.type)
-        return BatchEncoding({"input_ids": batch["ids"], "attention_mask": batch["mask"], "labels": batch["y"]})
+        return BatchEncoding(
+            {"input_ids": batch["ids"], "attention_mask": batch["mask"], "labels": batch["y"]}
+        )
+
     raw = {"ids": data["input_ids"], "mask": data["attention_mask"], "y": data["labels"]}
     trainer = BasicTrainer(train_config(tmp_path / "mapping"), student, adaptor)
-    trainer.train(torch.optim.SGD(student.parameters(), lr=0.1), dict_loader(raw, 16), num_steps=2,
-                  batch_postprocessor=postprocess)
+    trainer.train(
+        torch.optim.SGD(student.parameters(), lr=0.1),
+        dict_loader(raw, 16),
+        num_steps=2,
+        batch_postprocessor=postprocess,
+    )
     assert seen == ["cpu", "cpu"]
 
 
@@ -439,15 +533,21 @@ def test_dict_batches_tuple_batches_and_a_postprocessor_train_the_same(tmp_path,
 
     first_32 = {key: value[:32] for key, value in data.items()}
     tuples = list(zip(first_32["input_ids"], first_32["attention_mask"], first_32["labels"]))
-    runs = [(dict_loader(first_32, 8), adaptor, None),                      # model(**batch)
-            (DataLoader(tuples, batch_size=8), tuple_adaptor, None),        # model(*batch)
-            (DataLoader(tuples, batch_size=8), adaptor, to_dict)]           # postprocessed into dicts
+    runs = [
+        (dict_loader(first_32, 8), adaptor, None),  # model(**batch)
+        (DataLoader(tuples, batch_size=8), tuple_adaptor, None),  # model(*batch)
+        (DataLoader(tuples, batch_size=8), adaptor, to_dict),
+    ]  # postprocessed into dicts
     weights = []
     for index, (loader, run_adaptor, postprocessor) in enumerate(runs):
         model = TinyClassifier(16, seed=2)
         trainer = BasicTrainer(train_config(tmp_path / str(index)), model, run_adaptor)
-        trainer.train(torch.optim.SGD(model.parameters(), lr=0.5), loader, num_epochs=1,
-                      batch_postprocessor=postprocessor)
+        trainer.train(
+            torch.optim.SGD(model.parameters(), lr=0.5),
+            loader,
+            num_epochs=1,
+            batch_postprocessor=postprocessor,
+        )
         weights.append(state_of(model))
     assert postprocessed == [8, 8, 8, 8]
     assert not torch.equal(weights[0]["classifier.weight"], TinyClassifier(16, seed=2).classifier.weight)
@@ -456,14 +556,18 @@ def test_dict_batches_tuple_batches_and_a_postprocessor_train_the_same(tmp_path,
             torch.testing.assert_close(other[key], weights[0][key], msg=key)
 
 
-@pytest.mark.parametrize("print_freq, length, ckpt_steps, expected", [
-    (4, {"num_epochs": 2}, None, [2, 4, 6, 8, 10, 12, 14, 16]),  # 8 steps per epoch // 4
-    (3, {"num_epochs": 2}, None, [2, 4, 6, 8, 10, 12, 14, 16]),  # 8 // 3 = 2
-    (20, {"num_epochs": 2}, None, [8, 16]),          # 8 // 20 = 0: once per epoch
-    (2, {"num_steps": 6}, 4, [2, 4, 6]),             # per ckpt_steps (4 // 2), and the last step
-])
-def test_print_freq_is_textbrewers_number_of_logs_per_epoch(tmp_path, student, data,
-                                                            print_freq, length, ckpt_steps, expected):
+@pytest.mark.parametrize(
+    "print_freq, length, ckpt_steps, expected",
+    [
+        (4, {"num_epochs": 2}, None, [2, 4, 6, 8, 10, 12, 14, 16]),  # 8 steps per epoch // 4
+        (3, {"num_epochs": 2}, None, [2, 4, 6, 8, 10, 12, 14, 16]),  # 8 // 3 = 2
+        (20, {"num_epochs": 2}, None, [8, 16]),  # 8 // 20 = 0: once per epoch
+        (2, {"num_steps": 6}, 4, [2, 4, 6]),  # per ckpt_steps (4 // 2), and the last step
+    ],
+)
+def test_print_freq_is_textbrewers_number_of_logs_per_epoch(
+    tmp_path, student, data, print_freq, length, ckpt_steps, expected
+):
     config = train_config(tmp_path, log_dir=str(tmp_path / "logs"), ckpt_steps=ckpt_steps)
     trainer = BasicTrainer(config, student, adaptor)  # the loop that counts is the distillers' too
     trainer.print_freq = print_freq
@@ -475,6 +579,7 @@ def test_print_freq_is_textbrewers_number_of_logs_per_epoch(tmp_path, student, d
 
 def test_a_subclass_adds_its_own_trained_module(tmp_path, teacher, student, data):
     """The BERT-EMD tutorial's pattern: extra modules in projs, compute_loss overridden."""
+
     class ExtraTermDistiller(BasicDistiller):
         def __init__(self, *args):
             super().__init__(*args)
@@ -488,7 +593,9 @@ def test_a_subclass_adds_its_own_trained_module(tmp_path, teacher, student, data
             losses["unweighted_extra"] = extra
             return total + extra, losses
 
-    distiller = ExtraTermDistiller(train_config(tmp_path), DistillationConfig(), teacher, student, adaptor, adaptor)
+    distiller = ExtraTermDistiller(
+        train_config(tmp_path), DistillationConfig(), teacher, student, adaptor, adaptor
+    )
     before = distiller.extra.weight.detach().clone()
     optimizer = torch.optim.SGD(student.parameters(), lr=0.1)
     distiller.train(optimizer, dict_loader(data, 16), num_steps=2)
@@ -514,8 +621,11 @@ def test_padded_length_reaches_mmd_and_leaves_a_cut_batch_as_the_padded_one(tmp_
     batch["input_ids"] = batch["input_ids"] * batch["attention_mask"]
     cut = {key: value[:, :5] if value.dim() == 2 else value for key, value in batch.items()}
     values = {}
-    for name, inputs, padded_length in [("padded", batch, None), ("cut", cut, None),
-                                        ("cut, configured", cut, LENGTH)]:
+    for name, inputs, padded_length in [
+        ("padded", batch, None),
+        ("cut", cut, None),
+        ("cut, configured", cut, LENGTH),
+    ]:
         distiller = general_distiller(tmp_path, teacher, student, padded_length=padded_length)
         with torch.no_grad():
             results_T = adaptor(inputs, teacher(**inputs))
@@ -527,11 +637,22 @@ def test_padded_length_reaches_mmd_and_leaves_a_cut_batch_as_the_padded_one(tmp_
 
 def test_a_registered_loss_without_padded_length_still_works(tmp_path, teacher, student, data):
     from distillation import MATCH_LOSS_MAP, register_new
+
     register_new("MATCH_LOSS_MAP", "l1_test", lambda S, T, mask=None: (S - T).abs().mean())
     try:
-        d_config = DistillationConfig(padded_length=LENGTH, intermediate_matches=[
-            {"layer_T": 0, "layer_S": 0, "feature": "hidden", "loss": "l1_test", "weight": 1,
-             "proj": ["linear", 16, 32]}])
+        d_config = DistillationConfig(
+            padded_length=LENGTH,
+            intermediate_matches=[
+                {
+                    "layer_T": 0,
+                    "layer_S": 0,
+                    "feature": "hidden",
+                    "loss": "l1_test",
+                    "weight": 1,
+                    "proj": ["linear", 16, 32],
+                }
+            ],
+        )
         distiller = GeneralDistiller(train_config(tmp_path), d_config, teacher, student, adaptor, adaptor)
         batch = whole(data)
         with torch.no_grad():
@@ -549,19 +670,26 @@ def test_each_distiller_says_which_features_it_reads(tmp_path, teacher, student)
     when the loss reads nothing of the teachers but their logits."""
     caching = DistillationConfig(is_caching_logits=True)
     assert general_distiller(tmp_path, teacher, student).features_read() == {"hidden", "attention"}
-    only_hidden = GeneralDistiller(train_config(tmp_path), DistillationConfig(
-        intermediate_matches=[m for m in MATCHES if m["feature"] == "hidden"]), teacher, student,
-        adaptor, adaptor)
+    only_hidden = GeneralDistiller(
+        train_config(tmp_path),
+        DistillationConfig(intermediate_matches=[m for m in MATCHES if m["feature"] == "hidden"]),
+        teacher,
+        student,
+        adaptor,
+        adaptor,
+    )
     assert only_hidden.features_read() == {"hidden"}
     plain = GeneralDistiller(train_config(tmp_path), caching, teacher, student, adaptor, adaptor)
     assert plain.features_read() == set() and plain.caches_logits()
-    multi = MultiTeacherDistiller(train_config(tmp_path), caching, [teacher, teacher], student,
-                                  adaptor, adaptor)
+    multi = MultiTeacherDistiller(
+        train_config(tmp_path), caching, [teacher, teacher], student, adaptor, adaptor
+    )
     assert multi.features_read() == set() and multi.caches_logits()
     assert BasicTrainer(train_config(tmp_path), student, adaptor).features_read() == set()
 
     class OwnLoss(BasicDistiller):  # a compute_loss of its own may read anything
         def compute_loss(self, results_S, results_T):
             return self.compute_prediction_loss(results_S, results_T)
+
     own = OwnLoss(train_config(tmp_path), caching, teacher, student, adaptor, adaptor)
     assert own.features_read() == {"hidden", "attention"} and not own.caches_logits()

@@ -8,6 +8,7 @@ Below, a second reference: each loss on a padded batch against the same loss com
 example on the examples cropped to their real tokens (CROP_* sizes, cropped_* references), and
 every loss in bfloat16 and with a gradient on the student's side.
 """
+
 import math
 
 import pytest
@@ -60,6 +61,7 @@ def close(actual, expected):
 
 # ----- KD losses -----------------------------------------------------------------------------
 
+
 def test_kd_ce_loss_with_a_float_and_a_per_example_temperature():
     logits_S, logits_T = randn(4, CLASSES, seed=1), randn(4, CLASSES, seed=2)
     for temperature in (1, 4.0, torch.tensor([1.0, 2.0, 3.0, 0.5])):
@@ -83,6 +85,7 @@ def test_kd_loss_map():
 
 
 # ----- hidden-state losses ---------------------------------------------------------------------
+
 
 def hidden_mse_reference(S, T, mask=None):
     total, count = 0.0, 0
@@ -115,8 +118,7 @@ def pkd_reference(S, T):
     return total / S.size(0)
 
 
-@pytest.mark.parametrize("loss, reference", [(hid_mse_loss, hidden_mse_reference),
-                                             (cos_loss, cos_reference)])
+@pytest.mark.parametrize("loss, reference", [(hid_mse_loss, hidden_mse_reference), (cos_loss, cos_reference)])
 def test_position_wise_losses(loss, reference, mask):
     S, T = randn(BATCH, LENGTH, HIDDEN_S, seed=5), randn(BATCH, LENGTH, HIDDEN_S, seed=6)
     close(loss(S, T), reference(S, T))
@@ -132,6 +134,7 @@ def test_pkd_loss_uses_the_first_position_only(mask):
 
 
 # ----- attention losses ------------------------------------------------------------------------
+
 
 def attention_mse_reference(S, T, mask=None):
     """S, T: (batch, heads, L, L). Without a mask, scores <= -1e-3 count as 0."""
@@ -202,6 +205,7 @@ def test_attention_ce_mean_averages_over_heads(mask):
 
 # ----- pair losses -------------------------------------------------------------------------
 
+
 def gram_reference(X0, X1, mask=None):
     """(batch, hidden, hidden): sum over real positions of x0_i x1_j, divided by the length."""
     batch, length, hidden = X0.shape
@@ -210,7 +214,9 @@ def gram_reference(X0, X1, mask=None):
         positions = real_positions(mask, b) if mask is not None else range(length)
         for i in range(hidden):
             for j in range(hidden):
-                out[b, i, j] = sum(X0[b, p, i].item() * X1[b, p, j].item() for p in positions) / len(positions)
+                out[b, i, j] = sum(X0[b, p, i].item() * X1[b, p, j].item() for p in positions) / len(
+                    positions
+                )
     return out
 
 
@@ -268,13 +274,22 @@ def test_mmd_of_a_cut_batch_with_its_padded_length_is_the_padded_batchs(mask):
 
 def test_match_loss_map_names():
     assert MATCH_LOSS_MAP == {
-        "attention_mse_sum": att_mse_sum_loss, "attention_mse": att_mse_loss,
-        "attention_ce_mean": att_ce_mean_loss, "attention_ce": att_ce_loss,
-        "hidden_mse": hid_mse_loss, "cos": cos_loss, "pkd": pkd_loss,
-        "gram": fsp_loss, "fsp": fsp_loss, "mmd": mmd_loss, "nst": mmd_loss}
+        "attention_mse_sum": att_mse_sum_loss,
+        "attention_mse": att_mse_loss,
+        "attention_ce_mean": att_ce_mean_loss,
+        "attention_ce": att_ce_loss,
+        "hidden_mse": hid_mse_loss,
+        "cos": cos_loss,
+        "pkd": pkd_loss,
+        "gram": fsp_loss,
+        "fsp": fsp_loss,
+        "mmd": mmd_loss,
+        "nst": mmd_loss,
+    }
 
 
 # ----- padding does not count --------------------------------------------------------------
+
 
 def scramble_padding(tensor, mask, seed, dims):
     """New values wherever one of `dims` (the length axes) indexes a padding position."""
@@ -318,7 +333,9 @@ def test_padding_does_not_change_attention_ce_losses(name, mask):
     close(loss(other_S, other_T, mask), expected)
 
 
-@pytest.mark.parametrize("name, hidden_T", [("fsp", HIDDEN_S), ("gram", HIDDEN_S), ("mmd", HIDDEN_T), ("nst", HIDDEN_T)])
+@pytest.mark.parametrize(
+    "name, hidden_T", [("fsp", HIDDEN_S), ("gram", HIDDEN_S), ("mmd", HIDDEN_T), ("nst", HIDDEN_T)]
+)
 def test_padding_does_not_change_pair_losses(name, hidden_T, mask):
     loss = MATCH_LOSS_MAP[name]
     S, T = pairs(HIDDEN_S, 44), pairs(hidden_T, 46)
@@ -332,6 +349,7 @@ def test_float16_inputs_give_a_float32_loss():
     """bfloat16, loss by loss: test_bfloat16_inputs_give_a_float32_loss below."""
     S, T = randn(BATCH, CLASSES, seed=52), randn(BATCH, CLASSES, seed=53)
     assert kd_ce_loss(S.half(), T.half(), 2.0).dtype == torch.float32
+
 
 # ===== Against examples cropped to their real tokens ==================================
 # (was tests/test_core_losses.py) Every loss of KD_LOSS_MAP and MATCH_LOSS_MAP on a padded batch against the same loss computed
@@ -365,10 +383,13 @@ def cropped_close(actual, expected):
 
 # ----- KD losses -------------------------------------------------------------------------------
 
+
 def kd_ce_reference(S, T, tau):
     """Per example: -(p_T . log p_S) at that example's temperature, averaged over the batch."""
-    losses = [-(torch.softmax(T[b] / tau[b], 0) * torch.log_softmax(S[b] / tau[b], 0)).sum()
-              for b in range(S.size(0))]
+    losses = [
+        -(torch.softmax(T[b] / tau[b], 0) * torch.log_softmax(S[b] / tau[b], 0)).sum()
+        for b in range(S.size(0))
+    ]
     return sum(losses) / len(losses)
 
 
@@ -389,6 +410,7 @@ def test_kd_losses_with_scalar_and_per_example_temperatures(name, reference):
 
 # ----- match losses: padded batch vs unpadded examples -----------------------------------------
 
+
 def cropped(X, b, n, dims):
     """Example b of X with each axis in dims cut to its first n positions."""
     X = X[b]
@@ -403,8 +425,12 @@ def cropped_hidden_mse_reference(S, T, lengths):
 
 
 def cropped_cos_reference(S, T, lengths):
-    distances = torch.cat([1 - torch.cosine_similarity(cropped(S, b, n, [1]), cropped(T, b, n, [1]), dim=-1)
-                           for b, n in enumerate(lengths)])
+    distances = torch.cat(
+        [
+            1 - torch.cosine_similarity(cropped(S, b, n, [1]), cropped(T, b, n, [1]), dim=-1)
+            for b, n in enumerate(lengths)
+        ]
+    )
     return distances.mean()
 
 
@@ -416,8 +442,9 @@ def cropped_pkd_reference(S, T, lengths):
 
 def cropped_attention_mse_reference(S, T, lengths):
     """S, T: (batch, heads, L, L); entries with a real row and column, over heads * sum n_b^2."""
-    squares = sum((cropped(S, b, n, [2, 3]) - cropped(T, b, n, [2, 3])).pow(2).sum()
-                  for b, n in enumerate(lengths))
+    squares = sum(
+        (cropped(S, b, n, [2, 3]) - cropped(T, b, n, [2, 3])).pow(2).sum() for b, n in enumerate(lengths)
+    )
     return squares / (S.size(1) * sum(n * n for n in lengths))
 
 
@@ -440,8 +467,10 @@ def attention_ce_mean_reference(S, T, lengths):
 
 def cropped_gram_reference(S, T, lengths):
     """Per example G = X0^T X1 / n_b, (hidden, hidden); mean of the squared differences."""
+
     def gram(X0, X1, b, n):
         return cropped(X0, b, n, [1]).T @ cropped(X1, b, n, [1]) / n
+
     squares = [(gram(*S, b, n) - gram(*T, b, n)).pow(2).mean() for b, n in enumerate(lengths)]
     return sum(squares) / len(squares)
 
@@ -449,23 +478,35 @@ def cropped_gram_reference(S, T, lengths):
 def cropped_similarity_reference(S, T, lengths, divisor=None):
     """Per example G = X0 X1^T / divisor (default: the hidden size), (n_b, n_b); squared
     differences over sum n_b^2."""
+
     def similarity(X0, X1, b, n):
         return cropped(X0, b, n, [1]) @ cropped(X1, b, n, [1]).T / (divisor or X0.size(-1))
+
     squares = sum((similarity(*S, b, n) - similarity(*T, b, n)).pow(2).sum() for b, n in enumerate(lengths))
     return squares / sum(n * n for n in lengths)
 
 
 def position_features(seed):
-    return cropped_randn(CROP_BATCH, CROP_LENGTH, CROP_HIDDEN_S, seed=seed), cropped_randn(CROP_BATCH, CROP_LENGTH, CROP_HIDDEN_S, seed=seed + 1)
+    return cropped_randn(CROP_BATCH, CROP_LENGTH, CROP_HIDDEN_S, seed=seed), cropped_randn(
+        CROP_BATCH, CROP_LENGTH, CROP_HIDDEN_S, seed=seed + 1
+    )
 
 
 def attention_features(seed):
-    return cropped_randn(CROP_BATCH, CROP_HEADS, CROP_LENGTH, CROP_LENGTH, seed=seed), cropped_randn(CROP_BATCH, CROP_HEADS, CROP_LENGTH, CROP_LENGTH, seed=seed + 1)
+    return cropped_randn(CROP_BATCH, CROP_HEADS, CROP_LENGTH, CROP_LENGTH, seed=seed), cropped_randn(
+        CROP_BATCH, CROP_HEADS, CROP_LENGTH, CROP_LENGTH, seed=seed + 1
+    )
 
 
 def pair_features(seed, hidden_T):
-    S = [cropped_randn(CROP_BATCH, CROP_LENGTH, CROP_HIDDEN_S, seed=seed), cropped_randn(CROP_BATCH, CROP_LENGTH, CROP_HIDDEN_S, seed=seed + 1)]
-    T = [cropped_randn(CROP_BATCH, CROP_LENGTH, hidden_T, seed=seed + 2), cropped_randn(CROP_BATCH, CROP_LENGTH, hidden_T, seed=seed + 3)]
+    S = [
+        cropped_randn(CROP_BATCH, CROP_LENGTH, CROP_HIDDEN_S, seed=seed),
+        cropped_randn(CROP_BATCH, CROP_LENGTH, CROP_HIDDEN_S, seed=seed + 1),
+    ]
+    T = [
+        cropped_randn(CROP_BATCH, CROP_LENGTH, hidden_T, seed=seed + 2),
+        cropped_randn(CROP_BATCH, CROP_LENGTH, hidden_T, seed=seed + 3),
+    ]
     return S, T
 
 
@@ -514,7 +555,10 @@ def test_unmasked_loss_equals_the_reference_on_full_length(name):
 def test_unmasked_attention_mse_treats_scores_below_the_threshold_as_zero():
     S, T = attention_features(40)
     zeroed_S, zeroed_T = S.clamp(min=0) * (S > MASKED_SCORE), T.clamp(min=0) * (T > MASKED_SCORE)
-    cropped_close(MATCH_LOSS_MAP["attention_mse"](S, T), cropped_attention_mse_reference(zeroed_S, zeroed_T, [CROP_LENGTH] * CROP_BATCH))
+    cropped_close(
+        MATCH_LOSS_MAP["attention_mse"](S, T),
+        cropped_attention_mse_reference(zeroed_S, zeroed_T, [CROP_LENGTH] * CROP_BATCH),
+    )
 
 
 def test_unmasked_attention_ce_drops_target_probabilities_of_masked_scores():
@@ -526,10 +570,19 @@ def test_unmasked_attention_ce_drops_target_probabilities_of_masked_scores():
 
 # ----- dtypes and gradients ----------------------------------------------------------------------
 
+
 def all_losses():
     """(name, loss, S, T, extra args) for every loss of both maps."""
-    cases = [(f"kd {name}", loss, cropped_randn(CROP_BATCH, CROP_CLASSES, seed=50), cropped_randn(CROP_BATCH, CROP_CLASSES, seed=51), (2.0,))
-             for name, loss in KD_LOSS_MAP.items()]
+    cases = [
+        (
+            f"kd {name}",
+            loss,
+            cropped_randn(CROP_BATCH, CROP_CLASSES, seed=50),
+            cropped_randn(CROP_BATCH, CROP_CLASSES, seed=51),
+            (2.0,),
+        )
+        for name, loss in KD_LOSS_MAP.items()
+    ]
     for name in sorted(MATCH_CASES):
         S, T = MATCH_CASES[name][1]()
         cases.append((name, MATCH_LOSS_MAP[name], S, T, (padding_mask(),)))
@@ -548,8 +601,11 @@ def test_bfloat16_inputs_give_a_float32_loss(case):
     value = loss(as_dtype(S, torch.bfloat16), as_dtype(T, torch.bfloat16), *extra)
     assert value.dtype == torch.float32
     # The same as the float32 loss of the rounded inputs: the arithmetic itself is float32.
-    expected = loss(as_dtype(as_dtype(S, torch.bfloat16), torch.float32),
-                    as_dtype(as_dtype(T, torch.bfloat16), torch.float32), *extra)
+    expected = loss(
+        as_dtype(as_dtype(S, torch.bfloat16), torch.float32),
+        as_dtype(as_dtype(T, torch.bfloat16), torch.float32),
+        *extra,
+    )
     assert value.item() == pytest.approx(expected.item(), rel=1e-6, abs=1e-7)
 
 

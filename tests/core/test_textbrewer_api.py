@@ -1,5 +1,6 @@
 """TextBrewer 0.2.1's module paths and helpers as this project provides them: what they import,
 what they compute, and (where TextBrewer is installed) that they agree with TextBrewer's."""
+
 import json
 
 import numpy as np
@@ -14,26 +15,52 @@ from distillation.distillers import probability_shift_
 from distillation.task_sampling import TaskBatches, cycle
 from distillation.utils import LayerNode, display_parameters
 
-REFERENCE_REASON = ("TextBrewer 0.2.1 is the reference; install it test-only: "
-                    "pip install --no-deps textbrewer==0.2.1.post1 tensorboardX")
+REFERENCE_REASON = (
+    "TextBrewer 0.2.1 is the reference; install it test-only: "
+    "pip install --no-deps textbrewer==0.2.1.post1 tensorboardX"
+)
 
 
 # ----- module paths -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("module, names", [
-    ("distiller_utils", ["get_outputs_from_batch", "post_adaptor", "select_logits_with_mask",
-                         "probability_shift_", "move_to_device", "auto_forward", "AbstractDistiller",
-                         "MATCH_LOSS_MAP", "PROJ_MAP", "FEATURES", "logger", "torch", "nn", "np",
-                         "Optional", "Dict"]),
-    ("distiller_basic", ["BasicDistiller"]), ("distiller_general", ["GeneralDistiller"]),
-    ("distiller_multiteacher", ["MultiTeacherDistiller"]), ("distiller_multitask", ["MultiTaskDistiller"]),
-    ("distiller_train", ["BasicTrainer"]), ("distillers", ["BasicDistiller", "MultiTaskDistiller"]),
-    ("presets", ["ADAPTOR_KEYS", "KD_LOSS_MAP", "register_new"]),
-    ("configurations", ["TrainingConfig", "DistillationConfig"]),
-    ("compatibility", ["mask_dtype", "is_apex_available"]),
-    ("utils", ["display_parameters", "LayerNode", "cycle"]),
-    ("data_utils", ["masking", "deleting", "n_gram_sampling", "short_disorder", "long_disorder"]),
-])
+
+@pytest.mark.parametrize(
+    "module, names",
+    [
+        (
+            "distiller_utils",
+            [
+                "get_outputs_from_batch",
+                "post_adaptor",
+                "select_logits_with_mask",
+                "probability_shift_",
+                "move_to_device",
+                "auto_forward",
+                "AbstractDistiller",
+                "MATCH_LOSS_MAP",
+                "PROJ_MAP",
+                "FEATURES",
+                "logger",
+                "torch",
+                "nn",
+                "np",
+                "Optional",
+                "Dict",
+            ],
+        ),
+        ("distiller_basic", ["BasicDistiller"]),
+        ("distiller_general", ["GeneralDistiller"]),
+        ("distiller_multiteacher", ["MultiTeacherDistiller"]),
+        ("distiller_multitask", ["MultiTaskDistiller"]),
+        ("distiller_train", ["BasicTrainer"]),
+        ("distillers", ["BasicDistiller", "MultiTaskDistiller"]),
+        ("presets", ["ADAPTOR_KEYS", "KD_LOSS_MAP", "register_new"]),
+        ("configurations", ["TrainingConfig", "DistillationConfig"]),
+        ("compatibility", ["mask_dtype", "is_apex_available"]),
+        ("utils", ["display_parameters", "LayerNode", "cycle"]),
+        ("data_utils", ["masking", "deleting", "n_gram_sampling", "short_disorder", "long_disorder"]),
+    ],
+)
 def test_star_imports_of_textbrewer_module_paths(module, names):
     namespace = {}
     exec(f"from distillation.{module} import *", namespace)
@@ -43,27 +70,41 @@ def test_star_imports_of_textbrewer_module_paths(module, names):
 
 def test_the_compatibility_modules_re_export_the_real_objects():
     from distillation import distiller_basic, distiller_multitask, distiller_utils, distillers
+
     assert distiller_basic.BasicDistiller is distillers.BasicDistiller is distillation.BasicDistiller
     assert distiller_multitask.MultiTaskDistiller is distillation.MultiTaskDistiller
     assert distiller_utils.post_adaptor is distillation.adaptors.post_adaptor
-    assert distillation.Distillers == {"Basic": distillation.BasicDistiller, "General": distillation.GeneralDistiller,
-                                       "MultiTeacher": distillation.MultiTeacherDistiller,
-                                       "MultiTask": distillation.MultiTaskDistiller, "Train": distillation.BasicTrainer}
+    assert distillation.Distillers == {
+        "Basic": distillation.BasicDistiller,
+        "General": distillation.GeneralDistiller,
+        "MultiTeacher": distillation.MultiTeacherDistiller,
+        "MultiTask": distillation.MultiTaskDistiller,
+        "Train": distillation.BasicTrainer,
+    }
 
 
 def test_configs_from_dict_and_json_file(tmp_path):
-    settings = {"temperature": 8, "hard_label_weight": 0.5,
-                "intermediate_matches": [{"layer_T": 2, "layer_S": 1, "feature": "hidden",
-                                          "loss": "hidden_mse", "weight": 1}]}
+    settings = {
+        "temperature": 8,
+        "hard_label_weight": 0.5,
+        "intermediate_matches": [
+            {"layer_T": 2, "layer_S": 1, "feature": "hidden", "loss": "hidden_mse", "weight": 1}
+        ],
+    }
     path = tmp_path / "distill.json"
     path.write_text(json.dumps(settings))
     config = distillation.DistillationConfig.from_json_file(path)
-    assert (config.temperature, config.hard_label_weight, config.intermediate_matches[0].layer_T) == (8, 0.5, 2)
+    assert (config.temperature, config.hard_label_weight, config.intermediate_matches[0].layer_T) == (
+        8,
+        0.5,
+        2,
+    )
     assert config.temperature_scheduler is None  # TextBrewer's meaning of 'none'
     assert distillation.TrainingConfig.from_dict({"device": "cpu", "ckpt_steps": 5}).ckpt_steps == 5
 
 
 # ----- display_parameters ---------------------------------------------------------------------------
+
 
 class Tied(nn.Module):
     def __init__(self):
@@ -95,18 +136,24 @@ def test_display_parameters_counts_by_module():
 def test_display_parameters_tree_matches_textbrewer():
     textbrewer_utils = pytest.importorskip("textbrewer.utils", reason=REFERENCE_REASON)
     from transformers import BertConfig, BertForMaskedLM
-    model = BertForMaskedLM(BertConfig(vocab_size=40, hidden_size=16, num_hidden_layers=2,
-                                       num_attention_heads=2, intermediate_size=32))
+
+    model = BertForMaskedLM(
+        BertConfig(
+            vocab_size=40, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32
+        )
+    )
 
     def flatten(node):
         rows = [(node.fullname, node.name, node.value[0], round(node.value[1], 9))]
         for child in node.children_name.values():
             rows += flatten(child)
         return rows
+
     assert flatten(display_parameters(model)[1]) == flatten(textbrewer_utils.display_parameters(model)[1])
 
 
 # ----- augmentations -------------------------------------------------------------------------------
+
 
 def test_augmentations_follow_their_definitions():
     np.random.seed(0)
@@ -119,7 +166,7 @@ def test_augmentations_follow_their_definitions():
     assert kept == sorted(kept) and set(kept) < set(tokens)
     for _ in range(20):
         span = n_gram_sampling(tokens, p_ng=[0, 0, 1, 0, 0])
-        assert len(span) == 3 and span == tokens[span[0]:span[0] + 3]
+        assert len(span) == 3 and span == tokens[span[0] : span[0] + 3]
     assert n_gram_sampling([7, 8], p_ng=[0, 0, 0, 0, 1]) == [7, 8]  # shorter than the n-gram
     assert short_disorder(tokens, p=[1, 0, 0, 0, 0]) == tokens
     assert short_disorder(list("abcdef"), p=[0, 1, 0, 0, 0]) == list("badcfe")
@@ -133,10 +180,16 @@ def test_augmentations_follow_their_definitions():
     assert long_disorder([1, 2, 3], p=1, length=0.1) == [1, 2, 3]  # no span to swap
 
 
-@pytest.mark.parametrize("name, kwargs", [
-    ("masking", {"p": 0.3}), ("deleting", {"p": 0.3}), ("n_gram_sampling", {}),
-    ("short_disorder", {"p": [0.2, 0.2, 0.2, 0.2, 0.2]}), ("long_disorder", {"p": 0.3, "length": 4}),
-])
+@pytest.mark.parametrize(
+    "name, kwargs",
+    [
+        ("masking", {"p": 0.3}),
+        ("deleting", {"p": 0.3}),
+        ("n_gram_sampling", {}),
+        ("short_disorder", {"p": [0.2, 0.2, 0.2, 0.2, 0.2]}),
+        ("long_disorder", {"p": 0.3, "length": 4}),
+    ],
+)
 def test_seeded_augmentations_equal_textbrewer(name, kwargs):
     reference = pytest.importorskip("textbrewer.data_utils", reason=REFERENCE_REASON)
     ours = getattr(distillation.data_utils, name)
@@ -149,6 +202,7 @@ def test_seeded_augmentations_equal_textbrewer(name, kwargs):
 
 
 # ----- distiller_utils helpers ----------------------------------------------------------------------
+
 
 class Recorder(nn.Module):
     def __init__(self, scale):
@@ -187,8 +241,10 @@ def test_select_logits_with_mask():
     with pytest.raises(ValueError):
         select_logits_with_mask([logits3, logits3, logits3], [mask, mask])
     reference = pytest.importorskip("textbrewer.distiller_utils", reason=REFERENCE_REASON)
-    for ours, theirs in zip(select_logits_with_mask([logits3, logits2], [mask, mask]),
-                            reference.select_logits_with_mask([logits3, logits2], [mask, mask])):
+    for ours, theirs in zip(
+        select_logits_with_mask([logits3, logits2], [mask, mask]),
+        reference.select_logits_with_mask([logits3, logits2], [mask, mask]),
+    ):
         assert torch.equal(ours, theirs)
 
 
@@ -200,6 +256,7 @@ def test_probability_shift_in_place_leaves_ignored_positions():
 
 
 # ----- MultiTaskDistiller's batches and checks ------------------------------------------------------
+
 
 def test_task_batches_draw_tasks_by_size_to_the_power_tau():
     loaders = {"big": [("b", i) for i in range(30)], "small": [("s", i) for i in range(10)]}
@@ -226,10 +283,12 @@ def test_multitask_distiller_checks_its_dicts():
     with pytest.raises(ValueError, match="dict"):
         distillation.MultiTaskDistiller(config_T, config_D, Recorder(1), student, {}, {})
     with pytest.raises(ValueError, match="same tasks"):
-        distillation.MultiTaskDistiller(config_T, config_D, {"a": Recorder(1)}, student,
-                                        {"a": None}, {"b": None})
-    distiller = distillation.MultiTaskDistiller(config_T, config_D, {"a": Recorder(1)}, student,
-                                                {"a": None}, {"a": None})
+        distillation.MultiTaskDistiller(
+            config_T, config_D, {"a": Recorder(1)}, student, {"a": None}, {"b": None}
+        )
+    distiller = distillation.MultiTaskDistiller(
+        config_T, config_D, {"a": Recorder(1)}, student, {"a": None}, {"a": None}
+    )
     assert distiller.teachers == [distiller.model_T["a"]] and not distiller.model_T["a"].scale.requires_grad
     with pytest.raises(ValueError, match="no teacher"):
         distiller.train(torch.optim.SGD(student.parameters(), lr=0.1), {"b": [1]}, num_steps=1)

@@ -6,6 +6,7 @@ steps, and the configs' defaults must agree within 1e-5 relative. Batches are al
 their longest example, as main.py does: with padded_length configured, every loss of the cut
 batch equals TextBrewer's on the padded one.
 """
+
 import copy
 import inspect
 
@@ -16,8 +17,9 @@ from torch import nn
 from transformers import BertConfig, BertModel
 
 tb = pytest.importorskip(
-    "textbrewer", reason="TextBrewer 0.2.1 is not installed "
-                         "(pip install --no-deps textbrewer==0.2.1.post1 tensorboardX)")
+    "textbrewer",
+    reason="TextBrewer 0.2.1 is not installed (pip install --no-deps textbrewer==0.2.1.post1 tensorboardX)",
+)
 from textbrewer import presets as tb_presets  # noqa: E402
 
 import distillation  # noqa: E402
@@ -31,8 +33,10 @@ from distillation import (  # noqa: E402
 )
 
 if not tb.__version__.startswith("0.2.1"):
-    pytest.skip(f"the parity test is written against TextBrewer 0.2.1, found {tb.__version__}",
-                allow_module_level=True)
+    pytest.skip(
+        f"the parity test is written against TextBrewer 0.2.1, found {tb.__version__}",
+        allow_module_level=True,
+    )
 
 VOCAB, LENGTH, HEADS = 30, 12, 2
 LENGTHS = [12, 9, 6, 4, 7, 5]  # real tokens per example: one full, the others padded
@@ -47,17 +51,29 @@ class Classifier(nn.Module):
     def __init__(self, hidden, layers, seed):
         super().__init__()
         torch.manual_seed(seed)
-        config = BertConfig(vocab_size=VOCAB, hidden_size=hidden, num_hidden_layers=layers,
-                            num_attention_heads=HEADS, intermediate_size=2 * hidden,
-                            max_position_embeddings=LENGTH, hidden_dropout_prob=0.0,
-                            attention_probs_dropout_prob=0.0, attn_implementation="eager")
+        config = BertConfig(
+            vocab_size=VOCAB,
+            hidden_size=hidden,
+            num_hidden_layers=layers,
+            num_attention_heads=HEADS,
+            intermediate_size=2 * hidden,
+            max_position_embeddings=LENGTH,
+            hidden_dropout_prob=0.0,
+            attention_probs_dropout_prob=0.0,
+            attn_implementation="eager",
+        )
         self.bert = BertModel(config, add_pooling_layer=False)
         self.head = nn.Linear(hidden, 3)
 
     def forward(self, input_ids, attention_mask, labels=None):
         # A tuple: (last layer, hidden states, attention maps, [cross-attentions])
-        outputs = self.bert(input_ids=input_ids, attention_mask=attention_mask,
-                            output_hidden_states=True, output_attentions=True, return_dict=False)
+        outputs = self.bert(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            output_hidden_states=True,
+            output_attentions=True,
+            return_dict=False,
+        )
         sequence, hidden, attention = outputs[:3]
         logits = self.head(sequence[:, 0])
         loss = F.cross_entropy(logits, labels, reduction="none") if labels is not None else None
@@ -66,8 +82,13 @@ class Classifier(nn.Module):
 
 def masked_adaptor(batch, outputs):
     logits, hidden, attention, loss = outputs
-    results = {"logits": logits, "hidden": hidden, "attention": attention,
-               "inputs_mask": batch["attention_mask"], "labels": batch["labels"]}
+    results = {
+        "logits": logits,
+        "hidden": hidden,
+        "attention": attention,
+        "inputs_mask": batch["attention_mask"],
+        "labels": batch["labels"],
+    }
     if loss is not None:
         results["losses"] = loss
     return results
@@ -83,8 +104,11 @@ def make_batch(seed, lengths=LENGTHS):
     g = torch.Generator().manual_seed(seed)
     mask = (torch.arange(LENGTH)[None, :] < torch.tensor(lengths)[:, None]).long()
     ids = torch.randint(1, VOCAB, (len(lengths), LENGTH), generator=g) * mask
-    return {"input_ids": ids, "attention_mask": mask,
-            "labels": torch.randint(0, 3, (len(lengths),), generator=g)}
+    return {
+        "input_ids": ids,
+        "attention_mask": mask,
+        "labels": torch.randint(0, 3, (len(lengths),), generator=g),
+    }
 
 
 def cut(batch):
@@ -95,8 +119,11 @@ def cut(batch):
 
 @pytest.fixture(scope="module")
 def models():
-    return {"teacher": Classifier(32, 3, seed=1), "teacher2": Classifier(32, 3, seed=3),
-            "student": Classifier(16, 2, seed=2)}
+    return {
+        "teacher": Classifier(32, 3, seed=1),
+        "teacher2": Classifier(32, 3, seed=3),
+        "student": Classifier(16, 2, seed=2),
+    }
 
 
 def close(ours, theirs, what=""):
@@ -116,12 +143,17 @@ def assert_same_losses(ours, theirs):
 def configs(tmp_path, **distill):
     """(ours, TextBrewer's) training and distillation configs with the same settings."""
     out = str(tmp_path / "out")
-    return ((TrainingConfig(device="cpu", output_dir=out + "_ours"), DistillationConfig(**distill)),
-            (tb.TrainingConfig(device="cpu", output_dir=out + "_tb"),
-             tb.DistillationConfig(**copy.deepcopy(distill))))
+    return (
+        (TrainingConfig(device="cpu", output_dir=out + "_ours"), DistillationConfig(**distill)),
+        (
+            tb.TrainingConfig(device="cpu", output_dir=out + "_tb"),
+            tb.DistillationConfig(**copy.deepcopy(distill)),
+        ),
+    )
 
 
 # ----- the maps --------------------------------------------------------------------------------
+
 
 def test_the_maps_have_textbrewers_names():
     assert set(distillation.KD_LOSS_MAP) == set(tb_presets.KD_LOSS_MAP)
@@ -132,6 +164,7 @@ def test_the_maps_have_textbrewers_names():
 
 
 # ----- every loss on the models' features ------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def features(models):
@@ -148,8 +181,10 @@ def test_kd_losses(features, name, temperature):
     _, out_S, out_T = features
     if temperature == "per-example":
         temperature = torch.linspace(0.5, 3.0, out_S[0].size(0))
-    close(distillation.KD_LOSS_MAP[name](out_S[0], out_T[0], temperature),
-          tb_presets.KD_LOSS_MAP[name](out_S[0], out_T[0], temperature))
+    close(
+        distillation.KD_LOSS_MAP[name](out_S[0], out_T[0], temperature),
+        tb_presets.KD_LOSS_MAP[name](out_S[0], out_T[0], temperature),
+    )
 
 
 def match_inputs(name, out_S, out_T):
@@ -171,8 +206,9 @@ def test_match_losses(features, name, masked):
     mask, out_S, out_T = features
     S, T = match_inputs(name, out_S, out_T)
     mask = mask if masked else None
-    close(distillation.MATCH_LOSS_MAP[name](S, T, mask=mask),
-          tb_presets.MATCH_LOSS_MAP[name](S, T, mask=mask))
+    close(
+        distillation.MATCH_LOSS_MAP[name](S, T, mask=mask), tb_presets.MATCH_LOSS_MAP[name](S, T, mask=mask)
+    )
 
 
 # The losses whose masked value depends on the padded length: mmd/nst divide by it, and
@@ -183,11 +219,18 @@ def test_a_cut_batch_with_its_padded_length_is_textbrewers_padded_batch(models, 
     short = cut(batch)
     assert short["input_ids"].size(1) == 7
     with torch.no_grad():
-        S_full, T_full = (models[m](batch["input_ids"], batch["attention_mask"]) for m in ("student", "teacher"))
-        S_cut, T_cut = (models[m](short["input_ids"], short["attention_mask"]) for m in ("student", "teacher"))
-    theirs = tb_presets.MATCH_LOSS_MAP[name](*match_inputs(name, S_full, T_full), mask=batch["attention_mask"])
-    ours = distillation.MATCH_LOSS_MAP[name](*match_inputs(name, S_cut, T_cut),
-                                             mask=short["attention_mask"], padded_length=LENGTH)
+        S_full, T_full = (
+            models[m](batch["input_ids"], batch["attention_mask"]) for m in ("student", "teacher")
+        )
+        S_cut, T_cut = (
+            models[m](short["input_ids"], short["attention_mask"]) for m in ("student", "teacher")
+        )
+    theirs = tb_presets.MATCH_LOSS_MAP[name](
+        *match_inputs(name, S_full, T_full), mask=batch["attention_mask"]
+    )
+    ours = distillation.MATCH_LOSS_MAP[name](
+        *match_inputs(name, S_cut, T_cut), mask=short["attention_mask"], padded_length=LENGTH
+    )
     close(ours, theirs)
     # Without the configured length the cut batch gives another number: the test can tell.
     plain = distillation.MATCH_LOSS_MAP[name](*match_inputs(name, S_cut, T_cut), mask=short["attention_mask"])
@@ -198,16 +241,44 @@ def test_a_cut_batch_with_its_padded_length_is_textbrewers_padded_batch(models, 
 
 # Every match loss, with each kind of projection and without one.
 MATCHES = [
-    {"layer_T": 2, "layer_S": 1, "feature": "hidden", "loss": "hidden_mse", "weight": 1, "proj": ["linear", 16, 32]},
-    {"layer_T": 0, "layer_S": 0, "feature": "hidden", "loss": "hidden_mse", "weight": 0.5, "proj": ["relu", 16, 32]},
+    {
+        "layer_T": 2,
+        "layer_S": 1,
+        "feature": "hidden",
+        "loss": "hidden_mse",
+        "weight": 1,
+        "proj": ["linear", 16, 32],
+    },
+    {
+        "layer_T": 0,
+        "layer_S": 0,
+        "feature": "hidden",
+        "loss": "hidden_mse",
+        "weight": 0.5,
+        "proj": ["relu", 16, 32],
+    },
     {"layer_T": 3, "layer_S": 2, "feature": "hidden", "loss": "cos", "weight": 2, "proj": ["tanh", 16, 32]},
     {"layer_T": 3, "layer_S": 2, "feature": "hidden", "loss": "pkd", "weight": 1, "proj": ["linear", 16, 32]},
     {"layer_T": 1, "layer_S": 0, "feature": "attention", "loss": "attention_mse", "weight": 1},
     {"layer_T": 2, "layer_S": 1, "feature": "attention", "loss": "attention_mse_sum", "weight": 1},
     {"layer_T": 0, "layer_S": 0, "feature": "attention", "loss": "attention_ce", "weight": 1},
     {"layer_T": 2, "layer_S": 1, "feature": "attention", "loss": "attention_ce_mean", "weight": 1},
-    {"layer_T": [0, 2], "layer_S": [0, 1], "feature": "hidden", "loss": "gram", "weight": 1, "proj": ["linear", 16, 32]},
-    {"layer_T": [1, 3], "layer_S": [1, 2], "feature": "hidden", "loss": "fsp", "weight": 1, "proj": ["linear", 16, 32]},
+    {
+        "layer_T": [0, 2],
+        "layer_S": [0, 1],
+        "feature": "hidden",
+        "loss": "gram",
+        "weight": 1,
+        "proj": ["linear", 16, 32],
+    },
+    {
+        "layer_T": [1, 3],
+        "layer_S": [1, 2],
+        "feature": "hidden",
+        "loss": "fsp",
+        "weight": 1,
+        "proj": ["linear", 16, 32],
+    },
     {"layer_T": [0, 2], "layer_S": [0, 1], "feature": "hidden", "loss": "mmd", "weight": 1},
     {"layer_T": [3, 3], "layer_S": [2, 2], "feature": "hidden", "loss": "nst", "weight": 3},
 ]
@@ -222,10 +293,12 @@ def general_pair(tmp_path, models, settings, padded_length=None):
     (t_ours, d_ours), (t_tb, d_tb) = configs(tmp_path, intermediate_matches=MATCHES, **settings)
     d_ours.padded_length = padded_length
     adaptor = masked_adaptor
-    ours = GeneralDistiller(t_ours, d_ours, copy.deepcopy(models["teacher"]),
-                            copy.deepcopy(models["student"]), adaptor, adaptor)
-    theirs = tb.GeneralDistiller(t_tb, d_tb, copy.deepcopy(models["teacher"]),
-                                 copy.deepcopy(models["student"]), adaptor, adaptor)
+    ours = GeneralDistiller(
+        t_ours, d_ours, copy.deepcopy(models["teacher"]), copy.deepcopy(models["student"]), adaptor, adaptor
+    )
+    theirs = tb.GeneralDistiller(
+        t_tb, d_tb, copy.deepcopy(models["teacher"]), copy.deepcopy(models["student"]), adaptor, adaptor
+    )
     for proj_ours, proj_tb in zip(ours.projs, theirs.projs):
         assert (proj_ours is None) == (proj_tb is None)
         if proj_ours is not None:
@@ -274,15 +347,23 @@ def test_general_distiller_trains_as_textbrewer(tmp_path, models):
                 torch.testing.assert_close(p_ours, p_tb, rtol=REL, atol=1e-6)
 
 
-@pytest.mark.parametrize("settings", GENERAL_SETTINGS + [
-    {"temperature": 3, "temperature_scheduler": ["flsw", 1, 2]},
-    {"temperature": 3, "temperature_scheduler": ["cwsm", 1]},
-    {"temperature": 3, "temperature_scheduler": "constant"},
-])
+@pytest.mark.parametrize(
+    "settings",
+    GENERAL_SETTINGS
+    + [
+        {"temperature": 3, "temperature_scheduler": ["flsw", 1, 2]},
+        {"temperature": 3, "temperature_scheduler": ["cwsm", 1]},
+        {"temperature": 3, "temperature_scheduler": "constant"},
+    ],
+)
 def test_basic_distiller_losses(tmp_path, models, settings):
     (t_ours, d_ours), (t_tb, d_tb) = configs(tmp_path, **settings)
-    ours = BasicDistiller(t_ours, d_ours, models["teacher"], models["student"], masked_adaptor, masked_adaptor)
-    theirs = tb.BasicDistiller(t_tb, d_tb, models["teacher"], models["student"], masked_adaptor, masked_adaptor)
+    ours = BasicDistiller(
+        t_ours, d_ours, models["teacher"], models["student"], masked_adaptor, masked_adaptor
+    )
+    theirs = tb.BasicDistiller(
+        t_tb, d_tb, models["teacher"], models["student"], masked_adaptor, masked_adaptor
+    )
     for seed in (40, 41):
         batch = make_batch(seed)
         assert_same_losses(ours.train_on_batch(batch, {}), theirs.train_on_batch(batch, {}))
@@ -315,8 +396,10 @@ def test_basic_trainer_loss(tmp_path, models):
 
 # ----- config defaults ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("ours, theirs", [(TrainingConfig, tb.TrainingConfig),
-                                          (DistillationConfig, tb.DistillationConfig)])
+
+@pytest.mark.parametrize(
+    "ours, theirs", [(TrainingConfig, tb.TrainingConfig), (DistillationConfig, tb.DistillationConfig)]
+)
 def test_every_config_default_is_textbrewers(ours, theirs):
     ours_params = inspect.signature(ours.__init__).parameters
     for name, param in inspect.signature(theirs.__init__).parameters.items():
@@ -327,8 +410,10 @@ def test_every_config_default_is_textbrewers(ours, theirs):
 
 def test_default_configs_hold_textbrewers_values(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # TextBrewer's TrainingConfig creates ./saved_models
-    for ours, theirs in [(TrainingConfig(), tb.TrainingConfig()),
-                         (DistillationConfig(), tb.DistillationConfig())]:
+    for ours, theirs in [
+        (TrainingConfig(), tb.TrainingConfig()),
+        (DistillationConfig(), tb.DistillationConfig()),
+    ]:
         for name, value in vars(theirs).items():
             mine = getattr(ours, name)
             if name == "device":  # ours is a torch.device, on the CPU when CUDA is missing

@@ -6,6 +6,7 @@ textbrewer`, `from distillation.distiller_utils import *`, ...). The tests run i
 then run the same text with those import lines pointed back at TextBrewer 0.2.1, on identical
 models, data and random seeds, and compare the losses of every training step.
 """
+
 import json
 import types
 from pathlib import Path
@@ -18,8 +19,10 @@ import distillation
 
 PROGRAMS = Path(__file__).parent / "textbrewer_programs"
 IMPORT_PREFIXES = ("import distillation", "from distillation")
-REFERENCE_REASON = ("TextBrewer 0.2.1 is the reference the losses are compared with; install it "
-                    "test-only: pip install --no-deps textbrewer==0.2.1.post1 tensorboardX")
+REFERENCE_REASON = (
+    "TextBrewer 0.2.1 is the reference the losses are compared with; install it "
+    "test-only: pip install --no-deps textbrewer==0.2.1.post1 tensorboardX"
+)
 
 
 def program_source(name, package):
@@ -27,9 +30,14 @@ def program_source(name, package):
     source = (PROGRAMS / f"{name}.py").read_text(encoding="utf-8")
     if package == "distillation":
         return source
-    lines = [line.replace("import distillation as textbrewer", "import textbrewer")
-                 .replace("distillation", "textbrewer") if line.startswith(IMPORT_PREFIXES) else line
-             for line in source.splitlines()]
+    lines = [
+        line.replace("import distillation as textbrewer", "import textbrewer").replace(
+            "distillation", "textbrewer"
+        )
+        if line.startswith(IMPORT_PREFIXES)
+        else line
+        for line in source.splitlines()
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -87,15 +95,20 @@ def test_only_the_import_lines_differ_from_the_textbrewer_version(name):
 
 # ----- TextBrewer's random-tokens example ----------------------------------------------------------
 
+
 def test_random_tokens_program_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     program = load_program("random_tokens", "distillation")
     records = record_batches(monkeypatch, distillation.GeneralDistiller)
     printed, accuracies, _ = program.main(num_epochs=2)
     assert len(records) == 8  # 4 batches of 32, 32, 32, 4 examples, two epochs
-    assert sorted(records[0][2]) == ["unweighted_hidden_hidden_mse_0_0", "unweighted_hidden_hidden_mse_2_8",
-                                     "unweighted_hidden_nst_0-0_0-0", "unweighted_hidden_nst_2-2_8-8",
-                                     "unweighted_kd_loss"]
+    assert sorted(records[0][2]) == [
+        "unweighted_hidden_hidden_mse_0_0",
+        "unweighted_hidden_hidden_mse_2_8",
+        "unweighted_hidden_nst_0-0_0-0",
+        "unweighted_hidden_nst_2-2_8-8",
+        "unweighted_kd_loss",
+    ]
     assert sorted(accuracies) == [4, 8]  # the callback ran at each epoch's checkpoint
     assert (tmp_path / "saved_models" / "gs8.pkl").exists()
     teacher_table = printed[0]
@@ -106,8 +119,10 @@ def test_random_tokens_program_runs(tmp_path, monkeypatch):
 def test_random_tokens_program_matches_textbrewer(tmp_path, monkeypatch):
     textbrewer = textbrewer_package()
     runs = {}
-    for package, distiller in (("distillation", distillation.GeneralDistiller),
-                               ("textbrewer", textbrewer.GeneralDistiller)):
+    for package, distiller in (
+        ("distillation", distillation.GeneralDistiller),
+        ("textbrewer", textbrewer.GeneralDistiller),
+    ):
         (tmp_path / package).mkdir()
         monkeypatch.chdir(tmp_path / package)
         records = record_batches(monkeypatch, distiller)
@@ -123,13 +138,18 @@ def test_random_tokens_program_matches_textbrewer(tmp_path, monkeypatch):
 
 # ----- a custom distiller in the seed's distiller_emd.py style -------------------------------------
 
+
 def test_seed_style_emd_distiller_runs(tmp_path, monkeypatch):
     program = load_program("emd_distiller", "distillation")
     records = record_batches(monkeypatch, program.EMDDistiller)
     program.main(str(tmp_path), num_steps=4)
     assert len(records) == 4
-    assert sorted(records[0][2]) == ["unweighted_embedding_hidden_mse", "unweighted_hard_label_loss",
-                                     "unweighted_hidden_hidden_mse_emd", "unweighted_kd_loss"]
+    assert sorted(records[0][2]) == [
+        "unweighted_embedding_hidden_mse",
+        "unweighted_hard_label_loss",
+        "unweighted_hidden_hidden_mse_emd",
+        "unweighted_kd_loss",
+    ]
     assert all(np.isfinite(total) for _, total, _ in records)
     assert (tmp_path / "gs4.pkl").exists()
 
@@ -147,14 +167,18 @@ def test_seed_style_emd_distiller_matches_textbrewer(tmp_path, monkeypatch):
 
 # ----- MultiTaskDistiller -------------------------------------------------------------------------
 
+
 def test_multitask_program_runs(tmp_path, monkeypatch):
     program = load_program("multitask", "distillation")
     records = record_batches(monkeypatch, distillation.MultiTaskDistiller)
     steps = []
     program.main(str(tmp_path), num_steps=6, callback=lambda model, step: steps.append(step))
     assert len(records) == 6 and {task for task, _, _ in records} <= {"parity", "topic"}
-    assert sorted(records[0][2]) == ["unweighted_hard_label_loss", "unweighted_hidden_hidden_mse_2_3",
-                                     "unweighted_kd_loss"]
+    assert sorted(records[0][2]) == [
+        "unweighted_hard_label_loss",
+        "unweighted_hidden_hidden_mse_2_3",
+        "unweighted_kd_loss",
+    ]
     assert steps == [3, 6]
     assert sorted(p.name for p in tmp_path.glob("gs*.pkl")) == ["gs3.pkl", "gs6.pkl"]
 
@@ -165,8 +189,9 @@ def test_multitask_program_accumulates_and_logs(tmp_path, monkeypatch):
     program.main(str(tmp_path), num_steps=4, accumulation=2, log_dir=str(tmp_path / "logs"))
     assert len(records) == 8  # two batches per optimizer step
     lines = [json.loads(line) for line in (tmp_path / "logs" / "metrics.jsonl").read_text().splitlines()]
-    assert lines and all({"loss", "unweighted_kd_loss", "unweighted_hidden_hidden_mse_2_3"} <= set(line)
-                         for line in lines)
+    assert lines and all(
+        {"loss", "unweighted_kd_loss", "unweighted_hidden_hidden_mse_2_3"} <= set(line) for line in lines
+    )
     assert lines[-1]["step"] == 4  # the last step is always logged
 
 
@@ -174,12 +199,16 @@ def test_multitask_program_accumulates_and_logs(tmp_path, monkeypatch):
 def test_multitask_program_matches_textbrewer(tmp_path, monkeypatch, accumulation):
     textbrewer = textbrewer_package()
     runs = {}
-    for package, distiller in (("distillation", distillation.MultiTaskDistiller),
-                               ("textbrewer", textbrewer.MultiTaskDistiller)):
+    for package, distiller in (
+        ("distillation", distillation.MultiTaskDistiller),
+        ("textbrewer", textbrewer.MultiTaskDistiller),
+    ):
         records = record_batches(monkeypatch, distiller)
         program = load_program("multitask", package)
-        runs[package] = records, program.main(str(tmp_path / package), num_steps=8 // accumulation,
-                                              accumulation=accumulation)
+        runs[package] = (
+            records,
+            program.main(str(tmp_path / package), num_steps=8 // accumulation, accumulation=accumulation),
+        )
     ours, reference = runs["distillation"][0], runs["textbrewer"][0]
     assert {task for task, _, _ in reference} == {"parity", "topic"}  # both tasks drawn, in the same order
     assert_same_losses(ours, reference)

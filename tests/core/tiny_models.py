@@ -1,5 +1,6 @@
 """Tiny BERT classifiers and data for the core's tests, built from transformers' BertModel
 directly: nothing here comes from the example (modeling.py, main.py, ...)."""
+
 import os
 import re
 
@@ -25,18 +26,29 @@ class TinyClassifier(nn.Module):
     def __init__(self, hidden_size, seed, layers=2):
         super().__init__()
         torch.manual_seed(seed)
-        config = BertConfig(vocab_size=VOCAB, hidden_size=hidden_size, num_hidden_layers=layers,
-                            num_attention_heads=2, intermediate_size=2 * hidden_size,
-                            max_position_embeddings=LENGTH, hidden_dropout_prob=0.0,
-                            attention_probs_dropout_prob=0.0, attn_implementation="eager")
+        config = BertConfig(
+            vocab_size=VOCAB,
+            hidden_size=hidden_size,
+            num_hidden_layers=layers,
+            num_attention_heads=2,
+            intermediate_size=2 * hidden_size,
+            max_position_embeddings=LENGTH,
+            hidden_dropout_prob=0.0,
+            attention_probs_dropout_prob=0.0,
+            attn_implementation="eager",
+        )
         self.bert = BertModel(config, add_pooling_layer=False)
         self.classifier = nn.Linear(hidden_size, 2)
         self.seen_kwargs = []
 
     def forward(self, input_ids, attention_mask, labels=None, **kwargs):
         self.seen_kwargs.append(kwargs)
-        encoded = self.bert(input_ids=input_ids, attention_mask=attention_mask,
-                            output_hidden_states=True, output_attentions=True)
+        encoded = self.bert(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            output_hidden_states=True,
+            output_attentions=True,
+        )
         logits = self.classifier(encoded.last_hidden_state[:, 0])
         outputs = {"logits": logits, "hidden": encoded.hidden_states, "attention": encoded.attentions}
         if labels is not None:
@@ -46,8 +58,12 @@ class TinyClassifier(nn.Module):
 
 def adaptor(batch, outputs):
     """For dict batches {'input_ids', 'attention_mask', 'labels'}."""
-    results = {"logits": outputs["logits"], "hidden": outputs["hidden"],
-               "attention": outputs["attention"], "inputs_mask": batch["attention_mask"]}
+    results = {
+        "logits": outputs["logits"],
+        "hidden": outputs["hidden"],
+        "attention": outputs["attention"],
+        "inputs_mask": batch["attention_mask"],
+    }
     if "loss" in outputs:
         results["losses"] = outputs["loss"]
     return results
@@ -55,8 +71,12 @@ def adaptor(batch, outputs):
 
 def tuple_adaptor(batch, outputs):
     """For tuple batches (input_ids, attention_mask, labels)."""
-    return {"logits": outputs["logits"], "losses": outputs["loss"], "inputs_mask": batch[1],
-            "labels": batch[2]}
+    return {
+        "logits": outputs["logits"],
+        "losses": outputs["loss"],
+        "inputs_mask": batch[1],
+        "labels": batch[2],
+    }
 
 
 def make_data(n=64, seed=0):

@@ -1,6 +1,7 @@
 """docs/reliability.md (was README, "Interrupted runs and errors"): which of the example's files are
 written whole (a temporary file renamed onto the name) and which are logs appended a line at a time.
 The core's files (checkpoints, resume states, metrics.jsonl) are in tests/core/test_io.py."""
+
 import json
 import os
 
@@ -23,14 +24,22 @@ def renamed(monkeypatch):
 def test_the_feature_cache_is_renamed_into_place(tmp_path, renamed):
     data_dir = write_tiny_mnli(tmp_path / "data", n_train=8, n_dev=4)
     vocab = write_vocab(tmp_path / "vocab.txt")
-    load_features(TASKS["mnli"], str(data_dir), "train", BertTokenizer(vocab=str(vocab)),
-                  str(vocab), 16, str(tmp_path / "cache"))
+    load_features(
+        TASKS["mnli"],
+        str(data_dir),
+        "train",
+        BertTokenizer(vocab=str(vocab)),
+        str(vocab),
+        16,
+        str(tmp_path / "cache"),
+    )
     assert len(renamed) == 1 and renamed[0] in os.listdir(tmp_path / "cache")
 
 
 def record(folder, step, matched, mismatched):
-    evaluation.record_results(str(folder), step, {"mnli": {"acc": matched}, "mnli-mm": {"acc": mismatched}},
-                              "classification")
+    evaluation.record_results(
+        str(folder), step, {"mnli": {"acc": matched}, "mnli-mm": {"acc": mismatched}}, "classification"
+    )
 
 
 def finished_run(folder, accuracy):
@@ -39,8 +48,9 @@ def finished_run(folder, accuracy):
     return f"run={folder}"
 
 
-def test_results_json_is_renamed_into_place_and_a_failed_write_keeps_the_old_one(tmp_path, monkeypatch,
-                                                                                   renamed, capsys):
+def test_results_json_is_renamed_into_place_and_a_failed_write_keeps_the_old_one(
+    tmp_path, monkeypatch, renamed, capsys
+):
     target = tmp_path / "results.json"
     report.main([finished_run(tmp_path / "a", 0.5), "--json", str(target)])
     assert renamed[-1] == "results.json"
@@ -48,6 +58,7 @@ def test_results_json_is_renamed_into_place_and_a_failed_write_keeps_the_old_one
 
     def killed(fd):
         raise OSError("killed while writing")
+
     monkeypatch.setattr(os, "fsync", killed)
     with pytest.raises(OSError, match="killed while writing"):
         report.main([finished_run(tmp_path / "b", 0.75), "--json", str(target)])
@@ -61,14 +72,17 @@ def test_eval_results_are_rewritten_whole_one_line_per_step_in_order(tmp_path, m
     record(tmp_path, 2, 0.5, 0.5)
     record(tmp_path, 1, 0.25, 0.5)
     record(tmp_path, 2, 0.75, 0.5)
-    expected = ["step: 1 Acc:mnli=0.25000 mnli-mm=0.50000 All=0.37500",
-                "step: 2 Acc:mnli=0.75000 mnli-mm=0.50000 All=0.62500"]
+    expected = [
+        "step: 1 Acc:mnli=0.25000 mnli-mm=0.50000 All=0.37500",
+        "step: 2 Acc:mnli=0.75000 mnli-mm=0.50000 All=0.62500",
+    ]
     assert (tmp_path / "eval_results.txt").read_text().splitlines() == expected
     assert [json.loads(line)["step"] for line in open(tmp_path / "eval_results.jsonl")] == [1, 2]
     assert renamed == ["eval_results.txt", "eval_results.jsonl"] * 3  # rewritten, the JSON lines last
 
     def killed(fd):
         raise OSError("killed while writing")
+
     monkeypatch.setattr(os, "fsync", killed)
     with pytest.raises(OSError, match="killed while writing"):
         record(tmp_path, 3, 1.0, 1.0)

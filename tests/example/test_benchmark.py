@@ -1,5 +1,6 @@
 """tools/benchmark.py at a tiny size: every row of its table, with positive numbers, and each training
 row timing its own distiller."""
+
 import os
 import re
 import subprocess
@@ -9,23 +10,63 @@ import torch
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # The presets need 12 teacher and 4 student layers; everything else is tiny.
-TINY = ["--teacher_layers", "12", "--teacher_hidden", "64", "--student_layers", "4",
-        "--student_hidden", "32", "--student_heads", "2", "--student_intermediate", "64",
-        "--batch", "4", "--length", "16", "--steps", "2", "--rounds", "1", "--warmup", "1",
-        "--encode_pairs", "200", "--eval_examples", "64", "--threads", "1"]
-TRAINING_ROWS = ["bare step", "GeneralDistiller L4t_hidden_mse + L4_hidden_smmd", "EMDDistiller",
-                 "MultiTeacherDistiller, 2 teachers",
-                 "MultiTeacherDistiller, 2 teachers, cached logits (epoch >= 2)"]
+TINY = [
+    "--teacher_layers",
+    "12",
+    "--teacher_hidden",
+    "64",
+    "--student_layers",
+    "4",
+    "--student_hidden",
+    "32",
+    "--student_heads",
+    "2",
+    "--student_intermediate",
+    "64",
+    "--batch",
+    "4",
+    "--length",
+    "16",
+    "--steps",
+    "2",
+    "--rounds",
+    "1",
+    "--warmup",
+    "1",
+    "--encode_pairs",
+    "200",
+    "--eval_examples",
+    "64",
+    "--threads",
+    "1",
+]
+TRAINING_ROWS = [
+    "bare step",
+    "GeneralDistiller L4t_hidden_mse + L4_hidden_smmd",
+    "EMDDistiller",
+    "MultiTeacherDistiller, 2 teachers",
+    "MultiTeacherDistiller, 2 teachers, cached logits (epoch >= 2)",
+]
 NUMBER = r"([0-9][0-9,]*\.?[0-9]*)"
 
 
 def test_the_table_has_every_row_with_positive_numbers():
-    result = subprocess.run([sys.executable, "-m", "tools.benchmark", *TINY],
-                            capture_output=True, text=True, cwd=REPO, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-m", "tools.benchmark", *TINY],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
-    rows = {cells[0]: cells[1:] for cells in
-            ([cell.strip() for cell in line.strip("|").split("|")]
-             for line in result.stdout.splitlines() if line.startswith("| ") and "---" not in line)}
+    rows = {
+        cells[0]: cells[1:]
+        for cells in (
+            [cell.strip() for cell in line.strip("|").split("|")]
+            for line in result.stdout.splitlines()
+            if line.startswith("| ") and "---" not in line
+        )
+    }
     assert "Sizes: teacher 12 layers x 64 hidden; student 4 x 32" in result.stdout
 
     def positive(text, pattern):
@@ -35,10 +76,14 @@ def test_the_table_has_every_row_with_positive_numbers():
         assert all(value > 0 for value in values), text
         return values
 
-    positive(rows["feature encoding, length 128 (200 generated pairs)"][0],
-             r"{n} pairs/s \(MNLI train, 392,702 pairs: ~{n} s\)")
+    positive(
+        rows["feature encoding, length 128 (200 generated pairs)"][0],
+        r"{n} pairs/s \(MNLI train, 392,702 pairs: ~{n} s\)",
+    )
     # 200 pairs load in well under a millisecond, printed as 0.000 s; the extrapolation shows it.
-    match = re.fullmatch(r"\d\.\d{3} s \(MNLI train: ~" + NUMBER + r" s\)", rows["loading the cached features"][0])
+    match = re.fullmatch(
+        r"\d\.\d{3} s \(MNLI train: ~" + NUMBER + r" s\)", rows["loading the cached features"][0]
+    )
     assert match and float(match.group(1)) > 0, rows["loading the cached features"]
     ratios = {}
     for name in TRAINING_ROWS:
@@ -46,8 +91,9 @@ def test_the_table_has_every_row_with_positive_numbers():
         steps_per_second, milliseconds = positive(value, r"{n} steps/s \({n} ms\)")
         ratios[name] = positive(ratio, r"{n}x")[0]
     assert ratios["bare step"] == 1.0
-    assert positive(rows["EMD step / GeneralDistiller step"][1], r"{n}x")[0] == \
-        pytest_approx(ratios["EMDDistiller"] / ratios["GeneralDistiller L4t_hidden_mse + L4_hidden_smmd"])
+    assert positive(rows["EMD step / GeneralDistiller step"][1], r"{n}x")[0] == pytest_approx(
+        ratios["EMDDistiller"] / ratios["GeneralDistiller L4t_hidden_mse + L4_hidden_smmd"]
+    )
     positive(rows["evaluation (64 examples, batch 128)"][0], r"{n} examples/s")
     positive(rows["peak memory of the process (max RSS)"][0], r"{n} MiB")
     assert len(rows) == 1 + 2 + len(TRAINING_ROWS) + 3  # the header and every measurement
@@ -64,6 +110,7 @@ def test_the_table_has_every_row_with_positive_numbers():
 
 def pytest_approx(value):
     import pytest
+
     return pytest.approx(value, abs=0.002)  # both sides are rounded to 3 decimals
 
 
@@ -72,6 +119,7 @@ def test_each_training_row_runs_its_own_distiller(tmp_path, monkeypatch):
     from distillation import GeneralDistiller, MultiTeacherDistiller
     from distiller_emd import EMDDistiller
     from tools import benchmark
+
     calls = []
     for cls in (GeneralDistiller, EMDDistiller, MultiTeacherDistiller):
         original = cls.compute_loss
@@ -79,13 +127,17 @@ def test_each_training_row_runs_its_own_distiller(tmp_path, monkeypatch):
         def recording(self, *args, _cls=cls, _original=original):
             calls.append(_cls.__name__)
             return _original(self, *args)
+
         monkeypatch.setattr(cls, "compute_loss", recording)
     torch.set_num_threads(1)
     setup = benchmark.Setup(benchmark.parse_args(TINY), str(tmp_path))
     steps = benchmark.build_steps(setup)
     assert list(steps) == TRAINING_ROWS
-    expected = {"bare step": [], "EMDDistiller": ["EMDDistiller"] * 2,
-                "GeneralDistiller L4t_hidden_mse + L4_hidden_smmd": ["GeneralDistiller"] * 2}
+    expected = {
+        "bare step": [],
+        "EMDDistiller": ["EMDDistiller"] * 2,
+        "GeneralDistiller L4t_hidden_mse + L4_hidden_smmd": ["GeneralDistiller"] * 2,
+    }
     for name, step in steps.items():
         calls.clear()
         step.run(2)

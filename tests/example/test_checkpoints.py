@@ -1,5 +1,6 @@
 """Checkpoint loading in every supported layout, and build_model (label orders:
 test_label_order.py)."""
+
 import logging
 
 import pytest
@@ -20,8 +21,13 @@ BATCH, LENGTH = 4, 7
 def config(tmp_path):
     vocab = write_vocab(tmp_path / "vocab.txt")
     path = write_bert_config(tmp_path / "bert_config.json")
-    student = {"model_type": "bert", "prefix": "bert", "vocab_file": str(vocab),
-               "config_file": str(path), "checkpoint": None}
+    student = {
+        "model_type": "bert",
+        "prefix": "bert",
+        "vocab_file": str(vocab),
+        "config_file": str(path),
+        "checkpoint": None,
+    }
     return parse_model_config({"student": student}).student.bert_config
 
 
@@ -34,11 +40,12 @@ def make_batch(config, seed=1):
     generator = torch.Generator().manual_seed(seed)
     attention_mask = torch.ones(BATCH, LENGTH, dtype=torch.long)
     attention_mask[1, 5:] = 0  # one padded row
-    return {"input_ids": torch.randint(0, config.vocab_size, (BATCH, LENGTH), generator=generator),
-            "attention_mask": attention_mask,
-            "token_type_ids": torch.cat([torch.zeros(BATCH, 3), torch.ones(BATCH, LENGTH - 3)],
-                                        dim=1).long(),
-            "labels": torch.tensor([0, 1, 2, 1])}
+    return {
+        "input_ids": torch.randint(0, config.vocab_size, (BATCH, LENGTH), generator=generator),
+        "attention_mask": attention_mask,
+        "token_type_ids": torch.cat([torch.zeros(BATCH, 3), torch.ones(BATCH, LENGTH - 3)], dim=1).long(),
+        "labels": torch.tensor([0, 1, 2, 1]),
+    }
 
 
 def encoder_keys(model):
@@ -52,6 +59,7 @@ def assert_same_weights(model_a, model_b, keys):
 
 
 # --- checkpoints -----------------------------------------------------------------------------
+
 
 def save_state(state, path):
     if str(path).endswith(".safetensors"):
@@ -113,8 +121,11 @@ def test_bare_bert_model_keys_load_into_a_student_but_not_a_teacher(config, tmp_
     assert len(report.loaded) == len(source.bert.state_dict()) == len(encoder_keys(source))
     assert report.unexpected == []
     assert_same_weights(source, student, encoder_keys(source))
-    with pytest.raises(ValueError, match=r"teacher checkpoint .*bert_model\.bin lacks 2 of the "
-                                         r"model's \d+ tensors: classifier\.bias, classifier\.weight"):
+    with pytest.raises(
+        ValueError,
+        match=r"teacher checkpoint .*bert_model\.bin lacks 2 of the "
+        r"model's \d+ tensors: classifier\.bias, classifier\.weight",
+    ):
         load_checkpoint(make_model(config), path, "teacher")
 
 
@@ -125,8 +136,9 @@ def google_style(state):
         if key.startswith("classifier."):
             continue
         if "LayerNorm." in key:
-            key = key.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias",
-                                                                            "LayerNorm.beta")
+            key = key.replace("LayerNorm.weight", "LayerNorm.gamma").replace(
+                "LayerNorm.bias", "LayerNorm.beta"
+            )
         renamed[key] = tensor
     renamed["cls.predictions.bias"] = torch.zeros(7)
     renamed["cls.seq_relationship.weight"] = torch.zeros(2, 32)
@@ -148,15 +160,29 @@ def test_google_style_checkpoint_loads(config, tmp_path):
 
 
 def test_key_mapping_rules():
-    model_state = {"bert.embeddings.LayerNorm.weight": None, "bert.pooler.dense.bias": None,
-                   "classifier.weight": None}
-    mapped = map_checkpoint_keys({"bert.embeddings.LayerNorm.gamma": 1, "pooler.dense.bias": 2,
-                                  "classifier.weight": 3, "cls.predictions.bias": 4,
-                                  "embeddings.position_ids": 5, "encoder.layer.0.beta_x": 6},
-                                 model_state)
-    assert mapped == {"bert.embeddings.LayerNorm.weight": 1, "bert.pooler.dense.bias": 2,
-                      "classifier.weight": 3, "cls.predictions.bias": 4,
-                      "bert.encoder.layer.0.beta_x": 6}
+    model_state = {
+        "bert.embeddings.LayerNorm.weight": None,
+        "bert.pooler.dense.bias": None,
+        "classifier.weight": None,
+    }
+    mapped = map_checkpoint_keys(
+        {
+            "bert.embeddings.LayerNorm.gamma": 1,
+            "pooler.dense.bias": 2,
+            "classifier.weight": 3,
+            "cls.predictions.bias": 4,
+            "embeddings.position_ids": 5,
+            "encoder.layer.0.beta_x": 6,
+        },
+        model_state,
+    )
+    assert mapped == {
+        "bert.embeddings.LayerNorm.weight": 1,
+        "bert.pooler.dense.bias": 2,
+        "classifier.weight": 3,
+        "cls.predictions.bias": 4,
+        "bert.encoder.layer.0.beta_x": 6,
+    }
 
 
 def test_deeper_checkpoint_fills_a_shallower_student(config, tmp_path):
@@ -166,16 +192,22 @@ def test_deeper_checkpoint_fills_a_shallower_student(config, tmp_path):
     student = make_model(config, seed=1)  # 2 layers: layers 0 and 1 of the 4
     report = load_checkpoint(student, path, "student")
     assert report.missing == [] and len(report.loaded) == report.total
-    assert report.unexpected and all(key.startswith(("bert.encoder.layer.2.", "bert.encoder.layer.3."))
-                                     for key in report.unexpected)
+    assert report.unexpected and all(
+        key.startswith(("bert.encoder.layer.2.", "bert.encoder.layer.3.")) for key in report.unexpected
+    )
     assert_same_weights(source, student, student.state_dict())
 
 
 def test_student_checkpoint_without_encoder_weights_is_an_error(config, tmp_path):
-    path = save_state({"model.encoder.weight": torch.zeros(3), "classifier.weight":
-                       torch.zeros(NUM_LABELS, 32)}, tmp_path / "other_layout.pkl")
-    with pytest.raises(ValueError, match=r"student checkpoint .*other_layout\.pkl: none of its 2 "
-                                         r"tensors matches the encoder"):
+    path = save_state(
+        {"model.encoder.weight": torch.zeros(3), "classifier.weight": torch.zeros(NUM_LABELS, 32)},
+        tmp_path / "other_layout.pkl",
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"student checkpoint .*other_layout\.pkl: none of its 2 "
+        r"tensors matches the encoder",
+    ):
         load_checkpoint(make_model(config), path, "student")
 
 
@@ -183,9 +215,12 @@ def test_shape_mismatch_names_key_and_shapes(config, tmp_path):
     state = make_model(config).state_dict()
     state["bert.encoder.layer.1.intermediate.dense.weight"] = torch.zeros(48, 32)
     path = save_state(state, tmp_path / "wrong.pkl")
-    with pytest.raises(ValueError, match=r"wrong\.pkl does not fit .*1 shape mismatch\(es\): "
-                                         r"bert\.encoder\.layer\.1\.intermediate\.dense\.weight: "
-                                         r"checkpoint \(48, 32\) vs model \(64, 32\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"wrong\.pkl does not fit .*1 shape mismatch\(es\): "
+        r"bert\.encoder\.layer\.1\.intermediate\.dense\.weight: "
+        r"checkpoint \(48, 32\) vs model \(64, 32\)",
+    ):
         load_checkpoint(make_model(config), path, "student")
 
 
@@ -218,19 +253,28 @@ def test_a_file_that_is_not_a_torch_file(config, tmp_path):
 
 # --- build_model -----------------------------------------------------------------------------
 
+
 def test_build_model_loads_the_checkpoints_of_the_json(config, tmp_path):
     source = make_model(config, seed=0)
     path = save_state(source.state_dict(), tmp_path / "teacher.pkl")
-    models = {"model_type": "bert", "prefix": "bert", "vocab_file": str(tmp_path / "vocab.txt"),
-              "config_file": str(tmp_path / "bert_config.json")}
-    setup = parse_model_config({"teachers": [dict(models, checkpoint=path)],
-                                "student": dict(models, checkpoint=None, num_hidden_layers=1)})
-    teacher = build_model(setup.teachers[0], LABELS, "teacher", output_hidden_states=True,
-                          output_attentions=False)
+    models = {
+        "model_type": "bert",
+        "prefix": "bert",
+        "vocab_file": str(tmp_path / "vocab.txt"),
+        "config_file": str(tmp_path / "bert_config.json"),
+    }
+    setup = parse_model_config(
+        {
+            "teachers": [dict(models, checkpoint=path)],
+            "student": dict(models, checkpoint=None, num_hidden_layers=1),
+        }
+    )
+    teacher = build_model(
+        setup.teachers[0], LABELS, "teacher", output_hidden_states=True, output_attentions=False
+    )
     assert not teacher.training
     assert_same_weights(source, teacher, source.state_dict())
-    student = build_model(setup.student, LABELS, "student", output_hidden_states=True,
-                          output_attentions=True)
+    student = build_model(setup.student, LABELS, "student", output_hidden_states=True, output_attentions=True)
     assert student.training and student.config.num_hidden_layers == 1
     outputs = student(**make_batch(config))
     assert len(outputs["hidden_states"]) == 2 and len(outputs["attentions"]) == 1
@@ -238,9 +282,13 @@ def test_build_model_loads_the_checkpoints_of_the_json(config, tmp_path):
 
 
 def test_build_model_refuses_a_teacher_without_checkpoint(config, tmp_path):
-    models = {"model_type": "bert", "prefix": "bert", "vocab_file": str(tmp_path / "vocab.txt"),
-              "config_file": str(tmp_path / "bert_config.json"), "checkpoint": None}
+    models = {
+        "model_type": "bert",
+        "prefix": "bert",
+        "vocab_file": str(tmp_path / "vocab.txt"),
+        "config_file": str(tmp_path / "bert_config.json"),
+        "checkpoint": None,
+    }
     setup = parse_model_config({"teachers": [models], "student": models})
     with pytest.raises(ValueError, match=r"teachers\[0\]: a teacher needs a checkpoint"):
         build_model(setup.teachers[0], LABELS, "teacher")
-

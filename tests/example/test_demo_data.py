@@ -1,4 +1,5 @@
 """The demo corpus generator: file layout, determinism, vocabulary, label logic and the CLI."""
+
 import csv
 import itertools
 import json
@@ -18,18 +19,27 @@ from demo.make_demo_data import CONTRADICTION, ENTAILMENT, NEUTRAL, Clause, Even
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # The official MNLI headers, written out here rather than taken from the generator.
-TRAIN_COLUMNS = ("index promptID pairID genre sentence1_binary_parse sentence2_binary_parse "
-                 "sentence1_parse sentence2_parse sentence1 sentence2 label1 gold_label").split()
-DEV_COLUMNS = ("index promptID pairID genre sentence1_binary_parse sentence2_binary_parse "
-               "sentence1_parse sentence2_parse sentence1 sentence2 label1 label2 label3 label4 "
-               "label5 gold_label").split()
+TRAIN_COLUMNS = (
+    "index promptID pairID genre sentence1_binary_parse sentence2_binary_parse "
+    "sentence1_parse sentence2_parse sentence1 sentence2 label1 gold_label"
+).split()
+DEV_COLUMNS = (
+    "index promptID pairID genre sentence1_binary_parse sentence2_binary_parse "
+    "sentence1_parse sentence2_parse sentence1 sentence2 label1 label2 label3 label4 "
+    "label5 gold_label"
+).split()
 FILES = ("train.tsv", "dev_matched.tsv", "dev_mismatched.tsv")
 SMALL = ["--n_train", "600", "--n_dev", "90"]
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "demo.make_demo_data", *args], capture_output=True, text=True,
-                          cwd=REPO_ROOT, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "demo.make_demo_data", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=120,
+    )
 
 
 def read_tsv(path):
@@ -58,6 +68,7 @@ def world():
 
 # ---------------------------------------------------------------------------------------------
 # Files
+
 
 def test_same_seed_gives_identical_bytes_and_another_seed_differs(corpus_dir, tmp_path):
     assert run_cli("--output_dir", str(tmp_path / "again"), *SMALL).returncode == 0
@@ -134,6 +145,7 @@ def test_mismatched_genres_and_words_are_apart_from_matched(tables):
 
     def words(name):
         return {w for row in tables[name][1:] for column in (8, 9) for w in gen.basic_tokens(row[column])}
+
     only = {w for phrase in lex.MISMATCHED_ONLY for w in phrase.split()} - {"at", "five"}
     assert not only & (words("train.tsv") | words("dev_matched.tsv"))
     assert only & words("dev_mismatched.tsv")
@@ -169,6 +181,7 @@ def test_cli_rejects_bad_arguments_clearly(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # Configs
 
+
 def test_demo_configs_fit_the_vocabulary_and_the_brief(corpus_dir):
     vocab_size = len((corpus_dir / "vocab.txt").read_text(encoding="utf-8").split())
     paths = [os.path.join(REPO_ROOT, "demo", "jsons", name) for name in gen.DEMO_CONFIGS]
@@ -184,8 +197,13 @@ def test_demo_configs_fit_the_vocabulary_and_the_brief(corpus_dir):
     student = configs["bert_config_student.json"]
     # T4-tiny's shape scaled down with the demo's teachers: 4 layers, narrower than the teachers
     # and with their head count, so the recommended recipe can start it from them.
-    assert (student["num_hidden_layers"], student["hidden_size"], student["num_attention_heads"],
-            student["intermediate_size"], student["max_position_embeddings"]) == (4, 128, 8, 512, 128)
+    assert (
+        student["num_hidden_layers"],
+        student["hidden_size"],
+        student["num_attention_heads"],
+        student["intermediate_size"],
+        student["max_position_embeddings"],
+    ) == (4, 128, 8, 512, 128)
     assert student["hidden_dropout_prob"] == student["attention_probs_dropout_prob"] == 0.1
     teacher = configs["bert_config_teacher.json"]
     assert teacher["num_attention_heads"] == student["num_attention_heads"]
@@ -208,6 +226,7 @@ def test_config_check_names_the_file_and_the_size_needed(tmp_path):
 
 # ---------------------------------------------------------------------------------------------
 # Label logic, through the generator's own functions
+
 
 def scene(world, premise, hypothesis):
     return gen.scene_label([premise], hypothesis, world)
@@ -244,20 +263,33 @@ def test_negation_activities_and_states(world):
     assert scene(world, not_running, Clause(animal("dog"), "sprinting")) == CONTRADICTION
     # 'it is not true that H' flips entailment and contradiction, keeps neutral
     assert [gen.negated_label(label) for label in (ENTAILMENT, NEUTRAL, CONTRADICTION)] == [
-        CONTRADICTION, NEUTRAL, ENTAILMENT]
+        CONTRADICTION,
+        NEUTRAL,
+        ENTAILMENT,
+    ]
 
 
 def test_added_and_dropped_information(world):
-    premise = Clause(animal("dog", adjectives=(("color", "brown"),)), "eating", place="kitchen",
-                     time="this morning")
+    premise = Clause(
+        animal("dog", adjectives=(("color", "brown"),)), "eating", place="kitchen", time="this morning"
+    )
     plain = Clause(animal("dog"), "eating")
     assert scene(world, premise, plain) == ENTAILMENT  # dropping modifiers
     assert scene(world, plain, premise) == NEUTRAL  # adding them
-    assert scene(world, premise, Clause(animal("dog", adjectives=(("color", "black"),)), "eating")) == CONTRADICTION
+    assert (
+        scene(world, premise, Clause(animal("dog", adjectives=(("color", "black"),)), "eating"))
+        == CONTRADICTION
+    )
     assert scene(world, premise, Clause(animal("dog", adjectives=(("size", "big"),)), "eating")) == NEUTRAL
     assert scene(world, premise, Clause(animal("dog"), "eating", place="house")) == ENTAILMENT
-    assert scene(world, Clause(animal("dog"), "eating", place="house"),
-                 Clause(animal("dog"), "eating", place="kitchen")) == NEUTRAL
+    assert (
+        scene(
+            world,
+            Clause(animal("dog"), "eating", place="house"),
+            Clause(animal("dog"), "eating", place="kitchen"),
+        )
+        == NEUTRAL
+    )
     assert scene(world, premise, Clause(animal("dog"), "eating", place="park")) == CONTRADICTION
     assert scene(world, premise, Clause(animal("dog"), "eating", time="this evening")) == CONTRADICTION
     assert scene(world, premise, Clause(animal("dog"), None, place="kitchen")) == ENTAILMENT
@@ -288,8 +320,10 @@ def test_roles_voice_and_verbs(world):
     chase = Event(man, "chasing", dog, place="park")
     assert scene(world, chase, Event(dog, "chasing", man)) == NEUTRAL  # roles swapped
     assert scene(world, chase, Event(man, "chasing", dog, passive=True)) == ENTAILMENT
-    assert gen.say(Event(man, "chasing", dog, passive=True), world, gen.GENRE_STYLES["fiction"]) == \
-        "the dog is being chased by the man"
+    assert (
+        gen.say(Event(man, "chasing", dog, passive=True), world, gen.GENRE_STYLES["fiction"])
+        == "the dog is being chased by the man"
+    )
     assert scene(world, chase, Event(man, "following", dog)) == ENTAILMENT
     assert scene(world, chase, Event(man, "feeding", dog)) == CONTRADICTION
     assert scene(world, chase, Event(man, "feeding", dog, positive=False)) == ENTAILMENT
@@ -305,27 +339,55 @@ def quantified(quantifier, noun, predicate, positive=True, modifier=None):
 def test_quantifier_monotonicity(world):
     def label(p, h):
         return gen.quantified_label(p, h, world)
+
     assert label(quantified("all", "dog", "sleeping"), quantified("some", "dog", "sleeping")) == ENTAILMENT
     assert label(quantified("some", "dog", "sleeping"), quantified("all", "dog", "sleeping")) == NEUTRAL
-    assert label(quantified("all", "dog", "sleeping", False), quantified("some", "dog", "sleeping")) == CONTRADICTION
-    assert label(quantified("all", "dog", "sleeping", False), quantified("all", "poodle", "sleeping", False)) == ENTAILMENT
+    assert (
+        label(quantified("all", "dog", "sleeping", False), quantified("some", "dog", "sleeping"))
+        == CONTRADICTION
+    )
+    assert (
+        label(quantified("all", "dog", "sleeping", False), quantified("all", "poodle", "sleeping", False))
+        == ENTAILMENT
+    )
     assert label(quantified("all", "dog", "sleeping"), quantified("all", "poodle", "sleeping")) == ENTAILMENT
     assert label(quantified("all", "poodle", "sleeping"), quantified("all", "dog", "sleeping")) == NEUTRAL
     assert label(quantified("some", "poodle", "napping"), quantified("some", "dog", "sleeping")) == ENTAILMENT
     assert label(quantified("most", "dog", "napping"), quantified("most", "dog", "awake")) == CONTRADICTION
     assert label(quantified("all", "dog", "running"), quantified("some", "dog", "sleeping")) == CONTRADICTION
     assert label(quantified("all", "poodle", "running"), quantified("some", "dog", "sleeping")) == NEUTRAL
-    assert label(quantified("all", "dog", "running"), quantified("all", "dog", "sleeping", False)) == ENTAILMENT
+    assert (
+        label(quantified("all", "dog", "running"), quantified("all", "dog", "sleeping", False)) == ENTAILMENT
+    )
     in_park, in_kitchen = ("place", "park"), ("place", "kitchen")
-    assert label(quantified("all", "dog", "eating"), quantified("all", "dog", "eating", modifier=in_park)) == ENTAILMENT
-    assert label(quantified("some", "dog", "eating", modifier=in_park), quantified("some", "dog", "eating")) == ENTAILMENT
-    assert label(quantified("all", "dog", "eating", modifier=in_park), quantified("all", "dog", "eating")) == NEUTRAL
-    assert label(quantified("all", "dog", "eating", modifier=in_park),
-                 quantified("some", "dog", "eating", False, modifier=in_kitchen)) == NEUTRAL
-    wordings = [gen.say(Quantified("some", "dog", in_park, "sleeping", False, w), world,
-                        gen.GENRE_STYLES["fiction"]) for w in range(3)]
-    assert wordings == ["some dogs in the park are not sleeping", "not all dogs in the park are sleeping",
-                        "not every dog in the park is sleeping"]
+    assert (
+        label(quantified("all", "dog", "eating"), quantified("all", "dog", "eating", modifier=in_park))
+        == ENTAILMENT
+    )
+    assert (
+        label(quantified("some", "dog", "eating", modifier=in_park), quantified("some", "dog", "eating"))
+        == ENTAILMENT
+    )
+    assert (
+        label(quantified("all", "dog", "eating", modifier=in_park), quantified("all", "dog", "eating"))
+        == NEUTRAL
+    )
+    assert (
+        label(
+            quantified("all", "dog", "eating", modifier=in_park),
+            quantified("some", "dog", "eating", False, modifier=in_kitchen),
+        )
+        == NEUTRAL
+    )
+    wordings = [
+        gen.say(Quantified("some", "dog", in_park, "sleeping", False, w), world, gen.GENRE_STYLES["fiction"])
+        for w in range(3)
+    ]
+    assert wordings == [
+        "some dogs in the park are not sleeping",
+        "not all dogs in the park are sleeping",
+        "not every dog in the park is sleeping",
+    ]
 
 
 def test_quantifier_rules_agree_with_model_checking(world):
@@ -334,8 +396,13 @@ def test_quantifier_rules_agree_with_model_checking(world):
     cell; mentioned kinds are non-empty; entailment = true in every world where the premise is,
     contradiction = never true together."""
     kinds = {"poodle": {"poodle"}, "dog": {"poodle", "beagle"}}  # beagle stands for other dogs
-    activities = {"napping": {"napping"}, "sleeping": {"napping", "sleeping"}, "running": {"running"},
-                  "asleep": {"napping", "sleeping"}, "awake": {"running", "other"}}
+    activities = {
+        "napping": {"napping"},
+        "sleeping": {"napping", "sleeping"},
+        "running": {"running"},
+        "asleep": {"napping", "sleeping"},
+        "awake": {"running", "other"},
+    }
     cells = list(itertools.product(["poodle", "beagle"], ["napping", "sleeping", "running", "other"]))
     worlds = np.array(list(itertools.product(range(3), repeat=len(cells))))
 
@@ -345,16 +412,26 @@ def test_quantifier_rules_agree_with_model_checking(world):
 
     def truth(s):
         members = kinds[s.noun]
-        doing = activities[s.predicate] if s.positive else {"napping", "sleeping", "running", "other"} - activities[s.predicate]
+        doing = (
+            activities[s.predicate]
+            if s.positive
+            else {"napping", "sleeping", "running", "other"} - activities[s.predicate]
+        )
         yes, no = count(members, doing), count(members, {"napping", "sleeping", "running", "other"} - doing)
         return {"all": no == 0, "some": yes > 0, "most": yes > no}[s.quantifier]
 
-    sentences = [quantified(q, noun, pred, positive) for q in ("all", "some", "most")
-                 for noun in kinds for pred in activities for positive in (True, False)]
+    sentences = [
+        quantified(q, noun, pred, positive)
+        for q in ("all", "some", "most")
+        for noun in kinds
+        for pred in activities
+        for positive in (True, False)
+    ]
     truths = {s: truth(s) for s in sentences}
     for p, h in itertools.product(sentences, repeat=2):
         exists = (count(kinds[p.noun], {"napping", "sleeping", "running", "other"}) > 0) & (
-            count(kinds[h.noun], {"napping", "sleeping", "running", "other"}) > 0)
+            count(kinds[h.noun], {"napping", "sleeping", "running", "other"}) > 0
+        )
         both, p_only = truths[p] & truths[h] & exists, truths[p] & ~truths[h] & exists
         expected = ENTAILMENT if not p_only.any() else CONTRADICTION if not both.any() else NEUTRAL
         assert gen.quantified_label(p, h, world) == expected, (p, h)
@@ -365,20 +442,24 @@ def test_generated_pairs_keep_their_computed_label(world, monkeypatch):
     label is computed again from the hypothesis's structure (recorded as it is drawn), apart
     from draw_pairs' bookkeeping, and a hypothesis is a fresh sentence."""
     import random
+
     structures = {}  # hypothesis text -> (premise sentences, hypothesis structure)
     original = gen.draw_hypothesis
     edits = {}
 
     for name in ("edited_clause", "edited_event", "edited_quantified"):
+
         def recording(*args, _edit=getattr(gen, name), **kwargs):  # noqa: B008 (bound per name, on purpose)
             edits["last"] = _edit(*args, **kwargs)
             return edits["last"]
+
         monkeypatch.setattr(gen, name, recording)
 
     def recording_draw(rng, world_, style, premise):
         text, label = original(rng, world_, style, premise)
         structures[text] = (premise, edits["last"])
         return text, label
+
     monkeypatch.setattr(gen, "draw_hypothesis", recording_draw)
 
     def recomputed(premise, hypothesis_text):
@@ -405,10 +486,21 @@ def test_generated_pairs_keep_their_computed_label(world, monkeypatch):
 
 
 def test_every_lexicon_word_is_known():
-    known = (set(lex.ANIMATE_NOUNS) | set(lex.ACTIVITIES) | set(lex.TRANSITIVE_VERBS) | set(lex.PLACES)
-             | set(lex.TIMES) | set(lex.NUMERALS.values()) | set(lex.OBJECTS)
-             | {w for dims in lex.ADJECTIVES.values() for words in dims.values() for w in words})
+    known = (
+        set(lex.ANIMATE_NOUNS)
+        | set(lex.ACTIVITIES)
+        | set(lex.TRANSITIVE_VERBS)
+        | set(lex.PLACES)
+        | set(lex.TIMES)
+        | set(lex.NUMERALS.values())
+        | set(lex.OBJECTS)
+        | {w for dims in lex.ADJECTIVES.values() for words in dims.values() for w in words}
+    )
     assert lex.MISMATCHED_ONLY <= known
-    parents = [p for p, _ in lex.ANIMATE_NOUNS.values()] + [p for p, _ in lex.ACTIVITIES.values()] + \
-        [p for p, _ in lex.PLACES.values()] + [p for _, p, _ in lex.TRANSITIVE_VERBS.values()]
+    parents = (
+        [p for p, _ in lex.ANIMATE_NOUNS.values()]
+        + [p for p, _ in lex.ACTIVITIES.values()]
+        + [p for p, _ in lex.PLACES.values()]
+        + [p for _, p, _ in lex.TRANSITIVE_VERBS.values()]
+    )
     assert {p for p in parents if p is not None} <= known

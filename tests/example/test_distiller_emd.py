@@ -10,11 +10,9 @@ from tests.helpers import load_main_emd
 def test_transport_plan_on_a_hand_made_case():
     # Two student layers, three teacher layers; student layer 0 is close to teacher layer 0,
     # student layer 1 to teacher layer 2, both halfway to teacher layer 1.
-    distances = np.array([[0.0, 1.0, 2.0],
-                          [2.0, 1.0, 0.0]])
+    distances = np.array([[0.0, 1.0, 2.0], [2.0, 1.0, 0.0]])
     plan = transport_plan(np.array([0.5, 0.5]), np.full(3, 1 / 3), distances)
-    expected = np.array([[1 / 3, 1 / 6, 0.0],
-                         [0.0, 1 / 6, 1 / 3]])
+    expected = np.array([[1 / 3, 1 / 6, 0.0], [0.0, 1 / 6, 1 / 3]])
     np.testing.assert_allclose(plan, expected, atol=1e-9)
     assert plan.sum() == pytest.approx(1.0)
     np.testing.assert_allclose(plan.sum(axis=1), [0.5, 0.5])
@@ -32,9 +30,13 @@ def linprog_plan(weights_S, weights_T, distances):
         for j in range(num_T):
             rows[i, i * num_T + j] = 1
             columns[j, i * num_T + j] = 1
-    solution = linprog(distances.ravel(), A_eq=np.vstack([rows, columns]),
-                       b_eq=np.concatenate([weights_S, weights_T]), bounds=(0, None),
-                       method="highs")
+    solution = linprog(
+        distances.ravel(),
+        A_eq=np.vstack([rows, columns]),
+        b_eq=np.concatenate([weights_S, weights_T]),
+        bounds=(0, None),
+        method="highs",
+    )
     assert solution.status == 0
     return solution.x.reshape(num_S, num_T), solution.fun
 
@@ -90,13 +92,20 @@ def test_layerwise_linear_applies_one_map_per_layer():
 # a loop over layer pairs with the masked hidden-state MSE, the EMD solved as a linear program,
 # a projection per student layer and the embedding term one to one.
 
+
 def tiny_bert(layers, hidden):
     from transformers import BertConfig
 
     from modeling import BertForGLUESimple
-    config = BertConfig(vocab_size=30, hidden_size=hidden, num_hidden_layers=layers,
-                        num_attention_heads=2, intermediate_size=2 * hidden,
-                        max_position_embeddings=16)
+
+    config = BertConfig(
+        vocab_size=30,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=2 * hidden,
+        max_position_embeddings=16,
+    )
     return BertForGLUESimple(config, 3, output_hidden_states=True)
 
 
@@ -104,13 +113,19 @@ def make_distiller(emd_weight, kd_loss_weight=1.0, hard_label_weight=0.0, temper
     from distillation import DistillationConfig, TrainingConfig
     from distiller_emd import EMDDistiller
     from modeling import BertForGLUESimpleAdaptor
+
     torch.manual_seed(0)
     distiller = EMDDistiller(
         TrainingConfig(device="cpu", output_dir="unused"),
-        DistillationConfig(temperature=temperature, kd_loss_weight=kd_loss_weight,
-                           hard_label_weight=hard_label_weight),
-        tiny_bert(5, 12), tiny_bert(3, 8), BertForGLUESimpleAdaptor, BertForGLUESimpleAdaptor,
-        emd_weight=emd_weight)
+        DistillationConfig(
+            temperature=temperature, kd_loss_weight=kd_loss_weight, hard_label_weight=hard_label_weight
+        ),
+        tiny_bert(5, 12),
+        tiny_bert(3, 8),
+        BertForGLUESimpleAdaptor,
+        BertForGLUESimpleAdaptor,
+        emd_weight=emd_weight,
+    )
     torch.nn.init.normal_(distiller.projection.weight, std=0.3)  # not the small initial values
     torch.nn.init.normal_(distiller.projection.bias, std=0.3)
     return distiller
@@ -121,20 +136,23 @@ def random_results(seed, layers_S=3, layers_T=5, hidden_S=8, hidden_T=12, batch=
     mask = torch.ones(batch, length, dtype=torch.long)
     mask[0, 4:] = 0
     mask[2, 2:] = 0
-    results_S = {"logits": [torch.randn(batch, 3, generator=g)],
-                 "losses": [torch.rand(batch, generator=g)],
-                 "hidden": [torch.randn(batch, length, hidden_S, generator=g)
-                            for _ in range(layers_S + 1)],
-                 "inputs_mask": mask}
-    results_T = {"logits": [torch.randn(batch, 3, generator=g)],
-                 "hidden": [torch.randn(batch, length, hidden_T, generator=g)
-                            for _ in range(layers_T + 1)],
-                 "inputs_mask": mask}
+    results_S = {
+        "logits": [torch.randn(batch, 3, generator=g)],
+        "losses": [torch.rand(batch, generator=g)],
+        "hidden": [torch.randn(batch, length, hidden_S, generator=g) for _ in range(layers_S + 1)],
+        "inputs_mask": mask,
+    }
+    results_T = {
+        "logits": [torch.randn(batch, 3, generator=g)],
+        "hidden": [torch.randn(batch, length, hidden_T, generator=g) for _ in range(layers_T + 1)],
+        "inputs_mask": mask,
+    }
     return results_S, results_T
 
 
-def reference_loss(distiller, results_S, results_T, emd_weight, kd_loss_weight,
-                   hard_label_weight, temperature):
+def reference_loss(
+    distiller, results_S, results_T, emd_weight, kd_loss_weight, hard_label_weight, temperature
+):
     """The loss written out term by term, one layer pair at a time, in float64."""
     weight = distiller.projection.weight.detach().double()
     bias = distiller.projection.bias.detach().double()
@@ -154,27 +172,43 @@ def reference_loss(distiller, results_S, results_T, emd_weight, kd_loss_weight,
 
     hidden_S, hidden_T = results_S["hidden"], results_T["hidden"]
     num_S, num_T = len(hidden_S) - 1, len(hidden_T) - 1
-    distances = np.array([[masked_mse(project(i, hidden_S[i]), hidden_T[j])
-                           for j in range(1, num_T + 1)] for i in range(1, num_S + 1)])
+    distances = np.array(
+        [
+            [masked_mse(project(i, hidden_S[i]), hidden_T[j]) for j in range(1, num_T + 1)]
+            for i in range(1, num_S + 1)
+        ]
+    )
     plan, emd = linprog_plan(np.full(num_S, 1 / num_S), np.full(num_T, 1 / num_T), distances)
     embedding = masked_mse(project(0, hidden_S[0]), hidden_T[0])
     total = kd_loss_weight * kd + hard_label_weight * hard + emd_weight * (emd + embedding)
-    return {"total": total, "kd": kd, "hard": hard, "emd": emd, "embedding": embedding,
-            "plan": plan, "distances": distances}
+    return {
+        "total": total,
+        "kd": kd,
+        "hard": hard,
+        "emd": emd,
+        "embedding": embedding,
+        "plan": plan,
+        "distances": distances,
+    }
 
 
-@pytest.mark.parametrize("emd_weight, kd_loss_weight, hard_label_weight, temperature, seed", [
-    (1.0, 1.0, 0.0, 8.0, 0),
-    (0.3, 0.5, 2.0, 2.0, 1),
-    (4.0, 0.0, 1.0, 1.0, 2),
-])
-def test_compute_loss_equals_the_layer_by_layer_reference(emd_weight, kd_loss_weight,
-                                                          hard_label_weight, temperature, seed):
+@pytest.mark.parametrize(
+    "emd_weight, kd_loss_weight, hard_label_weight, temperature, seed",
+    [
+        (1.0, 1.0, 0.0, 8.0, 0),
+        (0.3, 0.5, 2.0, 2.0, 1),
+        (4.0, 0.0, 1.0, 1.0, 2),
+    ],
+)
+def test_compute_loss_equals_the_layer_by_layer_reference(
+    emd_weight, kd_loss_weight, hard_label_weight, temperature, seed
+):
     distiller = make_distiller(emd_weight, kd_loss_weight, hard_label_weight, temperature)
     results_S, results_T = random_results(seed)
     total, losses = distiller.compute_loss(results_S, results_T)
-    expected = reference_loss(distiller, results_S, results_T, emd_weight, kd_loss_weight,
-                              hard_label_weight, temperature)
+    expected = reference_loss(
+        distiller, results_S, results_T, emd_weight, kd_loss_weight, hard_label_weight, temperature
+    )
     assert losses["unweighted_kd_loss"].item() == pytest.approx(expected["kd"], rel=1e-5)
     assert losses["unweighted_hard_label_loss"].item() == pytest.approx(expected["hard"], rel=1e-5)
     assert losses["unweighted_hidden_hidden_mse_emd"].item() == pytest.approx(expected["emd"], rel=1e-4)
@@ -209,10 +243,8 @@ def test_gradient_flows_through_the_plan_as_a_constant():
         for j in range(1, len(hidden_T)):
             reference = reference + plan[i - 1, j - 1] * masked_mse(i, hidden_S[i], hidden_T[j])
     reference.backward()
-    torch.testing.assert_close(distiller.projection.weight.grad.double(), weight.grad,
-                               rtol=1e-4, atol=1e-7)
-    torch.testing.assert_close(distiller.projection.bias.grad.double(), bias.grad,
-                               rtol=1e-4, atol=1e-7)
+    torch.testing.assert_close(distiller.projection.weight.grad.double(), weight.grad, rtol=1e-4, atol=1e-7)
+    torch.testing.assert_close(distiller.projection.bias.grad.double(), bias.grad, rtol=1e-4, atol=1e-7)
 
 
 def test_emd_weight_scales_the_emd_and_embedding_terms_only():
@@ -221,9 +253,14 @@ def test_emd_weight_scales_the_emd_and_embedding_terms_only():
     for weight in (0.0, 1.0, 2.5):
         total, losses = make_distiller(weight, hard_label_weight=0.5).compute_loss(results_S, results_T)
         totals[weight], parts[weight] = total.item(), losses
-    prediction = parts[0.0]["unweighted_kd_loss"].item() + 0.5 * parts[0.0]["unweighted_hard_label_loss"].item()
+    prediction = (
+        parts[0.0]["unweighted_kd_loss"].item() + 0.5 * parts[0.0]["unweighted_hard_label_loss"].item()
+    )
     assert totals[0.0] == pytest.approx(prediction, rel=1e-6)
-    emd_terms = parts[1.0]["unweighted_hidden_hidden_mse_emd"].item() + parts[1.0]["unweighted_embedding_hidden_mse"].item()
+    emd_terms = (
+        parts[1.0]["unweighted_hidden_hidden_mse_emd"].item()
+        + parts[1.0]["unweighted_embedding_hidden_mse"].item()
+    )
     assert emd_terms > 0.1
     assert totals[1.0] == pytest.approx(prediction + emd_terms, rel=1e-5)
     assert totals[2.5] == pytest.approx(prediction + 2.5 * emd_terms, rel=1e-5)
@@ -232,14 +269,33 @@ def test_emd_weight_scales_the_emd_and_embedding_terms_only():
 # ---------------------------------------------------------------------------------------------
 # main.emd.py's builder
 
+
 def emd_args(**overrides):
     """main.emd.py's options as its command line parses them, with a few set here."""
     from options import parse_args
+
     module = load_main_emd()
-    args = parse_args(["--data_dir", "data", "--output_dir", "out", "--model_config_json",
-                       "models.json", "--intermediate_weight", "0.25", "--temperature", "3",
-                       "--hard_label_weight", "0.5", "--kd_loss_weight", "0.75", "--do_train"],
-                      module.add_emd_options, module.check_emd_options)
+    args = parse_args(
+        [
+            "--data_dir",
+            "data",
+            "--output_dir",
+            "out",
+            "--model_config_json",
+            "models.json",
+            "--intermediate_weight",
+            "0.25",
+            "--temperature",
+            "3",
+            "--hard_label_weight",
+            "0.5",
+            "--kd_loss_weight",
+            "0.75",
+            "--do_train",
+        ],
+        module.add_emd_options,
+        module.check_emd_options,
+    )
     vars(args).update(overrides)
     return args
 
@@ -247,8 +303,10 @@ def emd_args(**overrides):
 def test_build_emd_distiller_passes_the_options_through():
     from distillation import TrainingConfig
     from distiller_emd import EMDDistiller
+
     distiller = load_main_emd().build_emd_distiller(
-        emd_args(), TrainingConfig(device="cpu"), [tiny_bert(4, 12)], tiny_bert(2, 8), [])
+        emd_args(), TrainingConfig(device="cpu"), [tiny_bert(4, 12)], tiny_bert(2, 8), []
+    )
     assert type(distiller) is EMDDistiller
     assert distiller.emd_weight == 0.25  # --intermediate_weight
     config = distiller.d_config
@@ -258,15 +316,23 @@ def test_build_emd_distiller_passes_the_options_through():
     np.testing.assert_allclose(distiller.layer_weights_T, [0.25] * 4)
 
 
-@pytest.mark.parametrize("teachers, matches, message", [
-    (2, [], "main.emd.py distills exactly one teacher; models.json enables 2"),
-    (0, [], "main.emd.py distills exactly one teacher; models.json enables 0"),
-    (1, [{"layer_S": 1, "layer_T": 2}], "main.emd.py finds its own layer mapping: drop --matches"),
-])
+@pytest.mark.parametrize(
+    "teachers, matches, message",
+    [
+        (2, [], "main.emd.py distills exactly one teacher; models.json enables 2"),
+        (0, [], "main.emd.py distills exactly one teacher; models.json enables 0"),
+        (1, [{"layer_S": 1, "layer_T": 2}], "main.emd.py finds its own layer mapping: drop --matches"),
+    ],
+)
 def test_build_emd_distiller_refuses(teachers, matches, message):
     from distillation import TrainingConfig
+
     with pytest.raises(ValueError) as error:
-        load_main_emd().build_emd_distiller(emd_args(), TrainingConfig(device="cpu"),
-                                            [tiny_bert(2, 8) for _ in range(teachers)],
-                                            tiny_bert(2, 8), matches)
+        load_main_emd().build_emd_distiller(
+            emd_args(),
+            TrainingConfig(device="cpu"),
+            [tiny_bert(2, 8) for _ in range(teachers)],
+            tiny_bert(2, 8),
+            matches,
+        )
     assert str(error.value) == message

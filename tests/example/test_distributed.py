@@ -1,4 +1,5 @@
 """main.py under torchrun: two CPU processes (gloo) train like one process with the same global batch."""
+
 import json
 import os
 import subprocess
@@ -16,9 +17,14 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 def model_entry(vocab, config, checkpoint=None):
-    return {"model_type": "bert", "prefix": "bert", "vocab_file": str(vocab),
-            "config_file": str(config), "checkpoint": checkpoint,
-            "tokenizer_kwargs": {"do_lower_case": True}}
+    return {
+        "model_type": "bert",
+        "prefix": "bert",
+        "vocab_file": str(vocab),
+        "config_file": str(config),
+        "checkpoint": checkpoint,
+        "tokenizer_kwargs": {"do_lower_case": True},
+    }
 
 
 @pytest.fixture(scope="module")
@@ -28,45 +34,95 @@ def setup(tmp_path_factory):
     data = write_tiny_mnli(root / "data", n_train=32, n_dev=8)
     vocab = write_vocab(root / "vocab.txt")
     teacher_config = write_bert_config(root / "teacher.json", num_hidden_layers=2, hidden_size=32)
-    student_config = write_bert_config(root / "student.json", num_hidden_layers=2, hidden_size=16,
-                                       intermediate_size=32)
+    student_config = write_bert_config(
+        root / "student.json", num_hidden_layers=2, hidden_size=16, intermediate_size=32
+    )
     teacher_json = root / "teacher_only.json"
     teacher_json.write_text(json.dumps({"teachers": [], "student": model_entry(vocab, teacher_config)}))
     torch.manual_seed(3)
     teacher = BertForGLUESimple(parse_model_config(str(teacher_json)).student.bert_config, 3)
     torch.save(teacher.state_dict(), root / "teacher.pkl")
     model_json = root / "model.json"
-    model_json.write_text(json.dumps({
-        "teachers": [model_entry(vocab, teacher_config, str(root / "teacher.pkl"))],
-        "student": model_entry(vocab, student_config)}))
+    model_json.write_text(
+        json.dumps(
+            {
+                "teachers": [model_entry(vocab, teacher_config, str(root / "teacher.pkl"))],
+                "student": model_entry(vocab, student_config),
+            }
+        )
+    )
     # Dropout on, for the tests of random state: each process's generators must be restored.
-    dropout_student = write_bert_config(root / "student_dropout.json", num_hidden_layers=2,
-                                        hidden_size=16, intermediate_size=32, dropout=0.1)
+    dropout_student = write_bert_config(
+        root / "student_dropout.json", num_hidden_layers=2, hidden_size=16, intermediate_size=32, dropout=0.1
+    )
     dropout_json = root / "model_dropout.json"
-    dropout_json.write_text(json.dumps({
-        "teachers": [model_entry(vocab, teacher_config, str(root / "teacher.pkl"))],
-        "student": model_entry(vocab, dropout_student)}))
+    dropout_json.write_text(
+        json.dumps(
+            {
+                "teachers": [model_entry(vocab, teacher_config, str(root / "teacher.pkl"))],
+                "student": model_entry(vocab, dropout_student),
+            }
+        )
+    )
     # A match with a projection (student 16 -> teacher 32): its gradients are averaged too. pkd
     # is a mean over examples, so shards of a batch average to the whole batch's value (a mean
     # over tokens would weight the shards by their token counts).
     matches = root / "matches.json"
-    matches.write_text(json.dumps([{"layer_T": 2, "layer_S": 2, "feature": "hidden",
-                                    "loss": "pkd", "weight": 1}]))
-    return {"root": root, "data": data, "model_json": model_json, "matches": matches,
-            "dropout_json": dropout_json}
+    matches.write_text(
+        json.dumps([{"layer_T": 2, "layer_S": 2, "feature": "hidden", "loss": "pkd", "weight": 1}])
+    )
+    return {
+        "root": root,
+        "data": data,
+        "model_json": model_json,
+        "matches": matches,
+        "dropout_json": dropout_json,
+    }
 
 
 def train(setup, name, nproc, accumulation=1):
     output_dir = setup["root"] / name
-    options = ["main.py", "--data_dir", str(setup["data"]), "--output_dir", str(output_dir),
-               "--model_config_json", str(setup["model_json"]), "--matches", str(setup["matches"]),
-               "--do_train", "--do_eval", "--no_cuda", "--max_seq_length", "24",
-               "--train_batch_size", "8", "--gradient_accumulation_steps", str(accumulation),
-               "--num_train_epochs", "1", "--learning_rate", "1e-2", "--warmup_proportion", "0",
-               "--PRINT_EVERY", "2", "--cache_dir", str(setup["root"] / "cache"), "--allow_weak_teacher"]
+    options = [
+        "main.py",
+        "--data_dir",
+        str(setup["data"]),
+        "--output_dir",
+        str(output_dir),
+        "--model_config_json",
+        str(setup["model_json"]),
+        "--matches",
+        str(setup["matches"]),
+        "--do_train",
+        "--do_eval",
+        "--no_cuda",
+        "--max_seq_length",
+        "24",
+        "--train_batch_size",
+        "8",
+        "--gradient_accumulation_steps",
+        str(accumulation),
+        "--num_train_epochs",
+        "1",
+        "--learning_rate",
+        "1e-2",
+        "--warmup_proportion",
+        "0",
+        "--PRINT_EVERY",
+        "2",
+        "--cache_dir",
+        str(setup["root"] / "cache"),
+        "--allow_weak_teacher",
+    ]
     if nproc > 1:
-        command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
-                   "--standalone", *options]
+        command = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            str(nproc),
+            "--standalone",
+            *options,
+        ]
     else:
         command = [sys.executable, *options]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -101,7 +157,8 @@ def test_two_processes_match_one_process(single, double):
     for record_1, record_2 in zip(losses_1, losses_2):
         assert record_2["loss"] == pytest.approx(record_1["loss"], rel=1e-4)
         assert record_2["unweighted_hidden_pkd_2_2"] == pytest.approx(
-            record_1["unweighted_hidden_pkd_2_2"], rel=1e-4)
+            record_1["unweighted_hidden_pkd_2_2"], rel=1e-4
+        )
 
 
 def test_only_rank_zero_writes(single, double):
@@ -115,11 +172,29 @@ def test_only_rank_zero_writes(single, double):
 
 def test_batch_not_divisible_by_processes_is_an_error(setup):
     output_dir = setup["root"] / "odd"
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-               "--standalone", "main.py", "--data_dir", str(setup["data"]),
-               "--output_dir", str(output_dir), "--model_config_json", str(setup["model_json"]),
-               "--do_train", "--no_cuda", "--max_seq_length", "24", "--train_batch_size", "7",
-               "--cache_dir", str(setup["root"] / "cache")]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--standalone",
+        "main.py",
+        "--data_dir",
+        str(setup["data"]),
+        "--output_dir",
+        str(output_dir),
+        "--model_config_json",
+        str(setup["model_json"]),
+        "--do_train",
+        "--no_cuda",
+        "--max_seq_length",
+        "24",
+        "--train_batch_size",
+        "7",
+        "--cache_dir",
+        str(setup["root"] / "cache"),
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
     assert done.returncode != 0
@@ -128,12 +203,33 @@ def test_batch_not_divisible_by_processes_is_an_error(setup):
 
 # ----- teacher logits cached by example index ----------------------------------------------------
 
+
 def cache_run_options(setup, output_dir, *extra, model_json="model_json"):
-    return ["--data_dir", str(setup["data"]), "--output_dir", str(output_dir),
-            "--model_config_json", str(setup[model_json]), "--do_train", "--no_cuda",
-            "--max_seq_length", "24", "--train_batch_size", "8", "--num_train_epochs", "3",
-            "--learning_rate", "1e-2", "--PRINT_EVERY", "4", "--cache_dir",
-            str(setup["root"] / "cache"), "--teacher_check_size", "0", *extra]  # count training's calls
+    return [
+        "--data_dir",
+        str(setup["data"]),
+        "--output_dir",
+        str(output_dir),
+        "--model_config_json",
+        str(setup[model_json]),
+        "--do_train",
+        "--no_cuda",
+        "--max_seq_length",
+        "24",
+        "--train_batch_size",
+        "8",
+        "--num_train_epochs",
+        "3",
+        "--learning_rate",
+        "1e-2",
+        "--PRINT_EVERY",
+        "4",
+        "--cache_dir",
+        str(setup["root"] / "cache"),
+        "--teacher_check_size",
+        "0",
+        *extra,
+    ]  # count training's calls
 
 
 def test_cached_teacher_logits_run_the_teacher_once_per_example(setup):
@@ -142,8 +238,10 @@ def test_cached_teacher_logits_run_the_teacher_once_per_example(setup):
     runs = {}
     for name, extra in (("plain", []), ("cached", ["--cache_teacher_logits"])):
         calls = []
-        main.run(cache_run_options(setup, setup["root"] / name, *extra, model_json="dropout_json"),
-                 build_distiller=counting_teacher_calls(calls))
+        main.run(
+            cache_run_options(setup, setup["root"] / name, *extra, model_json="dropout_json"),
+            build_distiller=counting_teacher_calls(calls),
+        )
         runs[name] = (len(calls), torch.load(setup["root"] / name / "gs12.pkl", weights_only=True))
     assert runs["plain"][0] == 12 and runs["cached"][0] == 4
     # Reshuffled epochs still pair every example with its own teacher logits: the same training,
@@ -157,10 +255,24 @@ def test_cached_teacher_logits_are_pooled_across_processes(setup):
     single = setup["root"] / "cached_single"
     main.run(cache_run_options(setup, single, "--cache_teacher_logits"))
     double = setup["root"] / "cached_double"
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-               "--standalone", "main.py", *cache_run_options(setup, double, "--cache_teacher_logits")]
-    done = subprocess.run(command, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"},
-                          capture_output=True, text=True, timeout=180)
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--standalone",
+        "main.py",
+        *cache_run_options(setup, double, "--cache_teacher_logits"),
+    ]
+    done = subprocess.run(
+        command,
+        cwd=REPO,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "cached for all 32 examples" in done.stderr  # after epoch 1, from both shares
     state_1 = torch.load(single / "gs12.pkl", weights_only=True)
@@ -171,11 +283,15 @@ def test_cached_teacher_logits_are_pooled_across_processes(setup):
 
 def test_cached_teacher_logits_refuse_intermediate_matches(setup):
     with pytest.raises(ValueError, match="--cache_teacher_logits"):
-        main.run(cache_run_options(setup, setup["root"] / "refused", "--cache_teacher_logits",
-                                   "--matches", str(setup["matches"])))
+        main.run(
+            cache_run_options(
+                setup, setup["root"] / "refused", "--cache_teacher_logits", "--matches", str(setup["matches"])
+            )
+        )
 
 
 # ----- resume under torchrun -----------------------------------------------------------------------
+
 
 def test_two_processes_killed_and_resumed_end_as_an_uninterrupted_two_process_run(setup):
     """Each process restores its own generators (dropout on) and its share of the logit cache."""
@@ -183,14 +299,36 @@ def test_two_processes_killed_and_resumed_end_as_an_uninterrupted_two_process_ru
     import signal
 
     def launch(output_dir, *extra):
-        options = cache_run_options(setup, output_dir, "--cache_teacher_logits", "--ckpt_frequency",
-                                    "2", "--keep_resume_states", "100", *extra,
-                                    model_json="dropout_json")
-        command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                   "--standalone", "main.py", *options]
-        return subprocess.Popen(command, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"},
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                                start_new_session=True)
+        options = cache_run_options(
+            setup,
+            output_dir,
+            "--cache_teacher_logits",
+            "--ckpt_frequency",
+            "2",
+            "--keep_resume_states",
+            "100",
+            *extra,
+            model_json="dropout_json",
+        )
+        command = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--standalone",
+            "main.py",
+            *options,
+        ]
+        return subprocess.Popen(
+            command,
+            cwd=REPO,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
 
     straight = setup["root"] / "resume_straight"
     assert launch(straight).wait(timeout=180) == 0

@@ -1,5 +1,6 @@
 """Every bad input stops main.py with one clear line, a non-zero exit, no traceback, and
 nothing in the output directory that could be taken for results."""
+
 import json
 import os
 import re
@@ -19,22 +20,34 @@ def base(tmp_path_factory):
     root = tmp_path_factory.mktemp("errors")
     vocab = write_vocab(root / "vocab.txt")
     teacher_config = write_bert_config(root / "teacher.json", num_hidden_layers=4, hidden_size=32)
-    student_config = write_bert_config(root / "student.json", num_hidden_layers=2, hidden_size=16,
-                                       intermediate_size=32)
+    student_config = write_bert_config(
+        root / "student.json", num_hidden_layers=2, hidden_size=16, intermediate_size=32
+    )
     sys.path.insert(0, REPO)
     from transformers import BertConfig
 
     from modeling import BertForGLUESimple
+
     teacher = BertForGLUESimple(BertConfig.from_json_file(teacher_config), 3)
     torch.save(teacher.state_dict(), root / "teacher.pkl")
-    return {"root": root, "vocab": str(vocab), "teacher_config": str(teacher_config),
-            "student_config": str(student_config), "teacher_ckpt": str(root / "teacher.pkl"),
-            "data": str(write_tiny_mnli(root / "data", n_train=32, n_dev=8))}
+    return {
+        "root": root,
+        "vocab": str(vocab),
+        "teacher_config": str(teacher_config),
+        "student_config": str(student_config),
+        "teacher_ckpt": str(root / "teacher.pkl"),
+        "data": str(write_tiny_mnli(root / "data", n_train=32, n_dev=8)),
+    }
 
 
 def entry(base, config="student_config", checkpoint=None, vocab=None):
-    return {"model_type": "bert", "prefix": "bert", "vocab_file": vocab or base["vocab"],
-            "config_file": base[config], "checkpoint": checkpoint}
+    return {
+        "model_type": "bert",
+        "prefix": "bert",
+        "vocab_file": vocab or base["vocab"],
+        "config_file": base[config],
+        "checkpoint": checkpoint,
+    }
 
 
 def distill_config(base, **teacher_changes):
@@ -50,10 +63,27 @@ def run_main(base, tmp_path, model_config, *extra, data_dir=None):
         model_json.write_text(json.dumps(model_config))
     output_dir = tmp_path / "out"
     result = subprocess.run(
-        [sys.executable, os.path.join(REPO, "main.py"), "--data_dir", data_dir or base["data"],
-         "--output_dir", str(output_dir), "--model_config_json", str(model_json), "--do_train",
-         "--do_eval", "--max_seq_length", "24", "--train_batch_size", "8", *extra],
-        capture_output=True, text=True, cwd=REPO)
+        [
+            sys.executable,
+            os.path.join(REPO, "main.py"),
+            "--data_dir",
+            data_dir or base["data"],
+            "--output_dir",
+            str(output_dir),
+            "--model_config_json",
+            str(model_json),
+            "--do_train",
+            "--do_eval",
+            "--max_seq_length",
+            "24",
+            "--train_batch_size",
+            "8",
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     assert result.returncode != 0
     assert "Traceback" not in result.stderr, result.stderr[-2000:]
     assert not output_dir.exists() or not os.listdir(output_dir)
@@ -83,6 +113,7 @@ def test_row_with_too_few_columns(base, tmp_path):
         lines = text.splitlines()
         lines[3] = "\t".join(lines[3].split("\t")[:5])
         return "\n".join(lines) + "\n"
+
     stderr = run_main(base, tmp_path, distill_config(base), data_dir=broken_data(tmp_path, "train.tsv", cut))
     assert "train.tsv" in stderr and "line 4" in stderr
 
@@ -92,7 +123,10 @@ def test_unknown_gold_label(base, tmp_path):
         lines = text.splitlines()
         lines[2] = lines[2].rsplit("\t", 1)[0] + "\tmaybe"
         return "\n".join(lines) + "\n"
-    stderr = run_main(base, tmp_path, distill_config(base), data_dir=broken_data(tmp_path, "train.tsv", relabel))
+
+    stderr = run_main(
+        base, tmp_path, distill_config(base), data_dir=broken_data(tmp_path, "train.tsv", relabel)
+    )
     assert "'maybe'" in stderr and "line 3" in stderr
 
 
@@ -107,8 +141,9 @@ def test_missing_key(base, tmp_path):
 
 
 def test_wrong_type(base, tmp_path):
-    assert "teachers[0].disable: expected true/false, got 'no'" in \
-        run_main(base, tmp_path, distill_config(base, disable="no"))
+    assert "teachers[0].disable: expected true/false, got 'no'" in run_main(
+        base, tmp_path, distill_config(base, disable="no")
+    )
 
 
 def test_checkpoint_that_does_not_fit_the_config(base, tmp_path):
@@ -119,20 +154,26 @@ def test_checkpoint_that_does_not_fit_the_config(base, tmp_path):
 
 def test_a_teacher_with_another_vocabulary_and_matches(base, tmp_path):
     other_vocab = write_vocab(tmp_path / "other_vocab.txt", words=["a", "b", "c"])
-    stderr = run_main(base, tmp_path, distill_config(base, vocab_file=str(other_vocab)),
-                      *_one_match(base, tmp_path)["extra"])
+    stderr = run_main(
+        base,
+        tmp_path,
+        distill_config(base, vocab_file=str(other_vocab)),
+        *_one_match(base, tmp_path)["extra"],
+    )
     assert "teachers[0] reads another vocabulary than the student" in stderr
     assert "other_vocab.txt" in stderr and "intermediate matches" in stderr
 
 
 def test_max_seq_length_beyond_the_position_embeddings(base, tmp_path):
-    assert "exceeds the student's max_position_embeddings 64" in \
-        run_main(base, tmp_path, distill_config(base), "--max_seq_length", "65")
+    assert "exceeds the student's max_position_embeddings 64" in run_main(
+        base, tmp_path, distill_config(base), "--max_seq_length", "65"
+    )
 
 
 def test_batch_not_divisible_by_accumulation(base, tmp_path):
-    assert "not divisible" in run_main(base, tmp_path, distill_config(base),
-                                       "--gradient_accumulation_steps", "3")
+    assert "not divisible" in run_main(
+        base, tmp_path, distill_config(base), "--gradient_accumulation_steps", "3"
+    )
 
 
 def test_unknown_matches_name_lists_the_known_ones(base, tmp_path):
@@ -147,21 +188,48 @@ def test_layer_index_out_of_range(base, tmp_path):
 
 def test_projection_that_does_not_fit(base, tmp_path):
     matches = tmp_path / "matches.json"
-    matches.write_text(json.dumps([{"layer_S": 1, "layer_T": 2, "feature": "hidden",
-                                    "loss": "hidden_mse", "weight": 1, "proj": ["linear", 16, 768]}]))
-    assert "does not fit the models" in run_main(base, tmp_path, distill_config(base),
-                                                 "--matches", str(matches))
+    matches.write_text(
+        json.dumps(
+            [
+                {
+                    "layer_S": 1,
+                    "layer_T": 2,
+                    "feature": "hidden",
+                    "loss": "hidden_mse",
+                    "weight": 1,
+                    "proj": ["linear", 16, 768],
+                }
+            ]
+        )
+    )
+    assert "does not fit the models" in run_main(
+        base, tmp_path, distill_config(base), "--matches", str(matches)
+    )
 
 
 def test_output_dir_that_cannot_be_written(base, tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
     result = subprocess.run(
-        [sys.executable, os.path.join(REPO, "main.py"), "--data_dir", base["data"],
-         "--output_dir", str(blocker / "out"), "--model_config_json",
-         str(_write(tmp_path / "m.json", distill_config(base))), "--do_train",
-         "--max_seq_length", "24", "--train_batch_size", "8"],
-        capture_output=True, text=True, cwd=REPO)
+        [
+            sys.executable,
+            os.path.join(REPO, "main.py"),
+            "--data_dir",
+            base["data"],
+            "--output_dir",
+            str(blocker / "out"),
+            "--model_config_json",
+            str(_write(tmp_path / "m.json", distill_config(base))),
+            "--do_train",
+            "--max_seq_length",
+            "24",
+            "--train_batch_size",
+            "8",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "cannot be created" in result.stderr
 
@@ -173,11 +241,12 @@ def _write(path, content):
 
 # ----- README's error table, row by row, through the command line --------------------------------
 
+
 def readme_error_fragments():
     """The backticked message fragments of docs/reliability.md's table '| message contains | meaning |'."""
     text = read_repo_text("docs/reliability.md")
-    table = text[text.index("| message contains |"):]
-    table = table[:table.index("\n\n")] if "\n\n" in table else table  # the table ends at a blank line
+    table = text[text.index("| message contains |") :]
+    table = table[: table.index("\n\n")] if "\n\n" in table else table  # the table ends at a blank line
     rows = [line for line in table.splitlines() if line.startswith("| `")]
     assert len(rows) >= 10
     return [fragment for row in rows for fragment in re.findall(r"`([^`]+)`", row.split(" | ")[0])]
@@ -224,15 +293,28 @@ def _student_with_foreign_keys(base, tmp_path):
 
 def _wrong_projection(base, tmp_path):
     matches = tmp_path / "matches.json"
-    matches.write_text(json.dumps([{"layer_S": 1, "layer_T": 2, "feature": "hidden",
-                                    "loss": "hidden_mse", "weight": 1, "proj": ["linear", 16, 768]}]))
+    matches.write_text(
+        json.dumps(
+            [
+                {
+                    "layer_S": 1,
+                    "layer_T": 2,
+                    "feature": "hidden",
+                    "loss": "hidden_mse",
+                    "weight": 1,
+                    "proj": ["linear", 16, 768],
+                }
+            ]
+        )
+    )
     return {"extra": ["--matches", str(matches)]}
 
 
 def _one_match(base, tmp_path):
     matches = tmp_path / "one_match.json"
-    matches.write_text(json.dumps([{"layer_S": 1, "layer_T": 2, "feature": "hidden",
-                                    "loss": "hidden_mse", "weight": 1}]))
+    matches.write_text(
+        json.dumps([{"layer_S": 1, "layer_T": 2, "feature": "hidden", "loss": "hidden_mse", "weight": 1}])
+    )
     return {"extra": ["--matches", str(matches)]}
 
 
@@ -240,6 +322,7 @@ def _teacher_folder_with_placeholder_labels(base, tmp_path):
     """A Hugging Face folder whose config.json names the rows LABEL_0..LABEL_2."""
     from safetensors.torch import save_file
     from transformers import BertConfig
+
     folder = tmp_path / "hub_teacher"
     folder.mkdir()
     config = BertConfig.from_json_file(base["teacher_config"])
@@ -273,39 +356,51 @@ def _unwritable_output_dir(tmp_path):
 # data_dir, output_dir) made from (base, tmp_path).
 ERROR_CASES = {
     "data file not found": lambda base, tmp: {"data_dir": _without_train(tmp)},
-    "no train file": lambda base, tmp: _custom_data(tmp, "text,label\na,x\n", dev=None) | {
-        "data_dir": str(tmp)},
+    "no train file": lambda base, tmp: (
+        _custom_data(tmp, "text,label\na,x\n", dev=None) | {"data_dir": str(tmp)}
+    ),
     "no column 'x' in the header": lambda base, tmp: _custom_data(tmp, "sentence,label\na,x\n"),
     "holds one value only": lambda base, tmp: _custom_data(tmp, "text,label\na,x\nb,x\n"),
     "is not among the labels of the train file": lambda base, tmp: _custom_data(
-        tmp, "text,label\na,x\nb,y\n", dev="text,label\nc,z\n"),
+        tmp, "text,label\na,x\nb,y\n", dev="text,label\nc,z\n"
+    ),
     "label_order: expected a list of label names": lambda base, tmp: {
-        "model_config": distill_config(base, label_order="contradiction")},
+        "model_config": distill_config(base, label_order="contradiction")
+    },
     "do not map onto the task's labels": _teacher_folder_with_placeholder_labels,
     "teacher check failed": lambda base, tmp: {},  # the base teacher has random weights
     "reads another vocabulary than the student": lambda base, tmp: {
         "model_config": distill_config(base, vocab_file=str(write_vocab(tmp / "v.txt", words=["a"]))),
-        **_one_match(base, tmp)},
+        **_one_match(base, tmp),
+    },
     "empty file": lambda base, tmp: {"data_dir": broken_data(tmp, "dev_matched.tsv", lambda text: "")},
     "line N: expected N tab-separated columns": lambda base, tmp: {
-        "data_dir": broken_data(tmp, "train.tsv", _cut_row)},
+        "data_dir": broken_data(tmp, "train.tsv", _cut_row)
+    },
     "unknown gold_label 'x'": lambda base, tmp: {"data_dir": broken_data(tmp, "train.tsv", _relabel)},
     "invalid JSON at line N": lambda base, tmp: {"model_config": '{"teachers": [,]}'},
-    "missing key(s)": lambda base, tmp: {"model_config": dict(distill_config(base), student={
-        k: v for k, v in entry(base).items() if k != "config_file"})},
+    "missing key(s)": lambda base, tmp: {
+        "model_config": dict(
+            distill_config(base), student={k: v for k, v in entry(base).items() if k != "config_file"}
+        )
+    },
     "expected true/false": lambda base, tmp: {"model_config": distill_config(base, disable="no")},
     "environment variable $X is not set": lambda base, tmp: {
-        "model_config": distill_config(base, vocab_file="${MNLI_TEST_UNSET_VARIABLE}/vocab.txt")},
+        "model_config": distill_config(base, vocab_file="${MNLI_TEST_UNSET_VARIABLE}/vocab.txt")
+    },
     "does not fit the model's config": lambda base, tmp: {
-        "model_config": distill_config(base, config_file=base["student_config"])},
+        "model_config": distill_config(base, config_file=base["student_config"])
+    },
     "lacks N of the model's N tensors": lambda base, tmp: {
-        "model_config": _teacher_without_classifier(base, tmp)},
+        "model_config": _teacher_without_classifier(base, tmp)
+    },
     "none of its N tensors matches the encoder": lambda base, tmp: {
-        "model_config": _student_with_foreign_keys(base, tmp)},
-    "exceeds the student's max_position_embeddings": lambda base, tmp: {
-        "extra": ["--max_seq_length", "65"]},
+        "model_config": _student_with_foreign_keys(base, tmp)
+    },
+    "exceeds the student's max_position_embeddings": lambda base, tmp: {"extra": ["--max_seq_length", "65"]},
     "not divisible by --gradient_accumulation_steps": lambda base, tmp: {
-        "extra": ["--gradient_accumulation_steps", "3"]},
+        "extra": ["--gradient_accumulation_steps", "3"]
+    },
     "unknown preset": lambda base, tmp: {"extra": ["--matches", "L4t_hiden_mse"]},
     "out of range": lambda base, tmp: {"extra": ["--matches", "L3_hidden_mse"]},
     "does not fit the models": _wrong_projection,
@@ -329,14 +424,33 @@ def test_readme_error_table_row(base, tmp_path, fragment):
     config = case.get("model_config", distill_config(base))
     model_json.write_text(config if isinstance(config, str) else json.dumps(config))
     result = subprocess.run(
-        [sys.executable, os.path.join(REPO, "main.py"), "--data_dir", case.get("data_dir", base["data"]),
-         "--output_dir", output_dir, "--model_config_json", str(model_json), "--do_train",
-         "--do_eval", "--max_seq_length", "24", "--train_batch_size", "8", *case.get("extra", [])],
-        capture_output=True, text=True, cwd=REPO, env={k: v for k, v in os.environ.items() if k != "MNLI_TEST_UNSET_VARIABLE"})
+        [
+            sys.executable,
+            os.path.join(REPO, "main.py"),
+            "--data_dir",
+            case.get("data_dir", base["data"]),
+            "--output_dir",
+            output_dir,
+            "--model_config_json",
+            str(model_json),
+            "--do_train",
+            "--do_eval",
+            "--max_seq_length",
+            "24",
+            "--train_batch_size",
+            "8",
+            *case.get("extra", []),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={k: v for k, v in os.environ.items() if k != "MNLI_TEST_UNSET_VARIABLE"},
+    )
     assert result.returncode != 0
     assert "Traceback" not in result.stderr, result.stderr[-2000:]
-    error_lines = [line for line in result.stderr.splitlines()
-                   if " ERROR " in line or line.startswith("main.py: error:")]
+    error_lines = [
+        line for line in result.stderr.splitlines() if " ERROR " in line or line.startswith("main.py: error:")
+    ]
     assert len(error_lines) == 1, result.stderr[-2000:]
     assert re.search(fragment_pattern(fragment), error_lines[0]), error_lines[0]
     after = set(os.listdir(output_dir)) if os.path.isdir(output_dir) else None

@@ -1,4 +1,5 @@
 """evaluation.py: the metrics of each dev set, All as their mean, the results and report files."""
+
 import json
 
 import numpy as np
@@ -54,8 +55,7 @@ def test_report_files_hold_one_entry_per_step_in_step_order(tmp_path):
 def test_evaluation_writes_the_report_beside_the_results(tmp_path, model_files):
     trained = load_exported(str(model_files["export"]))
     features = convert_examples_to_features(model_files["dev"], LABELS, 24, trained.tokenizer)
-    loaders = {"mnli": list(feature_batches(features, 5)),
-               "mnli-mm": list(feature_batches(features, 7))}
+    loaders = {"mnli": list(feature_batches(features, 5)), "mnli-mm": list(feature_batches(features, 7))}
     results = evaluation.record_evaluation(str(tmp_path), 3, trained.model, loaders, "cpu", TASKS["mnli"])
     record = json.loads((tmp_path / evaluation.REPORT_JSONL).read_text())
     gold = features["labels"].numpy()
@@ -63,8 +63,6 @@ def test_evaluation_writes_the_report_beside_the_results(tmp_path, model_files):
         confusion = np.array(record["reports"][task]["confusion"])
         assert confusion.sum(axis=1).tolist() == np.bincount(gold, minlength=3).tolist()
         assert np.trace(confusion) / confusion.sum() == pytest.approx(results[task]["acc"])
-
-
 
 
 def test_all_is_the_mean_of_the_sets_accuracies_not_the_pooled_accuracy(tmp_path):
@@ -82,6 +80,8 @@ def test_all_is_the_mean_of_the_sets_accuracies_not_the_pooled_accuracy(tmp_path
 def test_the_result_line_adds_a_tasks_other_metrics():
     record = {"acc": {"mrpc": 0.8, "All": 0.8}, "metrics": {"mrpc": {"acc": 0.8, "f1": 0.875}}}
     assert evaluation.result_line(3, record) == "step: 3 Acc:mrpc=0.80000 f1=0.87500 All=0.80000"
-    record = {"pearson": {"sts-b": 0.5, "All": 0.5},
-              "metrics": {"sts-b": {"pearson": 0.5, "spearmanr": 0.25}}}
+    record = {
+        "pearson": {"sts-b": 0.5, "All": 0.5},
+        "metrics": {"sts-b": {"pearson": 0.5, "spearmanr": 0.25}},
+    }
     assert evaluation.result_line(3, record) == "step: 3 Pearson:sts-b=0.50000 spearmanr=0.25000 All=0.50000"

@@ -1,5 +1,6 @@
 """A tiny trained student, exported as a Hugging Face folder and used without this repository's
 model code; GLUE submission files from a run (--do_test) and from predict.py."""
+
 import json
 import os
 
@@ -27,34 +28,75 @@ def run(tmp_path_factory):
     data = write_tiny_mnli(root / "data", n_train=64, n_dev=24)
     test_labels = write_tiny_mnli_test(data, n_test=10)
     # An upper-case word: the exported tokenizer must keep do_lower_case=false.
-    vocab = write_vocab(root / "vocab.txt", words=["the", "dog", "Dog", "runs", "park", ".", "a",
-                                                   "cat", "sleeps", "not", "does", "in"])
-    config = write_bert_config(root / "student.json", num_hidden_layers=2, hidden_size=16,
-                               intermediate_size=32, dropout=0.1)
+    vocab = write_vocab(
+        root / "vocab.txt",
+        words=["the", "dog", "Dog", "runs", "park", ".", "a", "cat", "sleeps", "not", "does", "in"],
+    )
+    config = write_bert_config(
+        root / "student.json", num_hidden_layers=2, hidden_size=16, intermediate_size=32, dropout=0.1
+    )
     model_json = root / "alone.json"
-    model_json.write_text(json.dumps({"teachers": [], "student": {
-        "model_type": "bert", "prefix": "bert", "vocab_file": str(vocab),
-        "config_file": str(config), "checkpoint": None,
-        "tokenizer_kwargs": {"do_lower_case": False}}}))
+    model_json.write_text(
+        json.dumps(
+            {
+                "teachers": [],
+                "student": {
+                    "model_type": "bert",
+                    "prefix": "bert",
+                    "vocab_file": str(vocab),
+                    "config_file": str(config),
+                    "checkpoint": None,
+                    "tokenizer_kwargs": {"do_lower_case": False},
+                },
+            }
+        )
+    )
     output_dir, export_dir = root / "out", root / "student-hf"
-    main.run(["--data_dir", str(data), "--output_dir", str(output_dir),
-              "--model_config_json", str(model_json), "--do_train", "--do_eval", "--do_test",
-              "--export_dir", str(export_dir), "--max_seq_length", str(MAX_LENGTH),
-              "--train_batch_size", "16", "--num_train_epochs", "2", "--learning_rate", "3e-3"])
-    return {"root": root, "data": data, "json": str(model_json), "out": output_dir,
-            "export": export_dir, "vocab": vocab, "test_labels": test_labels}
+    main.run(
+        [
+            "--data_dir",
+            str(data),
+            "--output_dir",
+            str(output_dir),
+            "--model_config_json",
+            str(model_json),
+            "--do_train",
+            "--do_eval",
+            "--do_test",
+            "--export_dir",
+            str(export_dir),
+            "--max_seq_length",
+            str(MAX_LENGTH),
+            "--train_batch_size",
+            "16",
+            "--num_train_epochs",
+            "2",
+            "--learning_rate",
+            "3e-3",
+        ]
+    )
+    return {
+        "root": root,
+        "data": data,
+        "json": str(model_json),
+        "out": output_dir,
+        "export": export_dir,
+        "vocab": vocab,
+        "test_labels": test_labels,
+    }
 
 
 def project_probabilities(trained, examples):
     """The project's own evaluation path: its tokenizer, features and BertForGLUESimple."""
-    features = convert_examples_to_features(examples, LABELS, MAX_LENGTH, trained.tokenizer,
-                                            labelled=False)
+    features = convert_examples_to_features(examples, LABELS, MAX_LENGTH, trained.tokenizer, labelled=False)
     return predict_outputs(trained.model, feature_batches(features, 8), "cpu")
 
 
 def test_export_folder_holds_a_hugging_face_classifier(run):
     folder = run["export"]
-    assert {"config.json", "model.safetensors", "vocab.txt", "tokenizer_config.json"} <= set(os.listdir(folder))
+    assert {"config.json", "model.safetensors", "vocab.txt", "tokenizer_config.json"} <= set(
+        os.listdir(folder)
+    )
     config = json.loads((folder / "config.json").read_text())
     assert config["architectures"] == ["BertForSequenceClassification"]
     assert config["id2label"] == {"0": "contradiction", "1": "entailment", "2": "neutral"}
@@ -63,8 +105,12 @@ def test_export_folder_holds_a_hugging_face_classifier(run):
     tokenizer = AutoTokenizer.from_pretrained(folder)
     vocab_lines = run["vocab"].read_text().splitlines()
     # Cased, and every token maps to its line of vocab.txt.
-    assert tokenizer.convert_ids_to_tokens(tokenizer("Dog dog")["input_ids"]) == \
-        ["[CLS]", "Dog", "dog", "[SEP]"]
+    assert tokenizer.convert_ids_to_tokens(tokenizer("Dog dog")["input_ids"]) == [
+        "[CLS]",
+        "Dog",
+        "dog",
+        "[SEP]",
+    ]
     assert [tokenizer.convert_tokens_to_ids(token) for token in vocab_lines] == list(range(len(vocab_lines)))
 
 
@@ -83,8 +129,9 @@ def test_exported_model_predicts_as_the_projects_evaluation(run):
 
     hf_model = AutoModelForSequenceClassification.from_pretrained(run["export"]).eval()
     tokenizer = AutoTokenizer.from_pretrained(run["export"])
-    encoded = tokenizer([e.text_a for e in examples], [e.text_b for e in examples],
-                        padding=True, return_tensors="pt")
+    encoded = tokenizer(
+        [e.text_a for e in examples], [e.text_b for e in examples], padding=True, return_tensors="pt"
+    )
     with torch.no_grad():
         hf_probabilities = torch.softmax(hf_model(**encoded).logits, dim=-1).numpy()
     np.testing.assert_allclose(hf_probabilities, expected, atol=1e-5)
@@ -101,10 +148,17 @@ def test_a_teacher_exports_the_same_way(run, tmp_path):
     entry = json.loads(open(run["json"]).read())["student"]
     final = max(run["out"].glob("gs*.pkl"), key=lambda path: int(path.stem[2:]))
     model_json = tmp_path / "distill.json"
-    model_json.write_text(json.dumps({"teachers": [dict(entry, checkpoint=str(final))],
-                                      "student": entry}))
-    export.main(["--model_config_json", str(model_json), "--which", "teacher0",
-                 "--output_dir", str(tmp_path / "teacher-hf")])
+    model_json.write_text(json.dumps({"teachers": [dict(entry, checkpoint=str(final))], "student": entry}))
+    export.main(
+        [
+            "--model_config_json",
+            str(model_json),
+            "--which",
+            "teacher0",
+            "--output_dir",
+            str(tmp_path / "teacher-hf"),
+        ]
+    )
     teacher, first = load_exported(str(tmp_path / "teacher-hf")), load_exported(str(run["export"]))
     assert teacher.source.endswith("teacher-hf")
     for key, tensor in first.model.state_dict().items():
@@ -114,8 +168,16 @@ def test_a_teacher_exports_the_same_way(run, tmp_path):
 def test_export_refuses_a_folder_of_other_files(run, tmp_path, caplog):
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(SystemExit) as stop:
-        export.main(["--model_config_json", run["json"], "--checkpoint", str(run["out"]),
-                     "--output_dir", str(tmp_path)])
+        export.main(
+            [
+                "--model_config_json",
+                run["json"],
+                "--checkpoint",
+                str(run["out"]),
+                "--output_dir",
+                str(tmp_path),
+            ]
+        )
     assert stop.value.code == 1
     assert "holds files but no exported model" in caplog.text
     assert os.listdir(tmp_path) == ["notes.txt"]
@@ -145,8 +207,19 @@ def test_do_test_writes_glue_submission_files(run):
 
 
 def test_predict_cli_from_the_exported_folder_writes_the_same_files(run, tmp_path):
-    predict.main(["test", "--model", str(run["export"]), "--data_dir", str(run["data"]),
-                  "--output_dir", str(tmp_path), "--max_seq_length", str(MAX_LENGTH)])
+    predict.main(
+        [
+            "test",
+            "--model",
+            str(run["export"]),
+            "--data_dir",
+            str(run["data"]),
+            "--output_dir",
+            str(tmp_path),
+            "--max_seq_length",
+            str(MAX_LENGTH),
+        ]
+    )
     for name in TASKS["mnli"].test_sets:
         assert (tmp_path / f"{name}.tsv").read_text() == (run["out"] / f"{name}.tsv").read_text()
 
@@ -158,7 +231,18 @@ def test_a_bad_test_file_stops_the_run_before_training(run, tmp_path, caplog):
     lines = path.read_text().splitlines()
     path.write_text("\n".join(lines[:2] + [lines[2] + "\textra"] + lines[3:]) + "\n")
     with pytest.raises(ValueError, match=r"test_mismatched.tsv, line 3: expected 10 tab-separated columns"):
-        main.run(["--data_dir", str(data), "--output_dir", str(tmp_path / "out"),
-                  "--model_config_json", run["json"], "--do_train", "--do_test",
-                  "--max_seq_length", str(MAX_LENGTH)])
+        main.run(
+            [
+                "--data_dir",
+                str(data),
+                "--output_dir",
+                str(tmp_path / "out"),
+                "--model_config_json",
+                run["json"],
+                "--do_train",
+                "--do_test",
+                "--max_seq_length",
+                str(MAX_LENGTH),
+            ]
+        )
     assert not (tmp_path / "out").exists()

@@ -1,4 +1,5 @@
 """The feature cache: built once, reused while its key holds, rebuilt when anything changes."""
+
 import json
 import logging
 import os
@@ -26,17 +27,28 @@ def setup(tmp_path, monkeypatch):
     def counting_convert(examples, *args, **kwargs):
         builds.append(len(examples))
         return convert_examples_to_features(examples, *args, **kwargs)
+
     monkeypatch.setattr(feature_cache, "convert_examples_to_features", counting_convert)
     vocab = write_vocab(tmp_path / "vocab.txt")
-    return {"data_dir": write_tiny_mnli(tmp_path / "data", n_train=20, n_dev=6),
-            "vocab": vocab, "tokenizer": BertTokenizer(vocab=str(vocab), do_lower_case=True),
-            "cache_dir": tmp_path / "cache", "builds": builds}
+    return {
+        "data_dir": write_tiny_mnli(tmp_path / "data", n_train=20, n_dev=6),
+        "vocab": vocab,
+        "tokenizer": BertTokenizer(vocab=str(vocab), do_lower_case=True),
+        "cache_dir": tmp_path / "cache",
+        "builds": builds,
+    }
 
 
 def load(setup, split="train", max_seq_length=MAX_LEN, tokenizer=None, vocab=None):
-    return load_features(MNLI, setup["data_dir"], split,
-                         tokenizer or setup["tokenizer"], str(vocab or setup["vocab"]),
-                         max_seq_length, str(setup["cache_dir"]))
+    return load_features(
+        MNLI,
+        setup["data_dir"],
+        split,
+        tokenizer or setup["tokenizer"],
+        str(vocab or setup["vocab"]),
+        max_seq_length,
+        str(setup["cache_dir"]),
+    )
 
 
 def cache_files(setup):
@@ -59,8 +71,9 @@ def test_second_call_loads_the_cache(setup, caplog):
     assert setup["builds"] == [20]
     assert "Loading cached features from " + str(setup["cache_dir"]) in caplog.text
     assert_same(built, loaded)
-    direct = convert_examples_to_features(MNLI.get_train_examples(setup["data_dir"]),
-                                          LABELS, MAX_LEN, setup["tokenizer"])
+    direct = convert_examples_to_features(
+        MNLI.get_train_examples(setup["data_dir"]), LABELS, MAX_LEN, setup["tokenizer"]
+    )
     assert all(torch.equal(direct[key], loaded[key].long()) for key in direct)
     assert len(cache_files(setup)) == 1  # and no temporary file left behind
 
@@ -75,8 +88,11 @@ def test_the_features_are_mapped_from_the_cache_file_not_copied(setup):
     [name] = cache_files(setup)
     path = os.path.realpath(setup["cache_dir"] / name)
     with open("/proc/self/maps") as f:
-        ranges = [tuple(int(x, 16) for x in line.split()[0].split("-"))
-                  for line in f if line.rstrip().endswith(path)]
+        ranges = [
+            tuple(int(x, 16) for x in line.split()[0].split("-"))
+            for line in f
+            if line.rstrip().endswith(path)
+        ]
     assert ranges, "the cache file is not mapped"
     for key, tensor in loaded.items():
         start, end = tensor.data_ptr(), tensor.data_ptr() + tensor.numel() * tensor.element_size()
@@ -88,15 +104,19 @@ def test_cache_file_is_plain_safetensors_with_the_key(setup):
     [name] = cache_files(setup)
     data = (setup["cache_dir"] / name).read_bytes()
     header_size = int.from_bytes(data[:8], "little")
-    header = json.loads(data[8:8 + header_size])
+    header = json.loads(data[8 : 8 + header_size])
     # The file is the JSON header and the raw tensor bytes, nothing else: no room for a pickle.
-    tensor_bytes = sum(end - start for entry in (v for k, v in header.items() if k != "__metadata__")
-                       for start, end in [entry["data_offsets"]])
+    tensor_bytes = sum(
+        end - start
+        for entry in (v for k, v in header.items() if k != "__metadata__")
+        for start, end in [entry["data_offsets"]]
+    )
     assert len(data) == 8 + header_size + tensor_bytes
     assert header["input_ids"]["shape"] == [20, MAX_LEN]
     metadata = header["__metadata__"]
-    assert metadata == cache_key(MNLI, setup["data_dir"], "train", setup["tokenizer"],
-                                 str(setup["vocab"]), MAX_LEN)
+    assert metadata == cache_key(
+        MNLI, setup["data_dir"], "train", setup["tokenizer"], str(setup["vocab"]), MAX_LEN
+    )
     assert metadata["data_file"] == str((setup["data_dir"] / "train.tsv").resolve())
     assert metadata["max_seq_length"] == str(MAX_LEN) and metadata["do_lower_case"] == "True"
     assert name == cache_file_name(metadata)
@@ -164,12 +184,13 @@ def test_cache_with_another_key_is_never_reused(setup, caplog):
     load(setup)
     [name] = cache_files(setup)
     path = setup["cache_dir"] / name
-    key = cache_key(MNLI, setup["data_dir"], "train", setup["tokenizer"],
-                    str(setup["vocab"]), MAX_LEN)
-    fake = {name: torch.zeros(20, MAX_LEN, dtype=torch.uint8)
-            for name in ("attention_mask", "token_type_ids")}
-    fake.update(input_ids=torch.zeros(20, MAX_LEN, dtype=torch.int32),
-                labels=torch.zeros(20, dtype=torch.uint8))
+    key = cache_key(MNLI, setup["data_dir"], "train", setup["tokenizer"], str(setup["vocab"]), MAX_LEN)
+    fake = {
+        name: torch.zeros(20, MAX_LEN, dtype=torch.uint8) for name in ("attention_mask", "token_type_ids")
+    }
+    fake.update(
+        input_ids=torch.zeros(20, MAX_LEN, dtype=torch.int32), labels=torch.zeros(20, dtype=torch.uint8)
+    )
     save_file(fake, str(path), metadata={**key, "format_version": "0"})
     with caplog.at_level(logging.INFO, logger="feature_cache"):
         features = load(setup)
@@ -181,12 +202,13 @@ def test_cache_with_another_key_is_never_reused(setup, caplog):
 def test_cache_with_wrong_shapes_is_rebuilt(setup):
     load(setup)
     [name] = cache_files(setup)
-    key = cache_key(MNLI, setup["data_dir"], "train", setup["tokenizer"],
-                    str(setup["vocab"]), MAX_LEN)
-    wrong = {"input_ids": torch.zeros(20, MAX_LEN - 1, dtype=torch.int32),
-             "attention_mask": torch.zeros(20, MAX_LEN, dtype=torch.uint8),
-             "token_type_ids": torch.zeros(20, MAX_LEN, dtype=torch.uint8),
-             "labels": torch.zeros(20, dtype=torch.uint8)}
+    key = cache_key(MNLI, setup["data_dir"], "train", setup["tokenizer"], str(setup["vocab"]), MAX_LEN)
+    wrong = {
+        "input_ids": torch.zeros(20, MAX_LEN - 1, dtype=torch.int32),
+        "attention_mask": torch.zeros(20, MAX_LEN, dtype=torch.uint8),
+        "token_type_ids": torch.zeros(20, MAX_LEN, dtype=torch.uint8),
+        "labels": torch.zeros(20, dtype=torch.uint8),
+    }
     save_file(wrong, str(setup["cache_dir"] / name), metadata=key)
     assert load(setup)["input_ids"].shape == (20, MAX_LEN)
     assert setup["builds"] == [20, 20]

@@ -1,5 +1,6 @@
 """tools/gpu_report.py on its CPU path and tools/feature_memory.py at a tiny size: the commands
 that a GPU machine and an MNLI-sized torchrun run need work before such a machine is at hand."""
+
 import os
 import re
 import subprocess
@@ -9,9 +10,14 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 def run_tool(name, *options):
-    result = subprocess.run([sys.executable, "-m", f"tools.{name.removesuffix('.py')}", *options],
-                            capture_output=True, text=True, cwd=REPO, timeout=600,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    result = subprocess.run(
+        [sys.executable, "-m", f"tools.{name.removesuffix('.py')}", *options],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=600,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     return result.stdout
 
@@ -20,9 +26,13 @@ def test_gpu_report_runs_its_cpu_path_and_says_what_it_skipped():
     output = run_tool("gpu_report.py", "--tiny", "--steps", "1", "--rounds", "1")
     rows = [line for line in output.splitlines() if line.startswith("| ") and "---" not in line]
     names = [row.strip("|").split("|")[0].strip() for row in rows[1:]]
-    assert names == ["bare step", "GeneralDistiller L4t_hidden_mse + L4_hidden_smmd", "EMDDistiller",
-                     "MultiTeacherDistiller, 2 teachers",
-                     "MultiTeacherDistiller, 2 teachers, cached logits (epoch >= 2)"]
+    assert names == [
+        "bare step",
+        "GeneralDistiller L4t_hidden_mse + L4_hidden_smmd",
+        "EMDDistiller",
+        "MultiTeacherDistiller, 2 teachers",
+        "MultiTeacherDistiller, 2 teachers, cached logits (epoch >= 2)",
+    ]
     for row in rows[1:]:
         steps_per_second, ratio, _, hours = [cell.strip() for cell in row.strip("|").split("|")[1:]]
         assert float(steps_per_second) > 0 and ratio.endswith("x") and hours.endswith(" h")
@@ -33,8 +43,17 @@ def test_gpu_report_runs_its_cpu_path_and_says_what_it_skipped():
 
 
 def test_feature_memory_measures_every_process(tmp_path):
-    output = run_tool("feature_memory.py", "--pairs", "600", "--processes", "2", "--length", "32",
-                      "--workdir", str(tmp_path))
+    output = run_tool(
+        "feature_memory.py",
+        "--pairs",
+        "600",
+        "--processes",
+        "2",
+        "--length",
+        "32",
+        "--workdir",
+        str(tmp_path),
+    )
     assert "600 pairs at length 32" in output
     rows = [line for line in output.splitlines() if re.match(r"\| \d \|", line)]
     assert [row.split("|")[1].strip() for row in rows] == ["0", "1"]
@@ -49,11 +68,13 @@ def test_every_expected_host_wait_names_a_function_that_exists():
     # The sync check runs on GPUs only: a renamed function would turn its expected waits into
     # failures there, with nothing on the CPU to notice.
     from tools import gpu_report
+
     for filename, function in gpu_report.EXPECTED_SYNCS:
         with open(filename, encoding="utf-8") as source:
             lines = source.read().splitlines()
-        def_lines = [number for number, line in enumerate(lines, 1)
-                     if re.match(rf"\s*def {function}\(", line)]
+        def_lines = [
+            number for number, line in enumerate(lines, 1) if re.match(rf"\s*def {function}\(", line)
+        ]
         assert def_lines, (filename, function)
         # and the check, which names the function around a waiting line, finds it there
         assert gpu_report.function_at(filename, def_lines[0] + 1) == function, (filename, function)

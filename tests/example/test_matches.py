@@ -37,8 +37,14 @@ def test_attention_presets_index_layers_from_zero():
 
 
 def test_presets_of_the_original_students_exist():
-    for name in ["L3_hidden_mse", "L4t_hidden_mse", "L4_hidden_smmd", "L6_hidden_smmd",
-                 "L4_attention_ce", "L6_attention_mse"]:
+    for name in [
+        "L3_hidden_mse",
+        "L4t_hidden_mse",
+        "L4_hidden_smmd",
+        "L6_hidden_smmd",
+        "L4_attention_ce",
+        "L6_attention_mse",
+    ]:
         assert name in PRESETS
 
 
@@ -51,14 +57,20 @@ def test_layer_out_of_range_names_the_match():
     with pytest.raises(ValueError, match=r"matches\[5\]: layer_S=5 is out of range"):
         fit_matches(read_matches(["L6_hidden_mse"]), 312, 768, 4, 12)
     with pytest.raises(ValueError, match=r"layer_T=12 is out of range"):
-        fit_matches([{"layer_S": 0, "layer_T": 12, "feature": "attention", "loss": "attention_mse",
-                      "weight": 1}], 32, 32, 2, 12)
+        fit_matches(
+            [{"layer_S": 0, "layer_T": 12, "feature": "attention", "loss": "attention_mse", "weight": 1}],
+            32,
+            32,
+            2,
+            12,
+        )
 
 
 def test_matches_from_a_json_file(tmp_path):
     path = tmp_path / "m.json"
-    path.write_text(json.dumps([{"layer_S": 2, "layer_T": 6, "feature": "hidden",
-                                 "loss": "cos", "weight": 0.5}]))
+    path.write_text(
+        json.dumps([{"layer_S": 2, "layer_T": 6, "feature": "hidden", "loss": "cos", "weight": 0.5}])
+    )
     [match] = fit_matches(read_matches([str(path)]), 32, 64, 2, 6, weight=3)
     assert match.proj == ["linear", 32, 64] and match.weight == 1.5
     path.write_text('{"layer_S": 2}')
@@ -69,7 +81,15 @@ def test_matches_from_a_json_file(tmp_path):
 
 
 def test_a_projection_that_does_not_fit_the_models():
-    bad = [{"layer_S": 1, "layer_T": 3, "feature": "hidden", "loss": "hidden_mse", "weight": 1,
-            "proj": ["linear", 312, 1024]}]
+    bad = [
+        {
+            "layer_S": 1,
+            "layer_T": 3,
+            "feature": "hidden",
+            "loss": "hidden_mse",
+            "weight": 1,
+            "proj": ["linear", 312, 1024],
+        }
+    ]
     with pytest.raises(ValueError, match=r"matches\[0\]: proj linear 312 -> 1024 does not fit"):
         fit_matches(bad, 312, 768, 4, 12)

@@ -1,4 +1,5 @@
 """model_config.parse_model_config: paths, checks, tokenizers and BertConfigs of the JSON."""
+
 import json
 import os
 
@@ -12,15 +13,23 @@ PIECE_WORDS = WORDS + ["walk", "##s", "##ing", "##ed"]
 
 
 def entry(vocab, config, checkpoint=None, **extra):
-    return {"model_type": "bert", "prefix": "bert", "vocab_file": str(vocab),
-            "config_file": str(config), "checkpoint": checkpoint,
-            "tokenizer_kwargs": {"do_lower_case": True}, **extra}
+    return {
+        "model_type": "bert",
+        "prefix": "bert",
+        "vocab_file": str(vocab),
+        "config_file": str(config),
+        "checkpoint": checkpoint,
+        "tokenizer_kwargs": {"do_lower_case": True},
+        **extra,
+    }
 
 
 @pytest.fixture
 def files(tmp_path):
-    return {"vocab": write_vocab(tmp_path / "vocab.txt"),
-            "config": write_bert_config(tmp_path / "bert_config.json")}
+    return {
+        "vocab": write_vocab(tmp_path / "vocab.txt"),
+        "config": write_bert_config(tmp_path / "bert_config.json"),
+    }
 
 
 def write_json(path, content):
@@ -34,6 +43,7 @@ def vocab_ids(path):
 
 
 # --- tokenizers ------------------------------------------------------------------------------
+
 
 def test_each_token_maps_to_its_line_number(tmp_path):
     vocab = write_vocab(tmp_path / "vocab.txt", PIECE_WORDS)
@@ -53,14 +63,17 @@ def test_sentences_split_into_pieces_with_the_files_ids(tmp_path):
     config = write_bert_config(tmp_path / "c.json", vocab_size=len(SPECIAL_TOKENS) + len(PIECE_WORDS))
     tokenizer = parse_model_config({"student": entry(vocab, config)}).student.tokenizer
     ids = vocab_ids(vocab)
-    cases = {"The DOG walks .": ["the", "dog", "walk", "##s", "."],
-             "a cat walking, not walked": ["a", "cat", "walk", "##ing", ",", "not", "walk", "##ed"],
-             "the zebra": ["the", "[UNK]"]}
+    cases = {
+        "The DOG walks .": ["the", "dog", "walk", "##s", "."],
+        "a cat walking, not walked": ["a", "cat", "walk", "##ing", ",", "not", "walk", "##ed"],
+        "the zebra": ["the", "[UNK]"],
+    }
     for text, tokens in cases.items():
         assert tokenizer(text, add_special_tokens=False)["input_ids"] == [ids[t] for t in tokens]
     pair = tokenizer("the dog runs", "a cat")
-    assert pair["input_ids"] == [ids[t] for t in
-                                 ["[CLS]", "the", "dog", "runs", "[SEP]", "a", "cat", "[SEP]"]]
+    assert pair["input_ids"] == [
+        ids[t] for t in ["[CLS]", "the", "dog", "runs", "[SEP]", "a", "cat", "[SEP]"]
+    ]
     assert pair["token_type_ids"] == [0, 0, 0, 0, 0, 1, 1, 1]
 
 
@@ -73,6 +86,7 @@ def test_do_lower_case_false_keeps_capitals_unknown(files):
 
 # --- a valid JSON ----------------------------------------------------------------------------
 
+
 def test_relative_paths_are_relative_to_the_json_file(tmp_path, monkeypatch):
     folder = tmp_path / "configs"
     folder.mkdir()
@@ -80,10 +94,16 @@ def test_relative_paths_are_relative_to_the_json_file(tmp_path, monkeypatch):
     write_bert_config(folder / "teacher.json", num_hidden_layers=4)
     write_bert_config(folder / "student.json")
     (folder / "teacher.pkl").write_bytes(b"")
-    path = write_json(folder / "models.json", {
-        "teachers": [entry("vocab.txt", "teacher.json", "teacher.pkl"),
-                     entry("vocab.txt", "teacher.json", "teacher.pkl", disable=True)],
-        "student": entry("vocab.txt", "student.json", num_hidden_layers=1)})
+    path = write_json(
+        folder / "models.json",
+        {
+            "teachers": [
+                entry("vocab.txt", "teacher.json", "teacher.pkl"),
+                entry("vocab.txt", "teacher.json", "teacher.pkl", disable=True),
+            ],
+            "student": entry("vocab.txt", "student.json", num_hidden_layers=1),
+        },
+    )
     monkeypatch.chdir(tmp_path)  # somewhere else than the JSON's folder
     setup = parse_model_config(str(path))
     assert setup.source == str(path)
@@ -118,17 +138,28 @@ def test_environment_variables_are_expanded(files, tmp_path, monkeypatch):
 
 
 def test_the_t4_tiny_config_of_the_repository():
-    config = parse_model_config({"student": entry(
-        os.path.join(REPO, "jsons", "bert_config_L4t.json"),  # any file of < 30522 lines will do
-        os.path.join(REPO, "jsons", "bert_config_L4t.json"))}).student.bert_config
-    assert (config.vocab_size, config.hidden_size, config.num_hidden_layers,
-            config.num_attention_heads, config.intermediate_size) == (30522, 312, 4, 12, 1200)
+    config = parse_model_config(
+        {
+            "student": entry(
+                os.path.join(REPO, "jsons", "bert_config_L4t.json"),  # any file of < 30522 lines will do
+                os.path.join(REPO, "jsons", "bert_config_L4t.json"),
+            )
+        }
+    ).student.bert_config
+    assert (
+        config.vocab_size,
+        config.hidden_size,
+        config.num_hidden_layers,
+        config.num_attention_heads,
+        config.intermediate_size,
+    ) == (30522, 312, 4, 12, 1200)
     assert (config.max_position_embeddings, config.type_vocab_size, config.hidden_act) == (512, 2, "gelu")
     assert (config.hidden_dropout_prob, config.attention_probs_dropout_prob) == (0.1, 0.1)
     assert config.initializer_range == 0.02
 
 
 # --- errors ----------------------------------------------------------------------------------
+
 
 def test_a_disabled_teacher_needs_no_files_or_variables(files, monkeypatch):
     monkeypatch.delenv("NOT_SET_ANYWHERE", raising=False)
@@ -184,14 +215,17 @@ def test_missing_required_key_is_named(files):
         parse_model_config({"student": student})
 
 
-@pytest.mark.parametrize("key, value, expected", [
-    ("disable", "no", "expected true/false, got 'no'"),
-    ("num_hidden_layers", "4", "expected a positive integer, got '4'"),
-    ("num_hidden_layers", True, "expected a positive integer, got True"),
-    ("num_hidden_layers", 0, "expected a positive integer, got 0"),
-    ("checkpoint", 3, "expected a path string or null, got 3"),
-    ("tokenizer_kwargs", ["do_lower_case"], "expected an object, got"),
-])
+@pytest.mark.parametrize(
+    "key, value, expected",
+    [
+        ("disable", "no", "expected true/false, got 'no'"),
+        ("num_hidden_layers", "4", "expected a positive integer, got '4'"),
+        ("num_hidden_layers", True, "expected a positive integer, got True"),
+        ("num_hidden_layers", 0, "expected a positive integer, got 0"),
+        ("checkpoint", 3, "expected a path string or null, got 3"),
+        ("tokenizer_kwargs", ["do_lower_case"], "expected an object, got"),
+    ],
+)
 def test_wrong_types_are_named(files, key, value, expected):
     teacher = entry(files["vocab"], files["config"], **{key: value})
     with pytest.raises(ValueError, match=rf"teachers\[0\]\.{key}: {expected}"):
@@ -207,8 +241,11 @@ def test_missing_student(files, tmp_path):
 def test_unset_environment_variable_names_key_and_variable(files, monkeypatch):
     monkeypatch.delenv("NOT_SET_ANYWHERE", raising=False)
     student = entry(files["vocab"], "${NOT_SET_ANYWHERE}/bert_config.json")
-    with pytest.raises(ValueError, match=r"student\.config_file: environment variable "
-                                         r"\$NOT_SET_ANYWHERE is not set"):
+    with pytest.raises(
+        ValueError,
+        match=r"student\.config_file: environment variable "
+        r"\$NOT_SET_ANYWHERE is not set",
+    ):
         parse_model_config({"student": student})
 
 
@@ -216,9 +253,12 @@ def test_a_teacher_with_another_vocabulary_gets_features_of_its_own(files, tmp_p
     other_vocab = write_vocab(tmp_path / "other_vocab.txt", WORDS[::-1])
     teacher = entry(other_vocab, files["config"], str(files["config"]))
     student = entry(files["vocab"], files["config"])
-    setup = parse_model_config({"teachers": [teacher, entry(files["vocab"], files["config"],
-                                                            str(files["config"]))],
-                                "student": student})
+    setup = parse_model_config(
+        {
+            "teachers": [teacher, entry(files["vocab"], files["config"], str(files["config"]))],
+            "student": student,
+        }
+    )
     assert [t.own_features for t in setup.teachers] == [True, False]
     assert setup.teachers_with_own_features == [setup.teachers[0]]
     # A disabled teacher is not used, so its vocabulary does not matter.
@@ -239,26 +279,36 @@ def test_a_teacher_with_other_casing_gets_features_of_its_own(files, tmp_path):
 def test_vocab_larger_than_the_embeddings_is_refused(files, tmp_path):
     small = write_bert_config(tmp_path / "small.json", vocab_size=10)
     lines = len(SPECIAL_TOKENS) + len(WORDS)
-    with pytest.raises(ValueError, match=rf"vocab\.txt has {lines} tokens but config_file "
-                                         rf".*small\.json has vocab_size 10"):
+    with pytest.raises(
+        ValueError,
+        match=rf"vocab\.txt has {lines} tokens but config_file "
+        rf".*small\.json has vocab_size 10",
+    ):
         parse_model_config({"student": entry(files["vocab"], small)})
 
 
 # --- the original example's JSON files -------------------------------------------------------
 
+
 def original_entry(vocab, config, checkpoint):
     """One model in the original example's exact shape: its keys, its values, "bertuncased"."""
-    return {"model_type": "bert", "prefix": "bertuncased", "vocab_file": str(vocab),
-            "config_file": str(config), "checkpoint": checkpoint,
-            "tokenizer_kwargs": {"do_lower_case": True}, "disable": False}
+    return {
+        "model_type": "bert",
+        "prefix": "bertuncased",
+        "vocab_file": str(vocab),
+        "config_file": str(config),
+        "checkpoint": checkpoint,
+        "tokenizer_kwargs": {"do_lower_case": True},
+        "disable": False,
+    }
 
 
 @pytest.mark.parametrize("num_teachers", [0, 1, 3])  # TrainBertTeacher, DistillBertToTiny, DistillMultiBert
 def test_the_original_examples_json_loads_unchanged(files, tmp_path, num_teachers):
-    teachers = [original_entry(files["vocab"], files["config"], str(files["config"]))
-                for _ in range(num_teachers)]
-    content = {"teachers": teachers,
-               "student": original_entry(files["vocab"], files["config"], None)}
+    teachers = [
+        original_entry(files["vocab"], files["config"], str(files["config"])) for _ in range(num_teachers)
+    ]
+    content = {"teachers": teachers, "student": original_entry(files["vocab"], files["config"], None)}
     setup = parse_model_config(str(write_json(tmp_path / "original.json", content)))
     assert setup.student.prefix == "bertuncased" and not setup.student.disable
     assert len(setup.enabled_teachers) == num_teachers
@@ -267,8 +317,12 @@ def test_the_original_examples_json_loads_unchanged(files, tmp_path, num_teacher
 
 def test_prefix_is_any_non_empty_label(files):
     for label in ("bert", "bertuncased", "my run"):
-        assert parse_model_config({"student": entry(files["vocab"], files["config"],
-                                                     prefix=label)}).student.prefix == label
+        assert (
+            parse_model_config(
+                {"student": entry(files["vocab"], files["config"], prefix=label)}
+            ).student.prefix
+            == label
+        )
     with pytest.raises(ValueError, match=r"student\.prefix: expected a non-empty label, got ''"):
         parse_model_config({"student": entry(files["vocab"], files["config"], prefix="")})
     with pytest.raises(ValueError, match=r"student\.prefix: expected a string, got 3"):

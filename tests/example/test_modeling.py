@@ -15,8 +15,13 @@ BATCH, LENGTH = 4, 7
 def config(tmp_path):
     vocab = write_vocab(tmp_path / "vocab.txt")
     path = write_bert_config(tmp_path / "bert_config.json")
-    student = {"model_type": "bert", "prefix": "bert", "vocab_file": str(vocab),
-               "config_file": str(path), "checkpoint": None}
+    student = {
+        "model_type": "bert",
+        "prefix": "bert",
+        "vocab_file": str(vocab),
+        "config_file": str(path),
+        "checkpoint": None,
+    }
     return parse_model_config({"student": student}).student.bert_config
 
 
@@ -29,11 +34,12 @@ def make_batch(config, seed=1):
     generator = torch.Generator().manual_seed(seed)
     attention_mask = torch.ones(BATCH, LENGTH, dtype=torch.long)
     attention_mask[1, 5:] = 0  # one padded row
-    return {"input_ids": torch.randint(0, config.vocab_size, (BATCH, LENGTH), generator=generator),
-            "attention_mask": attention_mask,
-            "token_type_ids": torch.cat([torch.zeros(BATCH, 3), torch.ones(BATCH, LENGTH - 3)],
-                                        dim=1).long(),
-            "labels": torch.tensor([0, 1, 2, 1])}
+    return {
+        "input_ids": torch.randint(0, config.vocab_size, (BATCH, LENGTH), generator=generator),
+        "attention_mask": attention_mask,
+        "token_type_ids": torch.cat([torch.zeros(BATCH, 3), torch.ones(BATCH, LENGTH - 3)], dim=1).long(),
+        "labels": torch.tensor([0, 1, 2, 1]),
+    }
 
 
 def encoder_keys(model):
@@ -47,6 +53,7 @@ def assert_same_weights(model_a, model_b, keys):
 
 
 # --- the model -------------------------------------------------------------------------------
+
 
 def test_logits_only_by_default(config):
     batch = make_batch(config)
@@ -73,8 +80,7 @@ def test_hidden_states_and_attentions_when_built_with_them(config):
 def test_the_embeddings_output_comes_first(config):
     model = make_model(config, output_hidden_states=True)
     batch = make_batch(config)
-    expected = model.bert.embeddings(input_ids=batch["input_ids"],
-                                     token_type_ids=batch["token_type_ids"])
+    expected = model.bert.embeddings(input_ids=batch["input_ids"], token_type_ids=batch["token_type_ids"])
     torch.testing.assert_close(model(**batch)["hidden_states"][0], expected)
 
 
@@ -86,8 +92,9 @@ def test_attentions_use_eager_only_when_asked(config):
     assert with_maps.config._attn_implementation == "eager"
     assert config._attn_implementation != "eager"  # the caller's config is left alone
     # Same weights, same logits: the eager path computes the same function.
-    torch.testing.assert_close(with_maps(**make_batch(config))["logits"],
-                               plain(**make_batch(config))["logits"])
+    torch.testing.assert_close(
+        with_maps(**make_batch(config))["logits"], plain(**make_batch(config))["logits"]
+    )
 
 
 @pytest.mark.parametrize("attention", [False, True], ids=["sdpa", "eager"])

@@ -1,4 +1,5 @@
 """predict.py's commands: new pairs, a labelled file's metrics (submission files: test_tasks.py)."""
+
 import json
 import os
 import subprocess
@@ -27,14 +28,25 @@ def model_files(tmp_path_factory):
 
 
 def run_predict(*args, stdin=None):
-    return subprocess.run([sys.executable, os.path.join(REPO, "predict.py"), *map(str, args)],
-                          input=stdin, capture_output=True, text=True, cwd=REPO, timeout=300)
+    return subprocess.run(
+        [sys.executable, os.path.join(REPO, "predict.py"), *map(str, args)],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
 
 
 def expected_probabilities(model_files, examples):
     trained = load_exported(str(model_files["export"]))
-    features = convert_examples_to_features(examples, LABELS, 64, trained.tokenizer,  # the CLI default here
-                                            labelled=False)
+    features = convert_examples_to_features(
+        examples,
+        LABELS,
+        64,
+        trained.tokenizer,  # the CLI default here
+        labelled=False,
+    )
     return predict_outputs(trained.model, feature_batches(features, 4), "cpu")
 
 
@@ -47,6 +59,7 @@ def parse_output(stdout):
 
 def test_pairs_from_tsv_and_from_json_lines_on_stdin(model_files, tmp_path):
     import random
+
     rng = random.Random(5)
     pairs = [make_pair(rng)[:2] for _ in range(5)] + [('he said "yes" .', "a 'quoted' one .")]
     tsv = tmp_path / "pairs.tsv"
@@ -61,23 +74,45 @@ def test_pairs_from_tsv_and_from_json_lines_on_stdin(model_files, tmp_path):
     np.testing.assert_allclose(probabilities, expected, atol=1e-4)
 
     jsonl = "".join(json.dumps({"sentence1": a, "sentence2": b}) + "\n" for a, b in pairs)
-    from_stdin = run_predict("pairs", "--model_config_json", model_files["json"], "--checkpoint",
-                             model_files["checkpoint"], "-", stdin=jsonl)
+    from_stdin = run_predict(
+        "pairs",
+        "--model_config_json",
+        model_files["json"],
+        "--checkpoint",
+        model_files["checkpoint"],
+        "-",
+        stdin=jsonl,
+    )
     assert from_stdin.returncode == 0, from_stdin.stderr
     assert from_stdin.stdout == from_file.stdout
 
 
-@pytest.mark.parametrize("name, content, message", [
-    ("pairs.tsv", "premise\tsentence2\na\tb\n",
-     "pairs.tsv, line 1: no column 'sentence1' in the header (it has 'premise', 'sentence2')"),
-    ("pairs.tsv", "sentence1\tsentence2\na\tb\nc\n",
-     "pairs.tsv, line 3: expected 2 columns as in the header, found 1"),
-    ("pairs.jsonl", '{"sentence1": "a", "sentence2": "b"}\n{"sentence1": "a"}\n',
-     "pairs.jsonl, line 2: key 'sentence2': expected a string, got None"),
-    ("pairs.jsonl", '{"sentence1": "a", "sentence2": "b"}\n\n{"sentence1": \n',
-     "pairs.jsonl, line 3: not JSON"),
-    ("pairs.tsv", "", "pairs.tsv: empty file"),
-])
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        (
+            "pairs.tsv",
+            "premise\tsentence2\na\tb\n",
+            "pairs.tsv, line 1: no column 'sentence1' in the header (it has 'premise', 'sentence2')",
+        ),
+        (
+            "pairs.tsv",
+            "sentence1\tsentence2\na\tb\nc\n",
+            "pairs.tsv, line 3: expected 2 columns as in the header, found 1",
+        ),
+        (
+            "pairs.jsonl",
+            '{"sentence1": "a", "sentence2": "b"}\n{"sentence1": "a"}\n',
+            "pairs.jsonl, line 2: key 'sentence2': expected a string, got None",
+        ),
+        (
+            "pairs.jsonl",
+            '{"sentence1": "a", "sentence2": "b"}\n\n{"sentence1": \n',
+            "pairs.jsonl, line 3: not JSON",
+        ),
+        ("pairs.tsv", "", "pairs.tsv: empty file"),
+    ],
+)
 def test_bad_pairs_get_one_line_and_exit_1(model_files, tmp_path, name, content, message):
     path = tmp_path / name
     path.write_text(content)
@@ -93,8 +128,9 @@ def test_model_options_are_checked(model_files, tmp_path):
     assert missing.returncode == 1 and "not an exported model folder (no config.json)" in missing.stderr
     neither = run_predict("pairs", stdin="")
     assert neither.returncode == 1 and "name a model" in neither.stderr
-    teacher = run_predict("pairs", "--model_config_json", model_files["json"], "--which", "teacher0",
-                          stdin="")
+    teacher = run_predict(
+        "pairs", "--model_config_json", model_files["json"], "--which", "teacher0", stdin=""
+    )
     assert teacher.returncode == 1 and "has 0 teacher(s)" in teacher.stderr
 
 

@@ -1,4 +1,5 @@
 """--recipe: a named set of option defaults that explicit options override, from main.py and the scripts."""
+
 import os
 import subprocess
 
@@ -14,8 +15,13 @@ REQUIRED = ["--data_dir", "d", "--output_dir", "o", "--model_config_json", "m.js
 def test_published_recipe_is_textbrewers_defaults():
     args = parse_args(REQUIRED)
     assert args.recipe == "published"
-    assert (args.temperature, args.hard_label_weight, args.kd_loss_weight,
-            args.intermediate_weight, args.init_student_from_teacher) == (8.0, 0.0, 1.0, 1.0, False)
+    assert (
+        args.temperature,
+        args.hard_label_weight,
+        args.kd_loss_weight,
+        args.intermediate_weight,
+        args.init_student_from_teacher,
+    ) == (8.0, 0.0, 1.0, 1.0, False)
 
 
 @pytest.mark.parametrize("name", sorted(RECIPES))
@@ -50,14 +56,21 @@ def recording_python(tmp_path):
 
 
 def script_args(tmp_path, stub, script, **variables):
-    env = dict(os.environ, PYTHON=str(stub), ARGS_FILE=str(tmp_path / "args"),
-               OUTPUT_ROOT_DIR=str(tmp_path / "out"), **variables)
+    env = dict(
+        os.environ,
+        PYTHON=str(stub),
+        ARGS_FILE=str(tmp_path / "args"),
+        OUTPUT_ROOT_DIR=str(tmp_path / "out"),
+        **variables,
+    )
     subprocess.run(["bash", os.path.join(REPO, script)], env=env, check=True)
     return (tmp_path / "args").read_text().splitlines()
 
 
-@pytest.mark.parametrize("script", ["run_mnli_distill_T4tiny.sh", "run_mnli_distill_T4tiny_emd.sh",
-                                    "run_mnli_distill_multiteacher.sh"])
+@pytest.mark.parametrize(
+    "script",
+    ["run_mnli_distill_T4tiny.sh", "run_mnli_distill_T4tiny_emd.sh", "run_mnli_distill_multiteacher.sh"],
+)
 def test_scripts_pass_the_recipe_and_only_the_temperature_it_leaves_open(tmp_path, recording_python, script):
     published = script_args(tmp_path, recording_python, script)
     assert published[published.index("--recipe") + 1] == "published"
@@ -68,24 +81,34 @@ def test_scripts_pass_the_recipe_and_only_the_temperature_it_leaves_open(tmp_pat
     assert recommended[recommended.index("--recipe") + 1] == "recommended"
     # The recipe's own temperature and learning rate apply.
     assert "--temperature" not in recommended and "--learning_rate" not in recommended
-    chosen = script_args(tmp_path, recording_python, script, recipe="recommended", temperature="3",
-                         lr="1e-3")
+    chosen = script_args(tmp_path, recording_python, script, recipe="recommended", temperature="3", lr="1e-3")
     assert chosen[chosen.index("--temperature") + 1] == "3"
     assert chosen[chosen.index("--learning_rate") + 1] == "1e-3"
 
 
-SCRIPTS = ["run_mnli_train.sh", "run_mnli_distill_T4tiny.sh", "run_mnli_distill_T4tiny_emd.sh",
-           "run_mnli_distill_multiteacher.sh"]
+SCRIPTS = [
+    "run_mnli_train.sh",
+    "run_mnli_distill_T4tiny.sh",
+    "run_mnli_distill_T4tiny_emd.sh",
+    "run_mnli_distill_multiteacher.sh",
+]
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
-@pytest.mark.parametrize("lr, expected", [("2", "2e-5"), ("10", "10e-5"),
-                                          ("2e-5", "2e-5"), ("0.0001", "0.0001")])
+@pytest.mark.parametrize(
+    "lr, expected", [("2", "2e-5"), ("10", "10e-5"), ("2e-5", "2e-5"), ("0.0001", "0.0001")]
+)
 def test_scripts_read_a_bare_integer_lr_in_units_of_1e5(tmp_path, recording_python, script, lr, expected):
-    env = dict(os.environ, PYTHON=str(recording_python), ARGS_FILE=str(tmp_path / "args"),
-               OUTPUT_ROOT_DIR=str(tmp_path / "out"), lr=lr)
-    result = subprocess.run(["bash", os.path.join(REPO, script)], env=env, check=True,
-                            capture_output=True, text=True)
+    env = dict(
+        os.environ,
+        PYTHON=str(recording_python),
+        ARGS_FILE=str(tmp_path / "args"),
+        OUTPUT_ROOT_DIR=str(tmp_path / "out"),
+        lr=lr,
+    )
+    result = subprocess.run(
+        ["bash", os.path.join(REPO, script)], env=env, check=True, capture_output=True, text=True
+    )
     passed = (tmp_path / "args").read_text().splitlines()
     assert passed[passed.index("--learning_rate") + 1] == expected
     assert float(expected) < 1e-3

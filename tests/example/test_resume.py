@@ -5,6 +5,7 @@ a non-finite loss stops the run before a checkpoint.
 Dropout is on (0.1, as in the shipped configs), so a random generator moved by anything
 outside the training step, or restored wrongly, changes the weights; they are compared exactly.
 """
+
 import json
 import os
 import random
@@ -37,30 +38,53 @@ def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("resume")
     vocab = str(write_vocab(root / "v.txt"))
     # Big enough that a step takes a few milliseconds, so a kill lands anywhere in the run.
-    student = write_bert_config(root / "student.json", num_hidden_layers=2, hidden_size=32,
-                                intermediate_size=128, dropout=0.1)
-    teacher = write_bert_config(root / "teacher.json", num_hidden_layers=3, hidden_size=48,
-                                intermediate_size=128, dropout=0.1)
+    student = write_bert_config(
+        root / "student.json", num_hidden_layers=2, hidden_size=32, intermediate_size=128, dropout=0.1
+    )
+    teacher = write_bert_config(
+        root / "teacher.json", num_hidden_layers=3, hidden_size=48, intermediate_size=128, dropout=0.1
+    )
     teachers = []
     for seed in (1, 2):  # two random teachers, saved as complete checkpoints
         torch.manual_seed(seed)
         path = root / f"teacher{seed}.pkl"
         torch.save(BertForGLUESimple(BertConfig.from_json_file(str(teacher)), 3).state_dict(), path)
-        teachers.append({"model_type": "bert", "prefix": "bert", "vocab_file": vocab,
-                         "config_file": str(teacher), "checkpoint": str(path)})
-    student_entry = {"model_type": "bert", "prefix": "bert", "vocab_file": vocab,
-                     "config_file": str(student), "checkpoint": None}
+        teachers.append(
+            {
+                "model_type": "bert",
+                "prefix": "bert",
+                "vocab_file": vocab,
+                "config_file": str(teacher),
+                "checkpoint": str(path),
+            }
+        )
+    student_entry = {
+        "model_type": "bert",
+        "prefix": "bert",
+        "vocab_file": vocab,
+        "config_file": str(student),
+        "checkpoint": None,
+    }
     jsons = {}
     for name, enabled in [("alone", []), ("one", teachers[:1]), ("two", teachers)]:
         jsons[name] = root / f"{name}.json"
         jsons[name].write_text(json.dumps({"teachers": enabled, "student": student_entry}))
     matches = root / "matches.json"  # projected hidden MSE and a pair loss
-    matches.write_text(json.dumps(
-        [{"layer_S": s, "layer_T": t, "feature": "hidden", "loss": "hidden_mse", "weight": 1}
-         for s, t in [(0, 0), (1, 2), (2, 3)]]
-        + [{"layer_S": [2, 2], "layer_T": [3, 3], "feature": "hidden", "loss": "mmd", "weight": 1}]))
-    return {"root": root, "jsons": jsons, "matches": str(matches),
-            "data": str(write_tiny_mnli(root / "data", n_train=96, n_dev=64))}
+    matches.write_text(
+        json.dumps(
+            [
+                {"layer_S": s, "layer_T": t, "feature": "hidden", "loss": "hidden_mse", "weight": 1}
+                for s, t in [(0, 0), (1, 2), (2, 3)]
+            ]
+            + [{"layer_S": [2, 2], "layer_T": [3, 3], "feature": "hidden", "loss": "mmd", "weight": 1}]
+        )
+    )
+    return {
+        "root": root,
+        "jsons": jsons,
+        "matches": str(matches),
+        "data": str(write_tiny_mnli(root / "data", n_train=96, n_dev=64)),
+    }
 
 
 # name -> (entry script, model config, extra options)
@@ -78,16 +102,41 @@ RUNS = {
 def command(setup, name, output_dir, *extra):
     script, model, options = RUNS[name]
     options = [setup["matches"] if option == "MATCHES" else option for option in options]
-    return [sys.executable, os.path.join(REPO, script), "--data_dir", setup["data"],
-            "--output_dir", str(output_dir), "--model_config_json", str(setup["jsons"][model]),
-            "--do_train", "--do_eval", "--max_seq_length", "32", "--train_batch_size", "8",
-            "--num_train_epochs", "2", "--learning_rate", "1e-3", "--ckpt_frequency", "4",
-            "--PRINT_EVERY", "5", "--keep_resume_states", "3", "--allow_weak_teacher", *options, *extra]
+    return [
+        sys.executable,
+        os.path.join(REPO, script),
+        "--data_dir",
+        setup["data"],
+        "--output_dir",
+        str(output_dir),
+        "--model_config_json",
+        str(setup["jsons"][model]),
+        "--do_train",
+        "--do_eval",
+        "--max_seq_length",
+        "32",
+        "--train_batch_size",
+        "8",
+        "--num_train_epochs",
+        "2",
+        "--learning_rate",
+        "1e-3",
+        "--ckpt_frequency",
+        "4",
+        "--PRINT_EVERY",
+        "5",
+        "--keep_resume_states",
+        "3",
+        "--allow_weak_teacher",
+        *options,
+        *extra,
+    ]
 
 
 def checkpoints(output_dir):
-    return {step: torch.load(os.path.join(output_dir, f"gs{step}.pkl"), weights_only=True)
-            for step in CHECKPOINTS}
+    return {
+        step: torch.load(os.path.join(output_dir, f"gs{step}.pkl"), weights_only=True) for step in CHECKPOINTS
+    }
 
 
 def read(output_dir, name):
@@ -119,6 +168,7 @@ def straight_runs(setup):
             done[name] = setup["root"] / f"straight_{name}"
             subprocess.run(command(setup, name, done[name]), check=True, capture_output=True)
         return done[name]
+
     return get
 
 
@@ -134,9 +184,15 @@ def test_sigkill_at_a_random_moment_then_resume_is_bit_identical(setup, straight
     # nothing to resume, which --resume reports as an error).
     first = 15 if name == "multi_teacher_cached_logits" else 6
     output_dir = setup["root"] / f"killed_{name}"
-    kill_run_mid_way(command(setup, name, output_dir), output_dir,
-                     [s for s in CHECKPOINTS if first <= s <= STEPS - 6], STEPS, rng, max_delay=0.05,
-                     timeout=120)
+    kill_run_mid_way(
+        command(setup, name, output_dir),
+        output_dir,
+        [s for s in CHECKPOINTS if first <= s <= STEPS - 6],
+        STEPS,
+        rng,
+        max_delay=0.05,
+        timeout=120,
+    )
     assert not os.path.exists(output_dir / f"gs{STEPS}.pkl")
 
     subprocess.run(command(setup, name, output_dir, "--resume"), check=True, capture_output=True)
@@ -169,7 +225,8 @@ def test_killed_during_an_evaluation_the_checkpoint_is_evaluated_on_resume(setup
         "    if calls[0] == 5:  # the teacher check: mnli, mnli-mm; gs3: the same; gs6: mnli, then death\n"
         "        os.kill(os.getpid(), signal.SIGKILL)\n"
         "    return original(*args, **kwargs)\n"
-        "evaluation.predict_labels = dying\n")
+        "evaluation.predict_labels = dying\n"
+    )
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(hook), REPO]))
     killed = subprocess.run(command(setup, name, output_dir), env=env, capture_output=True)
     assert killed.returncode == -signal.SIGKILL
@@ -187,14 +244,20 @@ def test_a_signal_saves_the_state_of_that_step_and_resuming_from_it_is_exact(set
     name = "general_with_projections"
     straight = straight_runs(name)
     output_dir = setup["root"] / f"signal_{sig.name}"
-    process = subprocess.Popen(command(setup, name, output_dir, "--keep_resume_states", "100"),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        command(setup, name, output_dir, "--keep_resume_states", "100"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     wait_for(output_dir / "gs6.pkl", process)
     process.send_signal(sig)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 128 + sig
     assert "--resume" in stderr and "Traceback" not in stderr
-    states = sorted(int(f[len("resume_gs"):-3]) for f in os.listdir(output_dir) if f.startswith("resume_gs"))
+    states = sorted(
+        int(f[len("resume_gs") : -3]) for f in os.listdir(output_dir) if f.startswith("resume_gs")
+    )
     stopped_at = states[-1]
     assert f"Stopped by {sig.name} at step {stopped_at}" in stderr
     if stopped_at % 3:  # between checkpoints: a state no checkpoint wrote
@@ -209,8 +272,9 @@ def test_a_signal_saves_the_state_of_that_step_and_resuming_from_it_is_exact(set
 
 
 def test_resume_without_a_state_is_a_clear_error(setup, tmp_path):
-    result = subprocess.run(command(setup, "trainer", tmp_path / "empty", "--resume"),
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        command(setup, "trainer", tmp_path / "empty", "--resume"), capture_output=True, text=True
+    )
     assert result.returncode != 0
     assert "no resume state" in result.stderr and "Traceback" not in result.stderr
 
@@ -226,8 +290,11 @@ def test_a_non_finite_loss_stops_the_run_before_any_checkpoint(tmp_path):
         def forward(self, x):
             return {"loss": (self.weight * x).sum() * float("nan")}
 
-    trainer = BasicTrainer(TrainingConfig(output_dir=str(tmp_path), device="cpu"), Diverging(),
-                           lambda batch, outputs: {"losses": outputs["loss"]})
+    trainer = BasicTrainer(
+        TrainingConfig(output_dir=str(tmp_path), device="cpu"),
+        Diverging(),
+        lambda batch, outputs: {"losses": outputs["loss"]},
+    )
     loader = torch.utils.data.DataLoader(torch.ones(8, 1), batch_size=2)
     with pytest.raises(FloatingPointError, match="not finite at step 1.*unweighted_hard_label_loss"):
         trainer.train(torch.optim.SGD(trainer.model_S.parameters(), lr=0.1), loader, num_epochs=1)
@@ -239,11 +306,20 @@ def test_a_resumed_run_keeps_the_logit_cache_and_never_runs_the_teachers_again(s
     the teachers make no forward pass at all, and the run ends as the uninterrupted one."""
     import main
 
-    options = command(setup, "multi_teacher_cached_logits", "OUT", "--keep_resume_states", "100",
-                      "--teacher_check_size", "0")[2:]  # only the training's teacher calls count
+    options = command(
+        setup,
+        "multi_teacher_cached_logits",
+        "OUT",
+        "--keep_resume_states",
+        "100",
+        "--teacher_check_size",
+        "0",
+    )[2:]  # only the training's teacher calls count
     straight = setup["root"] / "cache_straight"
     calls = []
-    main.run([str(straight) if o == "OUT" else o for o in options], build_distiller=counting_teacher_calls(calls))
+    main.run(
+        [str(straight) if o == "OUT" else o for o in options], build_distiller=counting_teacher_calls(calls)
+    )
     assert len(calls) == 2 * 12  # two teachers, the 12 batches of epoch 1
 
     resumed = setup["root"] / "cache_resumed"
@@ -253,7 +329,9 @@ def test_a_resumed_run_keeps_the_logit_cache_and_never_runs_the_teachers_again(s
         if step.isdigit() and int(step) > 15:
             os.remove(resumed / file)
     calls = []
-    main.run([str(resumed) if o == "OUT" else o for o in options] + ["--resume"],
-             build_distiller=counting_teacher_calls(calls))
+    main.run(
+        [str(resumed) if o == "OUT" else o for o in options] + ["--resume"],
+        build_distiller=counting_teacher_calls(calls),
+    )
     assert calls == []
     assert_identical_runs(resumed, straight)

@@ -4,6 +4,7 @@ BERT_DIR holds a tiny 12-layer "pre-trained BERT" saved the way transformers sav
 (config.json, model.safetensors, vocab.txt), so the scripts run exactly as a user runs them
 with bert-base-uncased, only smaller and shorter, through their environment overrides.
 """
+
 import importlib.util
 import json
 import os
@@ -27,8 +28,15 @@ from tests.helpers import (
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # Every model entry of the original example's JSON files has exactly these keys.
-ORIGINAL_KEYS = {"model_type", "prefix", "vocab_file", "config_file", "checkpoint",
-                 "tokenizer_kwargs", "disable"}
+ORIGINAL_KEYS = {
+    "model_type",
+    "prefix",
+    "vocab_file",
+    "config_file",
+    "checkpoint",
+    "tokenizer_kwargs",
+    "disable",
+}
 N_DEV = 16  # pairs in dev_matched (dev_mismatched: mismatched_size(N_DEV))
 RESULT_LINE = re.compile(r"^step: \d+ Acc:mnli=0\.\d{5} mnli-mm=0\.\d{5} All=0\.\d{5}$")
 
@@ -37,22 +45,38 @@ RESULT_LINE = re.compile(r"^step: \d+ Acc:mnli=0\.\d{5} mnli-mm=0\.\d{5} All=0\.
 def env(tmp_path_factory):
     root = tmp_path_factory.mktemp("scripts")
     bert_dir = root / "bert"
-    config = BertConfig(vocab_size=len(SPECIAL_TOKENS) + len(WORDS), hidden_size=32,
-                        num_hidden_layers=12, num_attention_heads=2, intermediate_size=64,
-                        max_position_embeddings=64)
+    config = BertConfig(
+        vocab_size=len(SPECIAL_TOKENS) + len(WORDS),
+        hidden_size=32,
+        num_hidden_layers=12,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
     BertModel(config).save_pretrained(bert_dir)
     write_vocab(bert_dir / "vocab.txt")
     write_tiny_mnli(root / "data", n_train=32, n_dev=N_DEV)
-    return dict(os.environ, PYTHON=sys.executable, BERT_DIR=str(bert_dir),
-                DATA_ROOT_DIR=str(root / "data"), OUTPUT_ROOT_DIR=str(root / "out"),
-                ep="1", length="24", batch_size="16", PYTHONUNBUFFERED="1",
-                extra_main_args="--allow_weak_teacher")  # the fixtures' teachers learn no rule
+    return dict(
+        os.environ,
+        PYTHON=sys.executable,
+        BERT_DIR=str(bert_dir),
+        DATA_ROOT_DIR=str(root / "data"),
+        OUTPUT_ROOT_DIR=str(root / "out"),
+        ep="1",
+        length="24",
+        batch_size="16",
+        PYTHONUNBUFFERED="1",
+        extra_main_args="--allow_weak_teacher",
+    )  # the fixtures' teachers learn no rule
 
 
 def run_script(name, env, *extra):
-    result = subprocess.run(["bash", os.path.join(REPO, name), "--PRINT_EVERY", "1",
-                             "--allow_weak_teacher", *extra],
-                            env=env, capture_output=True, text=True)
+    result = subprocess.run(
+        ["bash", os.path.join(REPO, name), "--PRINT_EVERY", "1", "--allow_weak_teacher", *extra],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
 
@@ -65,8 +89,7 @@ def finished_run(env, output_dir, json_name):
     with open(os.path.join(output_dir, "eval_results.txt")) as f:
         lines = f.read().splitlines()
     assert lines and all(RESULT_LINE.match(line) for line in lines)
-    checkpoints = sorted((f for f in files if re.fullmatch(r"gs\d+\.pkl", f)),
-                         key=lambda f: int(f[2:-4]))
+    checkpoints = sorted((f for f in files if re.fullmatch(r"gs\d+\.pkl", f)), key=lambda f: int(f[2:-4]))
     # One evaluation per checkpoint, at its step; each accuracy counts whole dev examples (16 each).
     assert [f"gs{line.split()[1]}.pkl" for line in lines] == checkpoints
     for line in lines:
@@ -74,7 +97,8 @@ def finished_run(env, output_dir, json_name):
         assert is_count_of(float(accuracies["mnli"]), N_DEV)
         assert is_count_of(float(accuracies["mnli-mm"]), mismatched_size(N_DEV))
         assert float(accuracies["All"]) == pytest.approx(
-            (float(accuracies["mnli"]) + float(accuracies["mnli-mm"])) / 2, abs=1e-5)
+            (float(accuracies["mnli"]) + float(accuracies["mnli-mm"])) / 2, abs=1e-5
+        )
     return checkpoints
 
 
@@ -107,6 +131,7 @@ def test_train_script_fine_tunes_the_pretrained_bert(env, teacher_checkpoint):
     # The teacher starts from BERT_DIR's weights (not random ones) and two steps at lr 2e-5
     # move them a little: every encoder tensor is within 1e-3 of the pre-trained one, and some differ.
     from safetensors.torch import load_file
+
     pretrained = load_file(os.path.join(env["BERT_DIR"], "model.safetensors"))
     trained = torch.load(teacher_checkpoint, weights_only=True)
     encoder = {key: trained[f"bert.{key}"] for key in pretrained if f"bert.{key}" in trained}
@@ -118,8 +143,9 @@ def test_train_script_fine_tunes_the_pretrained_bert(env, teacher_checkpoint):
 
 def test_t4tiny_script_with_its_default_matches(env, teacher_checkpoint):
     output_dir = os.path.join(env["OUTPUT_ROOT_DIR"], "t4")
-    run_script("run_mnli_distill_T4tiny.sh",
-               dict(env, OUTPUT_DIR=output_dir, TEACHER_CKPT=teacher_checkpoint))
+    run_script(
+        "run_mnli_distill_T4tiny.sh", dict(env, OUTPUT_DIR=output_dir, TEACHER_CKPT=teacher_checkpoint)
+    )
     assert finished_run(env, output_dir, "DistillBertToTiny.json") == ["gs2.pkl"]
     # The default presets L4t_hidden_mse and L4_hidden_smmd ran on T4-tiny (hidden 312).
     with open(os.path.join(output_dir, "metrics.jsonl")) as f:
@@ -129,25 +155,36 @@ def test_t4tiny_script_with_its_default_matches(env, teacher_checkpoint):
 
 def test_emd_script(env, teacher_checkpoint):
     output_dir = os.path.join(env["OUTPUT_ROOT_DIR"], "emd")
-    run_script("run_mnli_distill_T4tiny_emd.sh",
-               dict(env, OUTPUT_DIR=output_dir, TEACHER_CKPT=teacher_checkpoint))
+    run_script(
+        "run_mnli_distill_T4tiny_emd.sh", dict(env, OUTPUT_DIR=output_dir, TEACHER_CKPT=teacher_checkpoint)
+    )
     assert finished_run(env, output_dir, "DistillBertToTiny.json") == ["gs2.pkl"]
 
 
 def test_multiteacher_script(env, teacher_checkpoint):
     output_dir = os.path.join(env["OUTPUT_ROOT_DIR"], "multi")
-    run_script("run_mnli_distill_multiteacher.sh",
-               dict(env, OUTPUT_DIR=output_dir, TEACHER_CKPT=teacher_checkpoint,
-                    TEACHER_CKPT_2=teacher_checkpoint, batch_size="8", accu="2"))
+    run_script(
+        "run_mnli_distill_multiteacher.sh",
+        dict(
+            env,
+            OUTPUT_DIR=output_dir,
+            TEACHER_CKPT=teacher_checkpoint,
+            TEACHER_CKPT_2=teacher_checkpoint,
+            batch_size="8",
+            accu="2",
+        ),
+    )
     # batch 8 in two accumulation steps of 4 -> 32 / 8 = 4 optimizer steps.
     assert finished_run(env, output_dir, "DistillMultiBert.json") == ["gs4.pkl"]
 
 
 def test_a_failing_run_stops_the_script(env, tmp_path):
-    result = subprocess.run(["bash", os.path.join(REPO, "run_mnli_distill_T4tiny.sh")],
-                            env=dict(env, OUTPUT_DIR=str(tmp_path / "x"),
-                                     TEACHER_CKPT=str(tmp_path / "missing.pkl")),
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        ["bash", os.path.join(REPO, "run_mnli_distill_T4tiny.sh")],
+        env=dict(env, OUTPUT_DIR=str(tmp_path / "x"), TEACHER_CKPT=str(tmp_path / "missing.pkl")),
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode != 0
     assert "missing.pkl" in result.stderr
 
@@ -156,32 +193,60 @@ def test_compare_recipes_runs_every_row_and_prints_the_table(env, teacher_checkp
     # parallel=2: two rows at a time, as the demo runs them.
     # A student the recommended recipe can start from the tiny teacher: same heads, narrower.
     student_config = tmp_path / "student_config.json"
-    config = BertConfig(vocab_size=len(SPECIAL_TOKENS) + len(WORDS), hidden_size=16,
-                        num_hidden_layers=4, num_attention_heads=2, intermediate_size=32,
-                        max_position_embeddings=64)
+    config = BertConfig(
+        vocab_size=len(SPECIAL_TOKENS) + len(WORDS),
+        hidden_size=16,
+        num_hidden_layers=4,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=64,
+    )
     student_config.write_text(config.to_json_string())
-    model = {"model_type": "bert", "prefix": "bert", "vocab_file": "${BERT_DIR}/vocab.txt",
-             "tokenizer_kwargs": {"do_lower_case": True}}
+    model = {
+        "model_type": "bert",
+        "prefix": "bert",
+        "vocab_file": "${BERT_DIR}/vocab.txt",
+        "tokenizer_kwargs": {"do_lower_case": True},
+    }
     teacher = dict(model, config_file="${BERT_DIR}/config.json", checkpoint="${TEACHER_CKPT}")
     student = dict(model, config_file=str(student_config), checkpoint=None)
     jsons = {}
-    for name, teachers in (("alone", []), ("tiny", [teacher]),
-                           ("multi", [teacher, dict(teacher, checkpoint="${TEACHER_CKPT_2}")])):
+    for name, teachers in (
+        ("alone", []),
+        ("tiny", [teacher]),
+        ("multi", [teacher, dict(teacher, checkpoint="${TEACHER_CKPT_2}")]),
+    ):
         jsons[f"{name}_json"] = str(tmp_path / f"{name}.json")
         (tmp_path / f"{name}.json").write_text(json.dumps({"teachers": teachers, "student": student}))
     output_root = tmp_path / "compare"
     result = subprocess.run(
         ["bash", os.path.join(REPO, "tools", "compare_recipes.sh")],
-        env=dict(env, OUTPUT_ROOT_DIR=str(output_root), TEACHER_CKPT=teacher_checkpoint,
-                 TEACHER_CKPT_2=teacher_checkpoint, n_train="16", parallel="2", **jsons),
-        capture_output=True, text=True)
+        env=dict(
+            env,
+            OUTPUT_ROOT_DIR=str(output_root),
+            TEACHER_CKPT=teacher_checkpoint,
+            TEACHER_CKPT_2=teacher_checkpoint,
+            n_train="16",
+            parallel="2",
+            **jsons,
+        ),
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     rows = json.loads((output_root / "results.json").read_text())
     assert [row["model"] for row in rows] == [
-        "Teacher", "Teacher 2", "Student alone (hard labels), lr 1e-4", "Student alone (hard labels), lr 5e-4",
-        "Published recipe, lr 1e-4", "Init from the teacher only (hard labels)", "Init + KD (no matches)",
-        "Recommended recipe, lr 5e-4", "BERT-EMD (recommended)",
-        "Multi-teacher (recommended)"]
+        "Teacher",
+        "Teacher 2",
+        "Student alone (hard labels), lr 1e-4",
+        "Student alone (hard labels), lr 5e-4",
+        "Published recipe, lr 1e-4",
+        "Init from the teacher only (hard labels)",
+        "Init + KD (no matches)",
+        "Recommended recipe, lr 5e-4",
+        "BERT-EMD (recommended)",
+        "Multi-teacher (recommended)",
+    ]
     # Too few pairs and steps to learn the rule: check instead that each row is its run's last
     # evaluation, a count of whole dev examples, with a wall time.
     for row in rows[2:]:
@@ -192,8 +257,11 @@ def test_compare_recipes_runs_every_row_and_prints_the_table(env, teacher_checkp
         if row["model"] in folders:
             with open(output_root / folders[row["model"]] / "eval_results.jsonl") as f:
                 last = [json.loads(line) for line in f][-1]
-            assert (row["step"], row["mnli"], row["mnli-mm"]) == (last["step"], last["acc"]["mnli"],
-                                                                 last["acc"]["mnli-mm"])
+            assert (row["step"], row["mnli"], row["mnli-mm"]) == (
+                last["step"],
+                last["acc"]["mnli"],
+                last["acc"]["mnli-mm"],
+            )
     table = (output_root / "results.md").read_text().splitlines()
     assert sum(line.startswith("| ") for line in table) == len(rows) + 1  # the header and the rows
     # n_train=16: one epoch of 16 pairs at batch 16 is one step, in every student run.
@@ -219,10 +287,18 @@ def test_compare_recipes_runs_every_row_and_prints_the_table(env, teacher_checkp
 def test_compare_recipes_fails_when_a_parallel_row_fails(env, teacher_checkpoint, tmp_path):
     result = subprocess.run(
         ["bash", os.path.join(REPO, "tools", "compare_recipes.sh")],
-        env=dict(env, OUTPUT_ROOT_DIR=str(tmp_path / "compare"), TEACHER_CKPT=teacher_checkpoint,
-                 n_train="16", parallel="2", runs="alone emd",
-                 tiny_json=str(tmp_path / "missing.json")),
-        capture_output=True, text=True)
+        env=dict(
+            env,
+            OUTPUT_ROOT_DIR=str(tmp_path / "compare"),
+            TEACHER_CKPT=teacher_checkpoint,
+            n_train="16",
+            parallel="2",
+            runs="alone emd",
+            tiny_json=str(tmp_path / "missing.json"),
+        ),
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode != 0
     assert "row 'emd' failed" in result.stderr
     # The failed row's log ends the output, and the row beside it was waited for, not abandoned.
@@ -234,9 +310,15 @@ def test_compare_recipes_fails_when_a_parallel_row_fails(env, teacher_checkpoint
 def test_compare_recipes_checks_its_rows_before_running_any(env, teacher_checkpoint, tmp_path):
     result = subprocess.run(
         ["bash", os.path.join(REPO, "tools", "compare_recipes.sh")],
-        env=dict(env, OUTPUT_ROOT_DIR=str(tmp_path / "compare"), TEACHER_CKPT=teacher_checkpoint,
-                 runs="alone bogus"),
-        capture_output=True, text=True)
+        env=dict(
+            env,
+            OUTPUT_ROOT_DIR=str(tmp_path / "compare"),
+            TEACHER_CKPT=teacher_checkpoint,
+            runs="alone bogus",
+        ),
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 1 and "unknown run 'bogus'" in result.stderr
     assert not (tmp_path / "compare").exists()
 
@@ -247,16 +329,33 @@ def test_demo_runs_every_script_and_prints_the_table(tmp_path):
     demo_dir = tmp_path / "demo"
     result = subprocess.run(
         ["bash", os.path.join(REPO, "demo", "run_demo.sh")],
-        env=dict(os.environ, PYTHON=sys.executable, DEMO_DIR=str(demo_dir), n_train="96",
-                 student_n_train="48", n_dev="24", teacher_ep="1", student_ep="1",
-                 batch_size="16", parallel="2", PYTHONUNBUFFERED="1",
-                 extra_main_args="--allow_weak_teacher"),
-        capture_output=True, text=True)
+        env=dict(
+            os.environ,
+            PYTHON=sys.executable,
+            DEMO_DIR=str(demo_dir),
+            n_train="96",
+            student_n_train="48",
+            n_dev="24",
+            teacher_ep="1",
+            student_ep="1",
+            batch_size="16",
+            parallel="2",
+            PYTHONUNBUFFERED="1",
+            extra_main_args="--allow_weak_teacher",
+        ),
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     rows = json.loads((demo_dir / "runs" / "results.json").read_text())
     assert [row["model"] for row in rows] == [
-        "Teacher", "Teacher 2", "Student alone (hard labels), lr 5e-4", "Recommended recipe, lr 5e-4",
-        "BERT-EMD (recommended)", "Multi-teacher (recommended)"]
+        "Teacher",
+        "Teacher 2",
+        "Student alone (hard labels), lr 5e-4",
+        "Recommended recipe, lr 5e-4",
+        "BERT-EMD (recommended)",
+        "Multi-teacher (recommended)",
+    ]
     assert rows[0]["step"] == rows[1]["step"] == 6  # the teachers: 96 pairs at batch 16
     assert all(row["step"] == 3 for row in rows[2:])  # the students: the first 48
     # One epoch on 48 to 96 pairs teaches no rule: check that each accuracy counts whole dev pairs.
@@ -274,8 +373,13 @@ def test_t4tiny_script_killed_mid_run_and_resumed_ends_as_an_uninterrupted_run(e
     options = ["--PRINT_EVERY", "3", "--ckpt_frequency", "4", "--allow_weak_teacher"]
     runs = {}
     for name in ("straight", "killed"):
-        runs[name] = dict(env, OUTPUT_DIR=os.path.join(env["OUTPUT_ROOT_DIR"], f"resume_{name}"),
-                          TEACHER_CKPT=teacher_checkpoint, ep="2", batch_size="4")
+        runs[name] = dict(
+            env,
+            OUTPUT_DIR=os.path.join(env["OUTPUT_ROOT_DIR"], f"resume_{name}"),
+            TEACHER_CKPT=teacher_checkpoint,
+            ep="2",
+            batch_size="4",
+        )
     script = os.path.join(REPO, "run_mnli_distill_T4tiny.sh")
     subprocess.run(["bash", script, *options], env=runs["straight"], check=True, capture_output=True)
 
@@ -283,11 +387,13 @@ def test_t4tiny_script_killed_mid_run_and_resumed_ends_as_an_uninterrupted_run(e
     rng = random.Random(os.getpid())
     # At least six steps remain after the kill, and a resume state exists before it (gs4.pkl
     # comes after resume_gs2.pt).
-    kill_run_mid_way(["bash", script, *options], killed_dir, [4, 6, 8, 10], 16, rng,
-                     max_delay=0.2, env=runs["killed"])
+    kill_run_mid_way(
+        ["bash", script, *options], killed_dir, [4, 6, 8, 10], 16, rng, max_delay=0.2, env=runs["killed"]
+    )
     assert not os.path.exists(os.path.join(killed_dir, "gs16.pkl"))
-    subprocess.run(["bash", script, *options, "--resume"], env=runs["killed"], check=True,
-                   capture_output=True)
+    subprocess.run(
+        ["bash", script, *options, "--resume"], env=runs["killed"], check=True, capture_output=True
+    )
 
     straight_dir = runs["straight"]["OUTPUT_DIR"]
     expected = torch.load(os.path.join(straight_dir, "gs16.pkl"), weights_only=True)
@@ -310,14 +416,19 @@ def test_every_script_takes_the_task(env, tmp_path):
     assert teacher_dir.startswith("rte_teacher_")
     teacher = os.path.join(tmp_path, "out", teacher_dir)
     teacher_ckpt = os.path.join(teacher, sorted(f for f in os.listdir(teacher) if f.endswith(".pkl"))[-1])
-    for script in ("run_mnli_distill_T4tiny.sh", "run_mnli_distill_T4tiny_emd.sh",
-                   "run_mnli_distill_multiteacher.sh"):
+    for script in (
+        "run_mnli_distill_T4tiny.sh",
+        "run_mnli_distill_T4tiny_emd.sh",
+        "run_mnli_distill_multiteacher.sh",
+    ):
         run_script(script, dict(rte, TEACHER_CKPT=teacher_ckpt, TEACHER_CKPT_2=teacher_ckpt))
     folders = sorted(os.listdir(tmp_path / "out"))
     assert len(folders) == 4 and all(name.startswith("rte_") for name in folders)
     for name in folders:
         with open(tmp_path / "out" / name / "eval_results.txt") as f:
             lines = f.read().splitlines()
-        assert lines and all(re.fullmatch(r"step: \d+ Acc:rte=\d\.\d{5} All=\d\.\d{5}", line) for line in lines)
+        assert lines and all(
+            re.fullmatch(r"step: \d+ Acc:rte=\d\.\d{5} All=\d\.\d{5}", line) for line in lines
+        )
         with open(tmp_path / "out" / name / "task.json") as f:
             assert json.load(f)["labels"] == ["entailment", "not_entailment"]

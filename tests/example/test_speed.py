@@ -1,4 +1,5 @@
 """tools/speed.py at a tiny size: the three rows, their sizes, and the int8 student's accuracy."""
+
 import json
 import os
 import subprocess
@@ -13,22 +14,47 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 def run_speed(*args):
-    return subprocess.run([sys.executable, "-m", "tools.speed", *map(str, args)], capture_output=True,
-                          text=True, timeout=600, cwd=REPO)
+    return subprocess.run(
+        [sys.executable, "-m", "tools.speed", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO,
+    )
 
 
 def test_speed_table_of_teacher_student_and_int8_student(tmp_path):
     from predict import feature_batches, predict_labels
     from trained_models import load_exported
     from utils_glue import LABELS, convert_examples_to_features, read_mnli_tsv
+
     data = write_tiny_mnli(tmp_path / "data", n_train=4, n_dev=30)
     student = write_random_classifier(tmp_path / "student", hidden_size=64, intermediate_size=128)
-    teacher_config = write_bert_config(tmp_path / "teacher.json", num_hidden_layers=3, hidden_size=48,
-                                       intermediate_size=96)
+    teacher_config = write_bert_config(
+        tmp_path / "teacher.json", num_hidden_layers=3, hidden_size=48, intermediate_size=96
+    )
     dev_file = data / "dev_matched.tsv"
-    result = run_speed("--teacher", teacher_config, "--student", student["export"],
-                       "--dev_file", dev_file, "--length", 16, "--batch_size", 4, "--repeats", 2,
-                       "--batch_repeats", 1, "--threads", 1, "--no_cuda", "--json", tmp_path / "rows.json")
+    result = run_speed(
+        "--teacher",
+        teacher_config,
+        "--student",
+        student["export"],
+        "--dev_file",
+        dev_file,
+        "--length",
+        16,
+        "--batch_size",
+        4,
+        "--repeats",
+        2,
+        "--batch_repeats",
+        1,
+        "--threads",
+        1,
+        "--no_cuda",
+        "--json",
+        tmp_path / "rows.json",
+    )
     assert result.returncode == 0, result.stderr
     assert "CPU: " in result.stdout and ", 1 threads" in result.stdout
     rows = {row["model"]: row for row in json.loads((tmp_path / "rows.json").read_text())}
@@ -36,11 +62,18 @@ def test_speed_table_of_teacher_student_and_int8_student(tmp_path):
 
     # Parameters: the teacher's 3 x 48 layers, counted by hand; the int8 row keeps the count.
     vocab, hidden, inner, layers = 5 + 35, 48, 96, 3
-    per_layer = 4 * (hidden * hidden + hidden) + 2 * hidden + (hidden * inner + inner) \
-        + (inner * hidden + hidden) + 2 * hidden
+    per_layer = (
+        4 * (hidden * hidden + hidden)
+        + 2 * hidden
+        + (hidden * inner + inner)
+        + (inner * hidden + hidden)
+        + 2 * hidden
+    )
     embeddings = (vocab + 64 + 2) * hidden + 2 * hidden
-    assert rows["teacher"]["parameters"] == embeddings + layers * per_layer + hidden * hidden + hidden \
-        + hidden * 3 + 3
+    assert (
+        rows["teacher"]["parameters"]
+        == embeddings + layers * per_layer + hidden * hidden + hidden + hidden * 3 + 3
+    )
     assert rows["student int8 (dynamic)"]["parameters"] == rows["student"]["parameters"]
     assert rows["student"]["file_mb"] * 2**20 == os.path.getsize(student["export"] / "model.safetensors")
     assert rows["student int8 (dynamic)"]["file_mb"] < 0.6 * rows["student"]["file_mb"]
@@ -59,8 +92,9 @@ def test_speed_table_of_teacher_student_and_int8_student(tmp_path):
 def test_bad_arguments_get_one_line(tmp_path):
     missing = run_speed("--student", tmp_path / "nowhere.json")
     assert missing.returncode == 1
-    assert missing.stderr.strip().endswith(f"--student {tmp_path / 'nowhere.json'}: no such config "
-                                           "file or folder")
+    assert missing.stderr.strip().endswith(
+        f"--student {tmp_path / 'nowhere.json'}: no such config file or folder"
+    )
     config = write_bert_config(tmp_path / "student.json")
     untrained = run_speed("--student", config, "--dev_file", tmp_path / "dev.tsv")
     assert untrained.returncode == 1 and "needs a trained student" in untrained.stderr

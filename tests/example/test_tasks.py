@@ -1,6 +1,7 @@
 """Every GLUE task and your own files, end to end: each task's files in GLUE's exact layout go
 through training, evaluation and the submission file, and every reported number is checked
 against an independent reading of the files and an independent computation of the metric."""
+
 import csv
 import json
 import math
@@ -29,23 +30,40 @@ from tests.helpers import (
 LENGTH = 24
 
 # Where the labelled files keep (text_a, text_b, label), and the test files (index, text_a, text_b).
-COLUMNS = {"cola": ((3, None, 1), ("index", "sentence", None)),
-           "sst-2": (("sentence", None, "label"), ("index", "sentence", None)),
-           "mrpc": (("#1 String", "#2 String", "Quality"), ("index", "#1 String", "#2 String")),
-           "sts-b": (("sentence1", "sentence2", "score"), ("index", "sentence1", "sentence2")),
-           "qqp": (("question1", "question2", "is_duplicate"), ("id", "question1", "question2")),
-           "mnli": (("sentence1", "sentence2", "gold_label"), ("index", "sentence1", "sentence2")),
-           "qnli": (("question", "sentence", "label"), ("index", "question", "sentence")),
-           "rte": (("sentence1", "sentence2", "label"), ("index", "sentence1", "sentence2")),
-           "wnli": (("sentence1", "sentence2", "label"), ("index", "sentence1", "sentence2"))}
+COLUMNS = {
+    "cola": ((3, None, 1), ("index", "sentence", None)),
+    "sst-2": (("sentence", None, "label"), ("index", "sentence", None)),
+    "mrpc": (("#1 String", "#2 String", "Quality"), ("index", "#1 String", "#2 String")),
+    "sts-b": (("sentence1", "sentence2", "score"), ("index", "sentence1", "sentence2")),
+    "qqp": (("question1", "question2", "is_duplicate"), ("id", "question1", "question2")),
+    "mnli": (("sentence1", "sentence2", "gold_label"), ("index", "sentence1", "sentence2")),
+    "qnli": (("question", "sentence", "label"), ("index", "question", "sentence")),
+    "rte": (("sentence1", "sentence2", "label"), ("index", "sentence1", "sentence2")),
+    "wnli": (("sentence1", "sentence2", "label"), ("index", "sentence1", "sentence2")),
+}
 # GLUE's label spellings, in the order of the classifier's rows (None: a regression task).
-LABEL_NAMES = {"cola": ["0", "1"], "sst-2": ["0", "1"], "mrpc": ["0", "1"], "sts-b": None,
-               "qqp": ["0", "1"], "mnli": ["contradiction", "entailment", "neutral"],
-               "qnli": ["entailment", "not_entailment"], "rte": ["entailment", "not_entailment"],
-               "wnli": ["0", "1"]}
+LABEL_NAMES = {
+    "cola": ["0", "1"],
+    "sst-2": ["0", "1"],
+    "mrpc": ["0", "1"],
+    "sts-b": None,
+    "qqp": ["0", "1"],
+    "mnli": ["contradiction", "entailment", "neutral"],
+    "qnli": ["entailment", "not_entailment"],
+    "rte": ["entailment", "not_entailment"],
+    "wnli": ["0", "1"],
+}
 DEV_FILES = {"mnli": {"mnli": "dev_matched.tsv", "mnli-mm": "dev_mismatched.tsv"}}
-TEST_FILES = {"cola": "CoLA", "sst-2": "SST-2", "mrpc": "MRPC", "sts-b": "STS-B", "qqp": "QQP",
-              "qnli": "QNLI", "rte": "RTE", "wnli": "WNLI"}
+TEST_FILES = {
+    "cola": "CoLA",
+    "sst-2": "SST-2",
+    "mrpc": "MRPC",
+    "sts-b": "STS-B",
+    "qqp": "QQP",
+    "qnli": "QNLI",
+    "rte": "RTE",
+    "wnli": "WNLI",
+}
 
 
 def read_labelled(path, task):
@@ -55,8 +73,7 @@ def read_labelled(path, task):
         rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
     if isinstance(a, str):
         rows = [dict(zip(rows[0], row)) for row in rows[1:]]
-    return [(row[a], row[b] if b is not None else None, row[y]) for row in rows
-            if row[y] != "-"]
+    return [(row[a], row[b] if b is not None else None, row[y]) for row in rows if row[y] != "-"]
 
 
 def read_test(path, task):
@@ -69,16 +86,29 @@ def read_test(path, task):
 def model_outputs(checkpoint, config_file, vocab, examples, num_labels):
     """The checkpoint's logits for (text_a, text_b) examples, tokenised here one by one."""
     tokenizer = BertTokenizer(vocab=str(vocab), do_lower_case=True)
-    model = BertForGLUESimple(parse_model_config({"teachers": [], "student": {
-        "model_type": "bert", "prefix": "b", "vocab_file": str(vocab), "config_file": str(config_file),
-        "checkpoint": None}}).student.bert_config, num_labels)
+    model = BertForGLUESimple(
+        parse_model_config(
+            {
+                "teachers": [],
+                "student": {
+                    "model_type": "bert",
+                    "prefix": "b",
+                    "vocab_file": str(vocab),
+                    "config_file": str(config_file),
+                    "checkpoint": None,
+                },
+            }
+        ).student.bert_config,
+        num_labels,
+    )
     model.load_state_dict(torch.load(checkpoint, weights_only=True))
     model.eval()
     outputs = []
     with torch.no_grad():
         for text_a, text_b in examples:
-            encoded = tokenizer(text_a, text_b, truncation="longest_first", max_length=LENGTH,
-                                return_tensors="pt")
+            encoded = tokenizer(
+                text_a, text_b, truncation="longest_first", max_length=LENGTH, return_tensors="pt"
+            )
             outputs.append(model(**encoded)["logits"][0])
     return torch.stack(outputs).numpy()
 
@@ -112,32 +142,68 @@ def spearman(x, y):
         for value in np.unique(values):
             ranked[values == value] = ranked[values == value].mean()
         return ranked
+
     return pearson(ranks(np.asarray(x)), ranks(np.asarray(y)))
 
 
-EXPECTED_METRICS = {"cola": {"acc": accuracy, "mcc": mcc}, "mrpc": {"acc": accuracy, "f1": f1},
-                    "qqp": {"acc": accuracy, "f1": f1},
-                    "sts-b": {"pearson": pearson, "spearmanr": spearman}}
+EXPECTED_METRICS = {
+    "cola": {"acc": accuracy, "mcc": mcc},
+    "mrpc": {"acc": accuracy, "f1": f1},
+    "qqp": {"acc": accuracy, "f1": f1},
+    "sts-b": {"pearson": pearson, "spearmanr": spearman},
+}
 
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     root = tmp_path_factory.mktemp("tasks")
     vocab = write_vocab(root / "vocab.txt")
-    config = write_bert_config(root / "config.json", num_hidden_layers=1, hidden_size=16,
-                               intermediate_size=32, dropout=0.1)
+    config = write_bert_config(
+        root / "config.json", num_hidden_layers=1, hidden_size=16, intermediate_size=32, dropout=0.1
+    )
     model_json = root / "model.json"
-    model_json.write_text(json.dumps({"teachers": [], "student": {
-        "model_type": "bert", "prefix": "bert", "vocab_file": str(vocab), "config_file": str(config),
-        "checkpoint": None}}))
+    model_json.write_text(
+        json.dumps(
+            {
+                "teachers": [],
+                "student": {
+                    "model_type": "bert",
+                    "prefix": "bert",
+                    "vocab_file": str(vocab),
+                    "config_file": str(config),
+                    "checkpoint": None,
+                },
+            }
+        )
+    )
     return {"root": root, "vocab": vocab, "config": config, "json": str(model_json)}
 
 
 def train(files, data_dir, output_dir, *extra):
-    main.run(["--data_dir", str(data_dir), "--output_dir", str(output_dir), "--model_config_json",
-              files["json"], "--do_train", "--do_eval", "--do_test", "--max_seq_length", str(LENGTH),
-              "--train_batch_size", "8", "--num_train_epochs", "1", "--learning_rate", "1e-3",
-              "--ckpt_frequency", "2", *extra])
+    main.run(
+        [
+            "--data_dir",
+            str(data_dir),
+            "--output_dir",
+            str(output_dir),
+            "--model_config_json",
+            files["json"],
+            "--do_train",
+            "--do_eval",
+            "--do_test",
+            "--max_seq_length",
+            str(LENGTH),
+            "--train_batch_size",
+            "8",
+            "--num_train_epochs",
+            "1",
+            "--learning_rate",
+            "1e-3",
+            "--ckpt_frequency",
+            "2",
+            *extra,
+        ]
+    )
     return output_dir / f"gs{checkpoint_steps(output_dir)[-1]}.pkl"
 
 
@@ -157,14 +223,21 @@ def test_each_glue_task_trains_evaluates_and_writes_its_submission_file(files, t
     assert list(record["metrics"]) == list(dev_files)
     for name, file in dev_files.items():
         examples = read_labelled(folder / file, task)
-        outputs = model_outputs(checkpoint, files["config"], files["vocab"],
-                                [(a, b) for a, b, _ in examples], len(names) if names else 1)
+        outputs = model_outputs(
+            checkpoint,
+            files["config"],
+            files["vocab"],
+            [(a, b) for a, b, _ in examples],
+            len(names) if names else 1,
+        )
         if names is None:
             preds, gold = outputs[:, 0], np.array([float(y) for _, _, y in examples])
         else:
             preds, gold = outputs.argmax(1), np.array([names.index(y) for _, _, y in examples])
-        expected = {metric: function(preds, gold) for metric, function in
-                    EXPECTED_METRICS.get(task, {"acc": accuracy}).items()}
+        expected = {
+            metric: function(preds, gold)
+            for metric, function in EXPECTED_METRICS.get(task, {"acc": accuracy}).items()
+        }
         # Batched, padded evaluation against one example at a time: float32 rounding apart. A
         # correlation of near-constant outputs magnifies it, hence its looser bound.
         assert record["metrics"][name] == pytest.approx(expected, abs=1e-3 if names is None else 1e-5), name
@@ -176,14 +249,22 @@ def test_each_glue_task_trains_evaluates_and_writes_its_submission_file(files, t
     assert all(f"{metric}=" in line for metric in EXPECTED_METRICS.get(task, {}) if metric != main_metric)
 
     # The submission files: 'index<TAB>prediction' in test order, GLUE's spellings, scores in 0..5.
-    tests = {"MNLI-m": "test_matched.tsv", "MNLI-mm": "test_mismatched.tsv"} if task == "mnli" else \
-        {TEST_FILES[task]: "test.tsv"}
+    tests = (
+        {"MNLI-m": "test_matched.tsv", "MNLI-mm": "test_mismatched.tsv"}
+        if task == "mnli"
+        else {TEST_FILES[task]: "test.tsv"}
+    )
     for submission, file in tests.items():
         examples = read_test(folder / file, task)
         lines = (output_dir / f"{submission}.tsv").read_text().splitlines()
         assert lines[0] == "index\tprediction" and len(lines) == len(examples) + 1
-        outputs = model_outputs(checkpoint, files["config"], files["vocab"],
-                                [(a, b) for _, a, b in examples], len(names) if names else 1)
+        outputs = model_outputs(
+            checkpoint,
+            files["config"],
+            files["vocab"],
+            [(a, b) for _, a, b in examples],
+            len(names) if names else 1,
+        )
         for row, (index, _, _), output in zip(lines[1:], examples, outputs, strict=True):
             got_index, prediction = row.split("\t")
             assert got_index == index
@@ -198,8 +279,24 @@ def test_regression_kd_is_the_mse_of_the_outputs_without_temperature(files):
     whatever --temperature says; the hard-label term is the MSE against the gold scores."""
     from distillation import BasicDistiller, TrainingConfig
     from options import parse_args
-    args = parse_args(["--data_dir", "d", "--output_dir", "o", "--model_config_json", "m", "--do_train",
-                       "--task_name", "sts-b", "--temperature", "8", "--hard_label_weight", "0.5"])
+
+    args = parse_args(
+        [
+            "--data_dir",
+            "d",
+            "--output_dir",
+            "o",
+            "--model_config_json",
+            "m",
+            "--do_train",
+            "--task_name",
+            "sts-b",
+            "--temperature",
+            "8",
+            "--hard_label_weight",
+            "0.5",
+        ]
+    )
     student = BertForGLUESimple(parse_model_config(files["json"]).student.bert_config, 1)
     config = main.distillation_config(args, student)
     assert (config.kd_loss_type, config.temperature) == ("mse", 1)
@@ -208,9 +305,10 @@ def test_regression_kd_is_the_mse_of_the_outputs_without_temperature(files):
     logits_T = torch.tensor([[1.5], [2.0], [1.0]])
     gold = torch.tensor([1.0, 3.0, 4.5])
     hard = torch.nn.functional.mse_loss(logits_S[:, 0], gold)
-    total, terms = distiller.compute_prediction_loss({"logits": [logits_S], "losses": [hard]},
-                                                     {"logits": [logits_T]})
-    by_hand = ((0.5 ** 2 + 0.5 ** 2 + 3.0 ** 2) / 3, ((0.0 + 0.5 ** 2 + 0.5 ** 2) / 3))
+    total, terms = distiller.compute_prediction_loss(
+        {"logits": [logits_S], "losses": [hard]}, {"logits": [logits_T]}
+    )
+    by_hand = ((0.5**2 + 0.5**2 + 3.0**2) / 3, ((0.0 + 0.5**2 + 0.5**2) / 3))
     assert terms["unweighted_kd_loss"].item() == pytest.approx(by_hand[0])
     assert total.item() == pytest.approx(by_hand[0] + 0.5 * by_hand[1])
 
@@ -221,11 +319,32 @@ def test_an_sts_b_teacher_distils_into_a_regressor(files, tmp_path):
     teacher = train(files, glue_root, tmp_path / "teacher", "--task_name", "sts-b")
     distill_json = tmp_path / "distill.json"
     model = json.loads(open(files["json"]).read())["student"]
-    distill_json.write_text(json.dumps({"teachers": [dict(model, checkpoint=str(teacher))], "student": model}))
-    main.run(["--data_dir", str(glue_root), "--output_dir", str(tmp_path / "student"),
-              "--model_config_json", str(distill_json), "--do_train", "--do_eval", "--task_name", "sts-b",
-              "--max_seq_length", str(LENGTH), "--train_batch_size", "8", "--num_train_epochs", "1",
-              "--matches", str(write_one_match(tmp_path)), "--allow_weak_teacher"])
+    distill_json.write_text(
+        json.dumps({"teachers": [dict(model, checkpoint=str(teacher))], "student": model})
+    )
+    main.run(
+        [
+            "--data_dir",
+            str(glue_root),
+            "--output_dir",
+            str(tmp_path / "student"),
+            "--model_config_json",
+            str(distill_json),
+            "--do_train",
+            "--do_eval",
+            "--task_name",
+            "sts-b",
+            "--max_seq_length",
+            str(LENGTH),
+            "--train_batch_size",
+            "8",
+            "--num_train_epochs",
+            "1",
+            "--matches",
+            str(write_one_match(tmp_path)),
+            "--allow_weak_teacher",
+        ]
+    )
     metrics = [json.loads(line) for line in (tmp_path / "student" / "metrics.jsonl").read_text().splitlines()]
     assert all("unweighted_kd_loss" in m and "unweighted_hidden_hidden_mse_1_1" in m for m in metrics)
     check = json.loads((tmp_path / "student" / "teacher_check.json").read_text())
@@ -234,12 +353,14 @@ def test_an_sts_b_teacher_distils_into_a_regressor(files, tmp_path):
 
 def write_one_match(tmp_path):
     path = tmp_path / "match.json"
-    path.write_text(json.dumps([{"layer_S": 1, "layer_T": 1, "feature": "hidden", "loss": "hidden_mse",
-                                 "weight": 1}]))
+    path.write_text(
+        json.dumps([{"layer_S": 1, "layer_T": 1, "feature": "hidden", "loss": "hidden_mse", "weight": 1}])
+    )
     return path
 
 
 # ----- your own files --------------------------------------------------------------------------
+
 
 def write_custom(folder, kind, rng, with_test=True):
     """train/dev/test in CSV or JSON Lines, columns premise, hypothesis, category (text labels)."""
@@ -266,20 +387,35 @@ def write_custom(folder, kind, rng, with_test=True):
 def test_your_own_files_end_to_end(files, tmp_path, kind):
     folder = write_custom(tmp_path / "mine", kind, random.Random(3))
     output_dir = tmp_path / "run"
-    columns = ["--task_name", "custom", "--text_a_column", "premise", "--text_b_column", "hypothesis",
-               "--label_column", "category"]
+    columns = [
+        "--task_name",
+        "custom",
+        "--text_a_column",
+        "premise",
+        "--text_b_column",
+        "hypothesis",
+        "--label_column",
+        "category",
+    ]
     checkpoint = train(files, folder, output_dir, *columns, "--export_dir", str(tmp_path / "hf"))
     labels = ["agree", "disagree", "unrelated"]  # the train file's labels, sorted
     record = json.loads((output_dir / "task.json").read_text())
-    assert record == {"task_name": "custom", "labels": labels, "text_a_column": "premise",
-                      "text_b_column": "hypothesis", "label_column": "category"}
+    assert record == {
+        "task_name": "custom",
+        "labels": labels,
+        "text_a_column": "premise",
+        "text_b_column": "hypothesis",
+        "label_column": "category",
+    }
     # The dev metrics against the checkpoint, read and scored here.
     if kind == "csv":
         with open(folder / "dev.csv", newline="", encoding="utf-8") as f:
             dev = [(r["premise"], r["hypothesis"], r["category"]) for r in csv.DictReader(f)]
     else:
-        dev = [(r["premise"], r["hypothesis"], r["category"]) for r in
-               map(json.loads, (folder / "dev.jsonl").read_text().splitlines())]
+        dev = [
+            (r["premise"], r["hypothesis"], r["category"])
+            for r in map(json.loads, (folder / "dev.jsonl").read_text().splitlines())
+        ]
     outputs = model_outputs(checkpoint, files["config"], files["vocab"], [(a, b) for a, b, _ in dev], 3)
     gold = np.array([labels.index(y) for _, _, y in dev])
     result = json.loads((output_dir / "eval_results.jsonl").read_text().splitlines()[-1])
@@ -294,16 +430,50 @@ def test_your_own_files_end_to_end(files, tmp_path, kind):
 def test_predict_py_reads_the_labels_of_a_custom_run(files, tmp_path):
     import subprocess
     import sys
+
     folder = write_custom(tmp_path / "mine", "csv", random.Random(4), with_test=False)
     output_dir = tmp_path / "run"
-    main.run(["--data_dir", str(folder), "--output_dir", str(output_dir), "--model_config_json",
-              files["json"], "--do_train", "--max_seq_length", str(LENGTH), "--train_batch_size", "8",
-              "--num_train_epochs", "1", "--task_name", "custom", "--text_a_column", "premise",
-              "--text_b_column", "hypothesis", "--label_column", "category"])
+    main.run(
+        [
+            "--data_dir",
+            str(folder),
+            "--output_dir",
+            str(output_dir),
+            "--model_config_json",
+            files["json"],
+            "--do_train",
+            "--max_seq_length",
+            str(LENGTH),
+            "--train_batch_size",
+            "8",
+            "--num_train_epochs",
+            "1",
+            "--task_name",
+            "custom",
+            "--text_a_column",
+            "premise",
+            "--text_b_column",
+            "hypothesis",
+            "--label_column",
+            "category",
+        ]
+    )
     pairs = tmp_path / "new.jsonl"
     pairs.write_text(json.dumps({"premise": "the dog runs .", "hypothesis": "a dog runs ."}) + "\n")
-    result = subprocess.run([sys.executable, "predict.py", "pairs", "--model_config_json", files["json"],
-                             "--checkpoint", str(output_dir), str(pairs)], capture_output=True, text=True,
-                            cwd=main.__file__.rsplit("/", 1)[0])
+    result = subprocess.run(
+        [
+            sys.executable,
+            "predict.py",
+            "pairs",
+            "--model_config_json",
+            files["json"],
+            "--checkpoint",
+            str(output_dir),
+            str(pairs),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=main.__file__.rsplit("/", 1)[0],
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[0] == "label\tagree\tdisagree\tunrelated"

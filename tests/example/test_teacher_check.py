@@ -1,5 +1,6 @@
 """The teacher is checked before it teaches: its label order, its own score, and a teacher that
 never learnt (issue: a student at chance with nothing said why)."""
+
 import json
 import os
 
@@ -19,8 +20,14 @@ PERMUTATION = [LABELS.index(name.lower()) for name in HUB_ORDER]  # row i of the
 
 
 def entry(files, config, checkpoint=None, **extra):
-    return {"model_type": "bert", "prefix": "bert", "vocab_file": str(files["vocab"]),
-            "config_file": str(files[config]), "checkpoint": checkpoint, **extra}
+    return {
+        "model_type": "bert",
+        "prefix": "bert",
+        "vocab_file": str(files["vocab"]),
+        "config_file": str(files[config]),
+        "checkpoint": checkpoint,
+        **extra,
+    }
 
 
 def write_json(path, teachers, student):
@@ -29,10 +36,27 @@ def write_json(path, teachers, student):
 
 
 def options(files, output_dir, model_json, *extra):
-    return ["--data_dir", str(files["data"]), "--output_dir", str(output_dir),
-            "--model_config_json", model_json, "--do_train", "--do_eval", "--max_seq_length", "24",
-            "--train_batch_size", "16", "--num_train_epochs", "1", "--learning_rate", "1e-3",
-            "--PRINT_EVERY", "4", *extra]
+    return [
+        "--data_dir",
+        str(files["data"]),
+        "--output_dir",
+        str(output_dir),
+        "--model_config_json",
+        model_json,
+        "--do_train",
+        "--do_eval",
+        "--max_seq_length",
+        "24",
+        "--train_batch_size",
+        "16",
+        "--num_train_epochs",
+        "1",
+        "--learning_rate",
+        "1e-3",
+        "--PRINT_EVERY",
+        "4",
+        *extra,
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -40,17 +64,24 @@ def files(tmp_path_factory):
     """A corpus whose dev sets differ in size, and a teacher trained on it until it beats the
     most frequent label."""
     root = tmp_path_factory.mktemp("teacher_check")
-    files = {"root": root, "data": write_tiny_mnli(root / "data", n_train=240, n_dev=30),
-             "vocab": write_vocab(root / "vocab.txt"),
-             "teacher_config": write_bert_config(root / "teacher.json", num_hidden_layers=2,
-                                                 hidden_size=32, dropout=0.1),
-             "student_config": write_bert_config(root / "student.json", num_hidden_layers=1,
-                                                 hidden_size=16, intermediate_size=32, dropout=0.1)}
+    files = {
+        "root": root,
+        "data": write_tiny_mnli(root / "data", n_train=240, n_dev=30),
+        "vocab": write_vocab(root / "vocab.txt"),
+        "teacher_config": write_bert_config(
+            root / "teacher.json", num_hidden_layers=2, hidden_size=32, dropout=0.1
+        ),
+        "student_config": write_bert_config(
+            root / "student.json", num_hidden_layers=1, hidden_size=16, intermediate_size=32, dropout=0.1
+        ),
+    }
     (files["data"] / "dev_mismatched.tsv").write_text(  # 19 pairs: another size than matched's 30
-        "\n".join((files["data"] / "dev_mismatched.tsv").read_text().splitlines()[:20]) + "\n")
+        "\n".join((files["data"] / "dev_mismatched.tsv").read_text().splitlines()[:20]) + "\n"
+    )
     model_json = write_json(root / "train.json", [], entry(files, "teacher_config"))
-    main.run(options(files, root / "teacher", model_json, "--num_train_epochs", "6",
-                     "--learning_rate", "3e-3"))
+    main.run(
+        options(files, root / "teacher", model_json, "--num_train_epochs", "6", "--learning_rate", "3e-3")
+    )
     files["teacher"] = str(root / "teacher" / f"gs{checkpoint_steps(root / 'teacher')[-1]}.pkl")
     return files
 
@@ -77,8 +108,11 @@ def distill(files, tmp_path, name, teacher, *extra):
     output_dir = tmp_path / name
     main.run(options(files, output_dir, model_json, *extra))
     final = output_dir / f"gs{checkpoint_steps(output_dir)[-1]}.pkl"
-    return (torch.load(final, weights_only=True),
-            (output_dir / "eval_results.txt").read_text().splitlines(), output_dir)
+    return (
+        torch.load(final, weights_only=True),
+        (output_dir / "eval_results.txt").read_text().splitlines(),
+        output_dir,
+    )
 
 
 def assert_same_student(first, second):
@@ -91,12 +125,16 @@ def assert_same_student(first, second):
 
 # ----- label order ----------------------------------------------------------------------------
 
+
 def test_rows_in_task_order_matches_names_case_insensitively():
     assert rows_in_task_order(HUB_ORDER, LABELS, "x") == [0, 2, 1]  # task label i <- row order[i]
     assert rows_in_task_order(["contradiction", "entailment", "neutral"], LABELS, "x") is None
-    with pytest.raises(ValueError, match=r"x: the classifier's rows are named LABEL_0, LABEL_1, "
-                                         r"LABEL_2, which do not map .*placeholders.*\"label_order\": "
-                                         r"\[\"contradiction\", \"entailment\", \"neutral\"\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"x: the classifier's rows are named LABEL_0, LABEL_1, "
+        r"LABEL_2, which do not map .*placeholders.*\"label_order\": "
+        r"\[\"contradiction\", \"entailment\", \"neutral\"\]",
+    ):
         rows_in_task_order(["LABEL_0", "LABEL_1", "LABEL_2"], LABELS, "x")
     with pytest.raises(ValueError, match="the task's labels are contradiction, entailment, neutral"):
         rows_in_task_order(["contradiction", "entailment", "neutral", "other"], LABELS, "x")
@@ -111,19 +149,25 @@ def test_a_folder_with_another_label_order_distils_as_its_pkl(files, tmp_path):
     assert_same_student(from_pkl, from_folder)
     # The check can fail: the same rows named in the project's order (a lie) teach another student.
     lying = permuted_folder(files, tmp_path / "lying", LABELS)
-    from_lie = distill(files, tmp_path, "lie", entry(files, "teacher_config", lying),
-                       "--allow_weak_teacher")
+    from_lie = distill(files, tmp_path, "lie", entry(files, "teacher_config", lying), "--allow_weak_teacher")
     assert not all(torch.equal(from_pkl[0][k], from_lie[0][k]) for k in from_pkl[0])
 
 
 def test_placeholder_names_are_refused_and_label_order_names_the_rows(files, tmp_path):
     folder = permuted_folder(files, tmp_path / "hub", None)  # LABEL_0, LABEL_1, LABEL_2
-    with pytest.raises(ValueError, match=r"config\.json: the classifier's rows are named LABEL_0, "
-                                         r"LABEL_1, LABEL_2, which do not map"):
+    with pytest.raises(
+        ValueError,
+        match=r"config\.json: the classifier's rows are named LABEL_0, "
+        r"LABEL_1, LABEL_2, which do not map",
+    ):
         distill(files, tmp_path, "refused", entry(files, "teacher_config", folder))
     assert not (tmp_path / "refused").exists()
-    named = distill(files, tmp_path, "named",
-                    entry(files, "teacher_config", folder, label_order=[n.lower() for n in HUB_ORDER]))
+    named = distill(
+        files,
+        tmp_path,
+        "named",
+        entry(files, "teacher_config", folder, label_order=[n.lower() for n in HUB_ORDER]),
+    )
     from_pkl = distill(files, tmp_path, "pkl", entry(files, "teacher_config", files["teacher"]))
     assert_same_student(named, from_pkl)
 
@@ -133,29 +177,52 @@ def test_label_order_serves_a_state_dict_too(files, tmp_path):
     for key in ("classifier.weight", "classifier.bias"):
         state[key] = state[key][PERMUTATION]
     torch.save(state, tmp_path / "permuted.pkl")
-    permuted = distill(files, tmp_path, "permuted", entry(files, "teacher_config", str(tmp_path / "permuted.pkl"),
-                                                           label_order=HUB_ORDER))
+    permuted = distill(
+        files,
+        tmp_path,
+        "permuted",
+        entry(files, "teacher_config", str(tmp_path / "permuted.pkl"), label_order=HUB_ORDER),
+    )
     from_pkl = distill(files, tmp_path, "pkl", entry(files, "teacher_config", files["teacher"]))
     assert_same_student(permuted, from_pkl)
 
 
 # ----- the teacher's own score -------------------------------------------------------------------
 
+
 def test_the_reported_score_is_what_do_predict_gives_the_checkpoint(files, tmp_path):
-    _, _, output_dir = distill(files, tmp_path, "run", entry(files, "teacher_config", files["teacher"]),
-                               "--teacher_check_size", "1000")
+    _, _, output_dir = distill(
+        files,
+        tmp_path,
+        "run",
+        entry(files, "teacher_config", files["teacher"]),
+        "--teacher_check_size",
+        "1000",
+    )
     check = json.loads((output_dir / "teacher_check.json").read_text())
     assert check["sizes"] == {"mnli": 30, "mnli-mm": 19}
     [teacher] = check["teachers"]
     assert not teacher["weak"]
     predict_json = write_json(tmp_path / "predict.json", [], entry(files, "teacher_config", files["teacher"]))
-    main.run(["--data_dir", str(files["data"]), "--output_dir", str(tmp_path / "predict"),
-              "--model_config_json", predict_json, "--do_predict", "--max_seq_length", "24"])
+    main.run(
+        [
+            "--data_dir",
+            str(files["data"]),
+            "--output_dir",
+            str(tmp_path / "predict"),
+            "--model_config_json",
+            predict_json,
+            "--do_predict",
+            "--max_seq_length",
+            "24",
+        ]
+    )
     record = json.loads((tmp_path / "predict" / "eval_results.jsonl").read_text())
     assert teacher["scores"] == {name: record["acc"][name] for name in ("mnli", "mnli-mm")}
     # The baseline: always the train set's most frequent label, scored on each dev set.
-    train_labels = [line.split("\t")[-1] for line in
-                    (files["data"] / "train.tsv").read_text().splitlines()[1:]]
+    train_labels = [
+        line.split("\t")[-1] for line in (files["data"] / "train.tsv").read_text().splitlines()[1:]
+    ]
     majority = max(LABELS, key=train_labels.count)
     assert check["baseline_label"] == majority
     for name, file in (("mnli", "dev_matched.tsv"), ("mnli-mm", "dev_mismatched.tsv")):
@@ -167,26 +234,37 @@ def test_the_reported_score_is_what_do_predict_gives_the_checkpoint(files, tmp_p
 def test_a_teacher_with_random_weights_never_starts_a_run(files, tmp_path):
     torch.manual_seed(0)
     from modeling import BertForGLUESimple
+
     random_teacher = BertForGLUESimple(BertConfig.from_json_file(str(files["teacher_config"])), 3)
     torch.save(random_teacher.state_dict(), tmp_path / "random.pkl")
     teacher = entry(files, "teacher_config", str(tmp_path / "random.pkl"))
-    with pytest.raises(ValueError, match=r"teacher check failed: teachers\[0\] .*random\.pkl\) scores "
-                                         r".*no better than always answering .*label order.*"
-                                         r"--allow_weak_teacher"):
+    with pytest.raises(
+        ValueError,
+        match=r"teacher check failed: teachers\[0\] .*random\.pkl\) scores "
+        r".*no better than always answering .*label order.*"
+        r"--allow_weak_teacher",
+    ):
         distill(files, tmp_path, "refused", teacher)
     assert not (tmp_path / "refused").exists()  # no gs*.pkl, nothing at all
     _, _, output_dir = distill(files, tmp_path, "allowed", teacher, "--allow_weak_teacher")
-    assert checkpoint_steps(output_dir) and json.loads(
-        (output_dir / "teacher_check.json").read_text())["teachers"][0]["weak"]
+    assert (
+        checkpoint_steps(output_dir)
+        and json.loads((output_dir / "teacher_check.json").read_text())["teachers"][0]["weak"]
+    )
 
 
 def test_each_of_several_teachers_is_checked_on_its_own_line(files, tmp_path):
     torch.manual_seed(0)
     from modeling import BertForGLUESimple
-    torch.save(BertForGLUESimple(BertConfig.from_json_file(str(files["teacher_config"])), 3).state_dict(),
-               tmp_path / "random.pkl")
-    teachers = [entry(files, "teacher_config", files["teacher"]),
-                entry(files, "teacher_config", str(tmp_path / "random.pkl"))]
+
+    torch.save(
+        BertForGLUESimple(BertConfig.from_json_file(str(files["teacher_config"])), 3).state_dict(),
+        tmp_path / "random.pkl",
+    )
+    teachers = [
+        entry(files, "teacher_config", files["teacher"]),
+        entry(files, "teacher_config", str(tmp_path / "random.pkl")),
+    ]
     model_json = write_json(tmp_path / "multi.json", teachers, entry(files, "student_config"))
     with pytest.raises(ValueError) as error:
         main.run(options(files, tmp_path / "multi", model_json))
@@ -206,10 +284,23 @@ def test_the_check_can_be_turned_off_and_costs_no_pass_over_the_training_data(fi
 
     def build(args, train_config, teachers, student, matches):
         teachers[0].register_forward_hook(
-            lambda module, args, kwargs, output: calls.append(len(kwargs["input_ids"])), with_kwargs=True)
+            lambda module, args, kwargs, output: calls.append(len(kwargs["input_ids"])), with_kwargs=True
+        )
         return main.build_distiller(args, train_config, teachers, student, matches)
-    main.run(options(files, tmp_path / "cached", model_json, "--cache_teacher_logits",
-                     "--num_train_epochs", "2", "--teacher_check_size", "7"), build_distiller=build)
+
+    main.run(
+        options(
+            files,
+            tmp_path / "cached",
+            model_json,
+            "--cache_teacher_logits",
+            "--num_train_epochs",
+            "2",
+            "--teacher_check_size",
+            "7",
+        ),
+        build_distiller=build,
+    )
     assert (tmp_path / "cached" / "teacher_check.txt").exists()
     assert sum(calls) == 240 + 7 + 7  # each training pair once (epoch 1), the check's 7 + 7 dev pairs
     main.run(options(files, tmp_path / "off", model_json, "--teacher_check_size", "0"))

@@ -1,5 +1,6 @@
 """The MNLI reader, the MNLI task, compute_metrics and the encoding of pairs into features
 (the other GLUE tasks and custom files: test_tasks.py)."""
+
 import logging
 
 import numpy as np
@@ -46,13 +47,15 @@ def tokenizer(tmp_path):
 
 # ----- reader -----
 
+
 @pytest.mark.parametrize("dev", [False, True])
 def test_reader_returns_quoted_text_literally(tmp_path, dev):
     path = write_rows(tmp_path / ("dev_matched.tsv" if dev else "train.tsv"), QUOTED_PAIRS, dev)
     examples = read_mnli_tsv(str(path))
     prefix = "dev_matched" if dev else "train"
-    assert examples == [InputExample(f"{prefix}-{i}", a, b, label)
-                        for i, (a, b, label) in enumerate(QUOTED_PAIRS)]
+    assert examples == [
+        InputExample(f"{prefix}-{i}", a, b, label) for i, (a, b, label) in enumerate(QUOTED_PAIRS)
+    ]
 
 
 def test_tiny_corpus_has_12_and_16_columns_with_empty_fields(tiny_mnli):
@@ -72,8 +75,12 @@ def test_gold_label_comes_from_the_gold_label_column(tmp_path):
 
 
 def test_pairs_without_consensus_are_skipped_and_counted(tmp_path, caplog):
-    pairs = [("a .", "b .", "entailment"), ("c .", "d .", "-"), ("e .", "f .", "-"),
-             ("g .", "h .", "neutral")]
+    pairs = [
+        ("a .", "b .", "entailment"),
+        ("c .", "d .", "-"),
+        ("e .", "f .", "-"),
+        ("g .", "h .", "neutral"),
+    ]
     path = write_rows(tmp_path / "train.tsv", pairs, dev=False)
     with caplog.at_level(logging.INFO, logger="utils_glue"):
         examples = read_mnli_tsv(str(path))
@@ -95,25 +102,34 @@ def test_empty_file(tmp_path):
 def test_header_without_needed_columns(tmp_path):
     header = [name for name in TRAIN_HEADER if name not in ("sentence2", "gold_label")]
     path = write_lines(tmp_path / "train.tsv", ["\t".join(header)])
-    with pytest.raises(ValueError, match=r"train\.tsv, line 1: the header lacks the column\(s\) "
-                                         r"sentence2, gold_label"):
+    with pytest.raises(
+        ValueError,
+        match=r"train\.tsv, line 1: the header lacks the column\(s\) "
+        r"sentence2, gold_label",
+    ):
         read_mnli_tsv(str(path))
 
 
 def test_row_with_too_few_columns(tmp_path):
     good = mnli_row(0, "a .", "b .", "neutral", dev=False)
-    path = write_lines(tmp_path / "train.tsv", ["\t".join(TRAIN_HEADER), "\t".join(good),
-                                                 "\t".join(good[:9])])
-    with pytest.raises(ValueError, match=r"train\.tsv, line 3: expected 12 tab-separated "
-                                         r"columns as in the header, found 9"):
+    path = write_lines(
+        tmp_path / "train.tsv", ["\t".join(TRAIN_HEADER), "\t".join(good), "\t".join(good[:9])]
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"train\.tsv, line 3: expected 12 tab-separated "
+        r"columns as in the header, found 9",
+    ):
         read_mnli_tsv(str(path))
 
 
 def test_unknown_gold_label(tmp_path):
-    path = write_rows(tmp_path / "train.tsv", [("a .", "b .", "neutral"), ("c .", "d .", "maybe")],
-                      dev=False)
-    with pytest.raises(ValueError, match=r"train\.tsv, line 3: unknown gold_label 'maybe', expected "
-                                         r"one of contradiction, entailment, neutral"):
+    path = write_rows(tmp_path / "train.tsv", [("a .", "b .", "neutral"), ("c .", "d .", "maybe")], dev=False)
+    with pytest.raises(
+        ValueError,
+        match=r"train\.tsv, line 3: unknown gold_label 'maybe', expected "
+        r"one of contradiction, entailment, neutral",
+    ):
         read_mnli_tsv(str(path))
 
 
@@ -125,15 +141,19 @@ def test_header_without_rows(tmp_path):
 
 # ----- processors and metrics -----
 
+
 def test_the_mnli_task_reads_its_files(tmp_path):
     data_dir = write_tiny_mnli(tmp_path, n_train=10, n_dev=6, seed=3)
     task = get_task("MNLI")
-    assert task.get_labels() == LABELS and task.dev_sets == {"mnli": "dev_matched.tsv",
-                                                             "mnli-mm": "dev_mismatched.tsv"}
+    assert task.get_labels() == LABELS and task.dev_sets == {
+        "mnli": "dev_matched.tsv",
+        "mnli-mm": "dev_mismatched.tsv",
+    }
     assert [e.guid for e in task.get_train_examples(data_dir)] == [f"train-{i}" for i in range(10)]
 
     def texts(name):
         return [line.split("\t")[8] for line in (data_dir / name).read_text().splitlines()[1:]]
+
     assert [e.text_a for e in task.get_examples(data_dir, "mnli")] == texts("dev_matched.tsv")
     assert [e.text_a for e in task.get_examples(data_dir, "mnli-mm")] == texts("dev_mismatched.tsv")
     assert task.get_examples(data_dir, "mnli-mm")[0].guid == "dev_mismatched-0"
@@ -153,6 +173,7 @@ def test_compute_metrics():
 
 # ----- features -----
 
+
 def test_token_ids_follow_the_vocab_file(tmp_path):
     """Each token's id is its 0-based line in the vocab file (transformers 5's vocab_file trap)."""
     tokens = SPECIAL_TOKENS + list(reversed(WORDS))  # an order no default vocabulary has
@@ -167,10 +188,16 @@ def test_token_ids_follow_the_vocab_file(tmp_path):
 
 
 def test_features_equal_the_tokenizers_encoding(tokenizer):
-    examples = [InputExample(f"train-{i}", a, b, label) for i, (a, b, label) in enumerate(
-        [("the dog runs in the park .", "a dog runs .", "entailment"),
-         ('the cat said "read" .', "the cat does not read .", "contradiction"),
-         ("a bird", "the bird sings quietly today .", "neutral")])]
+    examples = [
+        InputExample(f"train-{i}", a, b, label)
+        for i, (a, b, label) in enumerate(
+            [
+                ("the dog runs in the park .", "a dog runs .", "entailment"),
+                ('the cat said "read" .', "the cat does not read .", "contradiction"),
+                ("a bird", "the bird sings quietly today .", "neutral"),
+            ]
+        )
+    ]
     max_len = 20
     features = convert_examples_to_features(examples, LABELS, max_len, tokenizer, chunk_size=2)
     assert set(features) == {"input_ids", "attention_mask", "token_type_ids", "labels"}
@@ -183,14 +210,15 @@ def test_features_equal_the_tokenizers_encoding(tokenizer):
         assert features["input_ids"][row].tolist() == ids + [tokenizer.pad_token_id] * padding
         assert features["attention_mask"][row].tolist() == [1] * len(ids) + [0] * padding
         assert features["token_type_ids"][row].tolist() == (
-            [0] * first_segment + [1] * (len(ids) - first_segment) + [0] * padding)
+            [0] * first_segment + [1] * (len(ids) - first_segment) + [0] * padding
+        )
 
 
 def test_long_pair_is_cut_from_the_longer_segment(tokenizer):
     premise = " ".join(["the dog runs in the park"] * 4)  # 24 word tokens
     example = InputExample("train-0", premise, "a cat sleeps", "neutral")
     features = convert_examples_to_features([example], LABELS, 12, tokenizer)
-    kept = tokenizer.convert_tokens_to_ids(tokenizer.tokenize(premise))[:12 - 3 - 3]
+    kept = tokenizer.convert_tokens_to_ids(tokenizer.tokenize(premise))[: 12 - 3 - 3]
     hypothesis = tokenizer.convert_tokens_to_ids(["a", "cat", "sleeps"])
     cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
     assert features["input_ids"][0].tolist() == [cls] + kept + [sep] + hypothesis + [sep]

@@ -6,6 +6,7 @@ get_outputs_from_batch and post_adaptor, compute_loss computing every term itsel
 Only its import lines name this project; tests/core/test_textbrewer_programs.py points them back at
 TextBrewer 0.2.1 and compares the two runs.
 """
+
 from pyemd import emd_with_flow
 from torch.utils.data import DataLoader
 from transformers import BertConfig, BertForSequenceClassification
@@ -21,13 +22,19 @@ class EMDDistiller(BasicDistiller):
           'feature': 'hidden', 'loss': 'hidden_mse', 'weight': w, 'proj': [kind, dim_S, dim_T]}
     """
 
-    def __init__(self, train_config, distill_config, model_T, model_S, adaptor_T, adaptor_S,
-                 emd: Optional[Dict] = None):
-        super(EMDDistiller, self).__init__(train_config, distill_config, model_T, model_S,
-                                           adaptor_T, adaptor_S)
+    def __init__(
+        self, train_config, distill_config, model_T, model_S, adaptor_T, adaptor_S, emd: Optional[Dict] = None
+    ):
+        super(EMDDistiller, self).__init__(
+            train_config, distill_config, model_T, model_S, adaptor_T, adaptor_S
+        )
         self.d_config.is_caching_logits = False
         self.layer_num_S, self.layer_num_T = emd["layer_num_S"], emd["layer_num_T"]
-        self.emd_feature, self.emd_loss_type, self.emd_loss_weight = emd["feature"], emd["loss"], emd["weight"]
+        self.emd_feature, self.emd_loss_type, self.emd_loss_weight = (
+            emd["feature"],
+            emd["loss"],
+            emd["weight"],
+        )
         assert self.emd_feature in FEATURES
         # layer weights, embeddings excluded
         self.feature_weight_S = np.ones(self.layer_num_S - 1) / (self.layer_num_S - 1)
@@ -40,7 +47,8 @@ class EMDDistiller(BasicDistiller):
 
     def train_on_batch(self, batch, args):
         (teacher_batch, results_T), (student_batch, results_S) = get_outputs_from_batch(
-            batch, self.t_config.device, self.model_T, self.model_S, args)
+            batch, self.t_config.device, self.model_T, self.model_S, args
+        )
         results_T = post_adaptor(self.adaptor_T(teacher_batch, results_T))
         results_S = post_adaptor(self.adaptor_S(student_batch, results_S))
         return self.compute_loss(results_S, results_T)
@@ -71,7 +79,9 @@ class EMDDistiller(BasicDistiller):
         distances = torch.zeros([num_S + num_T, num_S + num_T]).to(layers_S[0])
         for s in range(num_S):
             for t in range(num_T):
-                distances[s][num_S + t] = distances[num_S + t][s] = match_loss(layers_S[s], layers_T[t], mask=mask)
+                distances[s][num_S + t] = distances[num_S + t][s] = match_loss(
+                    layers_S[s], layers_T[t], mask=mask
+                )
         weights_S = np.concatenate([self.feature_weight_S, np.zeros(num_T)])
         weights_T = np.concatenate([np.zeros(num_S), self.feature_weight_T])
         _, flow = emd_with_flow(weights_S, weights_T, distances.detach().cpu().numpy().astype("float64"))
@@ -91,17 +101,32 @@ class EMDDistiller(BasicDistiller):
 
 
 def bert(hidden_size, layers):
-    return BertForSequenceClassification(BertConfig(
-        vocab_size=50, hidden_size=hidden_size, num_hidden_layers=layers, num_attention_heads=2,
-        intermediate_size=2 * hidden_size, max_position_embeddings=12, hidden_dropout_prob=0.0,
-        attention_probs_dropout_prob=0.0, output_hidden_states=True, return_dict=False,
-        attn_implementation="eager", num_labels=3))
+    return BertForSequenceClassification(
+        BertConfig(
+            vocab_size=50,
+            hidden_size=hidden_size,
+            num_hidden_layers=layers,
+            num_attention_heads=2,
+            intermediate_size=2 * hidden_size,
+            max_position_embeddings=12,
+            hidden_dropout_prob=0.0,
+            attention_probs_dropout_prob=0.0,
+            output_hidden_states=True,
+            return_dict=False,
+            attn_implementation="eager",
+            num_labels=3,
+        )
+    )
 
 
 def adaptor(batch, outputs):
     # outputs with labels: (loss, logits, hidden states)
-    return {"losses": outputs[0], "logits": outputs[1], "hidden": outputs[2],
-            "inputs_mask": batch["attention_mask"]}
+    return {
+        "losses": outputs[0],
+        "logits": outputs[1],
+        "hidden": outputs[2],
+        "inputs_mask": batch["attention_mask"],
+    }
 
 
 def main(output_dir, num_steps=4, seed=0):
@@ -110,14 +135,29 @@ def main(output_dir, num_steps=4, seed=0):
     input_ids = torch.randint(1, 50, (48, 12))
     attention_mask = (torch.arange(12)[None, :] < torch.randint(4, 13, (48, 1))).long()
     labels = torch.randint(0, 3, (48,))
-    examples = [{"input_ids": ids, "attention_mask": mask, "labels": label}
-                for ids, mask, label in zip(input_ids * attention_mask, attention_mask, labels)]
+    examples = [
+        {"input_ids": ids, "attention_mask": mask, "labels": label}
+        for ids, mask, label in zip(input_ids * attention_mask, attention_mask, labels)
+    ]
     dataloader = DataLoader(examples, batch_size=16)
     train_config = TrainingConfig(device="cpu", output_dir=output_dir, ckpt_steps=num_steps)
     distill_config = DistillationConfig(temperature=4, hard_label_weight=0.5)
-    distiller = EMDDistiller(train_config, distill_config, teacher, student, adaptor, adaptor,
-                             emd={"layer_num_S": 3, "layer_num_T": 5, "feature": "hidden",
-                                  "loss": "hidden_mse", "weight": 1.0, "proj": ["linear", 16, 32]})
+    distiller = EMDDistiller(
+        train_config,
+        distill_config,
+        teacher,
+        student,
+        adaptor,
+        adaptor,
+        emd={
+            "layer_num_S": 3,
+            "layer_num_T": 5,
+            "feature": "hidden",
+            "loss": "hidden_mse",
+            "weight": 1.0,
+            "proj": ["linear", 16, 32],
+        },
+    )
     optimizer = torch.optim.AdamW(student.parameters(), lr=1e-3)
     with distiller:
         distiller.train(optimizer, dataloader, num_steps=num_steps)
