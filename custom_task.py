@@ -102,6 +102,11 @@ class CustomTask:
     def get_examples(self, data_dir, split):
         return self.read_file(self.data_file(data_dir, split), labelled=not self.is_test_set(split))
 
+    def read_transfer_file(self, path):
+        """Unlabelled examples (a transfer set, main.py --transfer_file): its label column, if it
+        has one, is not read."""
+        return self.read_file(path, labelled=False)
+
     def read_file(self, path, labelled=True):
         """The examples of one of your files; labelled=False leaves the label column out."""
         columns = [self.text_a_column] + ([self.text_b_column] if self.text_b_column else [])

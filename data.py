@@ -7,6 +7,7 @@ from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, Seque
 
 from distillation import EXAMPLE_INDEX_KEY
 from feature_cache import load_features
+from modeling import UNLABELLED
 
 
 class FeatureDataset(torch.utils.data.Dataset):
@@ -113,17 +114,26 @@ def default_cache_dir(args, data_dir):
 
 
 def load_split(args, task, data_dir, split, entry):
-    """The features of a labelled split ('train' or a dev set's name) as the model of a
-    model_config entry reads them (its tokenizer), cached (feature_cache.py)."""
-    return load_features(
-        task,
-        data_dir,
-        split,
-        entry.tokenizer,
-        entry.vocab_file,
-        args.max_seq_length,
-        args.cache_dir or default_cache_dir(args, data_dir),
-    )
+    """The features of a labelled split ('train' or a dev set's name), or of --transfer_file
+    (split TRANSFER, unlabelled), as the model of a model_config entry reads them (its
+    tokenizer), cached (feature_cache.py)."""
+    cache_dir = args.cache_dir or default_cache_dir(args, data_dir)
+    return load_features(task, data_dir, split, entry.tokenizer, entry.vocab_file, args.max_seq_length,
+                         cache_dir, transfer_file=args.transfer_file)  # fmt: skip
+
+
+def with_transfer_set(features, transfer):
+    """The training features followed by the transfer set's, whose labels are UNLABELLED (NaN
+    for a regression task's scores): the hard-label term leaves them out (modeling.py)."""
+    labels = features["labels"]
+    if labels.is_floating_point():
+        unlabelled = torch.full((len(transfer["input_ids"]),), float("nan"), dtype=labels.dtype)
+    else:  # the stored labels are narrow and unsigned: widen both to hold UNLABELLED
+        labels = labels.to(torch.int16)
+        unlabelled = torch.full((len(transfer["input_ids"]),), UNLABELLED, dtype=torch.int16)
+    joined = {key: torch.cat([features[key], transfer[key]]) for key in transfer}
+    joined["labels"] = torch.cat([labels, unlabelled])
+    return joined
 
 
 def feature_batches(features, batch_size):

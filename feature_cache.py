@@ -37,6 +37,7 @@ STORAGE_DTYPES = {
     "labels": torch.uint8,
 }
 SCORE_DTYPE = torch.float32  # the labels of a regression task
+TRANSFER = "transfer"  # the split of main.py --transfer_file's examples
 # Parts of the key that say which version of the data file was encoded. They are left out of
 # the file name, so a rewritten data file replaces its old cache instead of orphaning it.
 DATA_VERSION_PARTS = ("data_size", "data_mtime_ns")
@@ -51,9 +52,14 @@ def storage_dtypes(label_list):
     return STORAGE_DTYPES
 
 
-def cache_key(task, data_dir, split, tokenizer, vocab_file, max_seq_length):
+def data_file_of(task, data_dir, split, transfer_file=None):
+    """The file a split is read from: the task's, or for TRANSFER the transfer file."""
+    return transfer_file if split == TRANSFER else task.data_file(data_dir, split)
+
+
+def cache_key(task, data_dir, split, tokenizer, vocab_file, max_seq_length, transfer_file=None):
     """The str -> str dict that identifies one set of features."""
-    data_file = os.path.abspath(task.data_file(data_dir, split))
+    data_file = os.path.abspath(data_file_of(task, data_dir, split, transfer_file))
     try:
         stat = os.stat(data_file)
     except FileNotFoundError:
@@ -82,15 +88,21 @@ def cache_file_name(key):
     return f"{key['task']}-{key['split']}-len{key['max_seq_length']}-{digest[:16]}.safetensors"
 
 
-def load_features(task, data_dir, split, tokenizer, vocab_file, max_seq_length, cache_dir):
-    """Features of a labelled `split` of the task ('train' or a dev set's name): from cache_dir
-    when still valid, else built and cached.
+def load_features(
+    task, data_dir, split, tokenizer, vocab_file, max_seq_length, cache_dir, transfer_file=None
+):
+    """Features of a labelled `split` of the task ('train' or a dev set's name), or of a transfer
+    file (split TRANSFER: unlabelled, no labels feature): from cache_dir when still valid, else
+    built and cached.
 
     Returns read-only tensors mapped from the cache file, in storage_dtypes: input_ids,
     attention_mask, token_type_ids [N, max_seq_length] and labels [N].
     """
-    key = cache_key(task, data_dir, split, tokenizer, vocab_file, max_seq_length)
+    key = cache_key(task, data_dir, split, tokenizer, vocab_file, max_seq_length, transfer_file)
+    labelled = split != TRANSFER
     dtypes = storage_dtypes(task.label_list)
+    if not labelled:
+        dtypes = {name: dtype for name, dtype in dtypes.items() if name != "labels"}
     try:
         os.makedirs(cache_dir, exist_ok=True)
     except OSError as error:
@@ -106,8 +118,10 @@ def load_features(task, data_dir, split, tokenizer, vocab_file, max_seq_length, 
 
     logger.info("Building features for %s", key["data_file"])
     start = time.perf_counter()
-    examples = task.get_examples(data_dir, split)
-    features = convert_examples_to_features(examples, task.label_list, max_seq_length, tokenizer)
+    examples = task.get_examples(data_dir, split) if labelled else task.read_transfer_file(transfer_file)
+    features = convert_examples_to_features(
+        examples, task.label_list, max_seq_length, tokenizer, labelled=labelled
+    )
     logger.info("Encoded %d examples in %.1f s", len(examples), time.perf_counter() - start)
     write_cache(cache_file, features, key, dtypes)
     mapped = read_cache(cache_file, key, dtypes)
@@ -135,7 +149,7 @@ def read_cache(cache_file, key, dtypes=STORAGE_DTYPES):
     except (SafetensorError, OSError, KeyError, ValueError) as error:
         logger.warning("Cached features %s are unreadable (%s); rebuilding", cache_file, error)
         return None
-    num_rows, length = len(stored["labels"]), int(key["max_seq_length"])
+    num_rows, length = len(stored["input_ids"]), int(key["max_seq_length"])
     shapes = {name: tuple(tensor.shape) for name, tensor in stored.items()}
     expected = {name: (num_rows,) if name == "labels" else (num_rows, length) for name in stored}
     if shapes != expected:

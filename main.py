@@ -21,7 +21,7 @@ import torch
 import torch.distributed as dist
 
 from checkpoints import build_model
-from data import batch_loader, load_split, loader_workers
+from data import batch_loader, load_split, loader_workers, with_transfer_set
 from distillation import (
     BasicTrainer,
     DistillationConfig,
@@ -36,6 +36,7 @@ from distillation import (
 )
 from evaluation import record_evaluation, recorded_results
 from export import check_export_dir, export_model
+from feature_cache import TRANSFER
 from matches import fit_matches, read_matches
 from model_config import parse_model_config
 from modeling import BertForGLUESimpleAdaptor, check_max_seq_length
@@ -139,10 +140,13 @@ def _run(args, build_distiller, rank, world_size, device):
             use_final_student(args, student, setup.student, task, test_sets, device)
         return
     with rank_zero_first(world_size, rank):
-        train_features = load_split(args, task, data_dir, "train", setup.student)
+        labelled = load_split(args, task, data_dir, "train", setup.student)
+        train_features = add_transfer_set(args, task, data_dir, setup.student, labelled)
         # A teacher with a vocabulary of its own reads the same examples encoded by its tokenizer.
         teacher_features = [
-            load_split(args, task, data_dir, "train", entry) if entry.own_features else None
+            add_transfer_set(args, task, data_dir, entry, load_split(args, task, data_dir, "train", entry))
+            if entry.own_features
+            else None
             for entry in setup.enabled_teachers
         ]
     # train_batch_size is the global batch of one optimizer step: split over processes and micro-batches.
@@ -193,7 +197,7 @@ def _run(args, build_distiller, rank, world_size, device):
                 setup.enabled_teachers,
                 task,
                 teacher_dev_features,
-                train_features["labels"],
+                labelled["labels"],
                 args,
                 device,
             )
@@ -204,9 +208,7 @@ def _run(args, build_distiller, rank, world_size, device):
     if args.init_student_from_teacher:
         # A resumed run then gets the student's weights from its resume state.
         sample = {
-            key: tensor[:INIT_SAMPLE].long().to(device)
-            for key, tensor in train_features.items()
-            if key != "labels"
+            key: tensor[:INIT_SAMPLE].long().to(device) for key, tensor in labelled.items() if key != "labels"
         }
         init_student_from_teacher(student, teachers[0], sample)
     if args.resume:
@@ -231,7 +233,13 @@ def _run(args, build_distiller, rank, world_size, device):
         },
     }
     _log_training_summary(
-        args, len(train_loader.dataset), steps_per_epoch, total_steps, distiller, world_size
+        args,
+        len(labelled["input_ids"]),
+        len(train_loader.dataset),
+        steps_per_epoch,
+        total_steps,
+        distiller,
+        world_size,
     )
 
     def evaluate_checkpoint(model, step):
@@ -362,6 +370,9 @@ def check_setup(args, setup, world_size):
     for role, entry in [("student", setup.student)] + [("teacher", t) for t in setup.enabled_teachers]:
         check_max_seq_length(args.max_seq_length, entry.bert_config, role, entry.config_file)
     check_output_dir(args.output_dir)
+    if args.transfer_file and not setup.enabled_teachers:
+        raise ValueError(f"--transfer_file {args.transfer_file}: a transfer set is learnt from the "
+                         f"teachers' outputs alone, but {setup.source} enables none")  # fmt: skip
     if not args.do_train:
         if not setup.student.checkpoint:
             raise ValueError(
@@ -386,6 +397,14 @@ def check_setup(args, setup, world_size):
         )
     if args.resume and latest_state(args.output_dir) is None:
         raise FileNotFoundError(f"--resume: no resume state (resume_gs*.pt) in {args.output_dir}")
+
+
+def add_transfer_set(args, task, data_dir, entry, features):
+    """The training features followed by --transfer_file's, as the model of `entry` reads them;
+    the features as they are without one."""
+    if not args.transfer_file:
+        return features
+    return with_transfer_set(features, load_split(args, task, data_dir, TRANSFER, entry))
 
 
 def check_own_vocabularies(args, setup, features_read):
@@ -445,9 +464,13 @@ def _make_output_dir(path):
         raise PermissionError(f"--output_dir {path} cannot be written")
 
 
-def _log_training_summary(args, num_examples, steps_per_epoch, total_steps, distiller, world_size):
+def _log_training_summary(
+    args, num_labelled, num_examples, steps_per_epoch, total_steps, distiller, world_size
+):
     logger.info("***** Running training: %s *****", type(distiller).__name__)
-    logger.info("  Examples = %d, epochs = %s", num_examples, args.num_train_epochs)
+    transfer = f" ({num_labelled} labelled, {num_examples - num_labelled} of the transfer set)"
+    logger.info("  Examples = %d%s, epochs = %s", num_examples, transfer if args.transfer_file else "",
+                args.num_train_epochs)  # fmt: skip
     logger.info(
         "  Batch size = %d (accumulation %d, processes %d), optimizer steps = %d (%d per epoch)",
         args.train_batch_size,

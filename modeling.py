@@ -7,6 +7,10 @@ import torch
 from torch import nn
 from transformers import BertModel
 
+# The label of an example without one (a transfer set's): cross_entropy's ignore_index, so it
+# has no hard-label term; a regression task's unknown score is NaN.
+UNLABELLED = -100
+
 
 class BertForGLUESimple(nn.Module):
     """BERT encoder + dropout + linear classifier on the pooled [CLS] vector. With one output
@@ -48,8 +52,8 @@ class BertForGLUESimple(nn.Module):
             the embeddings output first;
           'attentions' (if built with them): num_hidden_layers tensors (B, heads, L, L), the
             softmax probabilities (in training mode, after attention dropout as BERT uses them);
-          'loss' (if labels are given): mean cross-entropy, a scalar (the mean squared error
-            against float labels with one output).
+          'loss' (if labels are given): hard_label_loss, a scalar: the mean cross-entropy (the
+            mean squared error with one output) over the examples that have a label.
         """
         if attention_mask is not None and attention_mask.is_cuda:
             attention_mask = expanded_attention_mask(attention_mask, self.bert.config._attn_implementation)
@@ -67,11 +71,20 @@ class BertForGLUESimple(nn.Module):
             outputs["hidden_states"] = encoded.hidden_states
         if self.output_attentions:
             outputs["attentions"] = encoded.attentions
-        if labels is not None and logits.size(-1) == 1:
-            outputs["loss"] = nn.functional.mse_loss(logits.squeeze(-1).float(), labels.float())
-        elif labels is not None:
-            outputs["loss"] = nn.functional.cross_entropy(logits, labels)
+        if labels is not None:
+            outputs["loss"] = hard_label_loss(logits, labels)
         return outputs
+
+
+def hard_label_loss(logits, labels):
+    """The mean cross-entropy (a regressor's mean squared error) over the examples that have a
+    label; 0, with zero gradients, for a batch of unlabelled examples only (UNLABELLED, NaN)."""
+    if logits.size(-1) == 1:
+        known = ~torch.isnan(labels)
+        errors = torch.where(known, logits.squeeze(-1).float() - labels.nan_to_num(), 0.0)
+        return errors.pow(2).sum() / known.sum().clamp(min=1)
+    loss = nn.functional.cross_entropy(logits, labels, ignore_index=UNLABELLED)  # NaN if none has one
+    return torch.where((labels != UNLABELLED).any(), loss, torch.zeros_like(loss))
 
 
 def expanded_attention_mask(attention_mask, attn_implementation):

@@ -153,6 +153,12 @@ def build_parser(
         "sizes (see student_init.py).",
     )
     add(
+        "--transfer_file",
+        default=None,
+        help="Extra examples in the train file's layout (labels empty, '-', or ignored), learnt "
+        "from the teachers' outputs alone: no hard-label term (augment.py writes such a file).",
+    )
+    add(
         "--matches",
         nargs="*",
         default=[],

@@ -145,9 +145,15 @@ class GlueTask:
         """The first dev set's examples (MNLI: dev_matched)."""
         return self.get_examples(data_dir, next(iter(self.dev_sets)))
 
-    def read_file(self, path, labelled=True):
-        """The examples of one file of this task; labelled=False for a test file."""
-        columns = self.columns if labelled else self.test_columns
+    def read_transfer_file(self, path):
+        """Unlabelled examples in the train file's layout (a transfer set, main.py --transfer_file):
+        its label column, if it has one, is not read."""
+        return self.read_file(path, labelled=False, columns=dataclasses.replace(self.columns, label=None))
+
+    def read_file(self, path, labelled=True, columns=None):
+        """The examples of one file of this task; labelled=False for a test file (its layout, or
+        the one `columns` gives)."""
+        columns = columns or (self.columns if labelled else self.test_columns)
         prefix = os.path.splitext(os.path.basename(path))[0]
         examples, skipped, short = [], 0, 0
         for line, row in read_tsv_rows(path, columns, tolerate_short=self.skip_short_rows):
