@@ -36,7 +36,8 @@ from checkpoints import map_checkpoint_keys, read_state_dict
 from custom_task import FORMATS, read_records
 from distillation import atomic_write_text, data_utils, file_sha256
 from model_config import parse_model_config
-from tasks import TASK_NAMES, task_from_args
+from options import add_task_arguments
+from tasks import task_from_args
 from trained_models import select_entry
 from utils_glue import read_tsv_rows
 
@@ -236,11 +237,8 @@ def build_parser():
         help="The JSON of the run: its student's vocabulary, and the embeddings of --which.",
     )
     add("--which", default="teacher0", help="The model whose input embeddings give the neighbours.")
-    add("--task_name", default="mnli", type=str.lower, choices=TASK_NAMES)
+    add_task_arguments(parser)
     add("--data_dir", required=True, help="The task's folder (its train file is augmented).")
-    add("--text_a_column", default="text")
-    add("--text_b_column", default=None)
-    add("--label_column", default="label")
     add(
         "--input",
         default=None,

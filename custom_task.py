@@ -15,7 +15,7 @@ import csv
 import json
 import os
 
-from utils_glue import FIELD_SIZE_LIMIT, InputExample
+from utils_glue import FIELD_SIZE_LIMIT, InputExample, read_header
 
 FORMATS = {".tsv": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl"}
 NAME = "custom"
@@ -186,17 +186,7 @@ def read_records(path, required, lines=None, format=None):
     csv.field_size_limit(FIELD_SIZE_LIMIT)
     options = {"delimiter": "\t", "quoting": csv.QUOTE_NONE} if format == "tsv" else {}
     reader = csv.reader(lines, **options)
-    header = next(reader, None)
-    if header is None:
-        raise ValueError(
-            f"{path}: empty file, expected a header row naming the columns {', '.join(required)}"
-        )
-    missing = [name for name in required if name not in header]
-    if missing:
-        raise ValueError(
-            f"{path}, line 1: no column {', '.join(map(repr, missing))} in the header "
-            f"(it has {', '.join(map(repr, header))})"
-        )
+    header = read_header(reader, required, path)
     for row in reader:
         if not any(field.strip() for field in row):
             continue  # a blank line (a trailing newline in a CSV written by hand)

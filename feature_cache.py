@@ -23,7 +23,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from distillation.io import atomic_path, file_sha256
+from distillation import atomic_path, file_sha256
 from utils_glue import convert_examples_to_features
 
 logger = logging.getLogger(__name__)

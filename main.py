@@ -109,21 +109,19 @@ def _run(args, build_distiller, rank, world_size, device):
         )
 
     # 1. Features first: a data error stops the run before anything is written to output_dir.
-    dev_features = {}
+    evaluates = args.do_eval or args.do_predict
     # A resumed run's teachers were checked when it started (its teacher_check.txt).
     checks_teachers = (
         args.do_train and setup.enabled_teachers and args.teacher_check_size > 0 and not args.resume
     )
-    if (args.do_eval or args.do_predict or checks_teachers) and rank == 0:  # rank 0 alone evaluates
+    dev_features = {}
+    if (evaluates or checks_teachers) and rank == 0:  # rank 0 alone evaluates
         dev_features = {name: load_split(args, task, data_dir, name, setup.student) for name in task.dev_sets}
-    dev_loaders = (
-        {
-            name: batch_loader(features, args.predict_batch_size, shuffle=False)
-            for name, features in dev_features.items()
+    dev_loaders = {}
+    if evaluates:
+        dev_loaders = {
+            name: batch_loader(f, args.predict_batch_size, shuffle=False) for name, f in dev_features.items()
         }
-        if args.do_eval or args.do_predict
-        else {}
-    )
     # The test files too are read before the run: a mistake in them must not wait for its end.
     test_sets = (
         read_test_sets(task, data_dir, setup.student.tokenizer, args.max_seq_length)

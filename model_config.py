@@ -23,7 +23,7 @@ import re
 
 from transformers import BertConfig, BertTokenizer
 
-from distillation.io import file_sha256
+from distillation import file_sha256
 
 SUPPORTED_MODEL_TYPES = ("bert",)
 PATH_KEYS = ("vocab_file", "config_file", "checkpoint")

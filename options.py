@@ -26,20 +26,7 @@ def build_parser(
     )
     add("--output_dir", required=True, help="Checkpoints gs{step}.pkl, logs and eval_results.txt go here.")
     add("--model_config_json", required=True, help="JSON naming the teachers and the student (see jsons/).")
-    add(
-        "--task_name",
-        default="mnli",
-        type=str.lower,
-        choices=TASK_NAMES,
-        help="A GLUE task (mnli is evaluated on dev_matched and dev_mismatched), or custom: your "
-        "own train/dev/test files in data_dir (.tsv, .csv or .jsonl) with the columns below.",
-    )
-    for name, what in (
-        ("text_a_column", "the (first) text"),
-        ("text_b_column", "the second text of a pair (none: single texts)"),
-        ("label_column", "the labels"),
-    ):
-        add(f"--{name}", default=CUSTOM_COLUMN_DEFAULTS[name], help=f"custom: the column of {what}.")
+    add_task_arguments(parser)
     add(
         "--cache_dir",
         default=None,
@@ -178,6 +165,26 @@ def build_parser(
         help="Report a teacher that fails the check above, and distill from it all the same.",
     )
     return parser
+
+
+def add_task_arguments(parser):
+    """--task_name and a custom task's columns (main.py's, and augment.py's)."""
+    parser.add_argument(
+        "--task_name",
+        default="mnli",
+        type=str.lower,
+        choices=TASK_NAMES,
+        help="A GLUE task (mnli is evaluated on dev_matched and dev_mismatched), or custom: your "
+        "own train/dev/test files in data_dir (.tsv, .csv or .jsonl) with the columns below.",
+    )
+    for name, what in (
+        ("text_a_column", "the (first) text"),
+        ("text_b_column", "the second text of a pair (none: single texts)"),
+        ("label_column", "the labels"),
+    ):
+        parser.add_argument(
+            f"--{name}", default=CUSTOM_COLUMN_DEFAULTS[name], help=f"custom: the column of {what}."
+        )
 
 
 def parse_args(argv=None, add_options=None, check=None):

@@ -3,6 +3,8 @@
 A recipe sets the defaults of the options it names; an option given on the command line still
 wins. 'published' changes nothing: main.py's own defaults are TextBrewer's published MNLI recipe
 (temperature 8, KD on the logits alone, every intermediate match at weight 1).
+On a regression task (STS-B) a recipe's temperature is not used: KD there is the mean squared
+error between the student's and the teacher's outputs (main.distillation_config); the rest applies.
 """
 
 RECIPES = {

@@ -15,7 +15,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 : "${recipe:=published}"  # published: the original recipe; recommended: see recipes.py
 if [[ $recipe == published ]]; then  # another recipe brings its own, unless set here
     : "${lr:=2e-5}"
-    : "${temperature:=8}"
+    : "${temperature:=8}"  # not used for a regression task (task=sts-b): KD is the MSE of the outputs
 fi
 : "${batch_size:=32}"
 : "${length:=128}"

@@ -387,22 +387,26 @@ def read_tsv_rows(path, columns, lines=None, tolerate_short=False):
         yield from _tsv_rows(f, path, columns, tolerate_short)
 
 
+def read_header(reader, required, path):
+    """The first row of a csv reader: a header naming every column in `required`."""
+    header = next(reader, None)
+    if header is None:
+        raise ValueError(f"{path}: empty file, expected a header row with the columns {', '.join(required)}")
+    missing = [name for name in required if name not in header]
+    if missing:
+        raise ValueError(
+            f"{path}, line 1: the header lacks the column(s) {', '.join(missing)} "
+            f"(expected {', '.join(required)}; it has {', '.join(header)})"
+        )
+    return header
+
+
 def _tsv_rows(lines, path, columns, tolerate_short):
     csv.field_size_limit(FIELD_SIZE_LIMIT)
     reader = csv.reader(lines, delimiter="\t", quoting=csv.QUOTE_NONE)
     required = columns.required()
     if columns.header:
-        header = next(reader, None)
-        if header is None:
-            raise ValueError(
-                f"{path}: empty file, expected a header row with the columns {', '.join(required)}"
-            )
-        missing = [name for name in required if name not in header]
-        if missing:
-            raise ValueError(
-                f"{path}, line 1: the header lacks the column(s) {', '.join(missing)}"
-                f" (expected {', '.join(required)})"
-            )
+        header = read_header(reader, required, path)
         width = len(header)
     else:
         header, width = None, max(required) + 1

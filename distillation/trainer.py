@@ -164,16 +164,8 @@ class AbstractDistiller:
         checkpoints, resume states and logs and runs the callback; the logged losses are
         averaged over the processes.
         """
-        run = self._start(
-            optimizer,
-            dataloader,
-            num_epochs,
-            num_steps,
-            scheduler_class,
-            scheduler_args,
-            scheduler,
-            max_grad_norm,
-        )
+        schedule = (scheduler_class, scheduler_args, scheduler)
+        run = self._start(optimizer, dataloader, num_epochs, num_steps, schedule, max_grad_norm)
         with resume.stop_on_signals() as stop, self._training(run):
             for epoch in range(run.epoch, run.num_epochs):
                 replaying, batches = self._epoch_batches(run, dataloader, epoch)
@@ -189,18 +181,10 @@ class AbstractDistiller:
                     break
         logger.info("Training finished at step %d", run.global_step)
 
-    def _start(
-        self,
-        optimizer,
-        dataloader,
-        num_epochs,
-        num_steps,
-        scheduler_class,
-        scheduler_args,
-        scheduler,
-        max_grad_norm,
-    ):
-        """Check the arguments and make the run: its length, schedule, scaler, logs and cache."""
+    def _start(self, optimizer, dataloader, num_epochs, num_steps, schedule, max_grad_norm):
+        """Check the arguments and make the run: its length, schedule, scaler, logs and cache.
+        schedule: (scheduler_class, scheduler_args, scheduler) as train() takes them."""
+        scheduler_class, scheduler_args, scheduler = schedule
         if (num_epochs is None) == (num_steps is None):
             raise ValueError("train: give exactly one of num_epochs and num_steps")
         accumulation = self.t_config.gradient_accumulation_steps

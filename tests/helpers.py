@@ -13,6 +13,10 @@ import signal
 import subprocess
 import time
 
+import torch
+
+from model_config import parse_model_config
+from modeling import BertForGLUESimple
 from utils_glue import MNLI_DEV_COLUMNS, MNLI_LABELS, MNLI_TEST_COLUMNS, MNLI_TRAIN_COLUMNS
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -166,6 +170,25 @@ def write_bert_config(
     }
     path.write_text(json.dumps(config, indent=2), encoding="utf-8")
     return path
+
+
+def model_entry(vocab, config, checkpoint=None, **extra):
+    """One model of a model config JSON (model_config.py), its paths as strings."""
+    return {
+        "model_type": "bert",
+        "prefix": "bert",
+        "vocab_file": str(vocab),
+        "config_file": str(config),
+        "checkpoint": os.fspath(checkpoint) if isinstance(checkpoint, os.PathLike) else checkpoint,
+        "tokenizer_kwargs": {"do_lower_case": True},
+        **extra,
+    }
+
+
+def write_model_json(path, teachers, student):
+    """A model config JSON at path; returns its path as a string."""
+    path.write_text(json.dumps({"teachers": list(teachers), "student": student}), encoding="utf-8")
+    return str(path)
 
 
 def write_random_classifier(root, seed=3, **sizes):
@@ -426,3 +449,49 @@ def write_glue_task(root, task, seed=0):
         write_rows(folder / name, header, [labelled(i, (a, b), y) for i, (a, b, y) in enumerate(pairs)])
     write_rows(folder / "test.tsv", test_header, [unlabelled(i, make_pair(rng)[:2]) for i in range(N_TEST)])
     return folder
+
+
+# ----- a tiny BertForGLUESimple and a batch for it (test_modeling.py, test_checkpoints.py) -----
+NUM_LABELS = 3
+BATCH, LENGTH = 4, 7  # make_batch's shape
+
+
+def model_bert_config(tmp_path):
+    """The BertConfig of write_bert_config, read through a model config JSON as main.py reads it."""
+    vocab = write_vocab(tmp_path / "vocab.txt")
+    path = write_bert_config(tmp_path / "bert_config.json")
+    student = {
+        "model_type": "bert",
+        "prefix": "bert",
+        "vocab_file": str(vocab),
+        "config_file": str(path),
+        "checkpoint": None,
+    }
+    return parse_model_config({"student": student}).student.bert_config
+
+
+def make_model(config, seed=0, **outputs):
+    torch.manual_seed(seed)
+    return BertForGLUESimple(config, NUM_LABELS, **outputs).eval()
+
+
+def make_batch(config, seed=1):
+    generator = torch.Generator().manual_seed(seed)
+    attention_mask = torch.ones(BATCH, LENGTH, dtype=torch.long)
+    attention_mask[1, 5:] = 0  # one padded row
+    return {
+        "input_ids": torch.randint(0, config.vocab_size, (BATCH, LENGTH), generator=generator),
+        "attention_mask": attention_mask,
+        "token_type_ids": torch.cat([torch.zeros(BATCH, 3), torch.ones(BATCH, LENGTH - 3)], dim=1).long(),
+        "labels": torch.tensor([0, 1, 2, 1]),
+    }
+
+
+def encoder_keys(model):
+    return sorted(key for key in model.state_dict() if key.startswith("bert."))
+
+
+def assert_same_weights(model_a, model_b, keys):
+    state_a, state_b = model_a.state_dict(), model_b.state_dict()
+    for key in keys:
+        assert torch.equal(state_a[key], state_b[key]), key

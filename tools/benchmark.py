@@ -32,8 +32,13 @@ from transformers import BertConfig, BertTokenizer
 
 import main
 from data import batch_loader
-from distillation import DistillationConfig, GeneralDistiller, MultiTeacherDistiller, TrainingConfig
-from distillation.adaptors import move_to_device
+from distillation import (
+    DistillationConfig,
+    GeneralDistiller,
+    MultiTeacherDistiller,
+    TrainingConfig,
+    move_to_device,
+)
 from distiller_emd import EMDDistiller
 from evaluation import evaluate
 from feature_cache import load_features

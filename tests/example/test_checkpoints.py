@@ -10,52 +10,20 @@ from safetensors.torch import save_file
 from checkpoints import build_model, load_checkpoint, map_checkpoint_keys
 from distillation.io import atomic_torch_save
 from model_config import parse_model_config
-from modeling import BertForGLUESimple
-from tests.helpers import LABELS, write_bert_config, write_vocab
-
-NUM_LABELS = 3
-BATCH, LENGTH = 4, 7
+from tests.helpers import (
+    LABELS,
+    NUM_LABELS,
+    assert_same_weights,
+    encoder_keys,
+    make_batch,
+    make_model,
+    model_bert_config,
+)
 
 
 @pytest.fixture
 def config(tmp_path):
-    vocab = write_vocab(tmp_path / "vocab.txt")
-    path = write_bert_config(tmp_path / "bert_config.json")
-    student = {
-        "model_type": "bert",
-        "prefix": "bert",
-        "vocab_file": str(vocab),
-        "config_file": str(path),
-        "checkpoint": None,
-    }
-    return parse_model_config({"student": student}).student.bert_config
-
-
-def make_model(config, seed=0, **outputs):
-    torch.manual_seed(seed)
-    return BertForGLUESimple(config, NUM_LABELS, **outputs).eval()
-
-
-def make_batch(config, seed=1):
-    generator = torch.Generator().manual_seed(seed)
-    attention_mask = torch.ones(BATCH, LENGTH, dtype=torch.long)
-    attention_mask[1, 5:] = 0  # one padded row
-    return {
-        "input_ids": torch.randint(0, config.vocab_size, (BATCH, LENGTH), generator=generator),
-        "attention_mask": attention_mask,
-        "token_type_ids": torch.cat([torch.zeros(BATCH, 3), torch.ones(BATCH, LENGTH - 3)], dim=1).long(),
-        "labels": torch.tensor([0, 1, 2, 1]),
-    }
-
-
-def encoder_keys(model):
-    return sorted(key for key in model.state_dict() if key.startswith("bert."))
-
-
-def assert_same_weights(model_a, model_b, keys):
-    state_a, state_b = model_a.state_dict(), model_b.state_dict()
-    for key in keys:
-        assert torch.equal(state_a[key], state_b[key]), key
+    return model_bert_config(tmp_path)
 
 
 # --- checkpoints -----------------------------------------------------------------------------

@@ -359,7 +359,7 @@ ERROR_CASES = {
     "no train file": lambda base, tmp: (
         _custom_data(tmp, "text,label\na,x\n", dev=None) | {"data_dir": str(tmp)}
     ),
-    "no column 'x' in the header": lambda base, tmp: _custom_data(tmp, "sentence,label\na,x\n"),
+    "the header lacks the column(s)": lambda base, tmp: _custom_data(tmp, "sentence,label\na,x\n"),
     "holds one value only": lambda base, tmp: _custom_data(tmp, "text,label\na,x\nb,x\n"),
     "is not among the labels of the train file": lambda base, tmp: _custom_data(
         tmp, "text,label\na,x\nb,y\n", dev="text,label\nc,z\n"

@@ -12,21 +12,14 @@ import torch
 import main
 from recipes import RECIPES
 from student_init import init_student_from_teacher
-from tests.helpers import run_main_emd, write_bert_config, write_tiny_mnli, write_vocab
+from tests.helpers import model_entry, run_main_emd, write_bert_config, write_tiny_mnli, write_vocab
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RESULT_LINE = re.compile(r"^step: (\d+) Acc:mnli=0\.\d{5} mnli-mm=0\.\d{5} All=0\.\d{5}$")
 
 
 def entry(files, config, checkpoint=None):
-    return {
-        "model_type": "bert",
-        "prefix": "bert",
-        "vocab_file": str(files["vocab"]),
-        "config_file": str(files[config]),
-        "checkpoint": checkpoint,
-        "tokenizer_kwargs": {"do_lower_case": True},
-    }
+    return model_entry(files["vocab"], files[config], checkpoint)
 
 
 def write_json(path, content):

@@ -6,22 +6,13 @@ import os
 import pytest
 
 from model_config import parse_model_config
-from tests.helpers import SPECIAL_TOKENS, WORDS, write_bert_config, write_vocab
+from tests.helpers import SPECIAL_TOKENS, WORDS, model_entry, write_bert_config, write_vocab
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PIECE_WORDS = WORDS + ["walk", "##s", "##ing", "##ed"]
 
 
-def entry(vocab, config, checkpoint=None, **extra):
-    return {
-        "model_type": "bert",
-        "prefix": "bert",
-        "vocab_file": str(vocab),
-        "config_file": str(config),
-        "checkpoint": checkpoint,
-        "tokenizer_kwargs": {"do_lower_case": True},
-        **extra,
-    }
+entry = model_entry
 
 
 @pytest.fixture

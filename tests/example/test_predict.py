@@ -93,7 +93,8 @@ def test_pairs_from_tsv_and_from_json_lines_on_stdin(model_files, tmp_path):
         (
             "pairs.tsv",
             "premise\tsentence2\na\tb\n",
-            "pairs.tsv, line 1: no column 'sentence1' in the header (it has 'premise', 'sentence2')",
+            "pairs.tsv, line 1: the header lacks the column(s) sentence1 (expected sentence1, sentence2; "
+            "it has premise, sentence2)",
         ),
         (
             "pairs.tsv",

@@ -12,7 +12,14 @@ from transformers import BertConfig
 import main
 from distillation import checkpoint_steps
 from label_order import rows_in_task_order
-from tests.helpers import LABELS, write_bert_config, write_tiny_mnli, write_vocab
+from tests.helpers import (
+    LABELS,
+    model_entry,
+    write_bert_config,
+    write_model_json,
+    write_tiny_mnli,
+    write_vocab,
+)
 
 # MNLI's rows in another order, named as the Hub's roberta-large-mnli names them.
 HUB_ORDER = ["CONTRADICTION", "NEUTRAL", "ENTAILMENT"]
@@ -20,19 +27,10 @@ PERMUTATION = [LABELS.index(name.lower()) for name in HUB_ORDER]  # row i of the
 
 
 def entry(files, config, checkpoint=None, **extra):
-    return {
-        "model_type": "bert",
-        "prefix": "bert",
-        "vocab_file": str(files["vocab"]),
-        "config_file": str(files[config]),
-        "checkpoint": checkpoint,
-        **extra,
-    }
+    return model_entry(files["vocab"], files[config], checkpoint, **extra)
 
 
-def write_json(path, teachers, student):
-    path.write_text(json.dumps({"teachers": teachers, "student": student}))
-    return str(path)
+write_json = write_model_json
 
 
 def options(files, output_dir, model_json, *extra):

@@ -10,7 +10,7 @@ import torch
 import main
 from distillation import BasicTrainer, GeneralDistiller, checkpoint_steps, latest_state
 from distiller_emd import EMDDistiller
-from tests.helpers import run_main_emd, write_bert_config, write_tiny_mnli, write_vocab
+from tests.helpers import model_entry, run_main_emd, write_bert_config, write_tiny_mnli, write_vocab
 
 
 @pytest.fixture(scope="module")
@@ -37,14 +37,7 @@ def files(tmp_path_factory):
 
 
 def entry(files, config, checkpoint=None, **extra):
-    return {
-        "model_type": "bert",
-        "prefix": "bert",
-        "vocab_file": str(files["vocab"]),
-        "config_file": str(files[config]),
-        "checkpoint": checkpoint,
-        **extra,
-    }
+    return model_entry(files["vocab"], files[config], checkpoint, **extra)
 
 
 def options(files, output_dir, teachers):
