@@ -79,8 +79,11 @@ def load_checkpoint(
         if label_order is not None:
             row_labels, source = label_order, label_order_source
         else:
-            row_labels = folder_labels(checkpoint_path) if os.path.isdir(checkpoint_path) else None
-            source = os.path.join(checkpoint_path, "config.json")
+            # A Hugging Face folder names its rows in config.json; so does one holding the weight file.
+            folder = checkpoint_path if os.path.isdir(checkpoint_path) else os.path.dirname(checkpoint_path)
+            named = os.path.isdir(checkpoint_path) or os.path.basename(checkpoint_path) in HF_WEIGHT_FILES
+            row_labels = folder_labels(folder) if named else None
+            source = os.path.join(folder, "config.json")
         put_rows_in_task_order(mapped, row_labels, labels, source, role)
 
     loadable = {key: value for key, value in mapped.items() if key in model_state}

@@ -12,6 +12,7 @@ characters as plain text.
 """
 
 import csv
+import io
 import json
 import os
 
@@ -57,6 +58,12 @@ class CustomTask:
         test = _find_file(data_dir, "test", required=False)
         labels = _discover_labels(os.path.join(data_dir, train), text_a_column, label_column)
         return cls(text_a_column, label_column, labels, text_b_column, train, dev, test)
+
+    def with_files_in(self, data_dir):
+        """This task reading the files data_dir holds (a task rebuilt from task.json has none)."""
+        files = {split: _find_file(data_dir, split, required=False) for split in ("train", "dev", "test")}
+        return CustomTask(self.text_a_column, self.label_column, self.labels, self.text_b_column,
+                          files["train"], files["dev"], files["test"])  # fmt: skip
 
     @classmethod
     def from_record(cls, record):
@@ -114,12 +121,14 @@ class CustomTask:
             columns.append(self.label_column)
         prefix = os.path.splitext(os.path.basename(path))[0]
         examples = []
-        for line, record in read_records(path, columns):
+        for number, (line, record) in enumerate(read_records(path, columns)):
             label = self.check_label(record[self.label_column], path, line) if labelled else None
             text_b = record[self.text_b_column] if self.text_b_column else None
-            examples.append(InputExample(f"{prefix}-{line}", record[self.text_a_column], text_b, label))
+            # guid: the example's place among the file's rows, from 0 (predictions.tsv's index)
+            guid = f"{prefix}-{number}" if labelled else str(number)
+            examples.append(InputExample(guid, record[self.text_a_column], text_b, label))
         if not examples:
-            raise ValueError(f"{path}: no examples (the file has a header but no rows)")
+            raise ValueError(f"{path}: no examples (the file has no rows)")
         return examples
 
     def check_label(self, label, path, line):
@@ -135,7 +144,7 @@ class CustomTask:
 def _discover_labels(path, text_a_column, label_column):
     labels = {record[label_column] for _, record in read_records(path, [text_a_column, label_column])}
     if not labels:
-        raise ValueError(f"{path}: no examples (the file has a header but no rows)")
+        raise ValueError(f"{path}: no examples (the file has no rows)")
     if len(labels) == 1:
         raise ValueError(
             f"{path}: the label column {label_column!r} holds one value only "
@@ -167,25 +176,24 @@ def _find_file(data_dir, split, required):
     return candidates[0]
 
 
-def read_records(path, required, lines=None, format=None):
+def read_records(path, required, text=None, format=None):
     """(line number, {column: text}) for each row of a TSV, CSV or JSON Lines file, each holding
-    the `required` columns as strings. lines: the file's text already read (stdin); format then
+    the `required` columns as strings. text: the file's content already read (stdin); format then
     defaults to JSON Lines when its first non-blank character is '{', else TSV."""
-    if lines is None:
+    if text is None:
         if not os.path.isfile(path):
             raise FileNotFoundError(f"{path}: data file not found")
         format = format or FORMATS.get(os.path.splitext(path)[1].lower())
         with open(path, encoding="utf-8-sig", newline="") as f:
-            lines = f.read().splitlines(keepends=True)
+            text = f.read()
     if format is None:
-        first = next((line.lstrip() for line in lines if line.strip()), "")
-        format = "jsonl" if first.startswith("{") else "tsv"
-    if format == "jsonl":
-        yield from _json_records(lines, path, required)
+        format = "jsonl" if text.lstrip().startswith("{") else "tsv"
+    if format == "jsonl":  # one object a line: lines end at "\n" alone (a JSON string may hold U+2028)
+        yield from _json_records(text.split("\n"), path, required)
         return
     csv.field_size_limit(FIELD_SIZE_LIMIT)
     options = {"delimiter": "\t", "quoting": csv.QUOTE_NONE} if format == "tsv" else {}
-    reader = csv.reader(lines, **options)
+    reader = csv.reader(io.StringIO(text, newline=""), **options)
     header = read_header(reader, required, path)
     for row in reader:
         if not any(field.strip() for field in row):
@@ -215,24 +223,29 @@ def _json_records(lines, path, required):
                 f"{', '.join(required)}, got {type(record).__name__}"
             )
         for key in required:
-            value = record.get(key)
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                value = str(value)  # a numeric label
-            if not isinstance(value, str):
-                raise ValueError(
-                    f"{path}, line {number}: key {key!r}: expected a string, got {record.get(key)!r}"
-                )
-            record[key] = value
+            if key not in record:
+                raise ValueError(f"{path}, line {number}: the object lacks the key {key!r}")
+            record[key] = _text(record[key], path, number, key)
         yield number, record
 
 
-def read_pairs(path, lines=None, columns=("sentence1", "sentence2")):
-    """New examples to classify from a TSV, CSV or JSON Lines file (or stdin's lines, path
+def _text(value, path, number, key):
+    """A JSON value as text: a string, or a number (a label) written as a whole number where it
+    is one, so that 1 and 1.0 are the same label."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(int(value)) if float(value).is_integer() else repr(float(value))
+    if not isinstance(value, str):
+        raise ValueError(f"{path}, line {number}: key {key!r}: expected a string or a number, got {value!r}")
+    return value
+
+
+def read_pairs(path, text=None, columns=("sentence1", "sentence2")):
+    """New examples to classify from a TSV, CSV or JSON Lines file (or stdin's text, path
     '-'), with the text column(s) of the model's task."""
     text_a, text_b = columns[0], columns[1] if len(columns) > 1 else None
     examples = [
         InputExample(str(line), record[text_a], record[text_b] if text_b else None, None)
-        for line, record in read_records(path, [c for c in columns if c], lines)
+        for line, record in read_records(path, [c for c in columns if c], text)
     ]
     if not examples:
         raise ValueError(f"{path}: no examples to classify")

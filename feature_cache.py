@@ -78,6 +78,7 @@ def cache_key(task, data_dir, split, tokenizer, vocab_file, max_seq_length, tran
         "do_lower_case": str(getattr(tokenizer, "do_lower_case", None)),
         "max_seq_length": str(max_seq_length),
         "labels": ",".join(labels) if labels is not None else "(regression)",
+        "task_record": json.dumps(task.record(), sort_keys=True),  # a custom task's columns too
     }
 
 

@@ -46,7 +46,7 @@ from student_init import init_student_from_teacher
 from submission import read_test_sets, write_submissions
 from tasks import task_from_args, write_task_record
 from teacher_check import check_teachers
-from trained_models import TrainedModel
+from trained_models import TrainedModel, load_trained_entry
 
 logger = logging.getLogger("main")
 
@@ -130,7 +130,8 @@ def _run(args, build_distiller, rank, world_size, device):
     )
     if not args.do_train:
         if rank == 0:
-            student = build_model(setup.student, task.label_list, "student").to(device)
+            # A trained model: every tensor must load (a missing classifier would score at chance).
+            student = load_trained_entry(setup.student, task).to(device)
             _make_output_dir(args.output_dir)
             write_task_record(args.output_dir, task)
             if dev_loaders:
@@ -212,7 +213,8 @@ def _run(args, build_distiller, rank, world_size, device):
     if args.resume:
         distiller.resume_from(latest_state(args.output_dir))
     _make_output_dir(args.output_dir)  # only now: every check above has passed
-    write_task_record(args.output_dir, task)
+    if rank == 0:  # rank 0 alone writes the run's records
+        write_task_record(args.output_dir, task)
     if check is not None:
         check.write(args.output_dir)
     if args.resume and dev_loaders:

@@ -30,8 +30,8 @@ def build_parser(
     add(
         "--cache_dir",
         default=None,
-        help="Where encoded features are cached (default: <data_dir>/cache, or <output_dir>/cache "
-        "when data_dir is read-only).",
+        help="Where encoded features are cached (default: <data_dir>/cache, or feature_cache beside "
+        "output_dir when data_dir is read-only).",
     )
     # What to do
     add("--do_train", action="store_true", help="Train (or distill) the student.")
@@ -124,7 +124,8 @@ def build_parser(
         "--hard_label_weight",
         type=float,
         default=0.0,
-        help="Weight of the cross-entropy on the gold labels, beside the KD term.",
+        help="Weight of the hard-label loss on the gold labels (cross-entropy; a regression task's "
+        "mean squared error), beside the KD term.",
     )
     add("--kd_loss_weight", type=float, default=1.0, help="Weight of the KD term on the logits.")
     add(
@@ -157,7 +158,8 @@ def build_parser(
         type=int,
         default=DEFAULT_TEACHER_CHECK_SIZE,
         help="Before training, evaluate each teacher on the first this many examples of each dev "
-        "set and stop if it is no better than the most frequent label; 0 turns it off.",
+        "set and stop if it is no better than always answering the most frequent label plus 2 "
+        "points (teacher_check.py); 0 turns it off.",
     )
     add(
         "--allow_weak_teacher",

@@ -31,18 +31,17 @@ logger = logging.getLogger(__name__)
 
 
 def _cli_test(trained, args, device):
-    task = trained.task
-    test_sets = read_test_sets(
-        task, task_data_dir(args.data_dir, task), trained.tokenizer, args.max_seq_length
-    )
+    data_dir = task_data_dir(args.data_dir, trained.task)
+    task = trained.task.with_files_in(data_dir)  # a custom task's test file is found in data_dir
+    test_sets = read_test_sets(task, data_dir, trained.tokenizer, args.max_seq_length)
     os.makedirs(args.output_dir, exist_ok=True)
     write_submissions(trained.model, test_sets, args.output_dir, args.batch_size, device, task.label_list)
 
 
 def _cli_pairs(trained, args, device):
     task = trained.task
-    lines = sys.stdin.read().splitlines(keepends=True) if args.file == "-" else None
-    examples = read_pairs("<stdin>" if args.file == "-" else args.file, lines, task.text_columns)
+    text = sys.stdin.read() if args.file == "-" else None
+    examples = read_pairs("<stdin>" if args.file == "-" else args.file, text, task.text_columns)
     features = convert_examples_to_features(
         examples, task.label_list, args.max_seq_length, trained.tokenizer, labelled=False
     )

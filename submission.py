@@ -18,7 +18,7 @@ SCORE_RANGE = (0.0, 5.0)  # STS-B's similarity scores
 def read_test_sets(task, data_dir, tokenizer, max_seq_length):
     """{submission name: (examples, features)} of the task's test files."""
     if not task.test_sets:
-        raise FileNotFoundError(f"--do_test: task {task.name} has no test file in {data_dir}")
+        raise FileNotFoundError(f"task {task.name} has no test file in {data_dir}")
     test_sets = {}
     for name in task.test_sets:
         examples = task.get_examples(data_dir, name)

@@ -40,6 +40,10 @@ def recorded_task(folder):
             record = json.load(f)
         if record["task_name"] == CUSTOM:
             return CustomTask.from_record(record)
-        return get_task(record["task_name"])
+        task = get_task(record["task_name"])
     except (json.JSONDecodeError, KeyError, TypeError) as error:
         raise ValueError(f"{path}: not a task record ({type(error).__name__}: {error})") from None
+    if record.get("labels") != task.label_list:
+        raise ValueError(f"{path}: records the labels {record.get('labels')} for {task.name}, whose "
+                         f"classifier rows are {task.label_list}: a record of another version?")  # fmt: skip
+    return task

@@ -51,8 +51,8 @@ class TeacherCheck:
         names = ["baseline"] + [t["name"] for t in self.teachers]
         width = max(map(len, names)) + 2
         lines = [
-            f"Teacher check: {what} on the first {max(self.sizes.values())} examples of each "
-            f"dev set; the bar: {baseline}",
+            f"Teacher check: {what} on the first examples of each dev set "
+            f"({', '.join(f'{n} of {name}' for name, n in self.sizes.items())}); the bar: {baseline}",
             f"{'':{width}}" + "".join(f"{name:>10}" for name in sets),
             f"{'baseline':{width}}" + "".join(f"{self._cell(self.baseline[s]):>10}" for s in sets),
         ]

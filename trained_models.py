@@ -86,14 +86,7 @@ def load_from_json(model_config_json, which="student", checkpoint=None, task_nam
         )
     folder = checkpoint if os.path.isdir(checkpoint) else os.path.dirname(checkpoint)
     task = model_task(folder, task_name)
-    model = load_complete(
-        BertForGLUESimple(entry.bert_config, task.num_labels),
-        checkpoint,
-        entry.where,
-        task,
-        entry.label_order,
-        f"{entry.where}.label_order",
-    )
+    model = load_trained_entry(entry, task, checkpoint)
     return TrainedModel(
         model,
         entry.tokenizer,
@@ -154,6 +147,14 @@ def newest_checkpoint(path):
     if not steps:
         raise FileNotFoundError(f"{path}: no gs{{step}}.pkl checkpoint in this run folder")
     return checkpoint_path(path, steps[-1])
+
+
+def load_trained_entry(entry, task, checkpoint=None):
+    """The trained classifier of a model_config entry (its own checkpoint, or `checkpoint`),
+    every tensor loaded and its rows in the task's order."""
+    model = BertForGLUESimple(entry.bert_config, task.num_labels)
+    return load_complete(model, checkpoint or entry.checkpoint, entry.where, task, entry.label_order,
+                         f"{entry.where}.label_order")  # fmt: skip
 
 
 def load_complete(model, checkpoint, where, task, label_order=None, label_order_source=None):

@@ -88,7 +88,7 @@ class GlueTask:
     name: str
     folder: str  # GLUE's folder name, under the data root
     labels: tuple | None
-    metrics: tuple  # names computed by compute_metrics besides the main one
+    metrics: tuple  # the metrics computed on each dev set (compute_metrics), the main one first
     columns: Columns
     test_columns: Columns
     dev_sets: dict
@@ -112,6 +112,10 @@ class GlueTask:
 
     def get_labels(self):  # the original processors' name
         return self.label_list
+
+    def with_files_in(self, data_dir):
+        """This task reading data_dir's files (GLUE's files have fixed names: the task itself)."""
+        return self
 
     @property
     def text_columns(self):
@@ -201,7 +205,7 @@ def _column_name(column):
     return column if isinstance(column, str) else f"label (column {column + 1})"
 
 
-def _mnli_like(
+def _with_header(
     name,
     folder,
     labels,
@@ -243,7 +247,7 @@ TASKS = {
             {"cola": "dev.tsv"},
             {"CoLA": "test.tsv"},
         ),
-        _mnli_like(
+        _with_header(
             "sst-2",
             "SST-2",
             BINARY,
@@ -254,7 +258,7 @@ TASKS = {
             {"SST-2": "test.tsv"},
             index=None,
         ),
-        _mnli_like(
+        _with_header(
             "mrpc",
             "MRPC",
             BINARY,
@@ -266,7 +270,7 @@ TASKS = {
             index=None,
             metrics=("acc", "f1"),
         ),
-        _mnli_like(
+        _with_header(
             "sts-b",
             "STS-B",
             None,
@@ -277,7 +281,7 @@ TASKS = {
             {"STS-B": "test.tsv"},
             metrics=("pearson", "spearmanr"),
         ),
-        _mnli_like(
+        _with_header(
             "qqp",
             "QQP",
             BINARY,
@@ -291,7 +295,7 @@ TASKS = {
             metrics=("acc", "f1"),
             skip_short_rows=True,
         ),
-        _mnli_like(
+        _with_header(
             "mnli",
             "MNLI",
             MNLI_LABELS,
@@ -302,7 +306,7 @@ TASKS = {
             {"MNLI-m": "test_matched.tsv", "MNLI-mm": "test_mismatched.tsv"},
             skip_labels=(NO_CONSENSUS,),
         ),
-        _mnli_like(
+        _with_header(
             "qnli",
             "QNLI",
             ("entailment", "not_entailment"),
@@ -312,7 +316,7 @@ TASKS = {
             {"qnli": "dev.tsv"},
             {"QNLI": "test.tsv"},
         ),
-        _mnli_like(
+        _with_header(
             "rte",
             "RTE",
             ("entailment", "not_entailment"),
@@ -322,7 +326,7 @@ TASKS = {
             {"rte": "dev.tsv"},
             {"RTE": "test.tsv"},
         ),
-        _mnli_like(
+        _with_header(
             "wnli",
             "WNLI",
             BINARY,
@@ -425,9 +429,9 @@ def _tsv_rows(lines, path, columns, tolerate_short):
 
 
 def compute_metrics(task_name, preds, labels):
-    """The GLUE metrics of one dev set ('mnli', 'mnli-mm', 'rte', ...; or a custom task's name
-    with metrics ('acc',)): {'acc': ...} and the task's others ('mcc', 'f1', 'pearson',
-    'spearmanr'). preds and labels: [N] arrays, label indices or (regression) scores."""
+    """The GLUE metrics of one of GLUE's dev sets ('mnli', 'mnli-mm', 'rte', ...): {'acc': ...}
+    and the task's others ('mcc', 'f1'; STS-B: 'pearson', 'spearmanr'), as the original's
+    compute_metrics named them. preds and labels: [N] arrays, label indices or (regression) scores."""
     task = DEV_SET_TASKS.get(task_name)
     if task is None:
         raise KeyError(f"unknown task {task_name!r}, expected one of {', '.join(DEV_SET_TASKS)}")

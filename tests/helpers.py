@@ -412,9 +412,10 @@ LAYOUTS = {
 N_TRAIN, N_DEV, N_TEST = 48, 21, 9  # write_glue_task's sizes (MNLI's dev_mismatched: N_DEV - 8)
 
 
-def write_rows(path, header, rows):
+def write_rows(path, header, rows, bom=False):
     lines = ([header] if header else []) + rows
-    path.write_text("".join("\t".join(row) + "\n" for row in lines), encoding="utf-8")
+    text = "".join("\t".join(row) + "\n" for row in lines)
+    path.write_text("\ufeff" * bom + text, encoding="utf-8")
 
 
 def write_glue_task(root, task, seed=0):
@@ -446,7 +447,11 @@ def write_glue_task(root, task, seed=0):
     folder.mkdir(parents=True)
     for name, n in (("train.tsv", N_TRAIN), ("dev.tsv", N_DEV)):
         pairs = [make_pair(rng) for _ in range(n)]
-        write_rows(folder / name, header, [labelled(i, (a, b), y) for i, (a, b, y) in enumerate(pairs)])
+        rows = [labelled(i, (a, b), y) for i, (a, b, y) in enumerate(pairs)]
+        if task == "qqp" and name == "train.tsv":
+            rows.insert(3, ["9999", "1", "2", "a question with no pair"])  # QQP's train.tsv has such rows
+        # GLUE's MRPC files begin with the byte-order mark of the files they were made from.
+        write_rows(folder / name, header, rows, bom=task == "mrpc")
     write_rows(folder / "test.tsv", test_header, [unlabelled(i, make_pair(rng)[:2]) for i in range(N_TEST)])
     return folder
 

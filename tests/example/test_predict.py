@@ -104,7 +104,7 @@ def test_pairs_from_tsv_and_from_json_lines_on_stdin(model_files, tmp_path):
         (
             "pairs.jsonl",
             '{"sentence1": "a", "sentence2": "b"}\n{"sentence1": "a"}\n',
-            "pairs.jsonl, line 2: key 'sentence2': expected a string, got None",
+            "pairs.jsonl, line 2: the object lacks the key 'sentence2'",
         ),
         (
             "pairs.jsonl",

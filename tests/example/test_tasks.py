@@ -69,7 +69,7 @@ TEST_FILES = {
 def read_labelled(path, task):
     """[(text_a, text_b, label)] read with the csv module from the layout above."""
     (a, b, y), _ = COLUMNS[task]
-    with open(path, encoding="utf-8", newline="") as f:
+    with open(path, encoding="utf-8-sig", newline="") as f:  # MRPC starts with a byte-order mark
         rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
     if isinstance(a, str):
         rows = [dict(zip(rows[0], row)) for row in rows[1:]]
@@ -78,7 +78,7 @@ def read_labelled(path, task):
 
 def read_test(path, task):
     _, (index, a, b) = COLUMNS[task]
-    with open(path, encoding="utf-8", newline="") as f:
+    with open(path, encoding="utf-8-sig", newline="") as f:  # MRPC starts with a byte-order mark
         rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
     return [(row[index], row[a], row[b] if b else None) for row in rows]
 
@@ -370,6 +370,8 @@ def write_custom(folder, kind, rng, with_test=True):
         if split == "test" and not with_test:
             continue
         pairs = [make_pair(rng) for _ in range(n)]
+        # Commas, quotes and a line break inside a field: CSV quotes them, JSON escapes them.
+        pairs[1] = ('the dog said "wait , here"\nand waits .', pairs[1][1], pairs[1][2])
         rows = [{"premise": a, "hypothesis": b, "category": names[y]} for a, b, y in pairs]
         if split == "test":
             rows = [{k: v for k, v in row.items() if k != "category"} for row in rows]
@@ -381,6 +383,16 @@ def write_custom(folder, kind, rng, with_test=True):
         else:
             (folder / f"{split}.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
     return folder
+
+
+def read_custom(folder, split, kind):
+    """[(premise, hypothesis, category or None)] of write_custom's file, read with csv / json."""
+    if kind == "csv":
+        with open(folder / f"{split}.csv", newline="", encoding="utf-8") as f:
+            records = list(csv.DictReader(f))
+    else:
+        records = [json.loads(line) for line in (folder / f"{split}.jsonl").read_text().split("\n") if line]
+    return [(r["premise"], r["hypothesis"], r.get("category")) for r in records]
 
 
 @pytest.mark.parametrize("kind", ["csv", "jsonl"])
@@ -408,21 +420,16 @@ def test_your_own_files_end_to_end(files, tmp_path, kind):
         "label_column": "category",
     }
     # The dev metrics against the checkpoint, read and scored here.
-    if kind == "csv":
-        with open(folder / "dev.csv", newline="", encoding="utf-8") as f:
-            dev = [(r["premise"], r["hypothesis"], r["category"]) for r in csv.DictReader(f)]
-    else:
-        dev = [
-            (r["premise"], r["hypothesis"], r["category"])
-            for r in map(json.loads, (folder / "dev.jsonl").read_text().splitlines())
-        ]
+    dev = read_custom(folder, "dev", kind)
     outputs = model_outputs(checkpoint, files["config"], files["vocab"], [(a, b) for a, b, _ in dev], 3)
     gold = np.array([labels.index(y) for _, _, y in dev])
     result = json.loads((output_dir / "eval_results.jsonl").read_text().splitlines()[-1])
     assert result["acc"]["custom"] == pytest.approx(accuracy(outputs.argmax(1), gold))
     predictions = (output_dir / "predictions.tsv").read_text().splitlines()
     assert predictions[0] == "index\tprediction" and len(predictions) == N_TEST + 1
-    assert {row.split("\t")[1] for row in predictions[1:]} <= set(labels)
+    test = read_custom(folder, "test", kind)
+    outputs = model_outputs(checkpoint, files["config"], files["vocab"], [(a, b) for a, b, _ in test], 3)
+    assert predictions[1:] == [f"{i}\t{labels[int(row.argmax())]}" for i, row in enumerate(outputs)]
     exported = json.loads((tmp_path / "hf" / "config.json").read_text())
     assert exported["id2label"] == {str(i): label for i, label in enumerate(labels)}
 
@@ -477,3 +484,40 @@ def test_predict_py_reads_the_labels_of_a_custom_run(files, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[0] == "label\tagree\tdisagree\tunrelated"
+
+
+def test_numeric_json_labels_are_one_label_whatever_their_spelling(tmp_path):
+    from custom_task import CustomTask
+
+    (tmp_path / "train.jsonl").write_text(
+        '{"text": "a", "label": 1}\n{"text": "b", "label": 2.0}\n{"text": "c", "label": 10}\n'
+    )
+    (tmp_path / "dev.jsonl").write_text('{"text": "a", "label": 1.0}\n{"text": "b", "label": "2"}\n')
+    task = CustomTask.from_files(tmp_path, "text", "label")
+    assert task.labels == ("1", "2", "10")  # numbers in numeric order
+    assert [e.label for e in task.get_examples(tmp_path, "custom")] == ["1", "2"]
+
+
+def test_a_cache_built_for_other_columns_is_not_reused(files, tmp_path):
+    """The same file read through another label column: the features are built again."""
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    rows = "text,old,new\nthe dog runs .,x,y\nthe cat sleeps .,y,x\nthe man eats .,x,y\n"
+    (folder / "train.csv").write_text(rows)
+    (folder / "dev.csv").write_text(rows)
+    labels = {}
+    for column in ("old", "new"):
+        main.run(["--data_dir", str(folder), "--output_dir", str(tmp_path / column), "--model_config_json",
+                  files["json"], "--do_train", "--max_seq_length", str(LENGTH), "--num_train_epochs", "1",
+                  "--task_name", "custom", "--label_column", column])  # fmt: skip
+        from data import load_split
+        from options import parse_args
+        from tasks import task_from_args
+
+        args = parse_args(["--data_dir", str(folder), "--output_dir", "o", "--model_config_json", files["json"],
+                           "--do_train", "--max_seq_length", str(LENGTH), "--task_name", "custom",
+                           "--label_column", column])  # fmt: skip
+        task, data_dir = task_from_args(args)
+        student = parse_model_config(files["json"]).student
+        labels[column] = load_split(args, task, data_dir, "train", student)["labels"].tolist()
+    assert labels == {"old": [0, 1, 0], "new": [1, 0, 1]}

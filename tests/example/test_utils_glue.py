@@ -243,3 +243,20 @@ def test_unknown_label_in_features(tokenizer):
     example = InputExample("dev_matched-4", "a", "b", "maybe")
     with pytest.raises(ValueError, match="example dev_matched-4: label 'maybe' is not one of"):
         convert_examples_to_features([example], LABELS, 8, tokenizer)
+
+
+def test_qqp_rows_with_missing_fields_are_skipped_and_counted(tmp_path, caplog):
+    from tests.helpers import N_TRAIN, write_glue_task
+
+    folder = write_glue_task(tmp_path, "qqp")  # its train.tsv holds one row of 4 fields
+    with caplog.at_level(logging.WARNING, logger="utils_glue"):
+        examples = get_task("qqp").get_train_examples(folder)
+    assert len(examples) == N_TRAIN and "skipped 1 rows with fewer columns" in caplog.text
+
+
+def test_mrpcs_byte_order_mark_is_not_part_of_the_header(tmp_path):
+    from tests.helpers import N_TRAIN, write_glue_task
+
+    folder = write_glue_task(tmp_path, "mrpc")
+    assert (folder / "train.tsv").read_bytes().startswith("\ufeffQuality".encode())
+    assert len(get_task("mrpc").get_train_examples(folder)) == N_TRAIN
