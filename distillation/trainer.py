@@ -127,6 +127,11 @@ class AbstractDistiller:
         checkpoints keep their parameter names) and the compiled_losses, with torch.compile's
         options (mode, backend, dynamic, ...). Each training step then starts a new CUDA graph
         step (torch.compiler.cudagraph_mark_step_begin), so mode='reduce-overhead' replays them."""
+        from torch.fx.experimental import _config as symbolic_shapes
+
+        # Sizes that happen to be equal are not one size: a batch as long as it is wide would
+        # otherwise give both dimensions one symbol, and the next batch a new graph.
+        symbolic_shapes.use_duck_shape = False
         for model in [self.model_S, *self.teachers]:
             model.compile(**options)
         for name in self.compiled_losses:

@@ -223,3 +223,31 @@ def test_compile_pads_lengths_to_a_multiple_of_8_unless_told_and_a_bad_multiple_
     with pytest.raises(SystemExit):
         parse_args(required + ["--pad_to_multiple_of", "0"])
     assert capsys.readouterr().err.endswith("error: --pad_to_multiple_of must be at least 1, got 0\n")
+
+
+def test_a_batch_as_long_as_it_is_wide_does_not_tie_the_next_batches_to_a_new_graph(tmp_path, backend):
+    """Dynamic shapes give equal sizes one symbol unless told otherwise ("duck sizing"): a first
+    batch of 8 rows of 8 tokens would make every later batch a new graph."""
+    from distillation import BasicTrainer, TrainingConfig
+    from modeling import BertForGLUESimpleAdaptor
+
+    config = BertConfig.from_json_file(
+        write_bert_config(tmp_path / "config.json", hidden_size=16, intermediate_size=32)
+    )
+    torch.manual_seed(0)
+    trainer = BasicTrainer(
+        TrainingConfig(output_dir=str(tmp_path / "out"), device="cpu"),
+        BertForGLUESimple(config, 3),
+        BertForGLUESimpleAdaptor,
+    )
+    trainer.compile(backend="eager", dynamic=True)
+    batches = [
+        {
+            "input_ids": torch.randint(5, 20, (8, length)),
+            "attention_mask": torch.ones(8, length, dtype=torch.long),
+            "labels": torch.arange(8) % 3,
+        }
+        for length in (8, 16, 24, 16)
+    ]
+    trainer.train(torch.optim.SGD(trainer.model_S.parameters(), lr=0.1), batches, num_epochs=1)
+    assert counters["stats"]["unique_graphs"] == 1
