@@ -1,5 +1,7 @@
-"""From a task's files to batches: cached features, and DataLoaders that cut each batch's padding."""
+"""From a task's files to batches: cached features, and DataLoaders that cut each batch's padding
+(and, with --group_by_length, draw batches of similar lengths)."""
 
+import math
 import os
 
 import torch
@@ -8,6 +10,8 @@ from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, Seque
 from distillation import EXAMPLE_INDEX_KEY
 from feature_cache import load_features
 from modeling import UNLABELLED
+
+MEGA_BATCH = 50  # --group_by_length: the batches sorted by length together
 
 
 class FeatureDataset(torch.utils.data.Dataset):
@@ -19,23 +23,26 @@ class FeatureDataset(torch.utils.data.Dataset):
     teacher_features: one entry per teacher, the features of the same examples as that
     teacher's vocabulary encodes them, or None for a teacher that reads the student's; the
     batch is then {'student': ..., 'teachers': [...]} (distillation.adaptors.split_sides).
+    pad_to_multiple_of: each batch's cut length is rounded up to a multiple of it, so a compiled
+    model sees a few shapes rather than one per length.
     """
 
-    def __init__(self, features, with_index=False, teacher_features=None):
+    def __init__(self, features, with_index=False, teacher_features=None, pad_to_multiple_of=None):
         self.features = features
         self.with_index = with_index
         self.teacher_features = teacher_features
+        self.pad_to_multiple_of = pad_to_multiple_of
 
     def __len__(self):
         return len(self.features["input_ids"])
 
     def __getitem__(self, indices):
-        batch = _slice(self.features, indices)
+        batch = _slice(self.features, indices, self.pad_to_multiple_of)
         if self.teacher_features is not None:
             batch = {
                 "student": batch,
                 "teachers": [
-                    _slice(features, indices) if features is not None else batch
+                    _slice(features, indices, self.pad_to_multiple_of) if features is not None else batch
                     for features in self.teacher_features
                 ],
             }
@@ -44,11 +51,13 @@ class FeatureDataset(torch.utils.data.Dataset):
         return batch
 
 
-def _slice(features, indices):
+def _slice(features, indices, pad_to_multiple_of=None):
     batch = {key: tensor[indices] for key, tensor in features.items()}
     # Cut the padding all the batch's examples share (features are padded on the right):
     # masked positions change no output, and every layer's cost grows with the length.
     longest = int(batch["attention_mask"].sum(dim=1).max())
+    if pad_to_multiple_of:
+        longest = min(-(-longest // pad_to_multiple_of) * pad_to_multiple_of, batch["attention_mask"].size(1))
     for key, tensor in batch.items():
         if tensor.dim() == 2:
             tensor = tensor[:, :longest]
@@ -69,20 +78,27 @@ def batch_loader(
     with_index=False,
     num_workers=0,
     teacher_features=None,
+    group_by_length=False,
+    pad_to_multiple_of=None,
 ):
     """Batches of batch_size examples; when shuffling, process `rank` of num_replicas gets every
     num_replicas-th example of the epoch's permutation, so the processes' k-th batches together
     hold the examples a single process would see in its k-th batch of num_replicas * batch_size.
-    num_workers > 0 slices the batches in worker processes, ahead of the training step.
-    teacher_features: see FeatureDataset."""
-    dataset = FeatureDataset(features, with_index, teacher_features)
-    if shuffle:
-        # The order of epoch e depends on (seed, e) alone: the distiller calls set_epoch, so a
-        # resumed run sees the same batches as an uninterrupted one.
-        order = DistributedSampler(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed)
+    group_by_length (with shuffle): the permutation is grouped by length (LengthGroupedBatches),
+    split the same way. num_workers > 0 slices the batches in worker processes, ahead of the
+    training step. teacher_features, pad_to_multiple_of: see FeatureDataset."""
+    dataset = FeatureDataset(features, with_index, teacher_features, pad_to_multiple_of)
+    # The order of epoch e depends on (seed, e) alone: the distiller calls set_epoch, so a
+    # resumed run sees the same batches as an uninterrupted one.
+    if shuffle and group_by_length:
+        lengths = features["attention_mask"].sum(dim=1)
+        sampler = LengthGroupedBatches(lengths, batch_size, seed, num_replicas, rank)
     else:
-        order = SequentialSampler(dataset)
-    sampler = BatchSampler(order, batch_size=batch_size, drop_last=False)
+        if shuffle:
+            order = DistributedSampler(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed)
+        else:
+            order = SequentialSampler(dataset)
+        sampler = BatchSampler(order, batch_size=batch_size, drop_last=False)
     # Each iteration draws the workers' base seed from `generator`: without one it would come
     # from the global generator, and an evaluation or a resume would move the dropout masks.
     generator = torch.Generator().manual_seed(seed)
@@ -96,6 +112,49 @@ def batch_loader(
         pin_memory=torch.cuda.is_available(),
         generator=generator,
     )
+
+
+class LengthGroupedBatches:
+    """The batches of process `rank` of num_replicas, grouped by length (--group_by_length).
+
+    Each epoch, the permutation of the examples drawn from (seed, epoch) is cut into mega-batches
+    of mega_batch global batches (batch_size x num_replicas examples); each mega-batch is sorted
+    by length and cut into global batches, so that a batch holds examples of similar lengths and
+    little padding. The global batches are shuffled (the last, shorter one stays last, padded to
+    a multiple of num_replicas with the epoch's first examples, as DistributedSampler pads), and
+    process `rank` takes every num_replicas-th example of each: the processes' k-th batches
+    together hold the k-th batch of a single process with the global batch size.
+    """
+
+    def __init__(self, lengths, batch_size, seed, num_replicas=1, rank=0, mega_batch=MEGA_BATCH):
+        self.lengths = torch.as_tensor(lengths)  # (examples,) the real tokens of each
+        self.batch_size = batch_size
+        self.seed = seed
+        self.num_replicas = num_replicas
+        self.rank = rank
+        self.mega_batch = mega_batch
+        self.epoch = 0
+
+    def set_epoch(self, epoch):
+        self.epoch = epoch
+
+    def __len__(self):
+        return math.ceil(len(self.lengths) / (self.batch_size * self.num_replicas))
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        order = torch.randperm(len(self.lengths), generator=generator)
+        size = self.batch_size * self.num_replicas
+        batches = []
+        for mega_batch in order.split(size * self.mega_batch):
+            by_length = torch.sort(self.lengths[mega_batch], descending=True, stable=True).indices
+            batches += mega_batch[by_length].split(size)
+        full = len(batches) - (len(batches[-1]) < size)
+        batches = [batches[i] for i in torch.randperm(full, generator=generator)] + batches[full:]
+        padding = -len(batches[-1]) % self.num_replicas
+        batches[-1] = torch.cat([batches[-1], batches[0][:padding]])
+        for batch in batches:
+            yield batch[self.rank :: self.num_replicas].tolist()
 
 
 def loader_workers(args, device):

@@ -149,18 +149,10 @@ class EMDDistiller(BasicDistiller):
         # KD on the logits and the hard-label term: the core computes them as in every distiller.
         total_loss, losses = self.compute_prediction_loss(results_S, results_T)
 
-        # Hidden states: embedding output then one per layer, stacked into one tensor per model.
-        # fmt: off
-        states_S = self.projection(torch.stack(results_S["hidden"]).float())  # (L_S+1, B, T, H_T)
-        states_T = torch.stack(results_T["hidden"]).float()                   # (L_T+1, B, T, H_T)
-        # fmt: on
-        mask = results_S["inputs_mask"]
-
-        # The embedding outputs correspond one to one.
-        embedding_loss = hid_mse_loss(states_S[0], states_T[0], mask)
+        # The embedding outputs' loss and the distances D between layers 1..L.
+        embedding_loss, distances = self.hidden_state_terms(results_S, results_T)
 
         # Layers 1..L: many to many, through the transport plan.
-        distances = layer_distances(states_S[1:], states_T[1:], mask)  # (L_S, L_T)
         # The solve runs on the CPU; this small copy is the step's only wait on the device.
         plan = transport_plan(
             self.layer_weights_S, self.layer_weights_T, distances.detach().double().cpu().numpy()
@@ -173,3 +165,18 @@ class EMDDistiller(BasicDistiller):
         losses["unweighted_hidden_hidden_mse_emd"] = emd_loss
         losses["unweighted_embedding_hidden_mse"] = embedding_loss
         return total_loss, losses
+
+    # Optional: the pieces of the loss that are tensor work alone, which --compile compiles
+    # (the core's compile()); the solve on the CPU stays outside them.
+    compiled_losses = ("kd_loss", "hidden_state_terms")
+
+    def hidden_state_terms(self, results_S, results_T):
+        """(the embedding outputs' loss, the distance matrix D (L_S, L_T)) of one batch."""
+        # Hidden states: embedding output then one per layer, stacked into one tensor per model.
+        # fmt: off
+        states_S = self.projection(torch.stack(results_S["hidden"]).float())  # (L_S+1, B, T, H_T)
+        states_T = torch.stack(results_T["hidden"]).float()                   # (L_T+1, B, T, H_T)
+        # fmt: on
+        mask = results_S["inputs_mask"]
+        embedding_loss = hid_mse_loss(states_S[0], states_T[0], mask)  # one to one
+        return embedding_loss, layer_distances(states_S[1:], states_T[1:], mask)

@@ -31,8 +31,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from distillation.losses import hid_mse_loss
-from distiller_emd import EMDDistiller, layer_distances, transport_plan
+from distiller_emd import EMDDistiller, transport_plan
 
 # A layer that carried no cost at all (distance exactly 0) would get an infinite weight.
 MIN_COST = 1e-12
@@ -162,11 +161,8 @@ class FullEMDDistiller(EMDDistiller):
             return prediction_loss, losses
 
         # The hidden-state problem, as in the tutorial.
-        states_S = self.projection(torch.stack(results_S["hidden"]).float())
-        states_T = torch.stack(results_T["hidden"]).float()
-        mask = results_S["inputs_mask"]
-        embedding_loss = hid_mse_loss(states_S[0], states_T[0], mask)
-        distances = [layer_distances(states_S[1:], states_T[1:], mask)]  # (L_S, L_T)
+        embedding_loss, hidden_distances = self.hidden_state_terms(results_S, results_T)
+        distances = [hidden_distances]  # (L_S, L_T)
         # The attention problem: same shape, so both matrices reach the CPU in one copy.
         if self.attention:
             if "attention" not in results_S or "attention" not in results_T:
@@ -178,7 +174,7 @@ class FullEMDDistiller(EMDDistiller):
                 attention_distances(
                     torch.stack(results_S["attention"]).float(),
                     torch.stack(results_T["attention"]).float(),
-                    mask,
+                    results_S["inputs_mask"],
                 )
             )
         distances = torch.stack(distances)  # (1 or 2, L_S, L_T): hidden first

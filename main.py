@@ -21,6 +21,7 @@ import torch
 import torch.distributed as dist
 
 from checkpoints import build_model
+from compiling import compile_training, log_compilation
 from data import batch_loader, load_split, loader_workers, with_transfer_set
 from distillation import (
     BasicTrainer,
@@ -120,7 +121,10 @@ def _run(args, build_distiller, rank, world_size, device):
     dev_loaders = {}
     if evaluates:
         dev_loaders = {
-            name: batch_loader(f, args.predict_batch_size, shuffle=False) for name, f in dev_features.items()
+            name: batch_loader(
+                features, args.predict_batch_size, shuffle=False, pad_to_multiple_of=args.pad_to_multiple_of
+            )
+            for name, features in dev_features.items()
         }
     # The test files too are read before the run: a mistake in them must not wait for its end.
     test_sets = (
@@ -160,6 +164,8 @@ def _run(args, build_distiller, rank, world_size, device):
         with_index=args.cache_teacher_logits,
         num_workers=loader_workers(args, device),
         teacher_features=teacher_features if any(teacher_features) else None,
+        group_by_length=args.group_by_length,
+        pad_to_multiple_of=args.pad_to_multiple_of,
     )
 
     # 2. Models: the teachers (frozen) and the student, then the distiller; the models return
@@ -241,10 +247,14 @@ def _run(args, build_distiller, rank, world_size, device):
         distiller,
         world_size,
     )
+    if args.compile:  # after the teacher check and the student's start: those run once, eagerly
+        compile_training(distiller, device, args.gradient_accumulation_steps)
 
     def evaluate_checkpoint(model, step):
         if dev_loaders:
             record_evaluation(args.output_dir, step, model, dev_loaders, device, task)
+        if args.compile:
+            log_compilation(step)
 
     with distiller:
         distiller.train(
@@ -297,6 +307,7 @@ def linear_warmup_decay(optimizer, warmup_steps, total_steps):
 def training_config(args, device, data_parallel=False, ckpt_steps=None):
     mixed_precision = "fp16" if args.fp16 else "bf16" if args.bf16 else "no"
     return TrainingConfig(
+        teacher_dtype=teacher_dtype(args, device),
         data_parallel=data_parallel,
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         ckpt_frequency=args.ckpt_frequency,
@@ -307,6 +318,16 @@ def training_config(args, device, data_parallel=False, ckpt_steps=None):
         mixed_precision=mixed_precision,
         keep_resume_states=args.keep_resume_states,
     )
+
+
+def teacher_dtype(args, device):
+    """--teacher_dtype, or by default on CUDA the half type of --fp16 / --bf16; on a CPU the
+    teachers stay as they are (bf16 is many times slower on CPUs without native support)."""
+    if args.teacher_dtype is not None:
+        return args.teacher_dtype
+    if torch.device(device).type == "cuda" and (args.fp16 or args.bf16):
+        return "fp16" if args.fp16 else "bf16"
+    return None
 
 
 def distillation_config(args, student, intermediate_matches=None):
@@ -479,6 +500,13 @@ def _log_training_summary(
         total_steps,
         steps_per_epoch,
     )
+    sampling = "grouped by length" if args.group_by_length else "random"
+    padding = (
+        f", lengths padded to a multiple of {args.pad_to_multiple_of}" if args.pad_to_multiple_of else ""
+    )
+    logger.info("  Batches: %s%s", sampling, padding)
+    if distiller.t_config.teacher_dtype is not None:
+        logger.info("  Teachers: %s, under torch.inference_mode", distiller.t_config.teacher_dtype)
 
 
 def main(build=build_distiller, add_options=None, check=None):

@@ -11,6 +11,11 @@ from transformers import BertModel
 # has no hard-label term; a regression task's unknown score is NaN.
 UNLABELLED = -100
 
+try:  # transformers releases that install their hooks for hidden states at the first forward
+    from transformers.utils.output_capturing import maybe_install_capturing_hooks
+except ImportError:
+    maybe_install_capturing_hooks = None
+
 
 class BertForGLUESimple(nn.Module):
     """BERT encoder + dropout + linear classifier on the pooled [CLS] vector. With one output
@@ -42,6 +47,14 @@ class BertForGLUESimple(nn.Module):
         self.output_attentions = attention
         if attention and self.bert.config._attn_implementation != "eager":
             self.bert.set_attn_implementation("eager")  # SDPA computes no attention maps
+
+    def compile(self, *args, **kwargs):
+        """nn.Module.compile, once transformers' hooks that collect hidden states and attention
+        maps are in place: it installs them at the first forward that asks for them, which
+        torch.compile cannot trace (a graph break in every compiled forward)."""
+        if maybe_install_capturing_hooks is not None:
+            maybe_install_capturing_hooks(self.bert)
+        super().compile(*args, **kwargs)
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None):
         """input_ids, attention_mask, token_type_ids: (B, L) integer tensors; labels: (B,).

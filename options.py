@@ -4,11 +4,14 @@ main.emd.py adds its own options to this parser (add_options)."""
 
 import argparse
 
+from data import MEGA_BATCH
+from distillation.configs import TEACHER_DTYPES
 from recipes import RECIPES
 from tasks import TASK_NAMES
 
 DEFAULT_MAX_SEQ_LENGTH = 128
 DEFAULT_TEACHER_CHECK_SIZE = 2000
+COMPILE_PAD_MULTIPLE = 8  # --pad_to_multiple_of with --compile
 CUSTOM_COLUMN_DEFAULTS = {"text_a_column": "text", "text_b_column": None, "label_column": "label"}
 
 
@@ -85,6 +88,34 @@ def build_parser(
         type=int,
         default=None,
         help="Worker processes preparing training batches (default: 2 on a GPU, 0 on CPUs).",
+    )
+    add(
+        "--group_by_length",
+        action="store_true",
+        help="Batches of similar lengths: each epoch's shuffled examples are sorted by length in "
+        f"mega-batches of {MEGA_BATCH} batches, and the batches shuffled (seeded by --random_seed and "
+        "the epoch). Less padding, faster epochs; a change of the sampling, off in the published recipe.",
+    )
+    add(
+        "--compile",
+        action="store_true",
+        help="torch.compile the models' forward passes and the losses (on a GPU with CUDA graphs, "
+        "mode reduce-overhead). A GPU lever: on a CPU the compiled step is not faster and the "
+        "compilation takes minutes (docs/speed.md).",
+    )
+    add(
+        "--pad_to_multiple_of",
+        type=int,
+        default=None,
+        help="Round each batch's length up to a multiple of this, so a compiled model sees a few "
+        f"shapes (default: {COMPILE_PAD_MULTIPLE} with --compile, else none).",
+    )
+    add(
+        "--teacher_dtype",
+        choices=sorted(TEACHER_DTYPES),
+        default=None,
+        help="Cast the teachers' weights once to this type and run them under torch.inference_mode "
+        "(default: fp16 or bf16 with --fp16 or --bf16 on CUDA; on a CPU the teachers stay as they are).",
     )
     add("--PRINT_EVERY", type=int, default=200, help="Log the losses every this many optimizer steps.")
     add(
@@ -199,6 +230,8 @@ def parse_args(argv=None, add_options=None, check=None):
     recipe, _ = parser.parse_known_args(argv)
     parser.set_defaults(**RECIPES[recipe.recipe])
     args = parser.parse_args(argv)
+    if args.pad_to_multiple_of is None and args.compile:
+        args.pad_to_multiple_of = COMPILE_PAD_MULTIPLE
     problems = check_args(args) + (check(args) if check is not None else [])
     if problems:  # one line, without the usage: the options themselves parsed fine
         parser.exit(2, f"{parser.prog}: error: {'; '.join(problems)}\n")
@@ -226,6 +259,8 @@ def check_args(args):
             f"--train_batch_size {args.train_batch_size} is not divisible by "
             f"--gradient_accumulation_steps {args.gradient_accumulation_steps}"
         )
+    if args.pad_to_multiple_of is not None and args.pad_to_multiple_of < 1:
+        problems.append(f"--pad_to_multiple_of must be at least 1, got {args.pad_to_multiple_of}")
     if args.num_workers is not None and args.num_workers < 0:
         problems.append(f"--num_workers must be at least 0, got {args.num_workers}")
     if args.num_train_epochs <= 0:

@@ -60,6 +60,18 @@ def split_sides(batch):
     return batch, batch
 
 
+def out_of_inference_mode(results):
+    """results with every inference tensor (made under torch.inference_mode) cloned into a normal
+    one: a loss may save its inputs for the backward pass, which an inference tensor refuses."""
+    if isinstance(results, torch.Tensor):
+        return results.clone() if results.is_inference() else results
+    if isinstance(results, Mapping):
+        return {key: out_of_inference_mode(value) for key, value in results.items()}
+    if isinstance(results, (tuple, list)):
+        return type(results)(out_of_inference_mode(item) for item in results)
+    return results
+
+
 class PerTeacher(list):
     """One batch per teacher, in the teachers' order (not a list batch, which is model(*batch))."""
 

@@ -17,6 +17,7 @@ from .schedulers import TEMPERATURE_SCHEDULER, TEMPERATURE_SCHEDULER_BUILDERS, W
 logger = logging.getLogger(__name__)
 
 MIXED_PRECISION = ("no", "fp16", "bf16")
+TEACHER_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 class _Config:
@@ -48,7 +49,10 @@ class TrainingConfig(_Config):
     DistributedDataParallel (processes launched by torchrun, torch.distributed initialised).
     local_rank is accepted for compatibility and ignored, with a warning when it is not -1.
     keep_resume_states: how many resume states (resume_gs{step}.pt, saved beside the
-    checkpoints) are kept.
+    checkpoints) are kept. teacher_dtype ('fp32' | 'fp16' | 'bf16', not in TextBrewer): the
+    teachers' weights are cast to it once, when training starts, and they run under
+    torch.inference_mode (and autocast to a half type); None: they run as they are, under
+    torch.no_grad and the student's autocast.
     """
 
     def __init__(
@@ -66,6 +70,7 @@ class TrainingConfig(_Config):
         local_rank=-1,
         mixed_precision=None,
         keep_resume_states=2,
+        teacher_dtype=None,
     ):
         for name, value in (
             ("gradient_accumulation_steps", gradient_accumulation_steps),
@@ -92,6 +97,12 @@ class TrainingConfig(_Config):
         self.local_rank = local_rank
         self.mixed_precision = self._mixed_precision(fp16, mixed_precision, self.device)
         self.keep_resume_states = keep_resume_states
+        if teacher_dtype is not None and teacher_dtype not in TEACHER_DTYPES:
+            raise ValueError(
+                f"TrainingConfig: teacher_dtype must be None or one of {', '.join(TEACHER_DTYPES)}, "
+                f"got {teacher_dtype!r}"
+            )
+        self.teacher_dtype = teacher_dtype
         if local_rank != -1:
             logger.warning(
                 "TrainingConfig: local_rank=%r is accepted for compatibility and ignored: "

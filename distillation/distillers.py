@@ -9,7 +9,7 @@ import inspect
 
 import torch
 
-from .adaptors import as_list, call_model, move_to_device, post_adaptor
+from .adaptors import as_list, call_model, move_to_device, out_of_inference_mode, post_adaptor
 from .losses import KD_LOSS_MAP, MATCH_LOSS_MAP
 from .projections import PROJ_MAP
 from .task_sampling import TaskBatches
@@ -37,6 +37,8 @@ class BasicDistiller(AbstractDistiller):
 
     Subclasses add terms by overriding compute_loss and calling compute_prediction_loss.
     """
+
+    compiled_losses = ("kd_loss",)
 
     def __init__(self, train_config, distill_config, model_T, model_S, adaptor_T, adaptor_S):
         super().__init__(train_config, distill_config, model_T, model_S, adaptor_T, adaptor_S)
@@ -81,9 +83,22 @@ class GeneralDistiller(BasicDistiller):
     after the match's projection, if any, is applied to the student's side.
     """
 
+    compiled_losses = ("kd_loss", "intermediate_losses")
+
     def __init__(self, train_config, distill_config, model_T, model_S, adaptor_T, adaptor_S):
         super().__init__(train_config, distill_config, model_T, model_S, adaptor_T, adaptor_S)
+        # What each match's loss is logged as, and its padded_length argument, if it takes one.
+        self._match_names, self._match_options = [], []
         for match in distill_config.intermediate_matches:
+            if isinstance(match.layer_S, list):
+                layers = "-".join(map(str, match.layer_S)), "-".join(map(str, match.layer_T))
+            else:
+                layers = str(match.layer_S), str(match.layer_T)
+            self._match_names.append(f"unweighted_{match.feature}_{match.loss}_{layers[0]}_{layers[1]}")
+            padded = distill_config.padded_length is not None and _takes_padded_length(
+                MATCH_LOSS_MAP[match.loss]
+            )
+            self._match_options.append({"padded_length": distill_config.padded_length} if padded else {})
             proj = None
             if match.proj is not None:
                 kind, dim_in, dim_out = match.proj
@@ -98,24 +113,26 @@ class GeneralDistiller(BasicDistiller):
 
     def compute_loss(self, results_S, results_T):
         total, losses = self.compute_prediction_loss(results_S, results_T)
+        total, intermediate = self.intermediate_losses(results_S, results_T, total)
+        return total, {**losses, **intermediate}
+
+    def intermediate_losses(self, results_S, results_T, total=0):
+        """(total plus each match's weighted loss, {name: unweighted loss}): tensor work only,
+        which compile() compiles."""
+        losses = {}
         mask = results_S.get("inputs_mask")
-        for index, (match, proj) in enumerate(zip(self.d_config.intermediate_matches, self.projs)):
+        matches = zip(self.d_config.intermediate_matches, self.projs, self._match_names, self._match_options)
+        for index, (match, proj, name, options) in enumerate(matches):
             feature_S = _feature(results_S, match.feature, index, "student")
             feature_T = _feature(results_T, match.feature, index, "teacher")
             if isinstance(match.layer_S, list):
                 inter_S = [_project(proj, feature_S[layer]) for layer in match.layer_S]
                 inter_T = [feature_T[layer] for layer in match.layer_T]
-                name_S, name_T = "-".join(map(str, match.layer_S)), "-".join(map(str, match.layer_T))
             else:
                 inter_S, inter_T = _project(proj, feature_S[match.layer_S]), feature_T[match.layer_T]
-                name_S, name_T = str(match.layer_S), str(match.layer_T)
-            loss_fn = MATCH_LOSS_MAP[match.loss]
-            extra = {}
-            if self.d_config.padded_length is not None and _takes_padded_length(loss_fn):
-                extra["padded_length"] = self.d_config.padded_length
-            loss = loss_fn(inter_S, inter_T, mask=mask, **extra)
+            loss = MATCH_LOSS_MAP[match.loss](inter_S, inter_T, mask=mask, **options)
             total = total + match.weight * loss
-            losses[f"unweighted_{match.feature}_{match.loss}_{name_S}_{name_T}"] = loss
+            losses[name] = loss
         return total, losses
 
 
@@ -215,9 +232,9 @@ class MultiTaskDistiller(GeneralDistiller):
         """(total_loss, losses) of one (batch, task name) pair."""
         batch, task = batch_task
         batch = move_to_device(batch, self.device)
-        with torch.no_grad(), self._autocast():
+        with self._teacher_mode():
             outputs_T = call_model(self.model_T[task], batch, args)
-        results_T = post_adaptor(self.adaptor_T[task](batch, outputs_T))
+        results_T = out_of_inference_mode(post_adaptor(self.adaptor_T[task](batch, outputs_T)))
         with self._autocast():
             outputs_S = call_model(self._student_forward, batch, args)
         results_S = post_adaptor(self.adaptor_S[task](batch, outputs_S))

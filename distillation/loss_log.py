@@ -32,7 +32,9 @@ class LossLog:
         """Add one batch's terms, and note whether the loss of `step` is finite (no host sync)."""
         for name, value in [("loss", total_loss), *losses.items()]:
             value = value.detach().float()
-            self.running[name] = self.running[name] + value if name in self.running else value
+            # A new sum is a copy: the value may live in a CUDA graph's memory (--compile), which
+            # the graph's next replay overwrites.
+            self.running[name] = self.running[name] + value if name in self.running else value.clone()
         nonfinite = ~torch.isfinite(self.running["loss"])
         self.first_nonfinite = torch.where(
             nonfinite & (self.first_nonfinite < 0),

@@ -18,7 +18,8 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from . import resume
-from .adaptors import PerTeacher, call_model, move_to_device, post_adaptor, split_sides
+from .adaptors import PerTeacher, call_model, move_to_device, out_of_inference_mode, post_adaptor, split_sides
+from .configs import TEACHER_DTYPES
 from .io import atomic_torch_save, remove_unfinished_writes
 from .logit_cache import TeacherLogitCache, split_indices
 from .loss_log import LossLog
@@ -40,6 +41,10 @@ class AbstractDistiller:
     epoch, or per ckpt_steps with num_steps). log_every_steps, when set, logs every this many
     optimizer steps instead.
     """
+
+    # The methods (or function attributes) that compute pure tensor pieces of compute_loss,
+    # compiled by compile(); what reads the training step or leaves the device stays eager.
+    compiled_losses = ()
 
     def __init__(self, train_config, distill_config, model_T, model_S, adaptor_T, adaptor_S):
         self.t_config = train_config
@@ -65,6 +70,7 @@ class AbstractDistiller:
         self._student_forward = (
             model_S  # the DistributedDataParallel wrapper while training on several processes
         )
+        self.compiled = False  # compile() was called
 
     # ----- where training stands, for a compute_loss that depends on it ---------------------
     @property
@@ -114,6 +120,23 @@ class AbstractDistiller:
             and self.teachers
             and not self.features_read()
         )
+
+    # ----- torch.compile ------------------------------------------------------------------
+    def compile(self, **options):
+        """torch.compile the forward passes of the student and the teachers (nn.Module.compile:
+        checkpoints keep their parameter names) and the compiled_losses, with torch.compile's
+        options (mode, backend, dynamic, ...). Each training step then starts a new CUDA graph
+        step (torch.compiler.cudagraph_mark_step_begin), so mode='reduce-overhead' replays them."""
+        from torch.fx.experimental import _config as symbolic_shapes
+
+        # Sizes that happen to be equal are not one size: a batch as long as it is wide would
+        # otherwise give both dimensions one symbol, and the next batch a new graph.
+        symbolic_shapes.use_duck_shape = False
+        for model in [self.model_S, *self.teachers]:
+            model.compile(**options)
+        for name in self.compiled_losses:
+            setattr(self, name, torch.compile(getattr(self, name), **options))
+        self.compiled = True
 
     # ----- a distiller's own state, kept in the resume state (under the key 'distiller') -----
     def extra_state(self):
@@ -205,6 +228,9 @@ class AbstractDistiller:
                 "groups joined the optimizer; pass scheduler_class and "
                 "scheduler_args instead of scheduler"
             )
+        if self.t_config.teacher_dtype is not None:  # once; before training the teachers stay as given
+            for teacher in self.teachers:
+                teacher.to(TEACHER_DTYPES[self.t_config.teacher_dtype])
         os.makedirs(self.t_config.output_dir, exist_ok=True)
         if self.t_config.log_dir:
             os.makedirs(self.t_config.log_dir, exist_ok=True)
@@ -274,6 +300,8 @@ class AbstractDistiller:
     def _accumulate(self, run, batch, args):
         """Forward and backward one micro-batch; True when it closes an accumulation group."""
         closes_group = (run.batches_done + 1) % run.accumulation == 0
+        if self.compiled:  # the outputs of the last step's CUDA graphs are no longer read
+            torch.compiler.cudagraph_mark_step_begin()
         with self._gradient_sync(closes_group):
             total_loss, losses = self.train_on_batch(batch, args)
             run.scaler.scale(total_loss / run.accumulation).backward()
@@ -350,12 +378,26 @@ class AbstractDistiller:
         if not self.teachers:
             return None
         batches = batch if isinstance(batch, PerTeacher) else [batch] * len(self.teachers)
-        with torch.no_grad(), self._autocast():
+        with self._teacher_mode():
             results = [
                 post_adaptor(self.adaptor_T(part, call_model(teacher, part, args)))
                 for teacher, part in zip(self.teachers, batches, strict=True)
             ]
+        results = out_of_inference_mode(results)
         return results if isinstance(self.model_T, (list, tuple)) else results[0]
+
+    @contextlib.contextmanager
+    def _teacher_mode(self):
+        """How the teachers run: with t_config.teacher_dtype, under torch.inference_mode (and
+        autocast to it, for a half type); else under torch.no_grad and the student's autocast."""
+        name = self.t_config.teacher_dtype
+        if name is None:
+            with torch.no_grad(), self._autocast():
+                yield
+            return
+        half = name != "fp32"
+        with torch.inference_mode(), torch.autocast(self.device.type, TEACHER_DTYPES[name], enabled=half):
+            yield
 
     # ----- pieces of the loop -------------------------------------------------------------------
     def _epoch_batches(self, run, dataloader, epoch):

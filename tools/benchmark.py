@@ -2,6 +2,7 @@
 
     python -m tools.benchmark                # about two minutes on 2 CPU cores
     python -m tools.benchmark --device cuda --bf16 --batch 32 --length 128
+    python -m tools.benchmark --levers --batch 32 --lengths_from MNLI/train.tsv --vocab_file vocab.txt
 
 Everything is generated: a synthetic MNLI-layout train file with MNLI-like sentence lengths (and
 a vocabulary built from its words) for the encoding, random token ids for the models. A training
@@ -14,11 +15,19 @@ Where TextBrewer 0.2.1 is installed, its GeneralDistiller runs beside ours in th
 on the same models and batches, in interleaved rounds, and the ratio ours/TextBrewer is printed:
 once with the same optimizer on both sides (the libraries alone), once with the optimizer each
 project's MNLI example builds (main.py's fused AdamW; TextBrewer's AdamW with torch's defaults).
+
+--levers adds a second table: whole epochs of the GeneralDistiller over examples with the
+lengths of a generated MNLI-like histogram (and of a real MNLI-layout train file, with
+--lengths_from), eager against compiled (--compile) and random against grouped batches
+(--group_by_length), side by side in interleaved rounds, with the padded token positions of
+each epoch and what the compilation cost.
 """
 
 import argparse
 import contextlib
+import dataclasses
 import logging
+import math
 import os
 import platform
 import random
@@ -28,9 +37,11 @@ import tempfile
 import time
 
 import torch
+from torch._dynamo.utils import calculate_time_spent, counters
 from transformers import BertConfig, BertTokenizer
 
 import main
+from compiling import BACKEND
 from data import batch_loader
 from distillation import (
     DistillationConfig,
@@ -44,7 +55,8 @@ from evaluation import evaluate
 from feature_cache import load_features
 from matches import PRESETS, fit_matches
 from modeling import BertForGLUESimple, BertForGLUESimpleAdaptor
-from utils_glue import LABELS, MNLI_TRAIN_COLUMNS, TASKS
+from options import COMPILE_PAD_MULTIPLE
+from utils_glue import LABELS, MNLI_TRAIN_COLUMNS, TASKS, read_mnli_tsv
 
 MNLI_TRAIN_PAIRS = 392_702
 VOCAB_SIZE = 30522  # bert-base-uncased's, so the embedding tables have their real size
@@ -87,7 +99,37 @@ def parse_args(argv=None):
     )
     add("--textbrewer_epoch_steps", type=int, default=72, help="Steps of one epoch in those rounds.")
     add("--textbrewer_only", action="store_true", help="Run only the TextBrewer comparison.")
-    return parser.parse_args(argv)
+    add(
+        "--levers",
+        action="store_true",
+        help="Also time whole epochs eager against compiled and random against grouped batches.",
+    )
+    add(
+        "--lever_examples",
+        type=int,
+        default=1600,
+        help="Examples of a --levers epoch, drawn from each length histogram (a real file: all of "
+        "its pairs when it has fewer).",
+    )
+    add("--lever_rounds", type=int, default=2, help="Timed epochs of each --levers configuration.")
+    add(
+        "--lengths_from",
+        default=None,
+        help="--levers: also the lengths of this MNLI-layout train file (sentence1, sentence2), as "
+        "--vocab_file's word pieces count them, cut to --length.",
+    )
+    add("--vocab_file", default=None, help="The vocabulary of --lengths_from (a BERT vocab.txt).")
+    add(
+        "--compile_backend",
+        default=BACKEND,
+        help=f"torch.compile's backend in --levers (default {BACKEND}; 'eager' checks the path quickly).",
+    )
+    args = parser.parse_args(argv)
+    if args.lengths_from and not args.vocab_file:
+        parser.error("--lengths_from needs --vocab_file: the vocabulary whose word pieces are counted")
+    if args.lever_examples < args.batch:
+        parser.error(f"--lever_examples must be at least --batch ({args.batch}), got {args.lever_examples}")
+    return args
 
 
 # ----- feature encoding --------------------------------------------------------------------------
@@ -170,9 +212,11 @@ def bert_config(layers, hidden, heads, intermediate, length):
     )
 
 
-def synthetic_features(num_examples, length, generator):
-    """Random ids with MNLI-like padding: each row holds between half and all of `length` tokens."""
-    real = torch.randint(length // 2, length + 1, (num_examples,), generator=generator)
+def synthetic_features(num_examples, length, generator, real=None):
+    """Random ids with MNLI-like padding: each row holds between half and all of `length` tokens
+    (or real[i] tokens)."""
+    if real is None:
+        real = torch.randint(length // 2, length + 1, (num_examples,), generator=generator)
     positions = torch.arange(length)
     attention_mask = (positions < real[:, None]).long()
     first_segment = (real * 2) // 3
@@ -241,11 +285,12 @@ class Setup:
             self.features, self.args.batch, shuffle=True, seed=self.args.seed, with_index=with_index
         )
 
-    def train_config(self, name):
+    def train_config(self, name, teacher_dtype=None):
         return TrainingConfig(
             output_dir=os.path.join(self.workdir, name),
             device=self.device,
             mixed_precision=precision(self.args),
+            teacher_dtype=teacher_dtype,
         )
 
 
@@ -382,6 +427,157 @@ def time_evaluation(setup):
     start = time.perf_counter()
     evaluate(student, loaders, setup.device, TASKS["mnli"])
     return setup.args.eval_examples / (time.perf_counter() - start)
+
+
+# ----- the levers: compiled steps, grouped lengths, a half-precision teacher ----------------------
+
+
+def mnli_like_lengths(num_examples, max_length, generator):
+    """Word pieces per pair with MNLI's mean (about 40) and a long right tail (log-normal, standard
+    deviation 15), cut to [8, max_length]: a random batch of 32 is about twice as long as its
+    average example, as MNLI's are (issue 27)."""
+    sigma = math.sqrt(math.log(1 + (15 / 40) ** 2))
+    normal = torch.randn(num_examples, generator=generator, dtype=torch.float64)
+    return (normal * sigma + math.log(40) - sigma**2 / 2).exp().round().long().clamp(8, max_length)
+
+
+def lengths_from_tsv(path, vocab_file, max_length):
+    """Word pieces of each pair of an MNLI-layout file, [CLS] and [SEP] included, cut to max_length."""
+    examples = read_mnli_tsv(path)
+    tokenizer = BertTokenizer(vocab=vocab_file, do_lower_case=True)
+    encoded = tokenizer(
+        [e.text_a for e in examples], [e.text_b for e in examples], truncation=True, max_length=max_length
+    )
+    return torch.tensor([len(ids) for ids in encoded["input_ids"]])
+
+
+def length_histograms(args, generator):
+    """{name: the real tokens of each example of a --levers epoch}."""
+    histograms = {"MNLI-like lengths": mnli_like_lengths(args.lever_examples, args.length, generator)}
+    if args.lengths_from:
+        lengths = lengths_from_tsv(args.lengths_from, args.vocab_file, args.length)
+        if len(lengths) > args.lever_examples:
+            lengths = lengths[torch.randperm(len(lengths), generator=generator)[: args.lever_examples]]
+        histograms["lengths of --lengths_from"] = lengths
+    return histograms
+
+
+@dataclasses.dataclass
+class Lever:
+    """One configuration of the --levers table."""
+
+    name: str
+    compiled: bool = False
+    grouped: bool = False
+    teacher_dtype: str = None  # TrainingConfig.teacher_dtype
+
+
+CPU_LEVERS = [
+    Lever("eager, random batches"),
+    Lever("eager, grouped lengths", grouped=True),
+    Lever("compiled, random batches", compiled=True),
+    Lever("compiled, grouped lengths", compiled=True, grouped=True),
+]
+
+
+class LeverEpoch:
+    """One epoch of the GeneralDistiller (the published matches) over examples of given lengths."""
+
+    def __init__(self, setup, lever, lengths):
+        args = setup.args
+        generator = torch.Generator().manual_seed(args.seed + 3)
+        features = synthetic_features(len(lengths), args.length, generator, real=lengths)
+        self.loader = batch_loader(
+            features,
+            args.batch,
+            shuffle=True,
+            seed=args.seed,
+            group_by_length=lever.grouped,
+            pad_to_multiple_of=COMPILE_PAD_MULTIPLE if lever.compiled else None,
+        )
+        self.steps = len(self.loader)
+        # The token positions the models see in the epoch, padding included.
+        self.positions = sum(batch["input_ids"].numel() for batch in self.loader)
+        matches = fit_matches(
+            PRESETS["L4t_hidden_mse"] + PRESETS["L4_hidden_smmd"],
+            setup.student_config.hidden_size,
+            setup.teacher_config.hidden_size,
+            setup.student_config.num_hidden_layers,
+            setup.teacher_config.num_hidden_layers,
+        )
+        self.distiller = without_checkpoints(GeneralDistiller)(
+            setup.train_config(f"lever-{id(self)}", teacher_dtype=lever.teacher_dtype),
+            DistillationConfig(temperature=8, intermediate_matches=matches, padded_length=args.length),
+            setup.teacher(hidden_states=True),
+            setup.student(hidden_states=True),
+            BertForGLUESimpleAdaptor,
+            BertForGLUESimpleAdaptor,
+        )
+        self.distiller.log_every_steps = 10**9
+        if lever.compiled:
+            mode = "reduce-overhead" if setup.device.type == "cuda" else None
+            self.distiller.compile(mode=mode, backend=args.compile_backend, dynamic=True)
+        self.optimizer = main.build_optimizer(self.distiller.model_S, 1e-4, 0.01)
+
+    def run(self, num_steps=None):
+        """One epoch, or its first num_steps steps."""
+        length = {"num_steps": num_steps} if num_steps else {"num_epochs": 1}
+        self.distiller.train(self.optimizer, self.loader, **length)
+
+
+def time_levers(setup, configurations, histograms):
+    """{(histogram, lever name): (median seconds per epoch, LeverEpoch)} for each (histogram
+    name, Lever) of configurations; the compilation: (seconds, graphs) after the warm-up
+    epochs; and the graphs compiled during the timed epochs."""
+    epochs = {
+        (histogram, lever.name): LeverEpoch(setup, lever, histograms[histogram])
+        for histogram, lever in configurations
+    }
+    compile_seconds = calculate_time_spent().get("total_wall_time", 0.0)
+    for epoch in epochs.values():  # warm-up: compiles every shape of the epoch
+        epoch.run()
+    compile_seconds = calculate_time_spent().get("total_wall_time", 0.0) - compile_seconds
+    graphs = counters["stats"]["unique_graphs"]
+    times = {key: [] for key in epochs}
+    for _ in range(setup.args.lever_rounds):
+        for key, epoch in epochs.items():
+            synchronize(setup.device)
+            start = time.perf_counter()
+            epoch.run()
+            synchronize(setup.device)
+            times[key].append(time.perf_counter() - start)
+    medians = {key: (statistics.median(values), epochs[key]) for key, values in times.items()}
+    return medians, (compile_seconds, graphs), counters["stats"]["unique_graphs"] - graphs
+
+
+def levers_report(args, result):
+    times, (compile_seconds, graphs), recompiled = result
+    first = {}  # the first configuration of each histogram: eager, random batches
+    lines = [
+        f"Whole epochs of the GeneralDistiller (L4t_hidden_mse + L4_hidden_smmd), batch {args.batch}, "
+        f"lengths up to {args.length}, median of {args.lever_rounds} interleaved rounds after a warm-up "
+        f"epoch each; compiled: torch.compile backend {args.compile_backend}, dynamic shapes, lengths "
+        f"padded to a multiple of {COMPILE_PAD_MULTIPLE}",
+        "",
+        "| lengths | configuration | examples | epoch | per step | ratio to eager, random | "
+        "token positions (real) |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for histogram, lever in times:
+        seconds, epoch = times[histogram, lever]
+        reference = first.setdefault(histogram, seconds)
+        real = int(epoch.loader.dataset.features["attention_mask"].sum())
+        lines.append(
+            f"| {histogram} | {lever} | {len(epoch.loader.dataset):,} | {seconds:.2f} s | "
+            f"{seconds / epoch.steps * 1000:.0f} ms | {seconds / reference:.3f}x | "
+            f"{epoch.positions:,} ({real:,}) |"
+        )
+    lines.append("")
+    lines.append(
+        f"Compilation: {compile_seconds:.1f} s in the warm-up epochs, {graphs} graphs; "
+        f"graphs compiled during the timed epochs: {recompiled}"
+    )
+    return "\n".join(lines)
 
 
 # ----- against TextBrewer 0.2.1 ---------------------------------------------------------------
@@ -569,6 +765,11 @@ def run(argv=None):
             step_times, peaks = time_steps(setup, build_steps(setup))
             eval_rate = time_evaluation(setup)
             print(report(args, setup, encoding, step_times, peaks, eval_rate))
+        if args.levers:
+            histograms = length_histograms(args, torch.Generator().manual_seed(args.seed + 4))
+            print()
+            configurations = [(histogram, lever) for histogram in histograms for lever in CPU_LEVERS]
+            print(levers_report(args, time_levers(setup, configurations, histograms)))
         if args.textbrewer_rounds > 0:
             print(textbrewer_report(args, time_against_textbrewer(setup)))
 

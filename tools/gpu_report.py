@@ -7,14 +7,22 @@
    teacher, 12 x 768; T4-tiny; batch 32, length 128) under fp16 and under bf16: steps/s, the
    ratio to the bare step, peak GPU memory, and the projected time of the published 40-epoch
    run on MNLI (40 x 12,272 steps).
-2. The same steps under torch.cuda.set_sync_debug_mode("warn"): every place a step waits for
-   the host is listed. The one allowed per step is EMDDistiller's transport-plan solve (a
-   small matrix copied to the CPU for pyemd); the trainer's log line (every --PRINT_EVERY
-   steps) and the logit cache's check at the end of an epoch are reported apart. Anything
-   else makes the command exit with 1.
-3. Evaluation throughput.
+2. The levers of issue 27, in bf16, one row each with the projected 40-epoch run: the
+   GeneralDistiller step as today (eager, length 128), with the teacher cast to bf16 under
+   torch.inference_mode (--teacher_dtype), then compiled too (--compile: CUDA graphs), and
+   compiled on the lengths of an MNLI-like histogram, with random and with grouped batches
+   (--group_by_length). Each row times whole epochs of --lever_examples examples after a
+   warm-up epoch that compiles every shape.
+3. The steps of part 1 and the compiled step of part 2 under
+   torch.cuda.set_sync_debug_mode("warn"): every place a step waits for the host is listed.
+   The one allowed per step is EMDDistiller's transport-plan solve (a small matrix copied to
+   the CPU for pyemd); the trainer's log line (every --PRINT_EVERY steps) and the logit
+   cache's check at the end of an epoch are reported apart. Anything else makes the command
+   exit with 1.
+4. Evaluation throughput.
 
-Without CUDA, parts 1 and 3 run on the CPU in float32 and part 2 says it was skipped.
+Without CUDA, parts 1, 2 and 4 run on the CPU in float32 (the half teacher in bf16) and part
+3 says it was skipped. tools/gpu_check.sh runs it all, installation included.
 """
 
 import argparse
@@ -27,6 +35,7 @@ import warnings
 
 import torch
 
+from compiling import BACKEND
 from distillation import logit_cache, loss_log
 from distiller_emd import EMDDistiller
 from tools import benchmark
@@ -63,12 +72,20 @@ def parse_args(argv=None):
     parser.add_argument(
         "--sync_steps", type=int, default=4, help="steps of each configuration under the sync check"
     )
+    parser.add_argument(
+        "--lever_examples", type=int, default=3200, help="examples of a lever's epoch (3200: 100 steps)"
+    )
+    parser.add_argument("--lever_rounds", type=int, default=3, help="timed epochs of each lever")
+    parser.add_argument(
+        "--compile_backend", default=BACKEND, help=f"torch.compile's backend (default {BACKEND})"
+    )
     return parser.parse_args(argv)
 
 
 def benchmark_args(args, device, precision):
     sizes = TINY_SIZES if args.tiny else REAL_SIZES
     flags = {"fp16": ["--fp16"], "bf16": ["--bf16"], "no": []}[precision]
+    lever_examples = min(args.lever_examples, 40) if args.tiny else args.lever_examples
     return benchmark.parse_args(
         [
             *sizes,
@@ -83,6 +100,12 @@ def benchmark_args(args, device, precision):
             "2",
             "--threads",
             str(torch.get_num_threads()),
+            "--lever_examples",
+            str(lever_examples),
+            "--lever_rounds",
+            str(args.lever_rounds),
+            "--compile_backend",
+            args.compile_backend,
         ]
     )
 
@@ -103,6 +126,55 @@ def timing_table(setup, precision):
             f"{seconds * PUBLISHED_STEPS / 3600:.1f} h |"
         )
     return "\n".join(lines)
+
+
+def lever_configurations(teacher_dtype, length):
+    """(row, batch lengths, Lever) of the levers' table, each row adding a lever to the one above."""
+    half, full = f"teacher in {teacher_dtype}", f"all {length} tokens"
+    return [
+        ("eager (today)", full, benchmark.Lever("eager")),
+        (half, full, benchmark.Lever("half", teacher_dtype=teacher_dtype)),
+        (f"{half}, compiled", full, benchmark.Lever("compiled", True, False, teacher_dtype)),
+        (f"{half}, compiled", "MNLI-like, random", benchmark.Lever("mnli", True, False, teacher_dtype)),
+        (f"{half}, compiled", "MNLI-like, grouped", benchmark.Lever("grouped", True, True, teacher_dtype)),
+    ]
+
+
+def levers_table(setup, configurations):
+    """The levers' table, and the LeverEpoch of each row by its Lever's name (for the sync check)."""
+    args = setup.args
+    generator = torch.Generator().manual_seed(args.seed + 4)
+    mnli_like = benchmark.mnli_like_lengths(args.lever_examples, args.length, generator)
+    histograms = {
+        f"all {args.length} tokens": torch.full((args.lever_examples,), args.length),
+        "MNLI-like, random": mnli_like,
+        "MNLI-like, grouped": mnli_like,
+    }
+    pairs = [(histogram, lever) for _, histogram, lever in configurations]
+    times, (compile_seconds, graphs), recompiled = benchmark.time_levers(setup, pairs, histograms)
+    number_format = {"no": "float32"}.get(benchmark.precision(args), benchmark.precision(args))
+    lines = [
+        f"### The levers: GeneralDistiller, {number_format}, {args.device}, batch {args.batch}, "
+        f"epochs of {args.lever_examples} examples (median of {args.lever_rounds})",
+        "",
+        "| configuration | batch lengths | steps/s | ratio to the first row | 40 epochs of MNLI |",
+        "|---|---|---:|---:|---:|",
+    ]
+    first = None
+    for row, histogram, lever in configurations:
+        seconds, epoch = times[histogram, lever.name]
+        step = seconds / epoch.steps
+        first = first or step
+        hours = step * PUBLISHED_STEPS / 3600
+        lines.append(f"| {row} | {histogram} | {1 / step:.2f} | {step / first:.3f}x | {hours:.2f} h |")
+    lines += [
+        "",
+        f"Compilation ({args.compile_backend}): {compile_seconds:.1f} s, {graphs} graphs; graphs "
+        f"compiled during the timed epochs: {recompiled}. MNLI-like lengths: generated, 40 word pieces "
+        f"on average with a long tail (tools/benchmark.py, mnli_like_lengths).",
+    ]
+    epochs = {lever.name: times[histogram, lever.name][1] for _, histogram, lever in configurations}
+    return "\n".join(lines), epochs
 
 
 # Where a wait for the host is expected: (file, function) -> what it is.
@@ -144,13 +216,14 @@ def function_at(filename, lineno):
     return max(spans)[1] if spans else None
 
 
-def sync_check(setup, num_steps):
-    """{configuration: [(where, count)]} of the host waits during num_steps steps, and whether
+def sync_check(setup, num_steps, more_steps):
+    """{configuration: [(where, count)]} of the host waits during num_steps steps of
+    benchmark.build_steps and of more_steps ({name: object with run(num_steps)}), and whether
     all of them are expected."""
     torch.cuda.set_sync_debug_mode("warn")
     found, clean = {}, True
     try:
-        for name, step in benchmark.build_steps(setup).items():
+        for name, step in {**benchmark.build_steps(setup), **more_steps}.items():
             step.run(2)  # warm-up, outside the check
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
@@ -184,10 +257,16 @@ def main(argv=None):
             setup = benchmark.Setup(benchmark_args(args, device, precision), workdir)
             print()
             print(timing_table(setup, precision))
+        lever_setup = benchmark.Setup(benchmark_args(args, device, "bf16" if cuda else "no"), workdir)
+        configurations = lever_configurations("bf16", lever_setup.args.length)
+        table, lever_epochs = levers_table(lever_setup, configurations)
+        print()
+        print(table)
         print()
         print("### Host waits during training steps")
         if cuda:
-            found, clean = sync_check(setup, args.sync_steps)
+            compiled = {"GeneralDistiller, teacher in bf16, compiled (bf16)": lever_epochs["compiled"]}
+            found, clean = sync_check(setup, args.sync_steps, compiled)
             print(f"({args.sync_steps} steps of each configuration, {precisions[-1]})")
             for name, waits in found.items():
                 listed = "; ".join(f"{label}: {count}" for label, count in waits) or "none"

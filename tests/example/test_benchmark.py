@@ -8,6 +8,8 @@ import sys
 
 import torch
 
+from tests.helpers import write_tiny_mnli, write_vocab
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # The presets need 12 teacher and 4 student layers; everything else is tiny.
 TINY = [
@@ -50,20 +52,31 @@ TRAINING_ROWS = [
 NUMBER = r"([0-9][0-9,]*\.?[0-9]*)"
 
 
-def test_the_table_has_every_row_with_positive_numbers():
+def test_the_tables_have_every_row_with_positive_numbers(tmp_path):
+    # --levers: eager against compiled (torch.compile's quick "eager" backend) and random against
+    # grouped batches, on the generated histogram and on the lengths of an MNLI-layout file.
+    data = write_tiny_mnli(tmp_path, n_train=40)
+    levers = ["--levers", "--lever_examples", "40", "--lever_rounds", "1", "--compile_backend", "eager"]
+    lengths = [
+        "--lengths_from",
+        str(data / "train.tsv"),
+        "--vocab_file",
+        str(write_vocab(tmp_path / "v.txt")),
+    ]
     result = subprocess.run(
-        [sys.executable, "-m", "tools.benchmark", *TINY],
+        [sys.executable, "-m", "tools.benchmark", *TINY, *levers, *lengths],
         capture_output=True,
         text=True,
         cwd=REPO,
         timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    steps_table, levers_table = result.stdout.split("Whole epochs of the GeneralDistiller")
     rows = {
         cells[0]: cells[1:]
         for cells in (
             [cell.strip() for cell in line.strip("|").split("|")]
-            for line in result.stdout.splitlines()
+            for line in steps_table.splitlines()
             if line.startswith("| ") and "---" not in line
         )
     }
@@ -97,6 +110,7 @@ def test_the_table_has_every_row_with_positive_numbers():
     positive(rows["evaluation (64 examples, batch 128)"][0], r"{n} examples/s")
     positive(rows["peak memory of the process (max RSS)"][0], r"{n} MiB")
     assert len(rows) == 1 + 2 + len(TRAINING_ROWS) + 3  # the header and every measurement
+    check_levers(levers_table, data)
     # Beside TextBrewer (CI installs it): with the same optimizer, and with its example's.
     try:
         import textbrewer  # noqa: F401
@@ -106,6 +120,40 @@ def test_the_table_has_every_row_with_positive_numbers():
         for label in ("the same optimizer", "the optimizer of its MNLI example"):
             line = next(line for line in result.stdout.splitlines() if label in line)
             positive(line.split(": ", 1)[1], r"{n} ms/step, ours/TextBrewer {n}x")
+
+
+def check_levers(table, data):
+    """Every configuration on both histograms, the token positions each epoch padded, and no
+    graph compiled after the warm-up epochs."""
+    rows = [
+        [cell.strip() for cell in line.strip("|").split("|")]
+        for line in table.splitlines()
+        if line.startswith("| ") and "---" not in line
+    ][1:]
+    configurations = ["eager, random batches", "eager, grouped lengths", "compiled, random batches"]
+    configurations.append("compiled, grouped lengths")
+    histograms = ["MNLI-like lengths", "lengths of --lengths_from"]
+    assert [row[:2] for row in rows] == [[h, c] for h in histograms for c in configurations]
+    # The real tokens of the file's 40 pairs, counted here with the same vocabulary.
+    from transformers import BertTokenizer
+
+    from utils_glue import read_mnli_tsv
+
+    tokenizer = BertTokenizer(vocab=str(data.parent / "v.txt"), do_lower_case=True)
+    real = sum(
+        len(tokenizer(e.text_a, e.text_b, truncation=True, max_length=16)["input_ids"])
+        for e in read_mnli_tsv(data / "train.tsv")
+    )
+    for histogram, _, examples, epoch, per_step, ratio, positions in rows:
+        assert examples == "40" and epoch.endswith(" s") and per_step.endswith(" ms") and ratio.endswith("x")
+        padded, counted = re.fullmatch(r"([0-9,]+) \(([0-9,]+)\)", positions).groups()
+        padded, counted = int(padded.replace(",", "")), int(counted.replace(",", ""))
+        assert counted <= padded <= 40 * 16
+        if histogram == "lengths of --lengths_from":
+            assert counted == real
+    assert re.search(
+        r"[0-9.]+ s in the warm-up epochs, [1-9]\d* graphs; graphs compiled during the timed epochs: 0", table
+    )
 
 
 def pytest_approx(value):

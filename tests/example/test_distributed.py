@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -80,7 +81,9 @@ def setup(tmp_path_factory):
     }
 
 
-def train(setup, name, nproc, accumulation=1):
+def train(setup, name, nproc, accumulation=1, extra=(), backend=None):
+    """main.py's GeneralDistiller run on nproc processes; backend: torch.compile's backend
+    for --compile (in extra), set in every process by a sitecustomize."""
     output_dir = setup["root"] / name
     options = [
         "main.py",
@@ -112,6 +115,7 @@ def train(setup, name, nproc, accumulation=1):
         "--cache_dir",
         str(setup["root"] / "cache"),
         "--allow_weak_teacher",
+        *extra,
     ]
     if nproc > 1:
         command = [
@@ -126,10 +130,16 @@ def train(setup, name, nproc, accumulation=1):
     else:
         command = [sys.executable, *options]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        env.pop(name, None)
+    for variable in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(variable, None)
+    if backend is not None:
+        hook = setup["root"] / f"backend_{backend}"
+        hook.mkdir(exist_ok=True)
+        (hook / "sitecustomize.py").write_text(f"import compiling\ncompiling.BACKEND = {backend!r}\n")
+        env["PYTHONPATH"] = os.pathsep.join([str(hook), REPO])
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr[-3000:]
+    setup.setdefault("logs", {})[name] = done.stderr
     return output_dir
 
 
@@ -159,6 +169,23 @@ def test_two_processes_match_one_process(single, double):
         assert record_2["unweighted_hidden_pkd_2_2"] == pytest.approx(
             record_1["unweighted_hidden_pkd_2_2"], rel=1e-4
         )
+
+
+def test_batches_grouped_by_length_are_split_over_compiled_processes_as_one_process_sees_them(setup, single):
+    """Two compiled processes (DistributedDataParallel around a compiled student) with
+    --group_by_length train as one eager process with the same global batches (torch.compile's
+    "eager" backend: its graph capture alone, tests/example/test_compile.py)."""
+    one = train(setup, "single_grouped", nproc=1, extra=["--group_by_length"])
+    # One micro-batch per step: grouping sorts each global micro-batch (here 2 x 4 examples).
+    two = train(setup, "double_grouped", nproc=2, extra=["--group_by_length", "--compile"], backend="eager")
+    assert re.search(r"torch.compile by step 4: [1-9]\d* graphs", setup["logs"]["double_grouped"])
+    state_1 = torch.load(one / "gs4.pkl", weights_only=True)
+    state_2 = torch.load(two / "gs4.pkl", weights_only=True)
+    for key in state_1:
+        torch.testing.assert_close(state_2[key], state_1[key], rtol=1e-4, atol=1e-5, msg=key)
+    # The grouped batches are not the random ones: the run ends elsewhere.
+    random_order = torch.load(single / "gs4.pkl", weights_only=True)
+    assert any(not torch.allclose(random_order[key], value, atol=1e-4) for key, value in state_1.items())
 
 
 def test_only_rank_zero_writes(single, double):

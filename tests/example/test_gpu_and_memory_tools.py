@@ -22,9 +22,19 @@ def run_tool(name, *options):
     return result.stdout
 
 
-def test_gpu_report_runs_its_cpu_path_and_says_what_it_skipped():
-    output = run_tool("gpu_report.py", "--tiny", "--steps", "1", "--rounds", "1")
-    rows = [line for line in output.splitlines() if line.startswith("| ") and "---" not in line]
+def test_the_gpu_check_runs_its_cpu_path_and_says_what_it_skipped():
+    result = subprocess.run(
+        ["bash", "tools/gpu_check.sh", "--tiny"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=600,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    output = result.stdout
+    steps_table, levers_table = output.split("### The levers")
+    rows = [line for line in steps_table.splitlines() if line.startswith("| ") and "---" not in line]
     names = [row.strip("|").split("|")[0].strip() for row in rows[1:]]
     assert names == [
         "bare step",
@@ -38,6 +48,22 @@ def test_gpu_report_runs_its_cpu_path_and_says_what_it_skipped():
         assert float(steps_per_second) > 0 and ratio.endswith("x") and hours.endswith(" h")
     assert rows[1].split("|")[3].strip() == "1.000x"  # the bare step against itself
     assert "Published run: 490,880 steps" in output  # 40 epochs of 12,272 steps of 32
+    # One row per lever, each with its 40-epoch projection; nothing compiled once warmed up.
+    levers = [line for line in levers_table.splitlines() if line.startswith("| ") and "---" not in line]
+    cells = [[cell.strip() for cell in row.strip("|").split("|")] for row in levers[1:]]
+    assert [row[:2] for row in cells] == [
+        ["eager (today)", "all 16 tokens"],
+        ["teacher in bf16", "all 16 tokens"],
+        ["teacher in bf16, compiled", "all 16 tokens"],
+        ["teacher in bf16, compiled", "MNLI-like, random"],
+        ["teacher in bf16, compiled", "MNLI-like, grouped"],
+    ]
+    for _, _, steps_per_second, ratio, hours in cells:
+        assert float(steps_per_second) > 0 and ratio.endswith("x") and hours.endswith(" h")
+    assert re.search(
+        r"Compilation \(eager\): [0-9.]+ s, [1-9]\d* graphs; graphs compiled during the timed epochs: 0",
+        output,
+    )
     assert "skipped: torch.cuda.set_sync_debug_mode needs CUDA" in output
     assert re.search(r"Evaluation: [0-9,]+ examples/s", output)
 

@@ -405,3 +405,20 @@ def test_batches_drop_the_padding_their_examples_share():
     cut = {key: batches[0][key] for key in full}
     with torch.no_grad():
         torch.testing.assert_close(model(**cut).logits, model(**full).logits)
+
+
+def test_the_teachers_run_in_half_precision_by_default_on_cuda_only():
+    from options import parse_args
+
+    def dtype(device, *options):
+        required = ["--data_dir", "d", "--output_dir", "o", "--model_config_json", "m", "--do_train"]
+        return main.teacher_dtype(parse_args(required + list(options)), device)
+
+    assert dtype("cuda", "--fp16") == "fp16" and dtype("cuda:1", "--bf16") == "bf16"
+    assert dtype("cuda") is None  # float32 training: the teachers as they are
+    assert dtype("cpu", "--bf16") is None  # bf16 is many times slower on CPUs without it
+    assert (
+        dtype("cpu", "--teacher_dtype", "bf16")
+        == dtype("cuda", "--fp16", "--teacher_dtype", "bf16")
+        == "bf16"
+    )

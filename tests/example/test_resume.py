@@ -335,3 +335,28 @@ def test_a_resumed_run_keeps_the_logit_cache_and_never_runs_the_teachers_again(s
     )
     assert calls == []
     assert_identical_runs(resumed, straight)
+
+
+def test_a_run_grouped_by_length_resumed_mid_epoch_ends_as_the_uninterrupted_one(setup, straight_runs):
+    """The batches of a resumed epoch are drawn again from the run's seed and the epoch."""
+    import main
+
+    options = command(
+        setup, "general_with_projections", "OUT", "--group_by_length", "--keep_resume_states", "100"
+    )
+    options = options[2:]  # main.py's own options
+    straight = setup["root"] / "grouped_straight"
+    main.run([str(straight) if o == "OUT" else o for o in options])
+    resumed = setup["root"] / "grouped_resumed"
+    shutil.copytree(straight, resumed)
+    for file in os.listdir(resumed):  # back to step 15, in epoch 2, as if killed right after its state
+        step = file.removeprefix("resume_").removeprefix("gs").split(".")[0]
+        if step.isdigit() and int(step) > 15:
+            os.remove(resumed / file)
+    main.run([str(resumed) if o == "OUT" else o for o in options] + ["--resume"])
+    assert_identical_runs(resumed, straight)
+    # The grouped batches are not the random ones: the run ends elsewhere.
+    random_order = checkpoints(straight_runs("general_with_projections"))[STEPS]
+    assert any(
+        not torch.equal(random_order[key], value) for key, value in checkpoints(straight)[STEPS].items()
+    )
