@@ -30,8 +30,8 @@ esac
 
 if $pretrained; then  # the --pretrained demo's own defaults; the rest are shared, below
     : "${DEMO_DIR:=demo_output_pretrained}"
-    : "${n_train:=10000}"
-    : "${student_n_train:=5000}"
+    : "${n_train:=12000}"
+    : "${student_n_train:=12000}"  # the pre-training is real here: teachers and students share the pairs
     : "${teacher_lr:=1e-4}"
     : "${teacher_ep:=1}"
     : "${student_ep:=1}"
