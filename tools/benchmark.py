@@ -59,6 +59,11 @@ from options import COMPILE_PAD_MULTIPLE
 from utils_glue import LABELS, MNLI_TRAIN_COLUMNS, TASKS, read_mnli_tsv
 
 MNLI_TRAIN_PAIRS = 392_702
+# Toy sizes for a quick check of every path (the tests, gpu_report --tiny): the presets need 12
+# teacher and 4 student layers; everything else is tiny.
+TINY_SIZES = ["--teacher_layers", "12", "--teacher_hidden", "64", "--student_layers", "4",
+              "--student_hidden", "32", "--student_heads", "2", "--student_intermediate", "64",
+              "--batch", "4", "--length", "16"]  # fmt: skip
 VOCAB_SIZE = 30522  # bert-base-uncased's, so the embedding tables have their real size
 SYLLABLES = ["ka", "lo", "mi", "ne", "ru", "ta", "vi", "so", "pe", "du", "an", "el", "or", "is"]
 
@@ -274,6 +279,16 @@ class Setup:
         torch.manual_seed(seed)
         return BertForGLUESimple(config, len(LABELS), output_hidden_states=hidden_states).to(self.device)
 
+    def published_matches(self):
+        """The example's matches (L4t_hidden_mse + L4_hidden_smmd) fitted to these sizes."""
+        return fit_matches(
+            PRESETS["L4t_hidden_mse"] + PRESETS["L4_hidden_smmd"],
+            self.student_config.hidden_size,
+            self.teacher_config.hidden_size,
+            self.student_config.num_hidden_layers,
+            self.teacher_config.num_hidden_layers,
+        )
+
     def teacher(self, hidden_states, seed=1):
         return self.model(self.teacher_config, hidden_states, seed).eval().requires_grad_(False)
 
@@ -345,13 +360,7 @@ class DistillerStep:
 def build_steps(setup):
     """{configuration name: object with run(num_steps)}, in the table's order."""
     temperature = 8
-    matches = fit_matches(
-        PRESETS["L4t_hidden_mse"] + PRESETS["L4_hidden_smmd"],
-        setup.student_config.hidden_size,
-        setup.teacher_config.hidden_size,
-        setup.student_config.num_hidden_layers,
-        setup.teacher_config.num_hidden_layers,
-    )
+    matches = setup.published_matches()
     adaptor = BertForGLUESimpleAdaptor
     general = without_checkpoints(GeneralDistiller)(
         setup.train_config("general"),
@@ -498,13 +507,7 @@ class LeverEpoch:
         self.steps = len(self.loader)
         # The token positions the models see in the epoch, padding included.
         self.positions = sum(batch["input_ids"].numel() for batch in self.loader)
-        matches = fit_matches(
-            PRESETS["L4t_hidden_mse"] + PRESETS["L4_hidden_smmd"],
-            setup.student_config.hidden_size,
-            setup.teacher_config.hidden_size,
-            setup.student_config.num_hidden_layers,
-            setup.teacher_config.num_hidden_layers,
-        )
+        matches = setup.published_matches()
         self.distiller = without_checkpoints(GeneralDistiller)(
             setup.train_config(f"lever-{id(self)}", teacher_dtype=lever.teacher_dtype),
             DistillationConfig(temperature=8, intermediate_matches=matches, padded_length=args.length),
@@ -606,13 +609,7 @@ def time_against_textbrewer(setup):
     except ImportError:
         return None
     args = setup.args
-    matches = fit_matches(
-        PRESETS["L4t_hidden_mse"] + PRESETS["L4_hidden_smmd"],
-        setup.student_config.hidden_size,
-        setup.teacher_config.hidden_size,
-        setup.student_config.num_hidden_layers,
-        setup.teacher_config.num_hidden_layers,
-    )
+    matches = setup.published_matches()
     generator = torch.Generator().manual_seed(args.seed + 2)
     features = third_half_padded(args.textbrewer_epoch_steps * args.batch, args.length, generator)
     adaptor = BertForGLUESimpleAdaptor

@@ -42,26 +42,7 @@ from tools import benchmark
 
 PUBLISHED_STEPS = 40 * -(-benchmark.MNLI_TRAIN_PAIRS // 32)  # 40 epochs of batch 32
 REAL_SIZES = ["--teacher_layers", "12", "--teacher_hidden", "768", "--batch", "32", "--length", "128"]
-TINY_SIZES = [
-    "--teacher_layers",
-    "12",
-    "--teacher_hidden",
-    "64",
-    "--student_layers",
-    "4",
-    "--student_hidden",
-    "32",
-    "--student_heads",
-    "2",
-    "--student_intermediate",
-    "64",
-    "--batch",
-    "4",
-    "--length",
-    "16",
-    "--eval_examples",
-    "64",
-]
+TINY_SIZES = [*benchmark.TINY_SIZES, "--eval_examples", "64"]
 
 
 def parse_args(argv=None):

@@ -9,26 +9,11 @@ import sys
 import torch
 
 from tests.helpers import write_tiny_mnli, write_vocab
+from tools import benchmark
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-# The presets need 12 teacher and 4 student layers; everything else is tiny.
 TINY = [
-    "--teacher_layers",
-    "12",
-    "--teacher_hidden",
-    "64",
-    "--student_layers",
-    "4",
-    "--student_hidden",
-    "32",
-    "--student_heads",
-    "2",
-    "--student_intermediate",
-    "64",
-    "--batch",
-    "4",
-    "--length",
-    "16",
+    *benchmark.TINY_SIZES,
     "--steps",
     "2",
     "--rounds",
@@ -166,7 +151,6 @@ def test_each_training_row_runs_its_own_distiller(tmp_path, monkeypatch):
     """The GeneralDistiller and EMDDistiller rows time different losses, not one twice."""
     from distillation import GeneralDistiller, MultiTeacherDistiller
     from distiller_emd import EMDDistiller
-    from tools import benchmark
 
     calls = []
     for cls in (GeneralDistiller, EMDDistiller, MultiTeacherDistiller):
