@@ -307,7 +307,7 @@ def linear_warmup_decay(optimizer, warmup_steps, total_steps):
 def training_config(args, device, data_parallel=False, ckpt_steps=None):
     mixed_precision = "fp16" if args.fp16 else "bf16" if args.bf16 else "no"
     return TrainingConfig(
-        teacher_dtype=teacher_dtype(args, device),
+        teacher_dtype=args.teacher_dtype,  # None: the teachers run as the original's did
         data_parallel=data_parallel,
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         ckpt_frequency=args.ckpt_frequency,
@@ -318,16 +318,6 @@ def training_config(args, device, data_parallel=False, ckpt_steps=None):
         mixed_precision=mixed_precision,
         keep_resume_states=args.keep_resume_states,
     )
-
-
-def teacher_dtype(args, device):
-    """--teacher_dtype, or by default on CUDA the half type of --fp16 / --bf16; on a CPU the
-    teachers stay as they are (bf16 is many times slower on CPUs without native support)."""
-    if args.teacher_dtype is not None:
-        return args.teacher_dtype
-    if torch.device(device).type == "cuda" and (args.fp16 or args.bf16):
-        return "fp16" if args.fp16 else "bf16"
-    return None
 
 
 def distillation_config(args, student, intermediate_matches=None):

@@ -100,7 +100,7 @@ def build_parser(
         "--compile",
         action="store_true",
         help="torch.compile the models' forward passes and the losses (on a GPU with CUDA graphs, "
-        "mode reduce-overhead). A GPU lever: on a CPU the compiled step is not faster and the "
+        "mode reduce-overhead, unless gradients are accumulated). A GPU lever: on a CPU the compiled step is not faster and the "
         "compilation takes minutes (docs/speed.md).",
     )
     add(
@@ -114,8 +114,10 @@ def build_parser(
         "--teacher_dtype",
         choices=sorted(TEACHER_DTYPES),
         default=None,
-        help="Cast the teachers' weights once to this type and run them under torch.inference_mode "
-        "(default: fp16 or bf16 with --fp16 or --bf16 on CUDA; on a CPU the teachers stay as they are).",
+        help="Cast the teachers' weights once to this type and run them under torch.inference_mode, "
+        "a GPU lever beside --fp16 / --bf16 (default: none, the teachers run as the student does; "
+        "bf16 is many times slower on CPUs without native support). The teacher check scores "
+        "the teachers before the cast.",
     )
     add("--PRINT_EVERY", type=int, default=200, help="Log the losses every this many optimizer steps.")
     add(

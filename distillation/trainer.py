@@ -129,6 +129,16 @@ class AbstractDistiller:
         step (torch.compiler.cudagraph_mark_step_begin), so mode='reduce-overhead' replays them."""
         from torch.fx.experimental import _config as symbolic_shapes
 
+        if self.compiled:
+            raise RuntimeError("compile(): this distiller is compiled already")
+        if options.get("mode") == "reduce-overhead" and self.t_config.gradient_accumulation_steps > 1:
+            # A CUDA graph's outputs live until its next replay: the next micro-batch would
+            # overwrite what the accumulated gradients are made of.
+            raise ValueError(
+                "compile(mode='reduce-overhead') replays CUDA graphs, which gradient accumulation "
+                f"cannot use (gradient_accumulation_steps={self.t_config.gradient_accumulation_steps}): "
+                "compile without the mode"
+            )
         # Sizes that happen to be equal are not one size: a batch as long as it is wide would
         # otherwise give both dimensions one symbol, and the next batch a new graph.
         symbolic_shapes.use_duck_shape = False
