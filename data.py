@@ -152,7 +152,8 @@ class LengthGroupedBatches:
         full = len(batches) - (len(batches[-1]) < size)
         batches = [batches[i] for i in torch.randperm(full, generator=generator)] + batches[full:]
         padding = -len(batches[-1]) % self.num_replicas
-        batches[-1] = torch.cat([batches[-1], batches[0][:padding]])
+        # (repeated when the first batch is shorter than the padding: fewer examples than processes)
+        batches[-1] = torch.cat([batches[-1], batches[0].repeat(padding // len(batches[0]) + 1)[:padding]])
         for batch in batches:
             yield batch[self.rank :: self.num_replicas].tolist()
 

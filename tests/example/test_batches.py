@@ -81,3 +81,11 @@ def test_each_batch_is_cut_to_its_longest_example_rounded_up_to_the_multiple():
         assert batch["input_ids"].shape[1] == min(64, -(-longest // 16) * 16)
         widths.add(batch["input_ids"].shape[1])
     assert len(widths) > 1
+
+
+def test_fewer_examples_than_processes_still_give_every_process_an_example():
+    # DistributedSampler repeats its examples then: so does the grouped order's padding.
+    shares = [
+        list(LengthGroupedBatches(torch.tensor([5]), 4, seed=0, num_replicas=4, rank=r)) for r in range(4)
+    ]
+    assert shares == [[[0]]] * 4
