@@ -16,16 +16,17 @@ logger = logging.getLogger("main")
 BACKEND = "inductor"  # torch.compile's own default; the tests use "aot_eager" (no code generation)
 
 
-def compile_training(distiller, device, gradient_accumulation_steps):
-    """Compile the distiller's models and losses for training on `device`."""
+def compile_training(distiller, device, gradient_accumulation_steps, backend=BACKEND):
+    """Compile the distiller's models and losses for training on `device` (main.py's --compile;
+    tools/benchmark.py times the same with other backends)."""
     # A CUDA graph's outputs live until its next replay; gradients accumulated over several
     # micro-batches would be overwritten, so accumulation runs the compiled kernels without them.
     graphs = torch.device(device).type == "cuda" and gradient_accumulation_steps == 1
     mode = "reduce-overhead" if graphs else None
-    distiller.compile(mode=mode, backend=BACKEND, dynamic=True)
+    distiller.compile(mode=mode, backend=backend, dynamic=True)
     logger.info(
         "torch.compile: backend %s, mode %s, dynamic shapes (compiled at the first steps)",
-        BACKEND,
+        backend,
         mode or "default",
     )
 

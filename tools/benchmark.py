@@ -41,7 +41,7 @@ from torch._dynamo.utils import calculate_time_spent, counters
 from transformers import BertConfig, BertTokenizer
 
 import main
-from compiling import BACKEND
+from compiling import BACKEND, compile_training
 from data import batch_loader
 from distillation import (
     DistillationConfig,
@@ -518,8 +518,7 @@ class LeverEpoch:
         )
         self.distiller.log_every_steps = 10**9
         if lever.compiled:
-            mode = "reduce-overhead" if setup.device.type == "cuda" else None
-            self.distiller.compile(mode=mode, backend=args.compile_backend, dynamic=True)
+            compile_training(self.distiller, setup.device, 1, backend=args.compile_backend)
         self.optimizer = main.build_optimizer(self.distiller.model_S, 1e-4, 0.01)
 
     def run(self, num_steps=None):
