@@ -16,9 +16,11 @@ logger = logging.getLogger("main")
 BACKEND = "inductor"  # torch.compile's own default; the tests use "aot_eager" (no code generation)
 
 
-def compile_training(distiller, device, gradient_accumulation_steps, backend=BACKEND):
+def compile_training(distiller, device, gradient_accumulation_steps, backend=None):
     """Compile the distiller's models and losses for training on `device` (main.py's --compile;
-    tools/benchmark.py times the same with other backends)."""
+    tools/benchmark.py times the same with other backends). backend: by default BACKEND, read
+    at the call (the tests set it)."""
+    backend = backend or BACKEND
     # A CUDA graph's outputs live until its next replay; gradients accumulated over several
     # micro-batches would be overwritten, so accumulation runs the compiled kernels without them.
     graphs = torch.device(device).type == "cuda" and gradient_accumulation_steps == 1
