@@ -39,7 +39,8 @@ class AbstractDistiller:
     adaptor_S, projs (trainable modules beside the student, None for none) and projs_group
     (their optimizer options), print_freq (as in TextBrewer: log the losses print_freq times per
     epoch, or per ckpt_steps with num_steps). log_every_steps, when set, logs every this many
-    optimizer steps instead.
+    optimizer steps instead. stall_watch, when set (a StallWatch), warns when the student's loss
+    comes back to a uniform prediction's and stays there (see stall_watch.py).
     """
 
     # The methods (or function attributes) that compute pure tensor pieces of compute_loss,
@@ -57,6 +58,7 @@ class AbstractDistiller:
         self.projs_group = []
         self.print_freq = 20
         self.log_every_steps = None
+        self.stall_watch = None
         self.device = train_config.device
         self.model_S.to(self.device)
         for teacher in self.teachers:
@@ -316,6 +318,8 @@ class AbstractDistiller:
             total_loss, losses = self.train_on_batch(batch, args)
             run.scaler.scale(total_loss / run.accumulation).backward()
         self.loss_log.add(total_loss, losses, run.global_step + 1)
+        if self.stall_watch is not None:
+            self.stall_watch.add(losses, run.global_step + 1)
         run.batches_done += 1
         return closes_group
 
@@ -348,8 +352,10 @@ class AbstractDistiller:
                 run.parallel,
                 run.progress,
             )
+            self._check_stall(step)
         if step in run.checkpoints:
             log.check_finite(run.parallel)
+            self._check_stall(step)  # before the callback, which may record it
             self._save_checkpoint(run, callback)
         if any_process(bool(stop), self.device) if run.parallel else stop:
             log.check_finite(run.parallel)
@@ -357,10 +363,20 @@ class AbstractDistiller:
             raise resume.TrainingInterrupted(stop.signal_number, step, path)
         return step == run.total_steps
 
+    def _check_stall(self, step):
+        if self.stall_watch is not None and is_main_process():
+            self.stall_watch.check(step)
+
     def resume_from(self, path):
         """Continue from a resume state (resume_gs{step}.pt) at the next call of train()."""
         self._pending_resume = resume.load_state(path)
+        self._load_stall_watch(self._pending_resume)  # now: the resumed step's record may need it
         logger.info("Resuming from %s (step %d)", path, self.resume_step)
+
+    def _load_stall_watch(self, state):
+        local = state["per_process"][dist.get_rank() if dist.is_initialized() else 0]
+        if self.stall_watch is not None and local.get("stall_watch") is not None:
+            self.stall_watch.load_state_dict(local["stall_watch"], self.device)
 
     @property
     def resume_step(self):
@@ -526,6 +542,7 @@ class AbstractDistiller:
             "rng": resume.capture_rng(),
             "loss_log": self.loss_log.state_dict(),
             "logit_cache": self.logit_cache.state_dict() if self.logit_cache is not None else None,
+            "stall_watch": self.stall_watch.state_dict() if self.stall_watch is not None else None,
         }
         per_process = [local]
         if run.parallel:
@@ -573,6 +590,7 @@ class AbstractDistiller:
         self.loss_log.load_state_dict(local["loss_log"])
         if self.logit_cache is not None and local["logit_cache"] is not None:
             self.logit_cache.load_state_dict(local["logit_cache"])
+        self._load_stall_watch(state)
         run.global_step, run.epoch, run.batches_done = (
             state["global_step"],
             state["epoch"],
