@@ -3,7 +3,8 @@ checkpoint:
 
     eval_results.txt    step: 12272 Acc:mnli=0.82000 mnli-mm=0.82600 All=0.82300
     eval_results.jsonl  {"step": 12272, "acc": {"mnli": ..., "mnli-mm": ..., "All": ...},
-                         "metrics": {"mnli": {"acc": ...}, "mnli-mm": {"acc": ...}}}
+                         "metrics": {"mnli": {"acc": ...}, "mnli-mm": {"acc": ...}},
+                         "warnings": [...] (only when there are any: student_check.py)}
     eval_report.txt / .jsonl   per-label precision, recall, F1 and the confusion matrix
 
 Each dev set's main score is its accuracy (Pearson's r for a regression task, under "pearson"
@@ -103,6 +104,15 @@ def main_scores(metrics, output_mode):
     return scores
 
 
+def most_frequent_label_scores(train_labels, dev_labels, num_labels):
+    """(the train set's most frequent label, {dev set: the accuracy of always answering it});
+    dev_labels: {dev set: its labels}. The bar a trained model has to clear."""
+    majority = int(torch.bincount(train_labels.long(), minlength=num_labels).argmax())
+    return majority, {
+        name: float((labels.long() == majority).float().mean()) for name, labels in dev_labels.items()
+    }
+
+
 def label_report(preds, labels, label_list):
     """Precision, recall, F1 and support of each label, and the confusion matrix
     (rows: gold label, columns: predicted label, both in label_list's order)."""
@@ -137,12 +147,13 @@ def format_label_report(name, report):
     return "\n".join(lines)
 
 
-def record_evaluation(output_dir, step, model, eval_loaders, device, task):
-    """Evaluate and write eval_report.* and then eval_results.* (see record_results)."""
+def record_evaluation(output_dir, step, model, eval_loaders, device, task, warn=None):
+    """Evaluate and write eval_report.* and then eval_results.* (see record_results).
+    warn(metrics), when given, returns the warnings the record carries (see record_results)."""
     metrics, reports = evaluate_with_reports(model, eval_loaders, device, task)
     if reports:
         record_report(output_dir, step, reports)
-    record_results(output_dir, step, metrics, task.output_mode)
+    record_results(output_dir, step, metrics, task.output_mode, warnings=warn(metrics) if warn else None)
     return metrics
 
 
@@ -169,14 +180,18 @@ def recorded_results(output_dir):
     return _recorded_steps(os.path.join(output_dir, RESULTS_JSONL))
 
 
-def record_results(output_dir, step, metrics, output_mode):
+def record_results(output_dir, step, metrics, output_mode, warnings=None):
     """Write the evaluation of `step` into eval_results.txt and eval_results.jsonl.
 
     Both files are rewritten whole, in step order, with one line per step: a checkpoint
     evaluated again after a resume keeps one line. The JSON lines file is written last, so a
-    step in it means that its evaluation is complete.
+    step in it means that its evaluation is complete. warnings: [{"kind": ..., "message": ...}]
+    about the checkpoint (a student that stopped learning: student_check.py), kept in the JSON
+    record under "warnings" when there are any.
     """
     record = {MAIN_METRIC[output_mode]: main_scores(metrics, output_mode), "metrics": metrics}
+    if warnings:
+        record["warnings"] = list(warnings)
     logger.info("Evaluation %s", result_line(step, record))
 
     def text(records):

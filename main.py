@@ -43,6 +43,7 @@ from model_config import parse_model_config
 from modeling import BertForGLUESimpleAdaptor, check_max_seq_length
 from options import parse_args
 from processes import from_rank_zero, init_distributed, rank_zero_first
+from student_check import watch_student
 from student_init import init_student_from_teacher
 from submission import read_test_sets, write_submissions
 from tasks import task_from_args, write_task_record
@@ -185,6 +186,8 @@ def _run(args, build_distiller, rank, world_size, device):
             f"{'has no teacher' if not teachers else 'distills intermediate features'}"
         )
     distiller.log_every_steps = args.PRINT_EVERY  # steps; print_freq is TextBrewer's per-epoch count
+    # A student that stops learning is said so in the log and in its checkpoints' records.
+    student_check = watch_student(task, distiller, labelled["labels"], dev_features if dev_loaders else {})
     check_own_vocabularies(args, setup, features)
 
     # 3. The teachers' own scores, before they teach; the student's start from the teacher.
@@ -225,7 +228,7 @@ def _run(args, build_distiller, rank, world_size, device):
         check.write(args.output_dir)
     if args.resume and dev_loaders:
         evaluate_missed_checkpoints(
-            args.output_dir, distiller.resume_step, student, dev_loaders, device, task
+            args.output_dir, distiller.resume_step, student, dev_loaders, device, task, student_check
         )
 
     # 4. Train, evaluating each checkpoint on the dev sets.
@@ -252,7 +255,8 @@ def _run(args, build_distiller, rank, world_size, device):
 
     def evaluate_checkpoint(model, step):
         if dev_loaders:
-            record_evaluation(args.output_dir, step, model, dev_loaders, device, task)
+            warn = student_check.warnings if student_check is not None else None
+            record_evaluation(args.output_dir, step, model, dev_loaders, device, task, warn=warn)
         if args.compile:
             log_compilation(step)
 
@@ -443,14 +447,16 @@ def check_own_vocabularies(args, setup, features_read):
         )
 
 
-def evaluate_missed_checkpoints(output_dir, up_to_step, student, dev_loaders, device, task):
+def evaluate_missed_checkpoints(output_dir, up_to_step, student, dev_loaders, device, task, check=None):
     """Evaluate the checkpoints an interrupted run saved but did not evaluate (a kill during
-    the evaluation). The student's own weights come back from the resume state afterwards."""
+    the evaluation). The student's own weights come back from the resume state afterwards.
+    check: the run's StudentCheck (its warnings go into the records), or None."""
     evaluated = recorded_results(output_dir)
+    warn = check.warnings if check is not None else None
     for step in checkpoint_steps(output_dir):
         if step <= up_to_step and step not in evaluated:
             student.load_state_dict(safe_torch_load(checkpoint_path(output_dir, step)))
-            record_evaluation(output_dir, step, student, dev_loaders, device, task)
+            record_evaluation(output_dir, step, student, dev_loaders, device, task, warn=warn)
 
 
 def check_output_dir(path):

@@ -16,11 +16,9 @@ import json
 import logging
 import os
 
-import torch
-
 from data import batch_loader
 from distillation import atomic_write_text
-from evaluation import evaluate
+from evaluation import evaluate, most_frequent_label_scores
 from utils_glue import MAIN_METRIC
 
 logger = logging.getLogger(__name__)
@@ -88,10 +86,9 @@ def check_teachers(teachers, entries, task, dev_features, train_labels, args, de
     subsets = {name: _first(features, size) for name, features in dev_features[0].items()}
     metric = MAIN_METRIC[task.output_mode]
     if task.labels is not None:
-        majority = int(torch.bincount(train_labels.long(), minlength=task.num_labels).argmax())
-        baseline = {
-            name: float((f["labels"].long() == majority).float().mean()) for name, f in subsets.items()
-        }
+        majority, baseline = most_frequent_label_scores(
+            train_labels, {name: f["labels"] for name, f in subsets.items()}, task.num_labels
+        )
         bar = {name: score + MARGIN for name, score in baseline.items()}
         baseline_label = task.labels[majority]
     else:

@@ -80,7 +80,10 @@ final_checkpoint() {  # the checkpoint of the last step of a run
     ls "$1"/gs*.pkl | sort -V | tail -n 1
 }
 
-PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -m demo.make_demo_data --output_dir "$DEMO_DIR" --n_train "$n_train" --n_dev "$n_dev"
+corpus_options=()  # --pretrained: the models read MiniLM's vocabulary, not the corpus's vocab.txt
+if $pretrained; then corpus_options=(--models_own_vocab); fi
+PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -m demo.make_demo_data --output_dir "$DEMO_DIR" \
+    --n_train "$n_train" --n_dev "$n_dev" ${corpus_options[@]+"${corpus_options[@]}"}
 mkdir -p "$OUTPUT_ROOT_DIR"
 # Two teachers of one config and two seeds, side by side when parallel > 1.
 start_run teacher run_mnli_train.sh model_config_json_file="$teacher_json" torch_seed=9580 \
@@ -88,6 +91,9 @@ start_run teacher run_mnli_train.sh model_config_json_file="$teacher_json" torch
 start_run teacher2 run_mnli_train.sh model_config_json_file="$teacher_json" torch_seed=1234 \
     ep="$teacher_ep" lr="$teacher_lr"
 wait_for_runs
+# A finished run's resume state serves only to resume that run: the teachers' go (273 MB each
+# with --pretrained: MiniLM's weights and the optimizer's two moments), their checkpoints stay.
+rm -f "$OUTPUT_ROOT_DIR"/teacher/resume_gs*.pt "$OUTPUT_ROOT_DIR"/teacher2/resume_gs*.pt
 
 # The students: alone, distilled with each recipe, EMD and multi-teacher, and the table.
 TEACHER_CKPT=$(final_checkpoint "$OUTPUT_ROOT_DIR/teacher") \
@@ -96,3 +102,5 @@ n_train=$student_n_train ep=$student_ep lr=$student_lr runs=$runs parallel=$para
 alone_json=$alone_json tiny_json=$tiny_json multi_json=$multi_json \
     bash "$here/tools/compare_recipes.sh" &
 wait $!  # (in the background, so that a TERM reaches the traps of timed_runs.sh at once)
+rm -f "$OUTPUT_ROOT_DIR"/*/resume_gs*.pt  # the students' too, now that every row has finished
+echo "=== the demo took $((SECONDS / 60)) min $((SECONDS % 60)) s; $DEMO_DIR holds $(du -sh "$DEMO_DIR" | cut -f1)"

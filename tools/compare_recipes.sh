@@ -3,8 +3,9 @@
 # published recipe, the recommended recipe and its ablation (the start from the teacher's weights
 # alone, then with KD), BERT-EMD and multi-teacher, all with the same epochs, batch and length.
 # Prints a table of dev accuracy and wall time (Markdown, and JSON in
-# $OUTPUT_ROOT_DIR/results.json), and draws the rows' losses and dev accuracy into
-# $OUTPUT_ROOT_DIR/runs.png when matplotlib is installed.
+# $OUTPUT_ROOT_DIR/results.json; a row whose student stopped learning is marked (!)), and
+# draws the rows' losses and dev accuracy into $OUTPUT_ROOT_DIR/runs.png when matplotlib is
+# installed.
 #
 #   DATA_ROOT_DIR=data BERT_DIR=bert TEACHER_CKPT=teacher/gs747.pkl [TEACHER_CKPT_2=...] \
 #       bash tools/compare_recipes.sh
@@ -107,7 +108,7 @@ done
 
 wait_for_runs
 echo
-PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -m tools.report --json "$OUTPUT_ROOT_DIR/results.json" ${rows[@]+"${rows[@]}"} | tee "$OUTPUT_ROOT_DIR/results.md"
+PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -m tools.report --json "$OUTPUT_ROOT_DIR/results.json" --parallel "$parallel" ${rows[@]+"${rows[@]}"} | tee "$OUTPUT_ROOT_DIR/results.md"
 # One picture of the rows' losses and dev accuracy; matplotlib is optional, so is the picture.
 if "$PYTHON" -c "import matplotlib" 2>/dev/null; then
     PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -m tools.plot_runs --output "$OUTPUT_ROOT_DIR/runs.png" ${rows[@]+"${rows[@]}"} \

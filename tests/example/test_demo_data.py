@@ -178,6 +178,21 @@ def test_cli_rejects_bad_arguments_clearly(tmp_path):
     assert not (tmp_path / "MNLI").exists()
 
 
+def test_models_with_a_vocabulary_of_their_own_get_no_line_about_vocab_txt(corpus_dir, tmp_path, monkeypatch):
+    # run_demo.sh --pretrained: the same files, no word about the demo configs' vocab_size, and
+    # no check of them (a config too small for vocab.txt does not matter to MiniLM's models).
+    def refuse(*args):
+        raise AssertionError("the demo configs were checked")
+
+    monkeypatch.setattr(gen, "check_config_vocab_sizes", refuse)
+    gen.main(["--output_dir", str(tmp_path), *SMALL, "--models_own_vocab"])
+    for name in [os.path.join("MNLI", f) for f in FILES] + ["vocab.txt"]:
+        assert (tmp_path / name).read_bytes() == (corpus_dir / name).read_bytes(), name
+    result = run_cli("--output_dir", str(tmp_path / "cli"), *SMALL, "--models_own_vocab")
+    assert result.returncode == 0, result.stderr
+    assert "train.tsv: 600 pairs" in result.stdout and "vocab" not in result.stdout
+
+
 # ---------------------------------------------------------------------------------------------
 # Configs
 

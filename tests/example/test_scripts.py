@@ -358,6 +358,7 @@ def test_demo_runs_every_script_and_prints_the_table(tmp_path):
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert_demo_table(demo_dir, result.stdout)
+    assert "vocab.txt: " in result.stdout  # the demo's own configs read the corpus's vocabulary
 
 
 def assert_demo_table(demo_dir, stdout):
@@ -368,7 +369,15 @@ def assert_demo_table(demo_dir, stdout):
     # One epoch on 48 to 96 pairs teaches no rule: check that each accuracy counts whole dev pairs.
     assert all(is_count_of(row["mnli"], 24) and is_count_of(row["mnli-mm"], 24) for row in rows)
     assert all(row["seconds"] > 0 for row in rows)
-    assert "| Multi-teacher (recommended) |" in stdout
+    # (students at chance after 3 steps: marked (!), no better than the most frequent label)
+    assert re.search(r"^\| Multi-teacher \(recommended\)( \(!\))? \|", stdout, re.MULTILINE)
+    assert "| wall time (2 runs at a time) |" in stdout and "Rows ran 2 at a time" in stdout
+    # Every run finished: no resume state is kept, the checkpoints are; the time and disk are said.
+    assert not list(demo_dir.glob("runs/*/resume_gs*.pt"))
+    assert (demo_dir / "runs" / "teacher" / "gs6.pkl").exists() and (
+        demo_dir / "runs" / "alone" / "gs3.pkl"
+    ).exists()
+    assert re.search(r"^=== the demo took \d+ min \d+ s; .* holds \S+$", stdout, re.MULTILINE)
 
 
 def write_stand_in_minilm_package(root, vocab):
@@ -439,6 +448,7 @@ def test_pretrained_demo_starts_the_teachers_from_the_package(tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert f"=== the teachers start from {model_dir}" in result.stdout
     assert_demo_table(demo_dir, result.stdout)
+    assert "vocab.txt" not in result.stdout  # the models read the package's vocabulary
     runs = demo_dir / "runs"
     for teacher in ("teacher", "teacher2"):  # every tensor of the package's model, the classifier new
         log = (runs / f"{teacher}.log").read_text()
