@@ -32,13 +32,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from checkpoints import map_checkpoint_keys, read_state_dict
-from custom_task import FORMATS, read_records
 from distillation import atomic_write_text, data_utils, file_sha256
-from model_config import parse_model_config
-from options import add_task_arguments
-from tasks import task_from_args
-from trained_models import select_entry
+from pipeline.checkpoints import map_checkpoint_keys, read_state_dict
+from pipeline.custom_task import FORMATS, read_records
+from pipeline.model_config import parse_model_config
+from pipeline.options import add_task_arguments
+from pipeline.tasks import task_from_args
+from pipeline.trained_models import select_entry
 from utils_glue import read_tsv_rows
 
 logger = logging.getLogger("augment")

@@ -20,9 +20,9 @@ import tempfile
 
 from transformers import BertForSequenceClassification
 
-from label_order import write_labels
-from tasks import write_task_record
-from trained_models import add_model_arguments, load_from_args
+from pipeline.label_order import write_labels
+from pipeline.tasks import write_task_record
+from pipeline.trained_models import add_model_arguments, load_from_args
 
 logger = logging.getLogger("export")
 REGRESSION_OUTPUT = "score"  # the name of a regressor's one output in id2label

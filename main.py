@@ -6,7 +6,7 @@ distiller -> train -> evaluate. The JSON given by --model_config_json decides th
   one teacher         -> GeneralDistiller with the --matches intermediate matches
   several teachers    -> MultiTeacherDistiller (the student learns from the averaged logits)
 main.emd.py runs this same pipeline and swaps in the EMDDistiller through `run(build_distiller=...)`.
-Launched by torchrun, each process trains on its share of every batch (see processes.py).
+Launched by torchrun, each process trains on its share of every batch (see pipeline/processes.py).
 """
 
 import logging
@@ -20,9 +20,6 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from checkpoints import build_model
-from compiling import compile_training, log_compilation
-from data import batch_loader, load_split, loader_workers, with_transfer_set
 from distillation import (
     BasicTrainer,
     DistillationConfig,
@@ -35,19 +32,22 @@ from distillation import (
     latest_state,
     safe_torch_load,
 )
-from evaluation import record_evaluation, recorded_results
 from export import check_export_dir, export_model
-from feature_cache import TRANSFER
 from matches import fit_matches, read_matches
-from model_config import parse_model_config
 from modeling import BertForGLUESimpleAdaptor, check_max_seq_length
-from options import parse_args
-from processes import from_rank_zero, init_distributed, rank_zero_first
-from student_init import init_student_from_teacher
-from submission import read_test_sets, write_submissions
-from tasks import task_from_args, write_task_record
-from teacher_check import check_teachers
-from trained_models import TrainedModel, load_trained_entry
+from pipeline.checkpoints import build_model
+from pipeline.compiling import compile_training, log_compilation
+from pipeline.data import batch_loader, load_split, loader_workers, with_transfer_set
+from pipeline.evaluation import record_evaluation, recorded_results
+from pipeline.feature_cache import TRANSFER
+from pipeline.model_config import parse_model_config
+from pipeline.options import parse_args
+from pipeline.processes import from_rank_zero, init_distributed, rank_zero_first
+from pipeline.student_init import init_student_from_teacher
+from pipeline.submission import read_test_sets, write_submissions
+from pipeline.tasks import task_from_args, write_task_record
+from pipeline.teacher_check import check_teachers
+from pipeline.trained_models import TrainedModel, load_trained_entry
 
 logger = logging.getLogger("main")
 

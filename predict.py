@@ -6,7 +6,7 @@ new examples, and the metrics of a labelled file.
     python predict.py eval  MODEL dev_matched.tsv                   # metrics, per-label report
 
 MODEL: --model EXPORTED_FOLDER, or --model_config_json JSON [--which teacher0] [--checkpoint
-gs*.pkl or RUN_FOLDER] (see trained_models.py). The task is the one the model's folder records
+gs*.pkl or RUN_FOLDER] (see pipeline/trained_models.py). The task is the one the model's folder records
 (task.json), else --task_name (default mnli). New examples name the task's text columns
 (MNLI: sentence1 and sentence2; SST-2: sentence; a custom task: its own).
 """
@@ -18,13 +18,13 @@ import sys
 
 import torch
 
-from custom_task import read_pairs
-from data import feature_batches
-from evaluation import format_label_report, label_report, predict_labels, predict_outputs
 from modeling import check_max_seq_length
-from options import DEFAULT_MAX_SEQ_LENGTH
-from submission import prediction_text, read_test_sets, write_submissions
-from trained_models import add_model_arguments, load_from_args
+from pipeline.custom_task import read_pairs
+from pipeline.data import feature_batches
+from pipeline.evaluation import format_label_report, label_report, predict_labels, predict_outputs
+from pipeline.options import DEFAULT_MAX_SEQ_LENGTH
+from pipeline.submission import prediction_text, read_test_sets, write_submissions
+from pipeline.trained_models import add_model_arguments, load_from_args
 from utils_glue import MAIN_METRIC, convert_examples_to_features, metrics_of, task_data_dir
 
 logger = logging.getLogger(__name__)

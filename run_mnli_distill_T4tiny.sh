@@ -12,7 +12,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 : "${model_config_json_file:=DistillBertToTiny.json}"  # set the teacher's checkpoint there
 : "${accu:=1}"
 : "${ep:=40}"
-: "${recipe:=published}"  # published: the original recipe; recommended: see recipes.py
+: "${recipe:=published}"  # published: the original recipe; recommended: see pipeline/recipes.py
 if [[ $recipe == published ]]; then  # another recipe brings its own, unless set here
     : "${lr:=1e-4}"
     : "${temperature:=8}"  # not used for a regression task (task=sts-b): KD is the MSE of the outputs

@@ -7,7 +7,7 @@ how, its labels, and its metrics; examples are encoded into tensors here too.
     compute_metrics("rte", preds, labels)         # {"acc": ...}
 
 GLUE's files are read with QUOTE_NONE: their sentences hold quote characters as plain text.
-Your own data: `CustomTask` (custom_task.py) reads TSV, CSV or JSON Lines with named columns.
+Your own data: `CustomTask` (pipeline/custom_task.py) reads TSV, CSV or JSON Lines with named columns.
 """
 
 import csv
@@ -123,7 +123,7 @@ class GlueTask:
         return tuple(c for c in (self.test_columns.text_a, self.test_columns.text_b) if c)
 
     def record(self):
-        """What a run's task.json keeps of this task (tasks.py)."""
+        """What a run's task.json keeps of this task (pipeline/tasks.py)."""
         return {"task_name": self.name, "labels": self.label_list}
 
     def data_file(self, data_dir, split):

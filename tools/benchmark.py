@@ -41,8 +41,6 @@ from torch._dynamo.utils import calculate_time_spent, counters
 from transformers import BertConfig, BertTokenizer
 
 import main
-from compiling import BACKEND, compile_training
-from data import batch_loader
 from distillation import (
     DistillationConfig,
     GeneralDistiller,
@@ -51,11 +49,13 @@ from distillation import (
     move_to_device,
 )
 from distiller_emd import EMDDistiller
-from evaluation import evaluate
-from feature_cache import load_features
 from matches import PRESETS, fit_matches
 from modeling import BertForGLUESimple, BertForGLUESimpleAdaptor
-from options import COMPILE_PAD_MULTIPLE
+from pipeline.compiling import BACKEND, compile_training
+from pipeline.data import batch_loader
+from pipeline.evaluation import evaluate
+from pipeline.feature_cache import load_features
+from pipeline.options import COMPILE_PAD_MULTIPLE
 from utils_glue import LABELS, MNLI_TRAIN_COLUMNS, TASKS, read_mnli_tsv
 
 MNLI_TRAIN_PAIRS = 392_702

@@ -25,8 +25,8 @@ import time
 import torch.distributed as dist
 from transformers import BertTokenizer
 
-from data import batch_loader
-from feature_cache import load_features
+from pipeline.data import batch_loader
+from pipeline.feature_cache import load_features
 from tools.benchmark import make_lexicon, write_train_file
 from utils_glue import TASKS
 

@@ -7,9 +7,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from checkpoints import build_model, load_checkpoint, map_checkpoint_keys
 from distillation.io import atomic_torch_save
-from model_config import parse_model_config
+from pipeline.checkpoints import build_model, load_checkpoint, map_checkpoint_keys
+from pipeline.model_config import parse_model_config
 from tests.helpers import (
     LABELS,
     NUM_LABELS,

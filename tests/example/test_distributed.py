@@ -10,8 +10,8 @@ import pytest
 import torch
 
 import main
-from model_config import parse_model_config
 from modeling import BertForGLUESimple
+from pipeline.model_config import parse_model_config
 from tests.helpers import counting_teacher_calls, wait_for, write_bert_config, write_tiny_mnli, write_vocab
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

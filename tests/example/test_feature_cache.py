@@ -9,8 +9,8 @@ import torch
 from safetensors.torch import save_file
 from transformers import BertTokenizer
 
-import feature_cache
-from feature_cache import STORAGE_DTYPES, cache_file_name, cache_key, load_features
+from pipeline import feature_cache
+from pipeline.feature_cache import STORAGE_DTYPES, cache_file_name, cache_key, load_features
 from tests.helpers import LABELS, WORDS, mismatched_size, write_tiny_mnli, write_vocab
 from utils_glue import TASKS, convert_examples_to_features
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 import main
-from recipes import RECIPES
-from student_init import init_student_from_teacher
+from pipeline.recipes import RECIPES
+from pipeline.student_init import init_student_from_teacher
 from tests.helpers import model_entry, run_main_emd, write_bert_config, write_tiny_mnli, write_vocab
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -410,7 +410,7 @@ def test_batches_drop_the_padding_their_examples_share():
 def test_the_teachers_are_cast_only_when_teacher_dtype_says_so(tmp_path):
     """--fp16 / --bf16 keep their meaning (autocast around teachers kept as they are); a half
     teacher is the opt-in --teacher_dtype."""
-    from options import parse_args
+    from pipeline.options import parse_args
 
     def dtype(*options):
         required = ["--data_dir", "d", "--output_dir", str(tmp_path), "--model_config_json", "m"]

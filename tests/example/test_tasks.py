@@ -14,8 +14,8 @@ from transformers import BertTokenizer
 
 import main
 from distillation import checkpoint_steps
-from model_config import parse_model_config
 from modeling import BertForGLUESimple
+from pipeline.model_config import parse_model_config
 from tests.helpers import (
     LAYOUTS,
     N_DEV,
@@ -278,7 +278,7 @@ def test_regression_kd_is_the_mse_of_the_outputs_without_temperature(files):
     """STS-B: KD is the mean squared error between the student's and the teacher's one output,
     whatever --temperature says; the hard-label term is the MSE against the gold scores."""
     from distillation import BasicDistiller, TrainingConfig
-    from options import parse_args
+    from pipeline.options import parse_args
 
     args = parse_args(
         [
@@ -487,7 +487,7 @@ def test_predict_py_reads_the_labels_of_a_custom_run(files, tmp_path):
 
 
 def test_numeric_json_labels_are_one_label_whatever_their_spelling(tmp_path):
-    from custom_task import CustomTask
+    from pipeline.custom_task import CustomTask
 
     (tmp_path / "train.jsonl").write_text(
         '{"text": "a", "label": 1}\n{"text": "b", "label": 2.0}\n{"text": "c", "label": 10}\n'
@@ -510,9 +510,9 @@ def test_a_cache_built_for_other_columns_is_not_reused(files, tmp_path):
         main.run(["--data_dir", str(folder), "--output_dir", str(tmp_path / column), "--model_config_json",
                   files["json"], "--do_train", "--max_seq_length", str(LENGTH), "--num_train_epochs", "1",
                   "--task_name", "custom", "--label_column", column])  # fmt: skip
-        from data import load_split
-        from options import parse_args
-        from tasks import task_from_args
+        from pipeline.data import load_split
+        from pipeline.options import parse_args
+        from pipeline.tasks import task_from_args
 
         args = parse_args(["--data_dir", str(folder), "--output_dir", "o", "--model_config_json", files["json"],
                            "--do_train", "--max_seq_length", str(LENGTH), "--task_name", "custom",

@@ -8,8 +8,8 @@ import torch
 from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, SequentialSampler
 
 from distillation import EXAMPLE_INDEX_KEY
-from feature_cache import load_features
 from modeling import UNLABELLED
+from pipeline.feature_cache import load_features
 
 MEGA_BATCH = 50  # --group_by_length: the batches sorted by length together
 

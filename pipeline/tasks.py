@@ -5,9 +5,9 @@ export.py learn the task and its labels."""
 import json
 import os
 
-from custom_task import NAME as CUSTOM
-from custom_task import CustomTask
 from distillation import atomic_write_text
+from pipeline.custom_task import NAME as CUSTOM
+from pipeline.custom_task import CustomTask
 from utils_glue import TASKS, get_task, task_data_dir
 
 TASK_NAMES = list(TASKS) + [CUSTOM]

@@ -18,11 +18,11 @@ import re
 
 from transformers import AutoTokenizer, BertConfig
 
-from checkpoints import _shorten, load_checkpoint
 from distillation import checkpoint_path, checkpoint_steps
-from model_config import parse_model_config
 from modeling import BertForGLUESimple
-from tasks import TASK_NAMES, recorded_task
+from pipeline.checkpoints import _shorten, load_checkpoint
+from pipeline.model_config import parse_model_config
+from pipeline.tasks import TASK_NAMES, recorded_task
 from utils_glue import get_task
 
 WHICH = re.compile(r"^(student|teacher(\d+))$")

@@ -4,10 +4,10 @@ main.emd.py adds its own options to this parser (add_options)."""
 
 import argparse
 
-from data import MEGA_BATCH
 from distillation.configs import TEACHER_DTYPES
-from recipes import RECIPES
-from tasks import TASK_NAMES
+from pipeline.data import MEGA_BATCH
+from pipeline.recipes import RECIPES
+from pipeline.tasks import TASK_NAMES
 
 DEFAULT_MAX_SEQ_LENGTH = 128
 DEFAULT_TEACHER_CHECK_SIZE = 2000

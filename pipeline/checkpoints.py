@@ -9,8 +9,8 @@ import pickle
 from safetensors.torch import load_file
 
 from distillation import safe_torch_load
-from label_order import folder_labels, put_rows_in_task_order
 from modeling import BertForGLUESimple
+from pipeline.label_order import folder_labels, put_rows_in_task_order
 
 logger = logging.getLogger(__name__)
 

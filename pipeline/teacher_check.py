@@ -18,9 +18,9 @@ import os
 
 import torch
 
-from data import batch_loader
 from distillation import atomic_write_text
-from evaluation import evaluate
+from pipeline.data import batch_loader
+from pipeline.evaluation import evaluate
 from utils_glue import MAIN_METRIC
 
 logger = logging.getLogger(__name__)
