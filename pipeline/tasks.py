@@ -1,29 +1,64 @@
-"""The task of a run, chosen by --task_name: one of GLUE's (utils_glue.py) or your own files
+"""The task of a run, named by --task_name: one of GLUE's nine (utils_glue.py) or your own files
 (custom_task.py), and its record in the run folder, task.json, from which predict.py and
-export.py learn the task and its labels."""
+export.py learn the task and its labels.
+
+Both kinds answer the same questions (Task, below), so no other module asks which kind a task
+is: a GLUE task is a utils_glue.GlueTask, your files a custom_task.CustomTask.
+"""
 
 import json
 import os
+import typing
 
 from distillation import atomic_write_text
 from pipeline.custom_task import NAME as CUSTOM
 from pipeline.custom_task import CustomTask
-from utils_glue import TASKS, get_task, task_data_dir
+from utils_glue import TASKS
 
-TASK_NAMES = list(TASKS) + [CUSTOM]
+DEFAULT_TASK = "mnli"
+# What each --task_name names: a GLUE task, or the custom task's class (its files make the task).
+TASK_KINDS = {**TASKS, CUSTOM: CustomTask}
+TASK_NAMES = list(TASK_KINDS)
 TASK_RECORD = "task.json"
 
 
-def task_from_args(args):
-    """(task, the folder of its files) from --task_name, --data_dir and the custom columns."""
-    if args.task_name == CUSTOM:
-        if not os.path.isdir(args.data_dir):
-            raise FileNotFoundError(f"--data_dir {args.data_dir}: no such folder")
-        return CustomTask.from_files(
-            args.data_dir, args.text_a_column, args.label_column, args.text_b_column
-        ), args.data_dir
-    task = get_task(args.task_name)
-    return task, task_data_dir(args.data_dir, task)
+class Task(typing.Protocol):
+    """What every task answers, whatever its kind."""
+
+    name: str
+    labels: tuple | None  # the label names in the order of the classifier's rows; None: regression
+    metrics: tuple  # computed on each dev set (utils_glue.METRICS)
+    dev_sets: dict  # {dev set name: file}, evaluated after each checkpoint
+    test_sets: dict  # {submission name: file}
+    output_mode: str  # "classification" or "regression"
+    num_labels: int
+    label_list: list | None
+    text_columns: tuple  # the column(s) new examples to classify hold
+    train_columns: tuple  # (text_a, text_b or None, label) of the training file's layout
+
+    def locate(self, data_dir): ...  # (the task reading the files under data_dir, their folder)
+    def data_file(self, data_dir, split): ...  # the path of 'train', a dev set or a test set
+    def is_test_set(self, split): ...
+    def get_examples(self, data_dir, split): ...  # utils_glue.InputExamples
+    def read_file(self, path, labelled=True): ...
+    def read_transfer_file(self, path): ...  # unlabelled examples in the training layout
+    def read_table(self, path): ...  # a utils_glue.Table of a file in the training layout
+    def table_text(self, table): ...  # a Table as the text of such a file
+    def record(self): ...  # what task.json keeps
+
+
+def task_kind(name=None):
+    """What --task_name names (MNLI when it is not given): a GLUE task, or CustomTask."""
+    name = (name or DEFAULT_TASK).lower()
+    if name not in TASK_KINDS:
+        raise ValueError(f"unknown task {name!r}; expected one of {', '.join(TASK_NAMES)}")
+    return TASK_KINDS[name]
+
+
+def open_task(name, data_dir, columns=None):
+    """(task, the folder of its files) from --task_name, --data_dir and a custom task's columns
+    ({option name: column or None})."""
+    return task_kind(name).open(data_dir, columns)
 
 
 def write_task_record(output_dir, task):
@@ -38,12 +73,17 @@ def recorded_task(folder):
     try:
         with open(path, encoding="utf-8") as f:
             record = json.load(f)
-        if record["task_name"] == CUSTOM:
-            return CustomTask.from_record(record)
-        task = get_task(record["task_name"])
-    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        return task_kind(record["task_name"]).from_record(record, path)
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as error:
         raise ValueError(f"{path}: not a task record ({type(error).__name__}: {error})") from None
-    if record.get("labels") != task.label_list:
-        raise ValueError(f"{path}: records the labels {record.get('labels')} for {task.name}, whose "
-                         f"classifier rows are {task.label_list}: a record of another version?")  # fmt: skip
-    return task
+
+
+def model_task(folder, task_name=None):
+    """The task a model folder (a run's or an export's) records, else --task_name's (MNLI when
+    not given). A --task_name that contradicts the record is an error."""
+    recorded = recorded_task(folder) if folder else None
+    if recorded is None:
+        return task_kind(task_name).without_record(folder)
+    if task_name is not None and task_name != recorded.name:
+        raise ValueError(f"--task_name {task_name}: {folder} records task {recorded.name}")
+    return recorded

@@ -189,7 +189,7 @@ def markdown(results, batch_size, length):
     )
 
 
-def main(argv=None):
+def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--teacher",
@@ -219,6 +219,11 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--no_cuda", action="store_true")
     parser.add_argument("--json", help="Also write the rows to this JSON file.")
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
     args = parser.parse_args(argv)
     for role in ("teacher", "student"):
         spec = getattr(args, role)
