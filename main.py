@@ -39,10 +39,10 @@ from pipeline.final_student import evaluate_trained_student, use_final_student
 from pipeline.model_config import parse_model_config
 from pipeline.optimization import build_optimizer, schedule, training_length
 from pipeline.processes import launched
-from pipeline.run_folder import make_output_dir
+from pipeline.run_folder import make_output_dir, write_run_records
 from pipeline.student_init import init_student_from_teacher
 from pipeline.submission import read_test_sets
-from pipeline.tasks import open_task, write_task_record
+from pipeline.tasks import open_task
 from pipeline.teacher_check import check_teachers
 
 logger = logging.getLogger("main")
@@ -82,6 +82,7 @@ def run(argv=None, build_distiller=build_distiller, add_options=None, check=None
     with launched(args.no_cuda) as processes:
         set_seed(args.random_seed)
         task, data_dir = open_task(args.task_name, args.data_dir, options.custom_columns(args))
+        options.check_data_files(args, task, data_dir)
         setup = parse_model_config(args.model_config_json)
         matches = read_matches(args.matches)
         options.check_setup(args, setup, processes.world_size)
@@ -95,7 +96,7 @@ def run(argv=None, build_distiller=build_distiller, add_options=None, check=None
         if args.do_train:
             train_and_evaluate(args, build_distiller, setup, matches, reader, dev, processes)
         elif processes.is_main:  # a trained student, evaluated and used, not trained
-            evaluate_trained_student(setup.student, task, dev["loaders"], args.output_dir, dev["test_sets"],
+            evaluate_trained_student(setup, task, dev["loaders"], args.output_dir, dev["test_sets"],
                                      args.export_dir, args.predict_batch_size, processes.device)  # fmt: skip
 
 
@@ -150,7 +151,7 @@ def train_and_evaluate(args, build_distiller, setup, matches, reader, dev, proce
         distiller.resume_from(latest_state(args.output_dir))
     make_output_dir(args.output_dir)  # only now: every check above has passed
     if processes.is_main:  # rank 0 alone writes the run's records
-        write_task_record(args.output_dir, task)
+        write_run_records(args.output_dir, task, args.model_config_json)
     if check is not None:
         check.write(args.output_dir)
     if args.resume and dev["loaders"]:

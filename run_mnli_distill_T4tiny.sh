@@ -30,9 +30,7 @@ if [[ ${lr:-} =~ ^[0-9]+$ ]]; then
 fi
 
 [[ "$model_config_json_file" == */* ]] || model_config_json_file="${here}/jsons/${model_config_json_file}"
-: "${OUTPUT_DIR:=${OUTPUT_ROOT_DIR}/${task}_${recipe}${temperature:+_t$temperature}_T4tiny_${matches// /-}${lr:+_lr$lr}_e${ep}_bs${batch_size}}"  # this run's folder
-mkdir -p "$OUTPUT_DIR"
-cp "$model_config_json_file" "${OUTPUT_DIR}/$(basename "$model_config_json_file").run"
+: "${OUTPUT_DIR:=${OUTPUT_ROOT_DIR}/${task}_${recipe}${temperature:+_t$temperature}_T4tiny_${matches// /-}${lr:+_lr$lr}_e${ep}_bs${batch_size}}"  # this run's folder (main.py makes it once its checks have passed)
 
 # $matches is split into words on purpose: one word per preset.
 # shellcheck disable=SC2086

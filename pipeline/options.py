@@ -21,6 +21,7 @@ from pipeline.exporting import check_export_dir
 from pipeline.recipes import RECIPES
 from pipeline.run_folder import check_output_dir
 from pipeline.tasks import DEFAULT_TASK, TASK_NAMES, task_kind
+from pipeline.tasks import check_data_files as check_task_files
 
 DEFAULT_MAX_SEQ_LENGTH = 128
 DEFAULT_TEACHER_CHECK_SIZE = 2000
@@ -380,6 +381,17 @@ def _task_problems(args):
         task = args.task_name or DEFAULT_TASK
         return [f"{', '.join(given)}: for --task_name custom only (task {task} reads GLUE's columns)"]
     return []
+
+
+def check_data_files(args, task, data_dir):
+    """The data files the actions will read, before the model config: the first thing wrong,
+    in the task's terms."""
+    splits = (["train"] if args.do_train else []) + (
+        list(task.dev_sets) if args.do_eval or args.do_predict else []
+    )
+    check_task_files(task, data_dir, splits + (list(task.test_sets) if args.do_test else []), args.data_dir)
+    if args.transfer_file and not os.path.isfile(args.transfer_file):
+        raise FileNotFoundError(f"--transfer_file {args.transfer_file}: no such file")
 
 
 def check_setup(args, setup, world_size):

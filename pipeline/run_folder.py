@@ -2,6 +2,10 @@
 passed, so a run that stops before it starts leaves nothing behind."""
 
 import os
+import shutil
+
+from distillation import atomic_path
+from pipeline.tasks import write_task_record
 
 
 def check_output_dir(path):
@@ -24,3 +28,12 @@ def make_output_dir(path):
         raise PermissionError(f"--output_dir {path} cannot be created: {error.strerror}") from None
     if not os.access(path, os.W_OK):
         raise PermissionError(f"--output_dir {path} cannot be written")
+
+
+def write_run_records(output_dir, task, model_config_json):
+    """What a run keeps of its setting: task.json (the task and its labels, read by predict.py
+    and export.py) and a copy of the model config JSON it read, <name>.run as the original
+    example's scripts kept it."""
+    write_task_record(output_dir, task)
+    with atomic_path(os.path.join(output_dir, os.path.basename(model_config_json) + ".run")) as copy:
+        shutil.copyfile(model_config_json, copy)

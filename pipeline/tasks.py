@@ -35,6 +35,7 @@ class Task(typing.Protocol):
     label_list: list | None
     text_columns: tuple  # the column(s) new examples to classify hold
     train_columns: tuple  # (text_a, text_b or None, label) of the training file's layout
+    where_files_go: str  # for messages: where --data_dir should hold the task's files
 
     def locate(self, data_dir): ...  # (the task reading the files under data_dir, their folder)
     def data_file(self, data_dir, split): ...  # the path of 'train', a dev set or a test set
@@ -59,6 +60,17 @@ def open_task(name, data_dir, columns=None):
     """(task, the folder of its files) from --task_name, --data_dir and a custom task's columns
     ({option name: column or None})."""
     return task_kind(name).open(data_dir, columns)
+
+
+def check_data_files(task, data_dir, splits, data_root):
+    """Each file the run will read of `splits`, before anything else is read or written: a
+    missing one is named, with where the task's files go. data_root: --data_dir as given."""
+    if not os.path.isdir(data_root):
+        raise FileNotFoundError(f"--data_dir {data_root}: no such folder ({task.where_files_go})")
+    missing = [task.data_file(data_dir, split) for split in splits]
+    missing = [path for path in missing if not os.path.isfile(path)]
+    if missing:
+        raise FileNotFoundError(f"--data_dir {data_root}: no {', '.join(missing)} ({task.where_files_go})")
 
 
 def write_task_record(output_dir, task):
