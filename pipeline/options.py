@@ -31,9 +31,14 @@ POSITIVE = ("max_seq_length", "train_batch_size", "predict_batch_size", "gradien
             "PRINT_EVERY", "ckpt_frequency", "keep_resume_states")  # fmt: skip
 
 
+DATA_DIR_HELP = (
+    "The task's folder (MNLI: train.tsv, dev_matched.tsv, dev_mismatched.tsv), or the folder above "
+    "GLUE's task folders (MNLI/, RTE/, ...)."
+)
+
+
 # The declarations shared by several programs.
-def add_data_dir(parser, help="The task's folder (MNLI: train.tsv, dev_matched.tsv, dev_mismatched.tsv), "
-                 "or the folder above GLUE's task folders (MNLI/, RTE/, ...)."):  # fmt: skip
+def add_data_dir(parser, help=DATA_DIR_HELP):
     parser.add_argument("--data_dir", required=True, help=help)
 
 
