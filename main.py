@@ -117,8 +117,8 @@ def read_dev_and_test_sets(args, setup, reader, processes):
 
 
 def checks_teachers(args, setup):
-    """Whether the teachers are checked before they teach (a resumed run's were, when it started)."""
-    return args.do_train and setup.enabled_teachers and args.teacher_check_size > 0 and not args.resume
+    """Whether the teachers are checked before they teach."""
+    return options.teacher_check_asked(args) and bool(setup.enabled_teachers)
 
 
 def train_and_evaluate(args, build_distiller, setup, matches, reader, dev, processes):

@@ -388,13 +388,20 @@ def _task_problems(args):
     return []
 
 
+def teacher_check_asked(args):
+    """Whether the teachers, if any, are checked before they teach: at the start of a training
+    run (a resumed run's were checked when it started)."""
+    return args.do_train and args.teacher_check_size > 0 and not args.resume
+
+
 def check_data_files(args, task, data_dir):
     """The data files the actions will read, before the model config: the first thing wrong,
     in the task's terms."""
-    splits = (["train"] if args.do_train else []) + (
-        list(task.dev_sets) if args.do_eval or args.do_predict else []
-    )
-    check_task_files(task, data_dir, splits + (list(task.test_sets) if args.do_test else []), args.data_dir)
+    splits = ["train"] if args.do_train else []
+    # The dev sets are read to evaluate, and to check the teachers (where there are any).
+    splits += list(task.dev_sets) if args.do_eval or args.do_predict or teacher_check_asked(args) else []
+    splits += list(task.test_sets) if args.do_test else []
+    check_task_files(task, data_dir, splits, args.data_dir)
     if args.transfer_file and not os.path.isfile(args.transfer_file):
         raise FileNotFoundError(f"--transfer_file {args.transfer_file}: no such file")
 
