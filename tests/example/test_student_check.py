@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import main
-from evaluation import most_frequent_label_scores
-from student_check import StudentCheck
+from pipeline.evaluation import most_frequent_label_scores
+from pipeline.student_check import StudentCheck
 from tests.helpers import model_entry, write_bert_config, write_model_json, write_tiny_mnli, write_vocab
 from tools import report
 

@@ -18,8 +18,8 @@ import logging
 import torch
 
 from distillation.stall_watch import StallWatch
-from evaluation import most_frequent_label_scores
-from teacher_check import MARGIN
+from pipeline.evaluation import most_frequent_label_scores
+from pipeline.teacher_check import MARGIN
 from utils_glue import MAIN_METRIC
 
 logger = logging.getLogger(__name__)
@@ -89,11 +89,11 @@ class StudentCheck:
 
 
 def watch_student(task, distiller, train_labels, dev_features):
-    """A StudentCheck for a classification task's run, its watch set on the distiller; None
-    for a regression task. dev_features: {dev set: features} (empty where this process does
-    not evaluate)."""
+    """A classification task's run watched: a StudentCheck's watch set on the distiller, and its
+    `warnings` returned, the warn that record_evaluation takes; None for a regression task.
+    dev_features: {dev set: features} (empty where this process does not evaluate)."""
     if task.output_mode != "classification":
         return None
     check = StudentCheck(task, train_labels, {name: f["labels"] for name, f in dev_features.items()})
     distiller.stall_watch = check.watch
-    return check
+    return check.warnings
