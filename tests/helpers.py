@@ -5,6 +5,7 @@ Nothing here reads data from outside the repository; every file is generated in 
 temporary directory so the tests run offline and leave nothing behind.
 """
 
+import importlib.util
 import json
 import os
 import random
@@ -500,3 +501,30 @@ def assert_same_weights(model_a, model_b, keys):
     state_a, state_b = model_a.state_dict(), model_b.state_dict()
     for key in keys:
         assert torch.equal(state_a[key], state_b[key]), key
+
+
+# ----- TensorBoard's event files (distillation/loss_log.py) ------------------------------------
+TENSORBOARD_REASON = "the tensorboard package is not installed (requirements-test.txt installs it)"
+
+
+def has_tensorboard():
+    return importlib.util.find_spec("tensorboard") is not None
+
+
+def event_files(folder):
+    """The TensorBoard event files in folder (events.out.tfevents.<second>.<host>.<pid>.<n>)."""
+    return sorted(name for name in os.listdir(folder) if name.startswith("events.out.tfevents."))
+
+
+def tensorboard_scalars(folder):
+    """{tag: [(step, value), ...]} of the event files in folder, as TensorBoard reads them: its
+    own reader (EventAccumulator), the files in name order, a restart's purge mark hiding the
+    later steps of the files before it."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    accumulator = EventAccumulator(str(folder), size_guidance={"scalars": 0})  # 0: keep every value
+    accumulator.Reload()
+    return {
+        tag: [(event.step, event.value) for event in accumulator.Scalars(tag)]
+        for tag in accumulator.Tags()["scalars"]
+    }

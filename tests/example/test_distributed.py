@@ -12,7 +12,17 @@ import torch
 import main
 from model_config import parse_model_config
 from modeling import BertForGLUESimple
-from tests.helpers import counting_teacher_calls, wait_for, write_bert_config, write_tiny_mnli, write_vocab
+from tests.helpers import (
+    TENSORBOARD_REASON,
+    counting_teacher_calls,
+    event_files,
+    has_tensorboard,
+    tensorboard_scalars,
+    wait_for,
+    write_bert_config,
+    write_tiny_mnli,
+    write_vocab,
+)
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -189,12 +199,29 @@ def test_batches_grouped_by_length_are_split_over_compiled_processes_as_one_proc
 
 
 def test_only_rank_zero_writes(single, double):
-    expected = sorted(os.listdir(single))
-    assert sorted(os.listdir(double)) == expected
+    """The same files as one process writes; TensorBoard's event file (named after the second it
+    was opened in and its process) one, where tensorboard is installed, with the steps once."""
+    names = [sorted(set(os.listdir(folder)) - set(event_files(folder))) for folder in (single, double)]
+    assert names[1] == names[0]
     for name in ("eval_results.txt", "metrics.jsonl"):
         lines_1 = (single / name).read_text().splitlines()
         lines_2 = (double / name).read_text().splitlines()
         assert len(lines_2) == len(lines_1)  # one writer: no line written twice
+    assert [json.loads(line)["step"] for line in open(double / "metrics.jsonl")] == [2, 4]
+    expected_files = 1 if has_tensorboard() else 0
+    assert len(event_files(single)) == len(event_files(double)) == expected_files
+
+
+def test_rank_zero_alone_writes_the_losses_to_tensorboard(double):
+    """The two-process run's one event file holds each term of metrics.jsonl at its step, once."""
+    pytest.importorskip("tensorboard", reason=TENSORBOARD_REASON)
+    assert len(event_files(double)) == 1  # not one per process
+    records = [json.loads(line) for line in open(double / "metrics.jsonl")]
+    scalars = tensorboard_scalars(double)
+    assert set(scalars) == set(records[0]) - {"step"}
+    for tag, values in scalars.items():
+        assert [step for step, _ in values] == [record["step"] for record in records], tag
+        assert [value for _, value in values] == pytest.approx([record[tag] for record in records], rel=1e-6)
 
 
 def test_batch_not_divisible_by_processes_is_an_error(setup):

@@ -21,7 +21,9 @@ from transformers import BertConfig
 from modeling import BertForGLUESimple
 from tests.helpers import (
     counting_teacher_calls,
+    has_tensorboard,
     kill_run_mid_way,
+    tensorboard_scalars,
     wait_for,
     write_bert_config,
     write_tiny_mnli,
@@ -206,6 +208,10 @@ def test_sigkill_at_a_random_moment_then_resume_is_bit_identical(setup, straight
     assert logged == sorted(set(logged))
     straight_records = [json.loads(line) for line in read(straight, "metrics.jsonl").splitlines()]
     assert [r for r in records if not r.get("resumed")] == straight_records
+    if has_tensorboard():  # and TensorBoard shows each step once (tests/core/test_tensorboard.py)
+        scalars = tensorboard_scalars(output_dir)
+        assert [step for step, _ in scalars["loss"]] == [r["step"] for r in straight_records]
+        assert [loss for _, loss in scalars["loss"]] == pytest.approx([r["loss"] for r in straight_records])
 
 
 def test_killed_during_an_evaluation_the_checkpoint_is_evaluated_on_resume(setup, straight_runs):
