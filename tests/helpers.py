@@ -56,11 +56,11 @@ TEST_HEADER = list(MNLI_TEST_COLUMNS)
 LABELS = list(MNLI_LABELS)
 
 
-def make_pair(rng):
-    """One premise/hypothesis pair whose label is decided by a rule."""
+def make_pair(rng, label=None):
+    """One premise/hypothesis pair whose label is decided by a rule (drawn, unless given)."""
     subject, verb, place = rng.choice(SUBJECTS), rng.choice(VERBS), rng.choice(PLACES)
     premise = f"the {subject} {verb} in the {place} ."
-    label = rng.choice(LABELS)
+    label = label or rng.choice(LABELS)
     if label == "entailment":
         hypothesis = f"a {subject} {verb} ."
     elif label == "contradiction":
@@ -115,6 +115,36 @@ def write_tiny_mnli(root, n_train=64, n_dev=24, seed=0):
         data_dir / "dev_mismatched.tsv", [make_pair(rng) for _ in range(mismatched_size(n_dev))], dev=True
     )
     return data_dir
+
+
+def write_counted_mnli(root, counts, seed=0):
+    """MNLI/{file} under root for each file of counts ({file name: {label: how many pairs}}), the
+    labels in a shuffled order; returns the MNLI folder. A model that always answers one label
+    scores its share of that file, counted by hand from counts."""
+    rng = random.Random(seed)
+    data_dir = root / "MNLI"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    for name, per_label in counts.items():
+        labels = [label for label, n in per_label.items() for _ in range(n)]
+        rng.shuffle(labels)
+        write_mnli_file(data_dir / name, [make_pair(rng, label) for label in labels], dev=name != "train.tsv")
+    return data_dir
+
+
+def write_constant_classifier(path, config_file, label, num_labels=None, seed=0):
+    """A complete BertForGLUESimple checkpoint at path (its encoder random, seeded) that answers
+    the classifier row `label` for every input: the row weights zero, the bias one-hot. Its
+    classifier has num_labels rows (default: MNLI's 3)."""
+    from transformers import BertConfig
+
+    num_labels = num_labels or len(LABELS)
+    torch.manual_seed(seed)
+    model = BertForGLUESimple(BertConfig.from_json_file(str(config_file)), num_labels)
+    with torch.no_grad():
+        model.classifier.weight.zero_()
+        model.classifier.bias.copy_(10.0 * torch.nn.functional.one_hot(torch.tensor(label), num_labels))
+    torch.save(model.state_dict(), path)
+    return path
 
 
 def write_mnli_test_file(path, pairs):

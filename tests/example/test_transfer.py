@@ -13,6 +13,7 @@ import main
 from distillation import checkpoint_steps
 from modeling import UNLABELLED, BertForGLUESimple
 from tests.helpers import (
+    LABELS,
     TRAIN_HEADER,
     counting_teacher_calls,
     make_pair,
@@ -93,6 +94,49 @@ def test_unlabelled_examples_carry_no_hard_label_term():
     assert loss["loss"].item() == pytest.approx(
         (((predicted[0] - 1) ** 2 + (predicted[2] - 3) ** 2) / 2).item(), rel=1e-5
     )
+
+
+def test_the_transfer_pairs_reach_the_student_unlabelled(files, tmp_path):
+    """What the data layer hands the student's forward pass, each epoch: every pair of train.tsv
+    with its own label, every transfer pair once with UNLABELLED (not 0, contradiction's row,
+    which would teach them a hard label). The pairs are told apart by their token ids, encoded
+    here from the files' text; the transfer pairs' premises end in 'today', which no train
+    premise holds."""
+    from collections import Counter
+
+    from transformers import BertTokenizer
+
+    rng = random.Random(11)
+    transfer = [make_pair(rng)[:2] for _ in range(20)]
+    transfer = [(premise[:-1] + "today .", hypothesis) for premise, hypothesis in transfer]
+    rows = [mnli_row(i, *pair, "-", dev=False) for i, pair in enumerate(transfer)]
+    (tmp_path / "transfer.tsv").write_text("\n".join("\t".join(r) for r in [TRAIN_HEADER] + rows) + "\n")
+    train = [line.split("\t") for line in (files["data"] / "train.tsv").read_text().splitlines()[1:]]
+    tokenizer = BertTokenizer(vocab=str(files["vocab"]), do_lower_case=True)
+
+    def ids(premise, hypothesis):
+        return tuple(tokenizer(premise, hypothesis)["input_ids"])
+
+    expected = Counter(
+        [(ids(row[8], row[9]), LABELS.index(row[-1])) for row in train]
+        + [(ids(*pair), UNLABELLED) for pair in transfer]
+    )
+    assert not {ids(*pair) for pair in transfer} & {ids(row[8], row[9]) for row in train}
+    seen = []
+
+    def build(args, train_config, teachers, student, matches):
+        def record(module, args, kwargs):
+            for row, mask, label in zip(kwargs["input_ids"], kwargs["attention_mask"], kwargs["labels"]):
+                seen.append((tuple(row[mask.bool()].tolist()), int(label)))
+
+        student.register_forward_pre_hook(record, with_kwargs=True)
+        return main.build_distiller(args, train_config, teachers, student, matches)
+
+    argv = options(files, tmp_path / "run", "--teacher_check_size", "0")
+    argv[argv.index("--transfer_file") + 1] = str(tmp_path / "transfer.tsv")
+    main.run(argv, build_distiller=build)
+    epochs = 2
+    assert Counter(seen) == Counter({pair: n * epochs for pair, n in expected.items()})
 
 
 def test_a_transfer_set_joins_the_epoch_and_its_logits_are_computed_once(files, tmp_path):
