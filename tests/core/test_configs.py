@@ -353,7 +353,7 @@ def test_weights_at_follows_the_linear_schedules_and_leaves_the_config_alone():
 
 
 def test_temperature_without_a_schedule_is_the_base_temperature():
-    logits = torch.randn(3, 4)
+    logits = torch.randn(3, 4, generator=torch.Generator().manual_seed(0))
     assert DistillationConfig(temperature=8).temperature_for(logits, logits) == 8
     assert (
         DistillationConfig(temperature=8, temperature_scheduler="constant").temperature_for(logits, logits)

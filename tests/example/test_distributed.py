@@ -388,7 +388,8 @@ def test_two_processes_killed_and_resumed_end_as_an_uninterrupted_two_process_ru
     assert launch(straight).wait(timeout=180) == 0
     killed = setup["root"] / "resume_killed"
     process = launch(killed)
-    kill_after = random.Random(os.getpid()).choice([2, 4, 6, 8])  # 12 steps, a state every 2
+    # 12 steps, a state every 2; the kill point changes from run to run: any one must do.
+    kill_after = random.Random(os.getpid()).choice([2, 4, 6, 8])  # varies on purpose
     wait_for(killed / f"resume_gs{kill_after}.pt", process, timeout=180)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()

@@ -179,7 +179,7 @@ def test_sigkill_at_a_random_moment_then_resume_is_bit_identical(setup, straight
     """Killed during a step, a checkpoint write or an evaluation: the resumed run ends as the
     uninterrupted one, every checkpoint evaluated once."""
     straight = straight_runs(name)
-    rng = random.Random(f"{os.getpid()}-{name}")
+    rng = random.Random(f"{os.getpid()}-{name}")  # varies on purpose: any kill point must do
     # The cached run is killed in epoch 2, when the teachers no longer run. At least six steps
     # (two checkpoints and their evaluations) remain after the kill point, and a resume state
     # exists before it (gs6.pkl comes after resume_gs3.pt: a kill before the first state leaves

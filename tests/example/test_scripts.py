@@ -76,6 +76,7 @@ def env(tmp_path_factory):
         intermediate_size=64,
         max_position_embeddings=64,
     )
+    torch.manual_seed(0)
     BertModel(config).save_pretrained(bert_dir)
     write_vocab(bert_dir / "vocab.txt")
     write_tiny_mnli(root / "data", n_train=32, n_dev=N_DEV)
@@ -383,6 +384,7 @@ def write_stand_in_minilm_package(root, vocab):
         intermediate_size=64,
         max_position_embeddings=64,
     )
+    torch.manual_seed(0)
     BertModel(config).save_pretrained(package / "model")
     (package / "model" / "vocab.txt").write_text("\n".join(vocab) + "\n")
     (package / "__init__.py").write_text(
@@ -492,7 +494,7 @@ def test_t4tiny_script_killed_mid_run_and_resumed_ends_as_an_uninterrupted_run(e
     subprocess.run(["bash", script, *options], env=runs["straight"], check=True, capture_output=True)
 
     killed_dir = runs["killed"]["OUTPUT_DIR"]
-    rng = random.Random(os.getpid())
+    rng = random.Random(os.getpid())  # varies on purpose: any kill point must do
     # At least six steps remain after the kill, and a resume state exists before it (gs4.pkl
     # comes after resume_gs2.pt).
     kill_run_mid_way(

@@ -344,6 +344,7 @@ def test_regression_kd_is_the_mse_of_the_outputs_without_temperature(files):
             "0.5",
         ]
     )
+    torch.manual_seed(0)
     student = BertForGLUESimple(parse_model_config(files["json"]).student.bert_config, 1)
     config = main.distillation_config(args, student)
     assert (config.kd_loss_type, config.temperature) == ("mse", 1)
