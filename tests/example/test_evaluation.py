@@ -5,9 +5,10 @@ import json
 import numpy as np
 import pytest
 
-import evaluation
 import main
-from data import feature_batches
+from pipeline import evaluation
+from pipeline.data import feature_batches
+from pipeline.trained_models import load_exported
 from tests.helpers import (
     model_entry,
     write_bert_config,
@@ -18,7 +19,6 @@ from tests.helpers import (
     write_tiny_mnli,
     write_vocab,
 )
-from trained_models import load_exported
 from utils_glue import LABELS, TASKS, convert_examples_to_features, read_mnli_tsv
 
 
