@@ -25,6 +25,7 @@ from compiling import compile_training, log_compilation
 from data import batch_loader, load_split, loader_workers, with_transfer_set
 from distillation import (
     BasicTrainer,
+    CheckpointWriteError,
     DistillationConfig,
     GeneralDistiller,
     MultiTeacherDistiller,
@@ -517,8 +518,14 @@ def main(build=build_distiller, add_options=None, check=None):
             stop.state_path,
         )
         sys.exit(128 + stop.signal_number)
-    except (ValueError, FileNotFoundError, PermissionError, FloatingPointError) as error:
-        # A user's mistake (a path, a key, an option) or a diverged run: one clear line.
+    except (
+        ValueError,
+        FileNotFoundError,
+        PermissionError,
+        FloatingPointError,
+        CheckpointWriteError,
+    ) as error:
+        # A user's mistake (a path, a key, an option), a diverged run or a full disk: one clear line.
         logger.error("%s", error)
         sys.exit(1)
 
