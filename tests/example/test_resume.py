@@ -212,7 +212,8 @@ def test_sigkill_at_a_random_moment_then_resume_is_bit_identical(setup, straight
 
 
 def test_killed_during_an_evaluation_the_checkpoint_is_evaluated_on_resume(setup, straight_runs):
-    """The state of step 6 is saved, then the process dies in the middle of evaluating gs6."""
+    """The state of step 6 is on the disk, then the process dies in the middle of evaluating gs6
+    (the evaluation runs while the writer writes: the death waits for the state)."""
     name = "general_with_projections"
     straight = straight_runs(name)
     output_dir = setup["root"] / "killed_in_evaluation"
@@ -220,17 +221,23 @@ def test_killed_during_an_evaluation_the_checkpoint_is_evaluated_on_resume(setup
     hook = setup["root"] / "die_in_evaluation"
     hook.mkdir(exist_ok=True)
     (hook / "sitecustomize.py").write_text(
-        "import os, signal, evaluation\n"
+        "import os, signal, time, evaluation\n"
         "calls = [0]\n"
         "original = evaluation.predict_labels\n"
         "def dying(*args, **kwargs):\n"
         "    calls[0] += 1\n"
         "    if calls[0] == 5:  # the teacher check: mnli, mnli-mm; gs3: the same; gs6: mnli, then death\n"
+        "        while not os.path.exists(os.environ['DIE_AFTER']):\n"
+        "            time.sleep(0.01)\n"
         "        os.kill(os.getpid(), signal.SIGKILL)\n"
         "    return original(*args, **kwargs)\n"
         "evaluation.predict_labels = dying\n"
     )
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(hook), REPO]))
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join([str(hook), REPO]),
+        DIE_AFTER=str(output_dir / "resume_gs6.pt"),
+    )
     killed = subprocess.run(command(setup, name, output_dir), env=env, capture_output=True)
     assert killed.returncode == -signal.SIGKILL
     assert os.path.exists(output_dir / "resume_gs6.pt")
