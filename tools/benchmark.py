@@ -3,6 +3,7 @@
     python -m tools.benchmark                # about two minutes on 2 CPU cores
     python -m tools.benchmark --device cuda --bf16 --batch 32 --length 128
     python -m tools.benchmark --levers --batch 32 --lengths_from MNLI/train.tsv --vocab_file vocab.txt
+    python -m tools.benchmark --checkpoints_only   # about 10 minutes on 2 CPU cores
 
 Everything is generated: a synthetic MNLI-layout train file with MNLI-like sentence lengths (and
 a vocabulary built from its words) for the encoding, random token ids for the models. A training
@@ -15,6 +16,14 @@ Where TextBrewer 0.2.1 is installed, its GeneralDistiller runs beside ours in th
 on the same models and batches, in interleaved rounds, and the ratio ours/TextBrewer is printed:
 once with the same optimizer on both sides (the libraries alone), once with the optimizer each
 project's MNLI example builds (main.py's fused AdamW; TextBrewer's AdamW with torch's defaults).
+
+--checkpoints adds a table of what a checkpoint costs (--checkpoints_only prints it alone): epochs
+with one checkpoint each, several epochs per train() call, of the GeneralDistiller writing its
+checkpoints and resume states in the background (as it does), of the same writing them in the
+training step (the writer before the background one: WritesInTheStep) and of TextBrewer
+0.2.1's (the student alone, in the step), with the same optimizer, in interleaved rounds: the
+time of an epoch after the first of its call (the previous checkpoint's write goes on beside
+it), and how long training waited at a checkpoint and at the end of train().
 
 --levers adds a second table: whole epochs of the GeneralDistiller over examples with the
 lengths of a generated MNLI-like histogram (and of a real MNLI-layout train file, with
