@@ -225,43 +225,10 @@ class AbstractDistiller:
     def _start(self, optimizer, dataloader, num_epochs, num_steps, schedule, max_grad_norm):
         """Check the arguments and make the run: its length, schedule, scaler, logs and cache.
         schedule: (scheduler_class, scheduler_args, scheduler) as train() takes them."""
-        scheduler_class, scheduler_args, scheduler = schedule
-        if (num_epochs is None) == (num_steps is None):
-            raise ValueError("train: give exactly one of num_epochs and num_steps")
-        accumulation = self.t_config.gradient_accumulation_steps
-        steps_per_epoch = len(dataloader) // accumulation
-        if steps_per_epoch == 0:
-            raise ValueError(
-                f"train: the dataloader has {len(dataloader)} batches, fewer than "
-                f"gradient_accumulation_steps={accumulation}"
-            )
-        total_steps = num_steps if num_steps is not None else int(num_epochs) * steps_per_epoch
-        num_epochs = int(num_epochs) if num_epochs is not None else math.ceil(total_steps / steps_per_epoch)
-        added_groups = self._add_projections_to(optimizer)
-        if scheduler_class is not None:  # built now, so it also schedules the projections' groups
-            scheduler = scheduler_class(optimizer, **(scheduler_args or {}))
-        elif scheduler is not None and added_groups:
-            raise ValueError(
-                "train: the scheduler was built before the projections' parameter "
-                "groups joined the optimizer; pass scheduler_class and "
-                "scheduler_args instead of scheduler"
-            )
-        if self.t_config.teacher_dtype is not None:  # once; before training the teachers stay as given
-            for teacher in self.teachers:
-                teacher.to(TEACHER_DTYPES[self.t_config.teacher_dtype])
-        os.makedirs(self.t_config.output_dir, exist_ok=True)
-        if self.t_config.log_dir:
-            os.makedirs(self.t_config.log_dir, exist_ok=True)
+        steps_per_epoch, total_steps, num_epochs = self._run_length(dataloader, num_epochs, num_steps)
+        scheduler = self._scheduler_with_projections(optimizer, *schedule)
+        self._prepare_files_and_logs()
         scaler = torch.amp.GradScaler(self.device.type, enabled=self.t_config.mixed_precision == "fp16")
-        if self.logit_cache is None and self.caches_logits():
-            # A dict batch may carry its examples' dataset indices under EXAMPLE_INDEX_KEY: the
-            # cache is then keyed by example.
-            self.logit_cache = TeacherLogitCache(isinstance(self.model_T, (list, tuple)), self.device)
-        if self.loss_log is not None:
-            self.loss_log.close()
-        self.loss_log = LossLog(
-            self.device, self.t_config.log_dir, check_finite=self.t_config.mixed_precision != "fp16"
-        )
         by_steps = num_steps is not None
         # TextBrewer: every (steps per epoch, or ckpt_steps with num_steps) // print_freq steps,
         # and once per that period when print_freq exceeds it.
@@ -271,7 +238,7 @@ class AbstractDistiller:
             scheduler,
             scaler,
             steps_per_epoch,
-            accumulation,
+            self.t_config.gradient_accumulation_steps,
             total_steps,
             num_epochs,
             max_grad_norm,
@@ -280,12 +247,7 @@ class AbstractDistiller:
             checkpoints=self._checkpoint_steps(total_steps, steps_per_epoch, num_epochs, by_steps),
             log_every=self.log_every_steps or (period // self.print_freq or period),
         )
-        if self._pending_resume is not None:
-            self._restore(run, self._pending_resume)
-            self._pending_resume = None
-            self.loss_log.note_resume(run.global_step)
-            if is_main_process():  # what a killed run was writing when it died
-                remove_unfinished_writes(self.t_config.output_dir)
+        self._restore_pending_resume(run)
         logger.info(
             "Training %s for %d steps (%d per epoch, %d epochs) from step %d\n%s\n%s",
             type(self).__name__,
@@ -297,6 +259,64 @@ class AbstractDistiller:
             self.d_config if self.d_config is not None else "",
         )
         return run
+
+    def _run_length(self, dataloader, num_epochs, num_steps):
+        """(optimizer steps per epoch, steps in all, epochs) of a train() call; exactly one of
+        num_epochs and num_steps is given."""
+        if (num_epochs is None) == (num_steps is None):
+            raise ValueError("train: give exactly one of num_epochs and num_steps")
+        accumulation = self.t_config.gradient_accumulation_steps
+        steps_per_epoch = len(dataloader) // accumulation
+        if steps_per_epoch == 0:
+            raise ValueError(
+                f"train: the dataloader has {len(dataloader)} batches, fewer than "
+                f"gradient_accumulation_steps={accumulation}"
+            )
+        total_steps = num_steps if num_steps is not None else int(num_epochs) * steps_per_epoch
+        num_epochs = int(num_epochs) if num_epochs is not None else math.ceil(total_steps / steps_per_epoch)
+        return steps_per_epoch, total_steps, num_epochs
+
+    def _scheduler_with_projections(self, optimizer, scheduler_class, scheduler_args, scheduler):
+        """The projections' parameters join the optimizer; the scheduler that schedules them too."""
+        added_groups = self._add_projections_to(optimizer)
+        if scheduler_class is not None:  # built now, so it also schedules the projections' groups
+            return scheduler_class(optimizer, **(scheduler_args or {}))
+        if scheduler is not None and added_groups:
+            raise ValueError(
+                "train: the scheduler was built before the projections' parameter "
+                "groups joined the optimizer; pass scheduler_class and "
+                "scheduler_args instead of scheduler"
+            )
+        return scheduler
+
+    def _prepare_files_and_logs(self):
+        """Once the arguments are checked: the teachers' dtype, the output folders, the teacher
+        logit cache and a new loss log."""
+        if self.t_config.teacher_dtype is not None:  # once; before training the teachers stay as given
+            for teacher in self.teachers:
+                teacher.to(TEACHER_DTYPES[self.t_config.teacher_dtype])
+        os.makedirs(self.t_config.output_dir, exist_ok=True)
+        if self.t_config.log_dir:
+            os.makedirs(self.t_config.log_dir, exist_ok=True)
+        if self.logit_cache is None and self.caches_logits():
+            # A dict batch may carry its examples' dataset indices under EXAMPLE_INDEX_KEY: the
+            # cache is then keyed by example.
+            self.logit_cache = TeacherLogitCache(isinstance(self.model_T, (list, tuple)), self.device)
+        if self.loss_log is not None:
+            self.loss_log.close()
+        self.loss_log = LossLog(
+            self.device, self.t_config.log_dir, check_finite=self.t_config.mixed_precision != "fp16"
+        )
+
+    def _restore_pending_resume(self, run):
+        """The state resume_from() named, restored into run (once)."""
+        if self._pending_resume is None:
+            return
+        self._restore(run, self._pending_resume)
+        self._pending_resume = None
+        self.loss_log.note_resume(run.global_step)
+        if is_main_process():  # what a killed run was writing when it died
+            remove_unfinished_writes(self.t_config.output_dir)
 
     @contextlib.contextmanager
     def _training(self, run):

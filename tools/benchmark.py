@@ -50,9 +50,6 @@ import torch
 from torch._dynamo.utils import calculate_time_spent, counters
 from transformers import BertConfig, BertTokenizer
 
-import main
-from compiling import BACKEND, compile_training
-from data import batch_loader
 from distillation import (
     DistillationConfig,
     GeneralDistiller,
@@ -63,11 +60,14 @@ from distillation import (
 )
 from distillation.checkpoint_writer import BackgroundWriter
 from distiller_emd import EMDDistiller
-from evaluation import evaluate
-from feature_cache import load_features
 from matches import PRESETS, fit_matches
 from modeling import BertForGLUESimple, BertForGLUESimpleAdaptor
-from options import COMPILE_PAD_MULTIPLE
+from pipeline import optimization
+from pipeline.compiling import BACKEND, compile_training
+from pipeline.data import batch_loader
+from pipeline.evaluation import evaluate
+from pipeline.feature_cache import load_features
+from pipeline.options import COMPILE_PAD_MULTIPLE
 from utils_glue import LABELS, MNLI_TRAIN_COLUMNS, TASKS, read_mnli_tsv
 
 MNLI_TRAIN_PAIRS = 392_702
@@ -82,7 +82,20 @@ SYLLABLES = ["ka", "lo", "mi", "ne", "ru", "ta", "vi", "so", "pe", "du", "an", "
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    add = parser.add_argument
+    for add_options in (add_model_options, add_textbrewer_options, add_checkpoint_options, add_lever_options):
+        add_options(parser.add_argument)
+    args = parser.parse_args(argv)
+    if args.checkpoint_epochs < 2:
+        parser.error("--checkpoint_epochs must be at least 2: the first epoch of a call is not timed")
+    if args.lengths_from and not args.vocab_file:
+        parser.error("--lengths_from needs --vocab_file: the vocabulary whose word pieces are counted")
+    if args.lever_examples < args.batch:
+        parser.error(f"--lever_examples must be at least --batch ({args.batch}), got {args.lever_examples}")
+    return args
+
+
+def add_model_options(add):
+    """The models' sizes, the batches, the rounds of the step table, the device."""
     add("--teacher_layers", type=int, default=12)
     add("--teacher_hidden", type=int, default=256)
     add(
@@ -108,6 +121,9 @@ def parse_args(argv=None):
         "--fp16", action="store_true", help="fp16 autocast (and a GradScaler on CUDA) in every configuration."
     )
     add("--seed", type=int, default=0)
+
+
+def add_textbrewer_options(add):
     add(
         "--textbrewer_rounds",
         type=int,
@@ -116,6 +132,9 @@ def parse_args(argv=None):
     )
     add("--textbrewer_epoch_steps", type=int, default=72, help="Steps of one epoch in those rounds.")
     add("--textbrewer_only", action="store_true", help="Run only the TextBrewer comparison.")
+
+
+def add_checkpoint_options(add):
     add(
         "--checkpoints",
         action="store_true",
@@ -137,6 +156,9 @@ def parse_args(argv=None):
         help="--checkpoints: epochs per train() call; the first of each is not timed.",
     )
     add("--checkpoint_rounds", type=int, default=3, help="--checkpoints: interleaved rounds.")
+
+
+def add_lever_options(add):
     add(
         "--levers",
         action="store_true",
@@ -162,14 +184,6 @@ def parse_args(argv=None):
         default=BACKEND,
         help=f"torch.compile's backend in --levers (default {BACKEND}; 'eager' checks the path quickly).",
     )
-    args = parser.parse_args(argv)
-    if args.checkpoint_epochs < 2:
-        parser.error("--checkpoint_epochs must be at least 2: the first epoch of a call is not timed")
-    if args.lengths_from and not args.vocab_file:
-        parser.error("--lengths_from needs --vocab_file: the vocabulary whose word pieces are counted")
-    if args.lever_examples < args.batch:
-        parser.error(f"--lever_examples must be at least --batch ({args.batch}), got {args.lever_examples}")
-    return args
 
 
 # ----- feature encoding --------------------------------------------------------------------------
@@ -351,7 +365,7 @@ class BareStep:
         self.setup = setup
         self.teacher = setup.teacher(hidden_states=False)
         self.student = setup.student(hidden_states=False)
-        self.optimizer = main.build_optimizer(self.student, 1e-4, 0.01)
+        self.optimizer = optimization.build_optimizer(self.student, 1e-4, 0.01)
         self.loader = setup.loader()
 
     def run(self, num_steps):
@@ -385,7 +399,7 @@ class DistillerStep:
     def __init__(self, setup, distiller, with_index=False):
         self.distiller = distiller
         self.distiller.log_every_steps = 10**9  # one log line, at the last step
-        self.optimizer = main.build_optimizer(distiller.model_S, 1e-4, 0.01)
+        self.optimizer = optimization.build_optimizer(distiller.model_S, 1e-4, 0.01)
         self.loader = setup.loader(with_index)  # with_index: the logit cache is keyed by example
 
     def run(self, num_steps):
@@ -554,7 +568,7 @@ class LeverEpoch:
         self.distiller.log_every_steps = 10**9
         if lever.compiled:
             compile_training(self.distiller, setup.device, 1, backend=args.compile_backend)
-        self.optimizer = main.build_optimizer(self.distiller.model_S, 1e-4, 0.01)
+        self.optimizer = optimization.build_optimizer(self.distiller.model_S, 1e-4, 0.01)
 
     def run(self, num_steps=None):
         """One epoch, or its first num_steps steps."""
@@ -673,12 +687,12 @@ def time_against_textbrewer(setup):
     loader = batch_loader(features, args.batch, shuffle=True, seed=args.seed)
 
     def example_optimizer(model, learning_rate, weight_decay_rate):  # TextBrewer's example's
-        return torch.optim.AdamW(main.parameter_groups(model, weight_decay_rate), lr=learning_rate)
+        return torch.optim.AdamW(optimization.parameter_groups(model, weight_decay_rate), lr=learning_rate)
 
     runs = {}
     for name, distiller, build in (
-        ("ours", ours, main.build_optimizer),
-        ("textbrewer", theirs, main.build_optimizer),
+        ("ours", ours, optimization.build_optimizer),
+        ("textbrewer", theirs, optimization.build_optimizer),
         ("textbrewer, its example's optimizer", theirs, example_optimizer),
     ):
         # A new optimizer per epoch on every side: TextBrewer adds the projections to the
@@ -776,20 +790,11 @@ def checkpoint_timed(distiller_class, writer):
     )
 
 
-def time_checkpoints(setup, epoch_steps):
-    """{name: (median seconds per epoch, median wait at a checkpoint, median wait at the end of
-    train(), bytes written per checkpoint)} of epochs of epoch_steps steps, each with its
-    checkpoint, for the GeneralDistiller with the example's matches: ours writing in the
-    background, ours writing in the step, TextBrewer's (when installed) writing the student
-    alone; the same models, batches and optimizer (main.py's), E epochs per train() call."""
-    args = setup.args
+def checkpoint_distillers(setup):
+    """{name: distiller with `times`} for the checkpoint table: the GeneralDistiller with the
+    example's matches writing in the background, the same writing in the step, TextBrewer's
+    (when installed) writing the student alone; the same teacher, students alike."""
     matches = setup.published_matches()
-    generator = torch.Generator().manual_seed(args.seed + 2)
-    features = third_half_padded(epoch_steps * args.batch, args.length, generator)
-    loader = batch_loader(features, args.batch, shuffle=True, seed=args.seed)
-    warm_loader = batch_loader(
-        {k: v[: 2 * args.batch] for k, v in features.items()}, args.batch, shuffle=False
-    )
     teacher = setup.teacher(hidden_states=True)
     adaptor = BertForGLUESimpleAdaptor
     distillers = {}
@@ -797,7 +802,7 @@ def time_checkpoints(setup, epoch_steps):
                          ("ours, written in the step (before)", WritesInTheStep)):  # fmt: skip
         distillers[name] = checkpoint_timed(GeneralDistiller, writer)(
             setup.train_config(f"checkpoints-{len(distillers)}"),
-            DistillationConfig(temperature=8, intermediate_matches=matches, padded_length=args.length),
+            DistillationConfig(temperature=8, intermediate_matches=matches, padded_length=setup.args.length),
             teacher,
             setup.student(hidden_states=True),
             adaptor,
@@ -822,8 +827,27 @@ def time_checkpoints(setup, epoch_steps):
         )  # fmt: skip
     for distiller in distillers.values():
         distiller.times = CheckpointTimes()
+    return distillers
+
+
+def time_checkpoints(setup, epoch_steps):
+    """{name: (median seconds per epoch, median wait at a checkpoint, median wait at the end of
+    train(), bytes written per checkpoint)} of epochs of epoch_steps steps, each with its
+    checkpoint, for checkpoint_distillers: the same models, batches and optimizer (main.py's),
+    --checkpoint_epochs epochs per train() call, in interleaved rounds."""
+    args = setup.args
+    generator = torch.Generator().manual_seed(args.seed + 2)
+    features = third_half_padded(epoch_steps * args.batch, args.length, generator)
+    loader = batch_loader(features, args.batch, shuffle=True, seed=args.seed)
+    warm_loader = batch_loader(
+        {k: v[: 2 * args.batch] for k, v in features.items()}, args.batch, shuffle=False
+    )
+    distillers = checkpoint_distillers(setup)
+    for distiller in distillers.values():
         # A new optimizer per call: TextBrewer adds the projections to it at every train().
-        distiller.train(main.build_optimizer(distiller.model_S, 1e-4, 0.01), warm_loader, num_epochs=1)
+        distiller.train(
+            optimization.build_optimizer(distiller.model_S, 1e-4, 0.01), warm_loader, num_epochs=1
+        )
         distiller.times = CheckpointTimes()  # the warm-up made the host buffers: not timed
     epochs = {name: [] for name in distillers}
     for round_index in range(args.checkpoint_rounds):
@@ -833,21 +857,23 @@ def time_checkpoints(setup, epoch_steps):
             synchronize(setup.device)
             epochs[name] += distiller.times.timed_train(
                 lambda d=distiller: d.train(
-                    main.build_optimizer(d.model_S, 1e-4, 0.01), loader, num_epochs=args.checkpoint_epochs
+                    optimization.build_optimizer(d.model_S, 1e-4, 0.01),
+                    loader,
+                    num_epochs=args.checkpoint_epochs,
                 )
             )
-    result, last = {}, epoch_steps * args.checkpoint_epochs
-    for name, distiller in distillers.items():
-        output_dir = distiller.t_config.output_dir
-        written = sum(
-            os.path.getsize(os.path.join(output_dir, file))
-            for file in (f"gs{last}.pkl", f"resume_gs{last}.pt")
-            if os.path.exists(os.path.join(output_dir, file))
-        )
-        times = distiller.times
-        result[name] = (statistics.median(epochs[name]), statistics.median(times.waits),
-                        statistics.median(times.final_waits), written)  # fmt: skip
-    return result
+    last = epoch_steps * args.checkpoint_epochs
+    return {
+        name: (statistics.median(epochs[name]), statistics.median(distiller.times.waits),
+               statistics.median(distiller.times.final_waits), bytes_written(distiller.t_config.output_dir, last))
+        for name, distiller in distillers.items()
+    }  # fmt: skip
+
+
+def bytes_written(output_dir, step):
+    """The sizes of gs{step}.pkl and resume_gs{step}.pt (those there) in output_dir."""
+    paths = [os.path.join(output_dir, file) for file in (f"gs{step}.pkl", f"resume_gs{step}.pt")]
+    return sum(os.path.getsize(path) for path in paths if os.path.exists(path))
 
 
 def checkpoints_report(args, results):
