@@ -31,7 +31,7 @@ from matches import fit_matches, read_matches
 from modeling import BertForGLUESimpleAdaptor
 from pipeline import options
 from pipeline.checkpoints import build_model
-from pipeline.commands import errors_in_one_line, start_logging
+from pipeline.commands import TRAINING_ERRORS, errors_in_one_line, start_logging
 from pipeline.compiling import compile_training, log_compilation
 from pipeline.data import FeatureReader, batch_loader, loader_workers
 from pipeline.evaluation import evaluate_missed_checkpoints, record_evaluation
@@ -234,7 +234,7 @@ def main(build=build_distiller, add_options=None, check=None):
     # Under torchrun, rank 0 alone logs progress; the others report warnings and errors.
     start_logging(logging.WARNING if int(os.environ.get("RANK", "0")) != 0 else logging.INFO)
     try:
-        with errors_in_one_line(logger, also=[FloatingPointError]):  # FloatingPointError: a diverged run
+        with errors_in_one_line(logger, also=TRAINING_ERRORS):
             run(build_distiller=build, add_options=add_options, check=check)
     except TrainingInterrupted as stop:
         logger.error(

@@ -5,7 +5,12 @@ import contextlib
 import logging
 import sys
 
+from distillation import CheckpointWriteError
+
 USER_ERRORS = (ValueError, FileNotFoundError, PermissionError)
+# What stops a training run that its user can act on, also in one line: a diverged run, and a
+# checkpoint that could not be written (a full disk; --resume continues once there is room).
+TRAINING_ERRORS = (FloatingPointError, CheckpointWriteError)
 
 
 def start_logging(level=logging.INFO):

@@ -326,6 +326,41 @@ def kill_run_mid_way(command, output_dir, kill_steps, last_step, rng, max_delay,
     raise AssertionError(f"three runs reached gs{last_step}.pkl before they could be killed")
 
 
+# A sitecustomize for a run in a subprocess: the disk under its checkpoint writer turns slow or
+# full for the files named in the environment (the fsync of their temporary file).
+DISK_HOOK = """import os, time
+import distillation.io as io
+slow = dict(item.split(":") for item in os.environ.get("SLOW_WRITES", "").split(",") if item)
+full = set(os.environ.get("FULL_WRITES", "").split(","))
+original = io.fsync_path
+def fsync_path(path):
+    name = os.path.basename(path)
+    if name.startswith(io.TEMPORARY_PREFIX):
+        name = name[len(io.TEMPORARY_PREFIX):].rsplit("-", 1)[0]
+        if name in full:
+            raise OSError(28, os.strerror(28), path)
+        if name in slow:
+            open(os.path.join(os.path.dirname(__file__), "writing-" + name), "w").close()
+            time.sleep(float(slow[name]))
+    original(path)
+io.fsync_path = fsync_path
+"""
+
+
+def disk_hook_env(folder, slow=None, full=()):
+    """The environment of a run whose writes of the files named in slow ({name: seconds}) take
+    that much longer, each leaving folder/writing-NAME as it starts waiting, and whose writes of
+    the files named in full fail as on a full disk (ENOSPC)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "sitecustomize.py").write_text(DISK_HOOK)
+    return dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join([str(folder), REPO]),
+        SLOW_WRITES=",".join(f"{name}:{seconds}" for name, seconds in (slow or {}).items()),
+        FULL_WRITES=",".join(full),
+    )
+
+
 def load_main_emd():
     """main.emd.py as a module (its name has a dot, so it cannot be imported by name)."""
     import importlib.util

@@ -15,6 +15,7 @@ from pipeline.model_config import parse_model_config
 from tests.helpers import (
     TENSORBOARD_REASON,
     counting_teacher_calls,
+    disk_hook_env,
     event_files,
     has_tensorboard,
     tensorboard_scalars,
@@ -255,6 +256,28 @@ def test_batch_not_divisible_by_processes_is_an_error(setup):
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
     assert done.returncode != 0
     assert "--train_batch_size 7" in done.stderr and "2 processes" in done.stderr
+
+
+def test_a_failed_write_on_rank_zero_stops_every_process_with_its_error(setup):
+    """Rank 0 alone writes, in the background; when its write of gs2.pkl fails (a full disk),
+    every process stops at a following step, rank 0 with the writer's error and the other
+    saying where to look, and nothing waits forever."""
+    output_dir = setup["root"] / "full_disk"
+    env = disk_hook_env(setup["root"] / "full_disk_hook", full=["gs2.pkl"])
+    env["OMP_NUM_THREADS"] = "1"
+    for variable in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(variable, None)
+    options = cache_run_options(setup, output_dir, "--ckpt_frequency", "2", "--num_train_epochs", "2")
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone"]
+    done = subprocess.run(
+        [*command, "main.py", *options], cwd=REPO, env=env, capture_output=True, text=True, timeout=180
+    )
+    assert done.returncode != 0
+    assert re.search(r"writing \S*gs2\.pkl failed: \[Errno 28\] No space left on device", done.stderr)
+    assert "process 0 could not write a checkpoint" in done.stderr
+    assert (
+        sorted(f for f in os.listdir(output_dir) if f.endswith((".pkl", ".pt")) or f.startswith(".tmp")) == []
+    )
 
 
 # ----- teacher logits cached by example index ----------------------------------------------------
