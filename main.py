@@ -81,7 +81,7 @@ def run(argv=None, build_distiller=build_distiller, add_options=None, check=None
     args = options.parse_args(argv, add_options, check)
     with launched(args.no_cuda) as processes:
         set_seed(args.random_seed)
-        task, data_dir = open_task(args.task_name, args.data_dir, options.custom_columns(args))
+        task, data_dir = open_task(args.task_name, args.data_dir, options.custom_columns(args), args.dataset)
         setup = parse_model_config(args.model_config_json)
         matches = read_matches(args.matches)
         options.check_setup(args, setup, processes.world_size)

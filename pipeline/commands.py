@@ -5,7 +5,13 @@ import contextlib
 import logging
 import sys
 
-USER_ERRORS = (ValueError, FileNotFoundError, PermissionError)
+
+class MissingDependency(ImportError):
+    """An optional library a command needs and this environment lacks; the message says how to
+    install it."""
+
+
+USER_ERRORS = (ValueError, FileNotFoundError, PermissionError, MissingDependency)
 
 
 def start_logging(level=logging.INFO):
