@@ -40,9 +40,10 @@ from pipeline.model_config import parse_model_config
 from pipeline.optimization import build_optimizer, schedule, training_length
 from pipeline.processes import launched
 from pipeline.run_folder import make_output_dir
+from pipeline.run_record import write_run_records
 from pipeline.student_init import init_student_from_teacher
 from pipeline.submission import read_test_sets
-from pipeline.tasks import open_task, write_task_record
+from pipeline.tasks import open_task
 from pipeline.teacher_check import check_teachers
 
 logger = logging.getLogger("main")
@@ -149,8 +150,8 @@ def train_and_evaluate(args, build_distiller, setup, matches, reader, dev, proce
     if args.resume:
         distiller.resume_from(latest_state(args.output_dir))
     make_output_dir(args.output_dir)  # only now: every check above has passed
-    if processes.is_main:  # rank 0 alone writes the run's records
-        write_task_record(args.output_dir, task)
+    if processes.is_main:  # rank 0 alone writes the run's records: task.json, run.json
+        write_run_records(args.output_dir, vars(args), distiller, setup, [*teachers, student], reader)
     if check is not None:
         check.write(args.output_dir)
     if args.resume and dev["loaders"]:
