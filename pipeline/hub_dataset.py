@@ -223,6 +223,11 @@ def value_text(value, names=None):
     return str(value)
 
 
+def holds_scores(feature):
+    """Whether a column holds numbers a regression task reads (a ClassLabel's are int64, but name classes)."""
+    return getattr(feature, "dtype", None) in NUMBERS and not hasattr(feature, "names")
+
+
 class DatasetTask:
     """The task interface (pipeline/tasks.py's Task) over a dataset's splits: `task`'s labels,
     metrics and record (task.json is the same as from files), the dataset's examples."""
@@ -323,9 +328,9 @@ class DatasetTask:
         feature = self.source.split(split).features[self.layout.label]
         where = f"--dataset {self.source}, split {split}"
         if self.labels is None:
-            if getattr(feature, "dtype", None) not in NUMBERS:
+            if not holds_scores(feature):
                 raise ValueError(f"{where}: task {self.name} is a regression: its label column "
-                                 f"{self.layout.label!r} must hold numbers, not {feature}")  # fmt: skip
+                                 f"{self.layout.label!r} must hold scores, not {feature}")  # fmt: skip
             return lambda value, row: self._score(value, where, row)
         names = getattr(feature, "names", None)
         if names is not None:

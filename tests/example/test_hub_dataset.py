@@ -298,6 +298,24 @@ def test_a_bad_dataset_stops_the_run_before_anything_is_written(model, tmp_path,
 
 
 @needs_datasets
+def test_a_regression_tasks_label_must_be_a_score(tmp_path):
+    folder = write_glue_task(tmp_path / "glue", "sts-b")
+    dataset = hub_dataset("sts-b", folder, names=None)
+    from datasets import ClassLabel
+
+    labels = [int(y > 2.5) for y in dataset["train"]["label"]]
+    train = (
+        dataset["train"]
+        .remove_columns("label")
+        .add_column("label", labels, feature=ClassLabel(names=["low", "high"]))
+    )
+    dataset.__class__({**dataset, "train": train}).save_to_disk(str(tmp_path / "saved"))
+    with pytest.raises(ValueError, match=r"split train: task sts-b is a regression: its label column 'label' must "
+                       r"hold scores, not ClassLabel"):  # fmt: skip
+        open_task("sts-b", None, dataset=str(tmp_path / "saved"))
+
+
+@needs_datasets
 def test_a_label_column_with_one_value_is_refused(model, tmp_path):
     from datasets import Dataset, DatasetDict
 
@@ -347,5 +365,5 @@ def test_augment_reads_a_datasets_train_split_as_the_train_file(model, tmp_path)
     assert {row["label"] for row in rows} == {"-"}
     # ... and the dataset's run learns from it as a transfer set.
     train(distill, ["--dataset", str(saved)], tmp_path / "run", "--task_name", "rte", "--teacher_check_size", "0",
-          "--transfer_file", str(tmp_path / "hub.jsonl"))  # fmt: skip
+          "--transfer_file", str(tmp_path / "hub.jsonl"), "--num_train_epochs", "1")  # fmt: skip
     assert checkpoint_steps(tmp_path / "run")
