@@ -47,6 +47,16 @@ needs_datasets = pytest.mark.skipif(
 LENGTH = 24
 
 
+@pytest.fixture(autouse=True)
+def datasets_cache(tmp_path, monkeypatch):
+    """datasets' cache (the arrow files a parquet folder is read into) in the test's folder, not
+    the user's: the tests leave nothing behind."""
+    if importlib.util.find_spec("datasets") is not None:
+        import datasets
+
+        monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-cache")
+
+
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
     root = tmp_path_factory.mktemp("hub-models")
