@@ -39,8 +39,7 @@ from pipeline.final_student import evaluate_trained_student, use_final_student
 from pipeline.model_config import parse_model_config
 from pipeline.optimization import build_optimizer, schedule, training_length
 from pipeline.processes import launched
-from pipeline.run_folder import make_output_dir
-from pipeline.run_record import write_run_records
+from pipeline.run_folder import make_output_dir, write_training_records
 from pipeline.student_init import init_student_from_teacher
 from pipeline.submission import read_test_sets
 from pipeline.tasks import open_task
@@ -83,6 +82,7 @@ def run(argv=None, build_distiller=build_distiller, add_options=None, check=None
     with launched(args.no_cuda) as processes:
         set_seed(args.random_seed)
         task, data_dir = open_task(args.task_name, args.data_dir, options.custom_columns(args), args.dataset)
+        options.check_data_files(args, task, data_dir)
         setup = parse_model_config(args.model_config_json)
         matches = read_matches(args.matches)
         options.check_setup(args, setup, processes.world_size)
@@ -96,7 +96,7 @@ def run(argv=None, build_distiller=build_distiller, add_options=None, check=None
         if args.do_train:
             train_and_evaluate(args, build_distiller, setup, matches, reader, dev, processes)
         elif processes.is_main:  # a trained student, evaluated and used, not trained
-            evaluate_trained_student(setup.student, task, dev["loaders"], args.output_dir, dev["test_sets"],
+            evaluate_trained_student(setup, task, dev["loaders"], args.output_dir, dev["test_sets"],
                                      args.export_dir, args.predict_batch_size, processes.device)  # fmt: skip
 
 
@@ -117,8 +117,8 @@ def read_dev_and_test_sets(args, setup, reader, processes):
 
 
 def checks_teachers(args, setup):
-    """Whether the teachers are checked before they teach (a resumed run's were, when it started)."""
-    return args.do_train and setup.enabled_teachers and args.teacher_check_size > 0 and not args.resume
+    """Whether the teachers are checked before they teach."""
+    return options.teacher_check_asked(args) and bool(setup.enabled_teachers)
 
 
 def train_and_evaluate(args, build_distiller, setup, matches, reader, dev, processes):
@@ -150,8 +150,8 @@ def train_and_evaluate(args, build_distiller, setup, matches, reader, dev, proce
     if args.resume:
         distiller.resume_from(latest_state(args.output_dir))
     make_output_dir(args.output_dir)  # only now: every check above has passed
-    if processes.is_main:  # rank 0 alone writes the run's records: task.json, run.json
-        write_run_records(args.output_dir, vars(args), distiller, setup, [*teachers, student], reader)
+    if processes.is_main:  # rank 0 alone writes the run's records, and run.json: what made its models
+        write_training_records(args.output_dir, vars(args), distiller, setup, [*teachers, student], reader)
     if check is not None:
         check.write(args.output_dir)
     if args.resume and dev["loaders"]:

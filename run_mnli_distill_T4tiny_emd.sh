@@ -44,9 +44,7 @@ done
 [[ -z $emd_intermediate_share ]] || emd_args+=(--emd_intermediate_share "$emd_intermediate_share")
 
 [[ "$model_config_json_file" == */* ]] || model_config_json_file="${here}/jsons/${model_config_json_file}"
-: "${OUTPUT_DIR:=${OUTPUT_ROOT_DIR}/${task}_${recipe}${temperature:+_t$temperature}_T4tiny_emd${emd_name}${lr:+_lr$lr}_e${ep}_bs${batch_size}}"  # this run's folder
-mkdir -p "$OUTPUT_DIR"
-cp "$model_config_json_file" "${OUTPUT_DIR}/$(basename "$model_config_json_file").run"
+: "${OUTPUT_DIR:=${OUTPUT_ROOT_DIR}/${task}_${recipe}${temperature:+_t$temperature}_T4tiny_emd${emd_name}${lr:+_lr$lr}_e${ep}_bs${batch_size}}"  # this run's folder (main.py makes it once its checks have passed)
 
 # The task's files, or the dataset (docs/tasks.md, From the Hub).
 data=(--data_dir "$DATA_ROOT_DIR")

@@ -179,6 +179,11 @@ class GlueTask:
         """(text_a, text_b or None, label) columns of the training file's layout."""
         return self.columns.text_a, self.columns.text_b, self.columns.label
 
+    @property
+    def where_files_go(self):
+        files = ", ".join([self.train_file, *self.dev_sets.values(), *self.test_sets.values()])
+        return f"task {self.name} reads GLUE's {self.folder} folder ({files}) at --data_dir/{self.folder} or at --data_dir"
+
     def record(self):
         """What a run's task.json keeps of this task (pipeline/tasks.py)."""
         return {"task_name": self.name, "labels": self.label_list}

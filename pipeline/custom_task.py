@@ -133,6 +133,10 @@ class CustomTask:
     def train_columns(self):
         return self.text_a_column, self.text_b_column, self.label_column
 
+    where_files_go = (
+        "task custom reads your train, dev and (optional) test files, .tsv, .csv or .jsonl, at --data_dir"
+    )
+
     def read_table(self, path):
         """The rows of one of your files, to rewrite in its layout (table_text)."""
         format = FORMATS.get(os.path.splitext(path)[1].lower(), "tsv")

@@ -5,9 +5,8 @@ trained student instead of training one."""
 from distillation import checkpoint_steps
 from pipeline.evaluation import record_evaluation
 from pipeline.exporting import export_model
-from pipeline.run_folder import make_output_dir
+from pipeline.run_folder import make_output_dir, write_run_records
 from pipeline.submission import write_submissions
-from pipeline.tasks import write_task_record
 from pipeline.trained_models import TrainedModel, load_trained_entry
 
 
@@ -25,14 +24,16 @@ def use_final_student(student, entry, task, output_dir, test_sets, export_dir, b
         export_model(trained, export_dir)
 
 
-def evaluate_trained_student(entry, task, dev_loaders, output_dir, test_sets, export_dir, batch_size, device):
-    """The trained student of a model_config entry, evaluated on the dev loaders (as step 0 of
-    output_dir's records) and then used as a final student. Every tensor must load: a missing
-    classifier would score at chance."""
-    student = load_trained_entry(entry, task).to(device)
+def evaluate_trained_student(setup, task, dev_loaders, output_dir, test_sets, export_dir, batch_size, device):
+    """The trained student of a model config (a model_config.ModelSetup), evaluated on the dev
+    loaders (as step 0 of output_dir's records) and then used as a final student. Every tensor
+    must load: a missing classifier would score at chance."""
+    student = load_trained_entry(setup.student, task).to(device)
     make_output_dir(output_dir)
-    write_task_record(output_dir, task)
+    write_run_records(output_dir, task, setup.source)
     if dev_loaders:
         record_evaluation(output_dir, 0, student, dev_loaders, device, task)
     # Its evaluation is step 0 of output_dir's records: the model as given, not trained there.
-    use_final_student(student, entry, task, output_dir, test_sets, export_dir, batch_size, device, step=0)
+    use_final_student(
+        student, setup.student, task, output_dir, test_sets, export_dir, batch_size, device, step=0
+    )

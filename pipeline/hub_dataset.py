@@ -280,6 +280,18 @@ class DatasetTask:
             )
         return self.splits[split]
 
+    @property
+    def where_files_go(self):
+        return f"task {self.name} reads the splits {', '.join(dict.fromkeys(self.splits.values()))}"
+
+    def check_splits(self, sets):
+        """The splits of 'train', dev or test sets the run will read, before anything else is
+        read or written (tasks.check_data_files' counterpart for a dataset)."""
+        missing = [self.split_name(name) for name in sets if self.split_name(name) not in self.source.splits]
+        if missing:
+            raise ValueError(f"--dataset {self.source}: no split {', '.join(missing)}, which the run reads (the "
+                             f"dataset has {', '.join(self.source.splits)}; {self.where_files_go})")  # fmt: skip
+
     def data_file(self, data_dir, split):
         """Where a split is read from, in words (messages, and augment.py's read_table)."""
         return f"{self.source} split {self.split_name(split)}"

@@ -23,6 +23,7 @@ from pipeline.exporting import check_export_dir
 from pipeline.recipes import RECIPES
 from pipeline.run_folder import check_output_dir
 from pipeline.tasks import DEFAULT_TASK, TASK_NAMES, task_kind
+from pipeline.tasks import check_data_files as check_task_files
 
 DEFAULT_MAX_SEQ_LENGTH = 128
 DEFAULT_TEACHER_CHECK_SIZE = 2000
@@ -32,16 +33,21 @@ POSITIVE = ("max_seq_length", "train_batch_size", "predict_batch_size", "gradien
             "PRINT_EVERY", "ckpt_frequency", "keep_resume_states")  # fmt: skip
 
 
+DATA_DIR_HELP = (
+    "The task's folder (MNLI: train.tsv, dev_matched.tsv, dev_mismatched.tsv), or the folder above "
+    "GLUE's task folders (MNLI/, RTE/, ...)."
+)
+
+
 # The declarations shared by several programs.
-def add_data_dir(parser, help="The task's folder (MNLI: train.tsv, dev_matched.tsv, dev_mismatched.tsv), "
-                 "or the folder above GLUE's task folders (MNLI/, RTE/, ...).", required=True):  # fmt: skip
+def add_data_dir(parser, help=DATA_DIR_HELP, required=True):
     parser.add_argument("--data_dir", required=required, help=help)
 
 
-def add_data_source(parser, help=None):
+def add_data_source(parser, help=DATA_DIR_HELP):
     """--data_dir (its files; help: what they are) or --dataset (a Hugging Face dataset), one of them."""
     group = parser.add_mutually_exclusive_group(required=True)
-    add_data_dir(group, **({"help": help} if help else {}), required=False)
+    add_data_dir(group, help, required=False)
     group.add_argument(
         "--dataset",
         default=None,
@@ -397,6 +403,27 @@ def _task_problems(args):
         task = args.task_name or DEFAULT_TASK
         return [f"{', '.join(given)}: for --task_name custom only (task {task} reads GLUE's columns)"]
     return []
+
+
+def teacher_check_asked(args):
+    """Whether the teachers, if any, are checked before they teach: at the start of a training
+    run (a resumed run's were checked when it started)."""
+    return args.do_train and args.teacher_check_size > 0 and not args.resume
+
+
+def check_data_files(args, task, data_dir):
+    """The data files (or a dataset's splits) the actions will read, before the model config:
+    the first thing wrong, in the task's terms."""
+    splits = ["train"] if args.do_train else []
+    # The dev sets are read to evaluate, and to check the teachers (where there are any).
+    splits += list(task.dev_sets) if args.do_eval or args.do_predict or teacher_check_asked(args) else []
+    splits += list(task.test_sets) if args.do_test else []
+    if args.dataset is not None:  # hub_dataset.DatasetTask: the splits were listed as it opened
+        task.check_splits(splits)
+    else:
+        check_task_files(task, data_dir, splits, args.data_dir)
+    if args.transfer_file and not os.path.isfile(args.transfer_file):
+        raise FileNotFoundError(f"--transfer_file {args.transfer_file}: no such file")
 
 
 def check_setup(args, setup, world_size):

@@ -1,26 +1,23 @@
 """What made a run's models, kept in its folder as run.json when training starts (beside
-task.json): the command and its options, the distiller, each teacher and the student (their
-model config entries' checkpoints, sizes and parameters) and which version of the data was read.
-The model card of an export (model_card.py) reads it."""
+task.json; run_folder.write_training_records writes it): the command and its options, the
+distiller, each teacher and the student (their model config entries' checkpoints, sizes and
+parameters) and which version of the data was read. The model card of an export
+(model_card.py) reads it."""
 
 import json
 import os
 
-from distillation import atomic_write_text
-from pipeline.tasks import write_task_record
-
 RUN_RECORD = "run.json"
 
 
-def write_run_records(output_dir, options, distiller, setup, models, reader):
-    """task.json and run.json of a training run. options: the options as a dict (with the
-    'command', options.parse_args); models: the enabled teachers' models and the student's, in
-    setup's order; reader: the run's data.FeatureReader."""
-    write_task_record(output_dir, reader.task)
+def describe_run(options, distiller, setup, models, reader):
+    """run.json's record of a training run (run_folder.write_training_records writes it).
+    options: the options as a dict (with the 'command', options.parse_args); models: the enabled
+    teachers' models and the student's, in setup's order; reader: the run's data.FeatureReader."""
     entries = [*setup.enabled_teachers, setup.student]
     described = [model_record(entry, model) for entry, model in zip(entries, models, strict=True)]
     sets = ["train", *reader.task.dev_sets]
-    record = {
+    return {
         "command": options.get("command"),
         "options": options,
         "distiller": type(distiller).__name__,
@@ -28,7 +25,6 @@ def write_run_records(output_dir, options, distiller, setup, models, reader):
         "student": described[-1],
         "data": {name: data_version(reader.task, reader.data_dir, name) for name in sets},
     }
-    atomic_write_text(os.path.join(output_dir, RUN_RECORD), json.dumps(record, indent=1, default=str) + "\n")
 
 
 def model_record(entry, model):

@@ -37,6 +37,7 @@ class Task(typing.Protocol):
     label_list: list | None
     text_columns: tuple  # the column(s) new examples to classify hold
     train_columns: tuple  # (text_a, text_b or None, label) of the training file's layout
+    where_files_go: str  # for messages: where --data_dir should hold the task's files
 
     def locate(self, data_dir): ...  # (the task reading the files under data_dir, their folder)
     def from_dataset(self, source, columns=None): ...  # the task of a dataset's splits (hub_dataset)
@@ -70,6 +71,17 @@ def open_task(name, data_dir, columns=None, dataset=None):
 def with_data(task, data_dir=None, dataset=None):
     """(a known task (a trained model's) reading --data_dir's files or --dataset's splits, where)."""
     return read_dataset(task, dataset) if dataset is not None else task.locate(data_dir)
+
+
+def check_data_files(task, data_dir, splits, data_root):
+    """Each file the run will read of `splits`, before anything else is read or written: a
+    missing one is named, with where the task's files go. data_root: --data_dir as given."""
+    if not os.path.isdir(data_root):
+        raise FileNotFoundError(f"--data_dir {data_root}: no such folder ({task.where_files_go})")
+    missing = [task.data_file(data_dir, split) for split in splits]
+    missing = [path for path in missing if not os.path.isfile(path)]
+    if missing:
+        raise FileNotFoundError(f"--data_dir {data_root}: no {', '.join(missing)} ({task.where_files_go})")
 
 
 def write_task_record(output_dir, task):
