@@ -308,6 +308,25 @@ def test_a_bad_dataset_stops_the_run_before_anything_is_written(model, tmp_path,
 
 
 @needs_datasets
+def test_a_split_the_run_reads_is_named_before_the_model_config(tmp_path):
+    """MNLI without its mismatched dev split: --do_eval reads it, so the run stops before the
+    model config is read (here there is none) and writes nothing; training alone needs train."""
+    folder = write_glue_task(tmp_path / "glue", "mnli")
+    dataset = hub_dataset("mnli", folder)
+    del dataset["validation_mismatched"]
+    dataset.save_to_disk(str(tmp_path / "saved"))
+    with pytest.raises(ValueError, match=r"no split validation_mismatched, which the run reads \(the dataset has "
+                       r"train, validation_matched, test_matched, test_mismatched; task mnli reads the splits "
+                       r"train, validation_matched, validation_mismatched, test_matched, test_mismatched\)"):  # fmt: skip
+        train(str(tmp_path / "no.json"), ["--dataset", str(tmp_path / "saved")], tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    task, _ = open_task("mnli", None, dataset=str(tmp_path / "saved"))
+    task.check_splits(["train", "mnli"])
+    with pytest.raises(ValueError, match=r"no split validation_mismatched,"):
+        task.check_splits(["train", "mnli-mm"])
+
+
+@needs_datasets
 def test_a_regression_tasks_label_must_be_a_score(tmp_path):
     folder = write_glue_task(tmp_path / "glue", "sts-b")
     dataset = hub_dataset("sts-b", folder, names=None)
