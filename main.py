@@ -39,7 +39,7 @@ from pipeline.final_student import evaluate_trained_student, use_final_student
 from pipeline.model_config import parse_model_config
 from pipeline.optimization import build_optimizer, schedule, training_length
 from pipeline.processes import launched
-from pipeline.run_folder import make_output_dir, write_run_records
+from pipeline.run_folder import make_output_dir, write_training_records
 from pipeline.student_init import init_student_from_teacher
 from pipeline.submission import read_test_sets
 from pipeline.tasks import open_task
@@ -81,7 +81,7 @@ def run(argv=None, build_distiller=build_distiller, add_options=None, check=None
     args = options.parse_args(argv, add_options, check)
     with launched(args.no_cuda) as processes:
         set_seed(args.random_seed)
-        task, data_dir = open_task(args.task_name, args.data_dir, options.custom_columns(args))
+        task, data_dir = open_task(args.task_name, args.data_dir, options.custom_columns(args), args.dataset)
         options.check_data_files(args, task, data_dir)
         setup = parse_model_config(args.model_config_json)
         matches = read_matches(args.matches)
@@ -150,8 +150,8 @@ def train_and_evaluate(args, build_distiller, setup, matches, reader, dev, proce
     if args.resume:
         distiller.resume_from(latest_state(args.output_dir))
     make_output_dir(args.output_dir)  # only now: every check above has passed
-    if processes.is_main:  # rank 0 alone writes the run's records
-        write_run_records(args.output_dir, task, args.model_config_json)
+    if processes.is_main:  # rank 0 alone writes the run's records, and run.json: what made its models
+        write_training_records(args.output_dir, vars(args), distiller, setup, [*teachers, student], reader)
     if check is not None:
         check.write(args.output_dir)
     if args.resume and dev["loaders"]:

@@ -88,6 +88,16 @@ class Table:
     format: str = "tsv"  # tsv, csv or jsonl
 
 
+def file_version(path):
+    """{data_file (absolute), data_size, data_mtime_ns}: which version of a data file is read."""
+    path = os.path.abspath(path)
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: data file not found") from None
+    return {"data_file": path, "data_size": str(stat.st_size), "data_mtime_ns": str(stat.st_mtime_ns)}
+
+
 def tsv_text(table):
     """A Table as tab-separated text, its header first when it has one."""
     lines = (["\t".join(table.header)] if table.header else []) + [
@@ -199,6 +209,14 @@ class GlueTask:
 
     def is_test_set(self, split):
         return split in self.test_sets
+
+    def data_version(self, data_dir, split):
+        """Which version of a split's file is read (the feature cache's key): file_version."""
+        return file_version(self.data_file(data_dir, split))
+
+    def from_dataset(self, source, columns=None):
+        """This task, reading a dataset's splits (pipeline/hub_dataset.py): its labels are GLUE's."""
+        return self
 
     def get_examples(self, data_dir, split):
         path = self.data_file(data_dir, split)

@@ -7,7 +7,13 @@ import sys
 
 from distillation import CheckpointWriteError
 
-USER_ERRORS = (ValueError, FileNotFoundError, PermissionError)
+
+class MissingDependency(ImportError):
+    """An optional library a command needs and this environment lacks; the message says how to
+    install it."""
+
+
+USER_ERRORS = (ValueError, FileNotFoundError, PermissionError, MissingDependency)
 # What stops a training run that its user can act on, also in one line: a diverged run, and a
 # checkpoint that could not be written (a full disk; --resume continues once there is room).
 TRAINING_ERRORS = (FloatingPointError, CheckpointWriteError)

@@ -43,6 +43,13 @@ def test_label_report_counts_each_label():
     assert report["support"] == [3, 2, 1]
 
 
+def test_a_label_absent_from_the_gold_labels_is_counted_as_zero_and_the_report_prints():
+    # scikit-learn returns the supports as floats when a label has none: the report's %d failed.
+    report = evaluation.label_report(np.array([0, 0, 0]), np.array([2, 2, 1]), LABELS)
+    assert report["support"] == [0, 1, 2] and all(type(n) is int for n in report["support"])
+    assert "contradiction     0.0000  0.0000  0.0000        0" in evaluation.format_label_report("x", report)
+
+
 def test_a_label_never_predicted_has_zero_precision_without_a_warning(recwarn):
     report = evaluation.label_report(np.array([0, 0]), np.array([0, 2]), LABELS)
     assert report["precision"][2] == 0 and report["recall"][2] == 0

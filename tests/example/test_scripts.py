@@ -20,9 +20,12 @@ from demo import make_demo_data
 from tests.helpers import (
     SPECIAL_TOKENS,
     WORDS,
+    hub_dataset,
     kill_run_mid_way,
     mismatched_size,
     write_glue_task,
+    write_hub_cache,
+    write_parquet_folder,
     write_tiny_mnli,
     write_vocab,
 )
@@ -565,3 +568,48 @@ def test_every_script_takes_the_task(env, tmp_path):
         )
         with open(tmp_path / "out" / name / "task.json") as f:
             assert json.load(f)["labels"] == ["entailment", "not_entailment"]
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("datasets") is None, reason="the `datasets` library is not installed"
+)
+def test_the_train_script_reads_nyu_mll_glue_offline_from_the_local_cache(env, tmp_path):
+    """dataset=nyu-mll/glue task=rte bash run_mnli_train.sh, offline: the Hub's rte configuration
+    from HF_DATASETS_CACHE (made here from GLUE's files, as a download leaves it) trains the
+    same teacher as RTE's files, and its export's card names the dataset and the run's scores."""
+    folder = write_glue_task(tmp_path / "glue", "rte")
+    parquet = write_parquet_folder(hub_dataset("rte", folder), tmp_path / "hub", "rte")
+    write_hub_cache(tmp_path / "hf-cache", "nyu-mll/glue", "rte", parquet)
+    offline = dict(
+        env, HF_DATASETS_CACHE=str(tmp_path / "hf-cache"), HF_DATASETS_OFFLINE="1", HF_HUB_OFFLINE="1"
+    )
+    files, hub = tmp_path / "files", tmp_path / "hub-run"
+    run_script(
+        "run_mnli_train.sh",
+        dict(offline, task="rte", DATA_ROOT_DIR=str(tmp_path / "glue"), OUTPUT_DIR=str(files)),
+    )
+    run_script("run_mnli_train.sh", dict(offline, task="rte", dataset="nyu-mll/glue", DATA_ROOT_DIR="/nonexistent",
+               OUTPUT_DIR=str(hub)), "--export_dir", str(tmp_path / "rte-hf"))  # fmt: skip
+    checkpoints = sorted(name for name in os.listdir(files) if name.endswith(".pkl"))
+    assert checkpoints and checkpoints == sorted(name for name in os.listdir(hub) if name.endswith(".pkl"))
+    for name in checkpoints:
+        a, b = (torch.load(run / name, weights_only=True) for run in (files, hub))
+        assert all(torch.equal(a[key], b[key]) for key in a), name
+    assert (files / "eval_results.txt").read_text() == (hub / "eval_results.txt").read_text()
+    train = json.loads((hub / "run.json").read_text())["data"]["train"]
+    assert train["dataset"] == "nyu-mll/glue" and (train["dataset_config"], train["dataset_split"]) == (
+        "rte",
+        "train",
+    )
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(tmp_path / "rte-hf" / "README.md").data
+    record = json.loads((hub / "eval_results.jsonl").read_text().splitlines()[-1])
+    assert card.datasets == ["nyu-mll/glue"]
+    [result] = card.eval_results
+    assert (result.dataset_type, result.dataset_config, result.dataset_split) == (
+        "nyu-mll/glue",
+        "rte",
+        "validation",
+    )
+    assert result.metric_value == record["metrics"]["rte"]["acc"]
