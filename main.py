@@ -72,6 +72,8 @@ def build_distiller(args, train_config, teachers, student, matches):
             student.config.num_hidden_layers,
             teacher.config.num_hidden_layers,
             weight=args.intermediate_weight,
+            num_heads_S=student.config.num_attention_heads,
+            num_heads_T=teacher.config.num_attention_heads,
         )
         return GeneralDistiller(
             train_config, distillation_config(args, student, fitted), teacher, student, adaptor, adaptor
@@ -175,9 +177,7 @@ def _run(args, build_distiller, rank, world_size, device):
     steps_per_epoch, total_steps, length, ckpt_steps = training_length(args, len(train_loader))
     train_config = training_config(args, device, data_parallel=world_size > 1, ckpt_steps=ckpt_steps)
     distiller = build_distiller(args, train_config, teachers, student, matches)
-    features = distiller.features_read()
-    for model in teachers + [student]:
-        model.return_features(hidden="hidden" in features, attention="attention" in features)
+    features = request_features(distiller, teachers, student)
     if args.cache_teacher_logits and not distiller.caches_logits():
         raise ValueError(
             f"--cache_teacher_logits keeps the teachers' logits only, but "
@@ -267,6 +267,18 @@ def _run(args, build_distiller, rank, world_size, device):
         )
     if rank == 0:
         use_final_student(args, student, setup.student, task, test_sets, device)
+
+
+def request_features(distiller, teachers, student):
+    """Ask each model for the features the distiller reads (the per-layer ones, relations and
+    attention scores, at the layers its matches name on that side only); returns features_read()."""
+    features = distiller.features_read()
+    layers = distiller.layers_read()
+    for model, side in [(teacher, "teacher") for teacher in teachers] + [(student, "student")]:
+        model.return_features(
+            hidden="hidden" in features, attention="attention" in features, **layers.get(side, {})
+        )
+    return features
 
 
 def set_seed(seed):
