@@ -100,19 +100,22 @@ def _scores(layer_map):
 PRESETS = _build_presets()
 
 
-def read_matches(names_or_path):
-    """`--matches` values -> a list of match dicts: preset names, or one path to a JSON file."""
-    names_or_path = list(names_or_path or [])
-    if len(names_or_path) == 1 and names_or_path[0].endswith(".json"):
-        return _read_match_file(names_or_path[0])
-    unknown = [name for name in names_or_path if name not in PRESETS]
+def read_matches(names_or_paths):
+    """`--matches` values -> a list of match dicts, in the order given: preset names and paths
+    of JSON files (.json) holding lists of matches, which may be mixed (a file of the
+    recommended recipe's matches and a relation preset)."""
+    names_or_paths = list(names_or_paths or [])
+    unknown = [name for name in names_or_paths if not name.endswith(".json") and name not in PRESETS]
     if unknown:
         raise ValueError(
             f"--matches: unknown preset {', '.join(map(repr, unknown))}; "
             f"known presets: {', '.join(sorted(PRESETS))}, "
             "or the path of a .json file holding a list of matches"
         )
-    return [dict(match) for name in names_or_path for match in PRESETS[name]]
+    matches = []
+    for name in names_or_paths:
+        matches += _read_match_file(name) if name.endswith(".json") else [dict(m) for m in PRESETS[name]]
+    return matches
 
 
 def fit_matches(

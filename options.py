@@ -183,7 +183,7 @@ def build_parser(
         "--matches",
         nargs="*",
         default=[],
-        help="Intermediate-match presets (see matches.py), or the path of a JSON list of matches.",
+        help="Intermediate-match presets (see matches.py) and/or paths of JSON lists of matches.",
     )
     # The teachers' own score, before they teach (teacher_check.py)
     add(
