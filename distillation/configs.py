@@ -173,6 +173,10 @@ class IntermediateMatch(_Config):
     # Features with no vector to project: length x length matrices, or vectors split into heads.
     UNPROJECTED = ("relation", "attention_scores")
 
+    def _public(self):  # the repr leaves out the loss options a match does not set
+        unset = {key for key in self.LOSS_OPTIONS if getattr(self, key) is None}
+        return {key: value for key, value in super()._public().items() if key not in unset}
+
     def loss_options(self):
         """{option: value} of the loss options this match sets."""
         return {key: getattr(self, key) for key in self.LOSS_OPTIONS if getattr(self, key) is not None}
