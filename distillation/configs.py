@@ -239,7 +239,7 @@ class IntermediateMatch(_Config):
                     f"{where}: the {match['feature']!r} feature takes no proj: its loss compares "
                     "length x length matrices, whatever the two hidden sizes"
                 )
-        _check_relation_feature(match, where)
+        _check_feature_and_loss(match, where)
         options = {key: match[key] for key in cls.LOSS_OPTIONS if match.get(key) is not None}
         _check_loss_options(match["loss"], options, where)
         return cls(
@@ -247,16 +247,27 @@ class IntermediateMatch(_Config):
         )
 
 
-def _check_relation_feature(match, where):
-    """relation_kl reads the 'relation' feature (query, key and value vectors), which no other
-    built-in loss understands; a loss registered by the user may read it."""
+# The features this project added, and the built-in losses that read each; a loss registered
+# by the user may read any feature.
+_ATTENTION_LOSSES = ("attention_mse", "attention_mse_sum", "attention_ce", "attention_ce_mean")
+_LOSSES_OF_FEATURE = {
+    "relation": ("relation_kl",),  # (3, batch, length, hidden): query, key and value vectors
+    "attention_scores": ("att_score_mse",) + _ATTENTION_LOSSES,  # (batch, heads, length, length)
+}
+_FEATURES_OF_LOSS = {"relation_kl": ("relation",), "att_score_mse": ("attention_scores", "attention")}
+
+
+def _check_feature_and_loss(match, where):
     feature, loss = match["feature"], match["loss"]
-    if loss == "relation_kl" and feature != "relation":
-        raise ValueError(f"{where}: loss 'relation_kl' needs feature 'relation', got {feature!r}")
-    if feature == "relation" and loss in _BUILT_IN_LOSSES and loss != "relation_kl":
+    if loss in _FEATURES_OF_LOSS and feature not in _FEATURES_OF_LOSS[loss]:
         raise ValueError(
-            f"{where}: feature 'relation' (a layer's query, key and value vectors) is read by loss "
-            f"'relation_kl', not {loss!r}"
+            f"{where}: loss {loss!r} reads feature {' or '.join(map(repr, _FEATURES_OF_LOSS[loss]))}, "
+            f"not {feature!r}"
+        )
+    if feature in _LOSSES_OF_FEATURE and loss in _BUILT_IN_LOSSES and loss not in _LOSSES_OF_FEATURE[feature]:
+        raise ValueError(
+            f"{where}: feature {feature!r} is read by loss "
+            f"{' or '.join(map(repr, _LOSSES_OF_FEATURE[feature]))}, not {loss!r}"
         )
 
 

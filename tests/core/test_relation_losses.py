@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from distillation import MATCH_LOSS_MAP, IntermediateMatch
+from distillation import MATCH_LOSS_MAP, IntermediateMatch, register_new
 from distillation.relation_losses import att_score_mse_loss, relation_kl_loss
 
 BATCH, LENGTH, HIDDEN_S, HIDDEN_T = 3, 6, 12, 18
@@ -202,8 +202,19 @@ def test_a_relation_match_keeps_its_options_and_gives_them_to_the_loss():
         (relation_match(relation_weights=[1, 1]), "relation_weights must be a list of 3 numbers"),
         (relation_match(relation_weights=[1, -1, 1]), "relation_weights must be a list of 3 numbers"),
         (relation_match(relation_head=12), "unknown key.*'relation_head'.*relation_heads"),
-        (relation_match(feature="hidden"), "loss 'relation_kl' needs feature 'relation'"),
-        (relation_match(loss="hidden_mse"), "feature 'relation' .* is read by loss 'relation_kl'"),
+        (relation_match(feature="hidden"), "loss 'relation_kl' reads feature 'relation', not 'hidden'"),
+        (
+            relation_match(loss="hidden_mse"),
+            "feature 'relation' is read by loss 'relation_kl', not 'hidden_mse'",
+        ),
+        (
+            relation_match(feature="hidden", loss="att_score_mse"),
+            "loss 'att_score_mse' reads feature 'attention_scores' or 'attention', not 'hidden'",
+        ),
+        (
+            relation_match(feature="attention_scores", loss="cos"),
+            "feature 'attention_scores' is read by loss 'att_score_mse' or 'attention_mse'.*, not 'cos'",
+        ),
         (relation_match(proj=["linear", 12, 18]), "the 'relation' feature takes no proj"),
         (
             {**relation_match(feature="attention_scores", loss="att_score_mse"), "relation_heads": 4},
@@ -214,3 +225,19 @@ def test_a_relation_match_keeps_its_options_and_gives_them_to_the_loss():
 def test_a_wrong_relation_match_is_named(match, message):
     with pytest.raises(ValueError, match=r"intermediate_matches\[2\]: " + message):
         IntermediateMatch.from_dict(match, 2)
+
+
+def test_a_loss_of_ones_own_may_read_the_new_features():
+    def first_query_mse(relation_S, relation_T, mask=None, relation_heads=1):
+        return (relation_S[0].mean() - relation_T[0].mean()) ** 2
+
+    register_new("MATCH_LOSS_MAP", "first_query_mse_test", first_query_mse)
+    try:
+        match = IntermediateMatch.from_dict(relation_match(loss="first_query_mse_test", relation_heads=2), 0)
+        assert match.loss_options() == {"relation_heads": 2}
+        with pytest.raises(ValueError, match="takes no relation_weights"):
+            IntermediateMatch.from_dict(
+                relation_match(loss="first_query_mse_test", relation_weights=[1, 1, 1]), 0
+            )
+    finally:
+        del MATCH_LOSS_MAP["first_query_mse_test"]
