@@ -19,12 +19,10 @@ outputs alone. The same seed gives the same file.
 """
 
 import argparse
-import csv
-import json
+import dataclasses
 import logging
 import os
 import random
-import sys
 import time
 from collections import Counter
 
@@ -32,14 +30,20 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from checkpoints import map_checkpoint_keys, read_state_dict
-from custom_task import FORMATS, read_records
 from distillation import atomic_write_text, data_utils, file_sha256
-from model_config import parse_model_config
-from options import add_task_arguments
-from tasks import task_from_args
-from trained_models import select_entry
-from utils_glue import read_tsv_rows
+from pipeline.checkpoints import read_tensor
+from pipeline.commands import errors_in_one_line, start_logging
+from pipeline.model_config import parse_model_config
+from pipeline.options import (
+    add_data_dir,
+    add_model_config_json,
+    add_seed,
+    add_task_options,
+    add_which,
+    custom_columns,
+)
+from pipeline.tasks import open_task
+from pipeline.trained_models import select_entry
 
 logger = logging.getLogger("augment")
 
@@ -170,42 +174,6 @@ def apply_token_ops(text, ops, tokenizer):
     return tokenizer.convert_tokens_to_string(tokens)
 
 
-def text_columns(task):
-    """(text_a column, text_b column or None, label column) of the task's training layout."""
-    if task.name == "custom":
-        return task.text_a_column, task.text_b_column, task.label_column
-    return task.columns.text_a, task.columns.text_b, task.columns.label
-
-
-def read_table(path, task):
-    """(file format, header or None, rows as dicts) of the task's training file."""
-    a, b, _ = text_columns(task)
-    if task.name != "custom":
-        rows = [row for _, row in read_tsv_rows(path, task.columns)]
-        header = list(rows[0]) if rows and task.columns.header else None
-        return "tsv", header, rows
-    format = FORMATS.get(os.path.splitext(path)[1].lower(), "tsv")
-    rows = [record for _, record in read_records(path, [c for c in (a, b) if c])]
-    return format, (list(rows[0]) if rows and format != "jsonl" else None), rows
-
-
-def table_text(format, header, rows):
-    if format == "jsonl":
-        return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
-    if format == "csv":
-        from io import StringIO
-
-        buffer = StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=header, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        return buffer.getvalue()
-    lines = (["\t".join(header)] if header else []) + [
-        "\t".join(str(v) for v in row.values()) for row in rows
-    ]
-    return "\n".join(lines) + "\n"
-
-
 def augment_rows(rows, columns, n, words_of, source, seed, replace_prob, token_ops, tokenizer):
     """The new rows: n per row, each from its own generator (seed, row, copy), so a row's new
     examples do not depend on the others'."""
@@ -231,14 +199,12 @@ def augment_rows(rows, columns, n, words_of, source, seed, replace_prob, token_o
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add = parser.add_argument
-    add(
-        "--model_config_json",
-        required=True,
-        help="The JSON of the run: its student's vocabulary, and the embeddings of --which.",
+    add_model_config_json(
+        parser, help="The JSON of the run: its student's vocabulary, and the embeddings of --which."
     )
-    add("--which", default="teacher0", help="The model whose input embeddings give the neighbours.")
-    add_task_arguments(parser)
-    add("--data_dir", required=True, help="The task's folder (its train file is augmented).")
+    add_which(parser, "teacher0", "The model whose input embeddings give the neighbours.")
+    add_task_options(parser)
+    add_data_dir(parser, help="The task's folder (its train file is augmented).")
     add(
         "--input",
         default=None,
@@ -257,7 +223,7 @@ def build_parser():
     add("--mlm", default=None, help="With --source mlm: a Hugging Face BertForMaskedLM folder.")
     add("--token_ops", default="", help=f"Comma-separated, applied after: {', '.join(TOKEN_OPS)}.")
     add("--max_examples", type=int, default=None, help="Augment only the first this many examples.")
-    add("--seed", type=int, default=42)
+    add_seed(parser, 42)
     return parser
 
 
@@ -288,7 +254,7 @@ def masked_lm_vocabulary_check(folder, student_vocab):
 
 def run(args):
     setup = parse_model_config(args.model_config_json)
-    task, data_dir = task_from_args(args)
+    task, data_dir = open_task(args.task_name, args.data_dir, custom_columns(args))
     student = setup.student
     tokenizer = student.tokenizer
     if args.source == "mlm":
@@ -300,28 +266,27 @@ def run(args):
             raise ValueError(f"--which {args.which}: its vocabulary differs from the student's")
         if not entry.checkpoint:
             raise ValueError(f"--which {args.which}: {entry.where}.checkpoint is null: no embeddings to read")
-        state = map_checkpoint_keys(read_state_dict(entry.checkpoint), {})
-        if EMBEDDING_KEY not in state:
-            raise ValueError(f"{entry.checkpoint}: no {EMBEDDING_KEY} (the input embeddings)")
-        source = EmbeddingNeighbours(state[EMBEDDING_KEY], tokenizer, args.candidates)
+        source = EmbeddingNeighbours(
+            read_tensor(entry.checkpoint, EMBEDDING_KEY, "the input embeddings"), tokenizer, args.candidates
+        )
     path = args.input or task.data_file(data_dir, "train")
-    format, header, rows = read_table(path, task)
-    rows = rows[: args.max_examples] if args.max_examples else rows
+    table = task.read_table(path)
+    rows = table.rows[: args.max_examples] if args.max_examples else table.rows
     start = time.perf_counter()
     new_rows = augment_rows(
         rows,
-        text_columns(task),
+        task.train_columns,
         args.n,
         Words(tokenizer),
         source,
-        args.seed,
+        args.random_seed,
         args.replace_prob,
         [op for op in args.token_ops.split(",") if op],
         tokenizer,
     )
     if not new_rows:
         raise ValueError(f"{path}: no example changed (no replaceable word, or --replace_prob too low)")
-    atomic_write_text(args.output, table_text(format, header, new_rows))
+    atomic_write_text(args.output, task.table_text(dataclasses.replace(table, rows=new_rows)))
     seconds = time.perf_counter() - start
     logger.info(
         "wrote %d new examples from %d (%d asked for) to %s in %.1f s",
@@ -340,14 +305,9 @@ def main(argv=None):
     problems = check(args)
     if problems:
         parser.exit(2, f"{parser.prog}: error: {'; '.join(problems)}\n")
-    logging.basicConfig(
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S", level=logging.INFO
-    )
-    try:
+    start_logging()
+    with errors_in_one_line(logger):
         run(args)
-    except (ValueError, FileNotFoundError, PermissionError) as error:
-        logger.error("%s", error)
-        sys.exit(1)
 
 
 if __name__ == "__main__":

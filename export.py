@@ -11,92 +11,24 @@ without this repository; and task.json, the task it was trained for (predict.py 
 """
 
 import argparse
-import copy
 import logging
-import os
-import shutil
-import sys
-import tempfile
 
-from transformers import BertForSequenceClassification
-
-from label_order import write_labels
-from tasks import write_task_record
-from trained_models import add_model_arguments, load_from_args
+from pipeline.commands import errors_in_one_line, start_logging
+from pipeline.exporting import export_model
+from pipeline.options import add_model_options, add_output_dir, model_choice
+from pipeline.trained_models import load_trained
 
 logger = logging.getLogger("export")
-REGRESSION_OUTPUT = "score"  # the name of a regressor's one output in id2label
-
-
-def export_model(trained, output_dir):
-    """Write `trained` (a trained_models.TrainedModel) as a Hugging Face folder at output_dir.
-
-    The folder is built beside output_dir and renamed into place, so a failed export leaves no
-    half-written folder; an existing export at output_dir is replaced.
-    """
-    output_dir = os.path.abspath(output_dir)
-    check_export_dir(output_dir)
-    parent = os.path.dirname(output_dir)
-    os.makedirs(parent, exist_ok=True)
-    building = tempfile.mkdtemp(prefix=".export-", dir=parent)
-    try:
-        _write_folder(trained, building)
-        if os.path.exists(output_dir):
-            shutil.rmtree(output_dir)
-        os.replace(building, output_dir)
-    finally:
-        if os.path.exists(building):
-            shutil.rmtree(building)
-    logger.info("exported %s to %s", trained.source, output_dir)
-    return output_dir
-
-
-def check_export_dir(output_dir):
-    """Refuse a folder holding other files than an earlier export: they would be replaced."""
-    if (
-        os.path.isdir(output_dir)
-        and os.listdir(output_dir)
-        and not os.path.isfile(os.path.join(output_dir, "config.json"))
-    ):
-        raise ValueError(
-            f"export folder {output_dir} holds files but no exported model; choose an empty or new folder"
-        )
-    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
-        raise ValueError(f"export folder {output_dir} is a file")
-
-
-def _write_folder(trained, folder):
-    config = copy.deepcopy(trained.bert_config)
-    config.architectures = ["BertForSequenceClassification"]
-    labels = trained.task.label_list
-    write_labels(config, labels if labels is not None else [REGRESSION_OUTPUT])
-    config.problem_type = "single_label_classification" if labels is not None else "regression"
-    config._attn_implementation = None  # the loader's default (SDPA), not a training choice
-    hf_model = BertForSequenceClassification(config)
-    # Our BertForGLUESimple and BertForSequenceClassification share their keys ('bert.*',
-    # 'classifier.*'): strict loading proves it, tensor for tensor.
-    hf_model.load_state_dict(trained.model.state_dict(), strict=True)
-    hf_model.save_pretrained(folder, safe_serialization=True)
-
-    tokenizer = copy.deepcopy(trained.tokenizer)
-    tokenizer.model_max_length = config.max_position_embeddings
-    tokenizer.save_pretrained(folder)
-    if trained.vocab_file:  # transformers 5 writes tokenizer.json only; keep the plain vocabulary too
-        shutil.copyfile(trained.vocab_file, os.path.join(folder, "vocab.txt"))
-    write_task_record(folder, trained.task)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_model_arguments(parser)
-    parser.add_argument("--output_dir", required=True, help="The Hugging Face folder to write.")
+    add_model_options(parser)
+    add_output_dir(parser, "The Hugging Face folder to write.")
     args = parser.parse_args(argv)
-    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    try:
-        export_model(load_from_args(args), args.output_dir)
-    except (ValueError, FileNotFoundError, PermissionError) as error:
-        logger.error("%s", error)
-        sys.exit(1)
+    start_logging()
+    with errors_in_one_line(logger):
+        export_model(load_trained(**model_choice(args)), args.output_dir)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import main
 from distiller_emd import EMDDistiller
 from distiller_emd_full import DEFAULT_INTERMEDIATE_SHARE, FullEMDDistiller, option_problems
 from modeling import BertForGLUESimpleAdaptor
+from pipeline.options import distillation_config
 
 SWITCHES = ("attention", "update_weights", "separate_weights", "two_stage")
 
@@ -73,7 +74,7 @@ def build_emd_distiller(args, train_config, teachers, student, matches):
         raise ValueError("main.emd.py finds its own layer mapping: drop --matches")
     common = (
         train_config,
-        main.distillation_config(args, student),
+        distillation_config(args, student),
         teachers[0],
         student,
         BertForGLUESimpleAdaptor,

@@ -28,7 +28,7 @@ from distillation.relation_losses import RELATION_HEADS
 def uniform_layer_map(num_layers_S, num_layers_T):
     """[(student layer, teacher layer)] from the embeddings (0, 0) to the last layers: student
     layer i learns from teacher layer ceil(i * L_T / L_S), uniformly spaced (the map of the
-    original's presets, and of student_init.py)."""
+    original's presets, and of pipeline/student_init.py)."""
     return [(i, math.ceil(i * num_layers_T / num_layers_S)) for i in range(num_layers_S + 1)]
 
 

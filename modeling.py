@@ -1,4 +1,4 @@
-"""The BERT classifier of every task, and its adaptor for the distillers (checkpoints.py
+"""The BERT classifier of every task, and its adaptor for the distillers (pipeline/checkpoints.py
 loads its weights)."""
 
 import copy

@@ -12,7 +12,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 : "${model_config_json_file:=DistillBertToTiny.json}"  # set the teacher's checkpoint there
 : "${accu:=1}"
 : "${ep:=40}"
-: "${recipe:=published}"  # published: the original recipe; recommended: see recipes.py
+: "${recipe:=published}"  # published: the original recipe; recommended: see pipeline/recipes.py
 if [[ $recipe == published ]]; then  # another recipe brings its own, unless set here
     : "${lr:=1e-4}"
     : "${temperature:=8}"  # not used for a regression task (task=sts-b): KD is the MSE of the outputs
@@ -43,9 +43,7 @@ done
 [[ -z $emd_intermediate_share ]] || emd_args+=(--emd_intermediate_share "$emd_intermediate_share")
 
 [[ "$model_config_json_file" == */* ]] || model_config_json_file="${here}/jsons/${model_config_json_file}"
-: "${OUTPUT_DIR:=${OUTPUT_ROOT_DIR}/${task}_${recipe}${temperature:+_t$temperature}_T4tiny_emd${emd_name}${lr:+_lr$lr}_e${ep}_bs${batch_size}}"  # this run's folder
-mkdir -p "$OUTPUT_DIR"
-cp "$model_config_json_file" "${OUTPUT_DIR}/$(basename "$model_config_json_file").run"
+: "${OUTPUT_DIR:=${OUTPUT_ROOT_DIR}/${task}_${recipe}${temperature:+_t$temperature}_T4tiny_emd${emd_name}${lr:+_lr$lr}_e${ep}_bs${batch_size}}"  # this run's folder (main.py makes it once its checks have passed)
 
 "$PYTHON" -u "${here}/main.emd.py" \
     --data_dir "${DATA_ROOT_DIR}" \

@@ -24,9 +24,7 @@ if [[ ${lr:-} =~ ^[0-9]+$ ]]; then
 fi
 
 [[ "$model_config_json_file" == */* ]] || model_config_json_file="${here}/jsons/${model_config_json_file}"
-: "${OUTPUT_DIR:=${OUTPUT_ROOT_DIR}/${task}_teacher_lr${lr}_e${ep}_bs${batch_size}_l${length}}"  # this run's folder
-mkdir -p "$OUTPUT_DIR"
-cp "$model_config_json_file" "${OUTPUT_DIR}/$(basename "$model_config_json_file").run"
+: "${OUTPUT_DIR:=${OUTPUT_ROOT_DIR}/${task}_teacher_lr${lr}_e${ep}_bs${batch_size}_l${length}}"  # this run's folder (main.py makes it once its checks have passed)
 
 "$PYTHON" -u "${here}/main.py" \
     --data_dir "${DATA_ROOT_DIR}" \

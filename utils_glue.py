@@ -7,13 +7,14 @@ how, its labels, and its metrics; examples are encoded into tensors here too.
     compute_metrics("rte", preds, labels)         # {"acc": ...}
 
 GLUE's files are read with QUOTE_NONE: their sentences hold quote characters as plain text.
-Your own data: `CustomTask` (custom_task.py) reads TSV, CSV or JSON Lines with named columns.
+Your own data: `CustomTask` (pipeline/custom_task.py) reads TSV, CSV or JSON Lines with named columns.
 """
 
 import csv
 import dataclasses
 import logging
 import os
+import typing
 
 import numpy as np
 import torch
@@ -75,6 +76,24 @@ class Columns:
         return [c for c in (self.index, self.text_a, self.text_b, self.label) if c is not None]
 
 
+@dataclasses.dataclass
+class Table:
+    """The rows of one task file as read ({column: text} each; columns by position in a file
+    without a header), to be written back in the same layout (augment.py)."""
+
+    rows: list
+    header: list | None  # None: no header row (CoLA's train file, JSON Lines)
+    format: str = "tsv"  # tsv, csv or jsonl
+
+
+def tsv_text(table):
+    """A Table as tab-separated text, its header first when it has one."""
+    lines = (["\t".join(table.header)] if table.header else []) + [
+        "\t".join(str(value) for value in row.values()) for row in table.rows
+    ]
+    return "\n".join(lines) + "\n"
+
+
 @dataclasses.dataclass(frozen=True)
 class GlueTask:
     """One GLUE task: its folder, files, layouts, labels and metrics.
@@ -96,6 +115,7 @@ class GlueTask:
     train_file: str = "train.tsv"
     skip_labels: tuple = ()  # rows with these labels are left out (MNLI's '-')
     skip_short_rows: bool = False  # QQP: rows with missing fields are left out, and counted
+    takes_columns: typing.ClassVar[bool] = False  # GLUE's files name their columns themselves
 
     @property
     def output_mode(self):
@@ -113,8 +133,30 @@ class GlueTask:
     def get_labels(self):  # the original processors' name
         return self.label_list
 
-    def with_files_in(self, data_dir):
-        """This task reading data_dir's files (GLUE's files have fixed names: the task itself)."""
+    def open(self, data_dir, columns=None):
+        """(this task, the folder of its files) for --data_dir (see locate); `columns` are a
+        custom task's (the options refuse them for GLUE's tasks)."""
+        return self.locate(data_dir)
+
+    def locate(self, data_dir):
+        """(this task, the folder of its files): data_dir itself when it holds the training
+        file, else GLUE's folder of the task under it (data_dir/RTE for rte), as the scripts
+        pass the data root."""
+        if not os.path.exists(os.path.join(data_dir, self.train_file)) and os.path.isdir(
+            os.path.join(data_dir, self.folder)
+        ):
+            return self, os.path.join(data_dir, self.folder)
+        return self, data_dir
+
+    def from_record(self, record, path):
+        """This task, as a run's task.json at `path` records it (see record)."""
+        if record.get("labels") != self.label_list:
+            raise ValueError(f"{path}: records the labels {record.get('labels')} for {self.name}, whose "
+                             f"classifier rows are {self.label_list}: a record of another version?")  # fmt: skip
+        return self
+
+    def without_record(self, folder):
+        """This task for a model folder without task.json: the name says it all."""
         return self
 
     @property
@@ -122,9 +164,27 @@ class GlueTask:
         """The text column(s) of the task's test files: what new examples to classify hold."""
         return tuple(c for c in (self.test_columns.text_a, self.test_columns.text_b) if c)
 
+    @property
+    def train_columns(self):
+        """(text_a, text_b or None, label) columns of the training file's layout."""
+        return self.columns.text_a, self.columns.text_b, self.columns.label
+
+    @property
+    def where_files_go(self):
+        files = ", ".join([self.train_file, *self.dev_sets.values(), *self.test_sets.values()])
+        return f"task {self.name} reads GLUE's {self.folder} folder ({files}) at --data_dir/{self.folder} or at --data_dir"
+
     def record(self):
-        """What a run's task.json keeps of this task (tasks.py)."""
+        """What a run's task.json keeps of this task (pipeline/tasks.py)."""
         return {"task_name": self.name, "labels": self.label_list}
+
+    def read_table(self, path):
+        """The rows of a file in the training layout, to rewrite in that layout (table_text)."""
+        rows = [row for _, row in read_tsv_rows(path, self.columns)]
+        return Table(rows, list(rows[0]) if rows and self.columns.header else None)
+
+    def table_text(self, table):
+        return tsv_text(table)
 
     def data_file(self, data_dir, split):
         """The path of 'train', a dev set's name, or a test set's name."""
@@ -348,19 +408,6 @@ def get_task(name):
     if task is None:
         raise ValueError(f"unknown task {name!r}; GLUE tasks: {', '.join(TASKS)} (or custom)")
     return task
-
-
-def task_data_dir(data_dir, task):
-    """Where the task's files are: data_dir itself when it holds the training file, else GLUE's
-    folder of the task under it (data_dir/RTE for rte), as the scripts pass the data root."""
-    folder = getattr(task, "folder", None)
-    if (
-        folder
-        and not os.path.exists(os.path.join(data_dir, task.train_file))
-        and os.path.isdir(os.path.join(data_dir, folder))
-    ):
-        return os.path.join(data_dir, folder)
-    return data_dir
 
 
 def read_mnli_tsv(path):

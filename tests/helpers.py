@@ -15,8 +15,8 @@ import time
 
 import torch
 
-from model_config import parse_model_config
 from modeling import BertForGLUESimple
+from pipeline.model_config import parse_model_config
 from utils_glue import MNLI_DEV_COLUMNS, MNLI_LABELS, MNLI_TEST_COLUMNS, MNLI_TRAIN_COLUMNS
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -197,9 +197,9 @@ def write_random_classifier(root, seed=3, **sizes):
     import torch
 
     from export import export_model
-    from model_config import parse_model_config
     from modeling import BertForGLUESimple
-    from trained_models import load_from_json
+    from pipeline.model_config import parse_model_config
+    from pipeline.trained_models import load_from_json
 
     root.mkdir(parents=True, exist_ok=True)
     vocab = write_vocab(root / "vocab.txt")

@@ -40,9 +40,6 @@ import torch
 from torch._dynamo.utils import calculate_time_spent, counters
 from transformers import BertConfig, BertTokenizer
 
-import main
-from compiling import BACKEND, compile_training
-from data import batch_loader
 from distillation import (
     DistillationConfig,
     GeneralDistiller,
@@ -51,11 +48,15 @@ from distillation import (
     move_to_device,
 )
 from distiller_emd import EMDDistiller
-from evaluation import evaluate
-from feature_cache import load_features
 from matches import PRESETS, fit_matches
 from modeling import BertForGLUESimple, BertForGLUESimpleAdaptor
-from options import COMPILE_PAD_MULTIPLE
+from pipeline import optimization
+from pipeline.compiling import BACKEND, compile_training
+from pipeline.data import batch_loader
+from pipeline.distiller_features import request_features
+from pipeline.evaluation import evaluate
+from pipeline.feature_cache import load_features
+from pipeline.options import COMPILE_PAD_MULTIPLE
 from utils_glue import LABELS, MNLI_TRAIN_COLUMNS, TASKS, read_mnli_tsv
 
 MNLI_TRAIN_PAIRS = 392_702
@@ -329,7 +330,7 @@ class BareStep:
         self.setup = setup
         self.teacher = setup.teacher(hidden_states=False)
         self.student = setup.student(hidden_states=False)
-        self.optimizer = main.build_optimizer(self.student, 1e-4, 0.01)
+        self.optimizer = optimization.build_optimizer(self.student, 1e-4, 0.01)
         self.loader = setup.loader()
 
     def run(self, num_steps):
@@ -363,7 +364,7 @@ class DistillerStep:
     def __init__(self, setup, distiller, with_index=False):
         self.distiller = distiller
         self.distiller.log_every_steps = 10**9  # one log line, at the last step
-        self.optimizer = main.build_optimizer(distiller.model_S, 1e-4, 0.01)
+        self.optimizer = optimization.build_optimizer(distiller.model_S, 1e-4, 0.01)
         self.loader = setup.loader(with_index)  # with_index: the logit cache is keyed by example
 
     def run(self, num_steps):
@@ -391,7 +392,7 @@ def build_steps(setup):
         adaptor,
         adaptor,
     )
-    main.request_features(relation, [relation.model_T], relation.model_S)  # the matched layers only
+    request_features(relation, [relation.model_T], relation.model_S)  # the matched layers only
     emd = without_checkpoints(EMDDistiller)(
         setup.train_config("emd"),
         DistillationConfig(temperature=temperature),
@@ -542,7 +543,7 @@ class LeverEpoch:
         self.distiller.log_every_steps = 10**9
         if lever.compiled:
             compile_training(self.distiller, setup.device, 1, backend=args.compile_backend)
-        self.optimizer = main.build_optimizer(self.distiller.model_S, 1e-4, 0.01)
+        self.optimizer = optimization.build_optimizer(self.distiller.model_S, 1e-4, 0.01)
 
     def run(self, num_steps=None):
         """One epoch, or its first num_steps steps."""
@@ -661,12 +662,12 @@ def time_against_textbrewer(setup):
     loader = batch_loader(features, args.batch, shuffle=True, seed=args.seed)
 
     def example_optimizer(model, learning_rate, weight_decay_rate):  # TextBrewer's example's
-        return torch.optim.AdamW(main.parameter_groups(model, weight_decay_rate), lr=learning_rate)
+        return torch.optim.AdamW(optimization.parameter_groups(model, weight_decay_rate), lr=learning_rate)
 
     runs = {}
     for name, distiller, build in (
-        ("ours", ours, main.build_optimizer),
-        ("textbrewer", theirs, main.build_optimizer),
+        ("ours", ours, optimization.build_optimizer),
+        ("textbrewer", theirs, optimization.build_optimizer),
         ("textbrewer, its example's optimizer", theirs, example_optimizer),
     ):
         # A new optimizer per epoch on every side: TextBrewer adds the projections to the

@@ -25,8 +25,8 @@ import time
 import torch.distributed as dist
 from transformers import BertTokenizer
 
-from data import batch_loader
-from feature_cache import load_features
+from pipeline.data import batch_loader
+from pipeline.feature_cache import load_features
 from tools.benchmark import make_lexicon, write_train_file
 from utils_glue import TASKS
 
@@ -112,28 +112,35 @@ def main(argv=None):
         stored = sum(t.numel() * t.element_size() for t in features.values()) / MIB
         as_int64 = sum(t.numel() * 8 for t in features.values()) / MIB
         del features
+        reports = measure_processes(args, workdir)
+    report(args, encode_seconds, load_seconds, stored, as_int64, reports)
 
-        command = [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc_per_node",
-            str(args.processes),
-            "-m",
-            "tools.feature_memory",
-            "--worker",
-            "--workdir",
-            workdir,
-            "--length",
-            str(args.length),
-            "--batch",
-            str(args.batch),
-        ]
-        env = {**os.environ, "OMP_NUM_THREADS": "1"}
-        done = subprocess.run(command, env=env, capture_output=True, text=True, check=True, cwd=REPO)
-        reports = json.loads(done.stdout.strip().splitlines()[-1])
 
+def measure_processes(args, workdir):
+    """Each worker process's memory growth (RSS, PSS, USS in MiB), run under torchrun."""
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        str(args.processes),
+        "-m",
+        "tools.feature_memory",
+        "--worker",
+        "--workdir",
+        workdir,
+        "--length",
+        str(args.length),
+        "--batch",
+        str(args.batch),
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=True, cwd=REPO)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def report(args, encode_seconds, load_seconds, stored, as_int64, reports):
     print(
         f"{args.pairs:,} pairs at length {args.length}: encoded in {encode_seconds:.1f} s, "
         f"cached load {load_seconds:.2f} s; {stored:,.0f} MiB as stored "

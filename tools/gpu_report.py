@@ -35,9 +35,9 @@ import warnings
 
 import torch
 
-from compiling import BACKEND
 from distillation import logit_cache, loss_log
 from distiller_emd import EMDDistiller
+from pipeline.compiling import BACKEND
 from tools import benchmark
 
 PUBLISHED_STEPS = 40 * -(-benchmark.MNLI_TRAIN_PAIRS // 32)  # 40 epochs of batch 32

@@ -13,7 +13,7 @@ import os
 import sys
 
 from distillation import atomic_path
-from evaluation import scores_of
+from pipeline.evaluation import scores_of
 
 NOT_LOSSES = ("step", "epoch", "lr")
 DEV_SETS = {"mnli": ("dev matched", "-"), "mnli-mm": ("dev mismatched", "--")}  # others: their names

@@ -13,7 +13,7 @@ import os
 import sys
 
 from distillation import atomic_write_text
-from evaluation import scores_of
+from pipeline.evaluation import scores_of
 
 SET_NAMES = {"mnli": "dev_matched", "mnli-mm": "dev_mismatched"}  # as the README's tables say
 

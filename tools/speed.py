@@ -45,7 +45,7 @@ def build_model(spec):
     from transformers import BertConfig
 
     from modeling import BertForGLUESimple
-    from trained_models import load_exported
+    from pipeline.trained_models import load_exported
     from utils_glue import LABELS
 
     if os.path.isdir(spec):
@@ -107,9 +107,9 @@ def timings(model, vocab_size, batch_size, length, repeats, device):
 
 
 def dev_accuracy(model, spec, dev_file, length):
-    from data import feature_batches
-    from evaluation import predict_labels
-    from trained_models import load_exported
+    from pipeline.data import feature_batches
+    from pipeline.evaluation import predict_labels
+    from pipeline.trained_models import load_exported
     from utils_glue import LABELS, convert_examples_to_features, read_mnli_tsv
 
     features = convert_examples_to_features(
@@ -122,7 +122,7 @@ def dev_accuracy(model, spec, dev_file, length):
 def measure(row):
     """One row of the table, in the (fresh) process that runs it."""
     torch.set_num_threads(row["threads"])
-    import trained_models  # noqa: F401  (their imports are not the model's memory)
+    from pipeline import trained_models  # noqa: F401  (their imports are not the model's memory)
 
     baseline = rss_bytes()
     model, size, vocab_size = build_model(row["spec"])
@@ -189,7 +189,7 @@ def markdown(results, batch_size, length):
     )
 
 
-def main(argv=None):
+def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--teacher",
@@ -219,6 +219,11 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--no_cuda", action="store_true")
     parser.add_argument("--json", help="Also write the rows to this JSON file.")
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
     args = parser.parse_args(argv)
     for role in ("teacher", "student"):
         spec = getattr(args, role)

@@ -8,9 +8,8 @@ import os
 import pytest
 from transformers import BertTokenizer
 
-import evaluation
-import feature_cache
-from feature_cache import load_features
+from pipeline import evaluation, feature_cache
+from pipeline.feature_cache import load_features
 from tests.helpers import record_atomic_writes, write_tiny_mnli, write_vocab
 from tools import report
 from utils_glue import TASKS

@@ -4,7 +4,7 @@ seed and the epoch, split over processes as the random order is) and --pad_to_mu
 import torch
 from torch.utils.data import BatchSampler, DistributedSampler
 
-from data import MEGA_BATCH, LengthGroupedBatches, batch_loader
+from pipeline.data import MEGA_BATCH, LengthGroupedBatches, batch_loader
 
 NUM_EXAMPLES = 1001  # odd: two processes' shares need the padding DistributedSampler adds
 

@@ -7,9 +7,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from checkpoints import build_model, load_checkpoint, map_checkpoint_keys
 from distillation.io import atomic_torch_save
-from model_config import parse_model_config
+from pipeline.checkpoints import build_model, load_checkpoint, map_checkpoint_keys
+from pipeline.model_config import parse_model_config
 from tests.helpers import (
     LABELS,
     NUM_LABELS,
@@ -42,7 +42,7 @@ def test_our_state_dict_round_trips(config, tmp_path, name, caplog):
     source = make_model(config, seed=0)
     path = save_state(source.state_dict(), tmp_path / name)
     target = make_model(config, seed=1)
-    with caplog.at_level(logging.INFO, logger="checkpoints"):
+    with caplog.at_level(logging.INFO, logger="pipeline.checkpoints"):
         report = load_checkpoint(target, path, "teacher")
     total = len(source.state_dict())
     assert (len(report.loaded), report.total, report.missing, report.unexpected) == (total, total, [], [])
@@ -55,7 +55,7 @@ def test_hugging_face_folder_of_a_bert_model(config, tmp_path, caplog):
     source = make_model(config, seed=0)
     source.bert.save_pretrained(str(tmp_path / "hf"))  # model.safetensors with bare keys
     student = make_model(config, seed=1)
-    with caplog.at_level(logging.INFO, logger="checkpoints"):
+    with caplog.at_level(logging.INFO, logger="pipeline.checkpoints"):
         report = load_checkpoint(student, str(tmp_path / "hf"), "student")
     assert report.loaded == encoder_keys(source)
     assert report.missing == ["classifier.bias", "classifier.weight"]

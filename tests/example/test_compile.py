@@ -18,11 +18,11 @@ import torch
 from torch._dynamo.utils import counters
 from transformers import BertConfig
 
-import compiling
 import main
 from distillation.losses import hid_mse_loss, kd_ce_loss, mmd_loss
 from modeling import BertForGLUESimple
-from options import parse_args
+from pipeline import compiling
+from pipeline.options import parse_args
 from tests.helpers import run_main_emd, write_bert_config, write_tiny_mnli, write_vocab
 
 EPOCHS, STEPS_PER_EPOCH = 3, 6  # 48 examples, batch 8

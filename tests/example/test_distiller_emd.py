@@ -272,7 +272,7 @@ def test_emd_weight_scales_the_emd_and_embedding_terms_only():
 
 def emd_args(**overrides):
     """main.emd.py's options as its command line parses them, with a few set here."""
-    from options import parse_args
+    from pipeline.options import parse_args
 
     module = load_main_emd()
     args = parse_args(

@@ -16,7 +16,7 @@ from distillation.losses import att_mse_loss
 from distiller_emd import EMDDistiller, transport_plan
 from distiller_emd_full import FullEMDDistiller, attention_distances, updated_layer_weights
 from modeling import BertForGLUESimple, BertForGLUESimpleAdaptor
-from options import parse_args
+from pipeline.options import parse_args
 from tests.helpers import load_main_emd
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

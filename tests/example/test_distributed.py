@@ -10,8 +10,8 @@ import pytest
 import torch
 
 import main
-from model_config import parse_model_config
 from modeling import BertForGLUESimple
+from pipeline.model_config import parse_model_config
 from tests.helpers import counting_teacher_calls, wait_for, write_bert_config, write_tiny_mnli, write_vocab
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -135,7 +135,9 @@ def train(setup, name, nproc, accumulation=1, extra=(), backend=None):
     if backend is not None:
         hook = setup["root"] / f"backend_{backend}"
         hook.mkdir(exist_ok=True)
-        (hook / "sitecustomize.py").write_text(f"import compiling\ncompiling.BACKEND = {backend!r}\n")
+        (hook / "sitecustomize.py").write_text(
+            f"from pipeline import compiling\ncompiling.BACKEND = {backend!r}\n"
+        )
         env["PYTHONPATH"] = os.pathsep.join([str(hook), REPO])
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr[-3000:]

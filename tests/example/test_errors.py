@@ -253,11 +253,11 @@ def readme_error_fragments():
 
 
 def fragment_pattern(fragment):
-    """N stands for a number, 'x' for a quoted value, $X for a variable's name."""
+    """N stands for a number, 'x' for a quoted value, $X for a variable's name, X for a path."""
     pattern = re.escape(fragment)
     pattern = re.sub(r"\bN\b", r"\\d+", pattern)
     pattern = pattern.replace(re.escape("'x'"), "'[^']+'").replace(re.escape("$X"), r"\$\w+")
-    return pattern
+    return re.sub(r"\bX\b", r"\\S+", pattern)
 
 
 def _cut_row(text):
@@ -355,7 +355,8 @@ def _unwritable_output_dir(tmp_path):
 # fragment -> how to provoke it: changes to run_main's arguments (model config, extra options,
 # data_dir, output_dir) made from (base, tmp_path).
 ERROR_CASES = {
-    "data file not found": lambda base, tmp: {"data_dir": _without_train(tmp)},
+    "--data_dir X: no such folder": lambda base, tmp: {"data_dir": str(tmp / "nowhere")},
+    "--data_dir X: no X/train.tsv": lambda base, tmp: {"data_dir": _without_train(tmp)},
     "no train file": lambda base, tmp: (
         _custom_data(tmp, "text,label\na,x\n", dev=None) | {"data_dir": str(tmp)}
     ),

@@ -5,10 +5,10 @@ import json
 import numpy as np
 import pytest
 
-import evaluation
-from data import feature_batches
+from pipeline import evaluation
+from pipeline.data import feature_batches
+from pipeline.trained_models import load_exported
 from tests.helpers import write_random_classifier, write_tiny_mnli
-from trained_models import load_exported
 from utils_glue import LABELS, TASKS, convert_examples_to_features, read_mnli_tsv
 
 

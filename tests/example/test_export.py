@@ -12,10 +12,10 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipe
 import export
 import main
 import predict
-from data import feature_batches
-from evaluation import predict_outputs
+from pipeline.data import feature_batches
+from pipeline.evaluation import predict_outputs
+from pipeline.trained_models import load_exported, load_from_json
 from tests.helpers import write_bert_config, write_tiny_mnli, write_tiny_mnli_test, write_vocab
-from trained_models import load_exported, load_from_json
 from utils_glue import LABELS, TASKS, convert_examples_to_features, read_mnli_test_tsv, read_mnli_tsv
 
 MAX_LENGTH = 24

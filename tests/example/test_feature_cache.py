@@ -9,8 +9,8 @@ import torch
 from safetensors.torch import save_file
 from transformers import BertTokenizer
 
-import feature_cache
-from feature_cache import STORAGE_DTYPES, cache_file_name, cache_key, load_features
+from pipeline import feature_cache
+from pipeline.feature_cache import STORAGE_DTYPES, cache_file_name, cache_key, load_features
 from tests.helpers import LABELS, WORDS, mismatched_size, write_tiny_mnli, write_vocab
 from utils_glue import TASKS, convert_examples_to_features
 
@@ -64,7 +64,7 @@ def assert_same(features, other):
 
 
 def test_second_call_loads_the_cache(setup, caplog):
-    with caplog.at_level(logging.INFO, logger="feature_cache"):
+    with caplog.at_level(logging.INFO, logger="pipeline.feature_cache"):
         built = load(setup)
         assert "Building features for " + str(setup["data_dir"] / "train.tsv") in caplog.text
         loaded = load(setup)
@@ -127,7 +127,7 @@ def test_touched_data_file_is_rebuilt_in_place(setup, caplog):
     train = setup["data_dir"] / "train.tsv"
     stat = os.stat(train)
     os.utime(train, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
-    with caplog.at_level(logging.INFO, logger="feature_cache"):
+    with caplog.at_level(logging.INFO, logger="pipeline.feature_cache"):
         load(setup)
     assert setup["builds"] == [20, 20]
     assert "data_mtime_ns: " in caplog.text and "rebuilding" in caplog.text
@@ -171,7 +171,7 @@ def test_truncated_cache_is_rebuilt_with_a_warning(setup, caplog):
     [name] = cache_files(setup)
     path = setup["cache_dir"] / name
     path.write_bytes(path.read_bytes()[:-100])
-    with caplog.at_level(logging.WARNING, logger="feature_cache"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.feature_cache"):
         rebuilt = load(setup)
     assert "unreadable" in caplog.text and name in caplog.text
     assert setup["builds"] == [20, 20]
@@ -192,7 +192,7 @@ def test_cache_with_another_key_is_never_reused(setup, caplog):
         input_ids=torch.zeros(20, MAX_LEN, dtype=torch.int32), labels=torch.zeros(20, dtype=torch.uint8)
     )
     save_file(fake, str(path), metadata={**key, "format_version": "0"})
-    with caplog.at_level(logging.INFO, logger="feature_cache"):
+    with caplog.at_level(logging.INFO, logger="pipeline.feature_cache"):
         features = load(setup)
     assert "format_version: '0' -> '2'" in caplog.text
     assert setup["builds"] == [20, 20]

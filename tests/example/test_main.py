@@ -10,8 +10,9 @@ import pytest
 import torch
 
 import main
-from recipes import RECIPES
-from student_init import init_student_from_teacher
+from pipeline.data import batch_loader
+from pipeline.recipes import RECIPES
+from pipeline.student_init import init_student_from_teacher
 from tests.helpers import model_entry, run_main_emd, write_bert_config, write_tiny_mnli, write_vocab
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -384,7 +385,7 @@ def test_batches_drop_the_padding_their_examples_share():
         "token_type_ids": torch.zeros_like(mask),
         "labels": torch.arange(6) % 3,
     }
-    batches = list(main.batch_loader(features, batch_size=3, shuffle=False))
+    batches = list(batch_loader(features, batch_size=3, shuffle=False))
     assert [batch["input_ids"].shape[1] for batch in batches] == [7, 6]
     assert [batch["labels"].shape for batch in batches] == [(3,), (3,)]
 
@@ -410,11 +411,11 @@ def test_batches_drop_the_padding_their_examples_share():
 def test_the_teachers_are_cast_only_when_teacher_dtype_says_so(tmp_path):
     """--fp16 / --bf16 keep their meaning (autocast around teachers kept as they are); a half
     teacher is the opt-in --teacher_dtype."""
-    from options import parse_args
+    from pipeline.options import parse_args, training_config
 
     def dtype(*options):
         required = ["--data_dir", "d", "--output_dir", str(tmp_path), "--model_config_json", "m"]
-        return main.training_config(parse_args([*required, "--do_train", *options]), "cuda").teacher_dtype
+        return training_config(parse_args([*required, "--do_train", *options]), "cuda").teacher_dtype
 
     assert dtype("--fp16") is None and dtype("--bf16") is None and dtype() is None
     assert dtype("--fp16", "--teacher_dtype", "bf16") == "bf16"

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from matches import LAYER_MAPS, PRESETS, fit_matches, read_matches, uniform_layer_map
-from student_init import teacher_layer_map
+from pipeline.student_init import teacher_layer_map
 
 
 def test_one_layer_map_for_the_presets_and_the_student_init():

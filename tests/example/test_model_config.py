@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from model_config import parse_model_config
+from pipeline.model_config import parse_model_config
 from tests.helpers import SPECIAL_TOKENS, WORDS, model_entry, write_bert_config, write_vocab
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -8,11 +8,11 @@ import sys
 import numpy as np
 import pytest
 
-from custom_task import read_pairs
-from data import feature_batches
-from evaluation import format_label_report, label_report, predict_outputs
+from pipeline.custom_task import read_pairs
+from pipeline.data import feature_batches
+from pipeline.evaluation import format_label_report, label_report, predict_outputs
+from pipeline.trained_models import load_exported
 from tests.helpers import make_pair, write_random_classifier, write_tiny_mnli
-from trained_models import load_exported
 from utils_glue import LABELS, convert_examples_to_features, read_mnli_tsv
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -5,8 +5,8 @@ import subprocess
 
 import pytest
 
-from options import build_parser, parse_args
-from recipes import RECIPES
+from pipeline.options import build_parser, parse_args
+from pipeline.recipes import RECIPES
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 REQUIRED = ["--data_dir", "d", "--output_dir", "o", "--model_config_json", "m.json", "--do_train"]

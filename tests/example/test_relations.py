@@ -15,6 +15,7 @@ import main
 from distillation import DistillationConfig, GeneralDistiller, TrainingConfig
 from matches import PRESETS, fit_matches, read_matches
 from modeling import BertForGLUESimple, BertForGLUESimpleAdaptor
+from pipeline.distiller_features import request_features
 from tests.helpers import model_entry, write_bert_config, write_tiny_mnli, write_vocab
 
 VOCAB, LENGTH = 40, 9
@@ -149,7 +150,7 @@ def one_step(tmp_path, teacher, student, matches):
         BertForGLUESimpleAdaptor,
         BertForGLUESimpleAdaptor,
     )
-    main.request_features(distiller, [teacher], student)
+    request_features(distiller, [teacher], student)
     optimizer = torch.optim.SGD(student.parameters(), lr=0.1)
     distiller.train(optimizer, [batch(size=3)], num_steps=1)
     return distiller

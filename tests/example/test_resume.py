@@ -217,7 +217,8 @@ def test_killed_during_an_evaluation_the_checkpoint_is_evaluated_on_resume(setup
     hook = setup["root"] / "die_in_evaluation"
     hook.mkdir(exist_ok=True)
     (hook / "sitecustomize.py").write_text(
-        "import os, signal, evaluation\n"
+        "import os, signal\n"
+        "from pipeline import evaluation\n"
         "calls = [0]\n"
         "original = evaluation.predict_labels\n"
         "def dying(*args, **kwargs):\n"

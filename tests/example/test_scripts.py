@@ -213,6 +213,29 @@ def test_a_failing_run_stops_the_script(env, tmp_path):
     assert "missing.pkl" in result.stderr
 
 
+@pytest.mark.parametrize("script", ["run_mnli_train.sh", "run_mnli_distill_T4tiny.sh"])
+def test_a_missing_data_folder_is_named_first_and_nothing_is_written(env, tmp_path, script):
+    """The first hour: a wrong DATA_ROOT_DIR is named before the model config (here BERT_DIR is
+    not even set), with the task's folder and train file; the scripts' default output root,
+    relative to where they run, stays unmade."""
+    run_env = {k: v for k, v in env.items() if k not in ("BERT_DIR", "OUTPUT_ROOT_DIR")}
+    result = subprocess.run(["bash", os.path.join(REPO, script)], env=dict(run_env, DATA_ROOT_DIR=str(tmp_path / "nowhere")),
+                            capture_output=True, text=True, cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 1
+    error = result.stderr.strip().splitlines()[-1]
+    assert f"--data_dir {tmp_path / 'nowhere'}: no such folder" in error
+    assert "GLUE's MNLI folder (train.tsv, dev_matched.tsv" in error and "BERT_DIR" not in result.stderr
+    assert os.listdir(tmp_path) == []  # no output-root-dir/, no copy of the JSON
+
+    data = tmp_path / "data"  # a folder without the task's files: the train file is named
+    data.mkdir()
+    result = subprocess.run(["bash", os.path.join(REPO, script)], env=dict(run_env, DATA_ROOT_DIR=str(data)),
+                            capture_output=True, text=True, cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 1
+    assert f"no {data / 'train.tsv'}, {data / 'dev_matched.tsv'}" in result.stderr
+    assert os.listdir(tmp_path) == ["data"] and os.listdir(data) == []
+
+
 def student_jsons(tmp_path):
     """The model configs of compare_recipes.sh's rows (alone_json, tiny_json, multi_json) with a
     student the recommended recipe can start from the tiny teacher: same heads, narrower."""

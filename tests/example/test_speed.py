@@ -24,8 +24,8 @@ def run_speed(*args):
 
 
 def test_speed_table_of_teacher_student_and_int8_student(tmp_path):
+    from pipeline.trained_models import load_exported
     from predict import feature_batches, predict_labels
-    from trained_models import load_exported
     from utils_glue import LABELS, convert_examples_to_features, read_mnli_tsv
 
     data = write_tiny_mnli(tmp_path / "data", n_train=4, n_dev=30)

@@ -7,7 +7,7 @@ import torch
 from transformers import BertConfig
 
 from modeling import BertForGLUESimple
-from student_init import hidden_state_directions, init_student_from_teacher, teacher_layer_map
+from pipeline.student_init import hidden_state_directions, init_student_from_teacher, teacher_layer_map
 
 VOCAB = 40
 

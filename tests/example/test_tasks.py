@@ -14,8 +14,8 @@ from transformers import BertTokenizer
 
 import main
 from distillation import checkpoint_steps
-from model_config import parse_model_config
 from modeling import BertForGLUESimple
+from pipeline.model_config import parse_model_config
 from tests.helpers import (
     LAYOUTS,
     N_DEV,
@@ -278,7 +278,7 @@ def test_regression_kd_is_the_mse_of_the_outputs_without_temperature(files):
     """STS-B: KD is the mean squared error between the student's and the teacher's one output,
     whatever --temperature says; the hard-label term is the MSE against the gold scores."""
     from distillation import BasicDistiller, TrainingConfig
-    from options import parse_args
+    from pipeline.options import distillation_config, parse_args
 
     args = parse_args(
         [
@@ -298,7 +298,7 @@ def test_regression_kd_is_the_mse_of_the_outputs_without_temperature(files):
         ]
     )
     student = BertForGLUESimple(parse_model_config(files["json"]).student.bert_config, 1)
-    config = main.distillation_config(args, student)
+    config = distillation_config(args, student)
     assert (config.kd_loss_type, config.temperature) == ("mse", 1)
     distiller = BasicDistiller(TrainingConfig(device="cpu"), config, student, student, None, None)
     logits_S = torch.tensor([[1.0], [2.5], [4.0]])
@@ -487,7 +487,7 @@ def test_predict_py_reads_the_labels_of_a_custom_run(files, tmp_path):
 
 
 def test_numeric_json_labels_are_one_label_whatever_their_spelling(tmp_path):
-    from custom_task import CustomTask
+    from pipeline.custom_task import CustomTask
 
     (tmp_path / "train.jsonl").write_text(
         '{"text": "a", "label": 1}\n{"text": "b", "label": 2.0}\n{"text": "c", "label": 10}\n'
@@ -510,14 +510,11 @@ def test_a_cache_built_for_other_columns_is_not_reused(files, tmp_path):
         main.run(["--data_dir", str(folder), "--output_dir", str(tmp_path / column), "--model_config_json",
                   files["json"], "--do_train", "--max_seq_length", str(LENGTH), "--num_train_epochs", "1",
                   "--task_name", "custom", "--label_column", column])  # fmt: skip
-        from data import load_split
-        from options import parse_args
-        from tasks import task_from_args
+        from pipeline.data import FeatureReader
+        from pipeline.tasks import open_task
 
-        args = parse_args(["--data_dir", str(folder), "--output_dir", "o", "--model_config_json", files["json"],
-                           "--do_train", "--max_seq_length", str(LENGTH), "--task_name", "custom",
-                           "--label_column", column])  # fmt: skip
-        task, data_dir = task_from_args(args)
+        task, data_dir = open_task("custom", str(folder), {"label_column": column})
+        reader = FeatureReader(task, data_dir, LENGTH, str(folder / "cache"))
         student = parse_model_config(files["json"]).student
-        labels[column] = load_split(args, task, data_dir, "train", student)["labels"].tolist()
+        labels[column] = reader.split("train", student)["labels"].tolist()
     assert labels == {"old": [0, 1, 0], "new": [1, 0, 1]}

@@ -11,7 +11,7 @@ from transformers import BertConfig
 
 import main
 from distillation import checkpoint_steps
-from label_order import rows_in_task_order
+from pipeline.label_order import rows_in_task_order
 from tests.helpers import (
     LABELS,
     model_entry,

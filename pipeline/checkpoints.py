@@ -9,8 +9,8 @@ import pickle
 from safetensors.torch import load_file
 
 from distillation import safe_torch_load
-from label_order import folder_labels, put_rows_in_task_order
 from modeling import BertForGLUESimple
+from pipeline.label_order import folder_labels, put_rows_in_task_order
 
 logger = logging.getLogger(__name__)
 
@@ -76,14 +76,7 @@ def load_checkpoint(
     mapped = map_checkpoint_keys(state_dict, model_state)
     _check_shapes(mapped, model_state, checkpoint_path)
     if labels is not None:
-        if label_order is not None:
-            row_labels, source = label_order, label_order_source
-        else:
-            # A Hugging Face folder names its rows in config.json; so does one holding the weight file.
-            folder = checkpoint_path if os.path.isdir(checkpoint_path) else os.path.dirname(checkpoint_path)
-            named = os.path.isdir(checkpoint_path) or os.path.basename(checkpoint_path) in HF_WEIGHT_FILES
-            row_labels = folder_labels(folder) if named else None
-            source = os.path.join(folder, "config.json")
+        row_labels, source = _row_labels(checkpoint_path, label_order, label_order_source)
         put_rows_in_task_order(mapped, row_labels, labels, source, role)
 
     loadable = {key: value for key, value in mapped.items() if key in model_state}
@@ -120,6 +113,16 @@ def load_checkpoint(
     return report
 
 
+def _row_labels(checkpoint_path, label_order, label_order_source):
+    """(the labels of the checkpoint's classifier rows or None, where they were read)."""
+    if label_order is not None:
+        return label_order, label_order_source
+    # A Hugging Face folder names its rows in config.json; so does one holding the weight file.
+    folder = checkpoint_path if os.path.isdir(checkpoint_path) else os.path.dirname(checkpoint_path)
+    named = os.path.isdir(checkpoint_path) or os.path.basename(checkpoint_path) in HF_WEIGHT_FILES
+    return folder_labels(folder) if named else None, os.path.join(folder, "config.json")
+
+
 def read_state_dict(checkpoint_path):
     """The tensors of a state_dict file, a .safetensors file or a Hugging Face model folder."""
     path = checkpoint_path
@@ -149,6 +152,15 @@ def read_state_dict(checkpoint_path):
             f"checkpoint {path}: expected a state_dict (a dict of tensors), got {type(state_dict).__name__}"
         )
     return state_dict
+
+
+def read_tensor(checkpoint_path, key, what):
+    """One tensor of a checkpoint, by its key in our layout (see map_checkpoint_keys); `what`
+    names it in the error where the checkpoint lacks it."""
+    state = map_checkpoint_keys(read_state_dict(checkpoint_path), {})
+    if key not in state:
+        raise ValueError(f"{checkpoint_path}: no {key} ({what})")
+    return state[key]
 
 
 def map_checkpoint_keys(state_dict, model_state):

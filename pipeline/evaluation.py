@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
-from distillation import atomic_write_text
+from distillation import atomic_write_text, checkpoint_path, checkpoint_steps, safe_torch_load
 from utils_glue import MAIN_METRIC, metrics_of
 
 logger = logging.getLogger(__name__)
@@ -227,3 +227,13 @@ def _record_step(output_dir, text_name, jsonl_name, step, record, text):
     records[step] = record
     atomic_write_text(os.path.join(output_dir, text_name), text(records))
     atomic_write_text(path, "".join(json.dumps({"step": s, **records[s]}) + "\n" for s in sorted(records)))
+
+
+def evaluate_missed_checkpoints(output_dir, up_to_step, student, dev_loaders, device, task):
+    """Evaluate the checkpoints an interrupted run saved but did not evaluate (a kill during
+    the evaluation). The student's own weights come back from the resume state afterwards."""
+    evaluated = recorded_results(output_dir)
+    for step in checkpoint_steps(output_dir):
+        if step <= up_to_step and step not in evaluated:
+            student.load_state_dict(safe_torch_load(checkpoint_path(output_dir, step)))
+            record_evaluation(output_dir, step, student, dev_loaders, device, task)

@@ -1,15 +1,15 @@
 """From a task's files to batches: cached features, and DataLoaders that cut each batch's padding
 (and, with --group_by_length, draw batches of similar lengths)."""
 
+import dataclasses
 import math
-import os
 
 import torch
 from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, SequentialSampler
 
 from distillation import EXAMPLE_INDEX_KEY
-from feature_cache import load_features
 from modeling import UNLABELLED
+from pipeline.feature_cache import TRANSFER, load_features
 
 MEGA_BATCH = 50  # --group_by_length: the batches sorted by length together
 
@@ -158,28 +158,69 @@ class LengthGroupedBatches:
             yield batch[self.rank :: self.num_replicas].tolist()
 
 
-def loader_workers(args, device):
-    """--num_workers, or by default 2 on a GPU (batches ready while it computes), 0 on CPUs
+def loader_workers(num_workers, device):
+    """num_workers, or by default 2 on a GPU (batches ready while it computes), 0 on CPUs
     (where a worker would take a core from the model)."""
-    if args.num_workers is not None:
-        return args.num_workers
+    if num_workers is not None:
+        return num_workers
     return 2 if torch.device(device).type == "cuda" else 0
 
 
-def default_cache_dir(args, data_dir):
-    """Cache features beside the data; when that folder is read-only, beside the output folder."""
-    if os.access(data_dir, os.W_OK):
-        return os.path.join(data_dir, "cache")
-    return os.path.join(os.path.dirname(os.path.abspath(args.output_dir)), "feature_cache")
+@dataclasses.dataclass(frozen=True)
+class FeatureReader:
+    """A run's examples as each model reads them: the task's splits and the transfer file,
+    encoded by a model_config entry's tokenizer to max_seq_length, cached in cache_dir
+    (feature_cache.py)."""
 
+    task: object
+    data_dir: str
+    max_seq_length: int
+    cache_dir: str
+    transfer_file: str | None = None
 
-def load_split(args, task, data_dir, split, entry):
-    """The features of a labelled split ('train' or a dev set's name), or of --transfer_file
-    (split TRANSFER, unlabelled), as the model of a model_config entry reads them (its
-    tokenizer), cached (feature_cache.py)."""
-    cache_dir = args.cache_dir or default_cache_dir(args, data_dir)
-    return load_features(task, data_dir, split, entry.tokenizer, entry.vocab_file, args.max_seq_length,
-                         cache_dir, transfer_file=args.transfer_file)  # fmt: skip
+    def split(self, split, entry):
+        """The features of a labelled split ('train' or a dev set's name), or of the transfer
+        file (split TRANSFER, unlabelled)."""
+        return load_features(self.task, self.data_dir, split, entry.tokenizer, entry.vocab_file,
+                             self.max_seq_length, self.cache_dir, transfer_file=self.transfer_file)  # fmt: skip
+
+    def dev_sets(self, entry):
+        """{dev set: features} of the task's dev sets."""
+        return {name: self.split(name, entry) for name in self.task.dev_sets}
+
+    def with_transfer_set(self, features, entry):
+        """The training features followed by the transfer file's, as entry's model reads them;
+        the features as they are without a transfer file."""
+        if not self.transfer_file:
+            return features
+        return with_transfer_set(features, self.split(TRANSFER, entry))
+
+    def teachers_train(self, teachers):
+        """Per enabled teacher, its own encoding of the training examples (transfer set
+        included) when it reads another vocabulary than the student's, else None; None when no
+        teacher has its own."""
+        features = [
+            self.with_transfer_set(self.split("train", entry), entry) if entry.own_features else None
+            for entry in teachers
+        ]
+        return features if any(feature is not None for feature in features) else None
+
+    def training_batches(self, student, teachers, batch_size, processes, **loader_options):
+        """(the labelled training features as the student reads them, this process's loader of
+        training batches: the labelled examples and the transfer file's, batch_size a step of
+        this process; batch_loader's other options in loader_options)."""
+        with processes.main_first():  # rank 0 builds the feature cache, the others then read it
+            labelled = self.split("train", student)
+            features = self.with_transfer_set(labelled, student)
+            # A teacher with a vocabulary of its own reads the same examples encoded by its tokenizer.
+            teacher_features = self.teachers_train(teachers)
+        loader = batch_loader(features, batch_size, shuffle=True, num_replicas=processes.world_size,
+                              rank=processes.rank, teacher_features=teacher_features, **loader_options)  # fmt: skip
+        return labelled, loader
+
+    def teachers_dev_sets(self, teachers, student_dev_sets):
+        """Per enabled teacher, the dev sets as it reads them (the student's where it shares its vocabulary)."""
+        return [self.dev_sets(entry) if entry.own_features else student_dev_sets for entry in teachers]
 
 
 def with_transfer_set(features, transfer):

@@ -8,7 +8,7 @@ where a run folder stands for its newest gs{step}.pkl, and without --checkpoint 
 entry's own checkpoint is used.
 
 The task (and so the labels) is the one the run folder's task.json records (an export keeps it
-too), else --task_name (default mnli). A folder whose config.json names its labels (id2label)
+too), else --task_name (default mnli; tasks.model_task). A folder whose config.json names its labels (id2label)
 has its classifier rows put into the task's order (label_order.py).
 """
 
@@ -18,12 +18,11 @@ import re
 
 from transformers import AutoTokenizer, BertConfig
 
-from checkpoints import _shorten, load_checkpoint
 from distillation import checkpoint_path, checkpoint_steps
-from model_config import parse_model_config
 from modeling import BertForGLUESimple
-from tasks import TASK_NAMES, recorded_task
-from utils_glue import get_task
+from pipeline.checkpoints import _shorten, load_checkpoint
+from pipeline.model_config import parse_model_config
+from pipeline.tasks import model_task
 
 WHICH = re.compile(r"^(student|teacher(\d+))$")
 
@@ -39,37 +38,17 @@ class TrainedModel:
     task: object  # a utils_glue.GlueTask or custom_task.CustomTask: the labels of the rows
 
 
-def add_model_arguments(parser):
-    """The options above, on an argparse parser."""
-    group = parser.add_argument_group("the model")
-    group.add_argument("--model", help="An exported Hugging Face model folder (export.py).")
-    group.add_argument("--model_config_json", help="The JSON naming the teachers and the student.")
-    group.add_argument(
-        "--which", default="student", help="student (default), or teacherN: the N-th entry of 'teachers'."
-    )
-    group.add_argument(
-        "--checkpoint",
-        help="A gs{step}.pkl, or a run folder (its newest gs*.pkl); default: the JSON entry's checkpoint.",
-    )
-    group.add_argument(
-        "--task_name",
-        type=str.lower,
-        choices=TASK_NAMES,
-        default=None,
-        help="The model's task when its folder has no task.json (default mnli).",
-    )
-
-
-def load_from_args(args):
-    """The TrainedModel the options of add_model_arguments name."""
-    if args.model and args.model_config_json:
+def load_trained(model=None, model_config_json=None, which="student", checkpoint=None, task_name=None):
+    """The TrainedModel the model options name (options.add_model_options): an exported folder
+    (model), or an entry of a model config JSON with its checkpoint."""
+    if model and model_config_json:
         raise ValueError(
             "--model and --model_config_json exclude each other: an exported folder carries its own config"
         )
-    if args.model:
-        return load_exported(args.model, args.task_name)
-    if args.model_config_json:
-        return load_from_json(args.model_config_json, args.which, args.checkpoint, args.task_name)
+    if model:
+        return load_exported(model, task_name)
+    if model_config_json:
+        return load_from_json(model_config_json, which, checkpoint, task_name)
     raise ValueError(
         "name a model: --model EXPORTED_FOLDER, or --model_config_json JSON [--which ...] [--checkpoint ...]"
     )
@@ -109,19 +88,6 @@ def load_exported(folder, task_name=None):
     return TrainedModel(
         model, tokenizer, config, None, bool(getattr(tokenizer, "do_lower_case", True)), folder, task
     )
-
-
-def model_task(folder, task_name=None):
-    """The task a model folder (a run's or an export's) records, else --task_name, else MNLI.
-    A --task_name that contradicts the record is an error."""
-    recorded = recorded_task(folder) if folder else None
-    if recorded is not None:
-        if task_name is not None and task_name != recorded.name:
-            raise ValueError(f"--task_name {task_name}: {folder} records task {recorded.name}")
-        return recorded
-    if task_name == "custom":
-        raise ValueError(f"{folder}: no task.json to read the custom task's labels from")
-    return get_task(task_name or "mnli")
 
 
 def select_entry(setup, which):

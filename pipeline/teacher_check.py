@@ -18,9 +18,9 @@ import os
 
 import torch
 
-from data import batch_loader
 from distillation import atomic_write_text
-from evaluation import evaluate
+from pipeline.data import batch_loader
+from pipeline.evaluation import evaluate
 from utils_glue import MAIN_METRIC
 
 logger = logging.getLogger(__name__)
@@ -79,12 +79,11 @@ class TeacherCheck:
         return [t for t in self.teachers if t["weak"]]
 
 
-def check_teachers(teachers, entries, task, dev_features, train_labels, args, device):
-    """Evaluate each teacher (model, with its model_config entry) on the first
-    args.teacher_check_size examples of each dev set; raise ValueError for a weak one unless
-    args.allow_weak_teacher. dev_features: per teacher, {dev set: features} as it reads them
-    (the same examples, in the same order, for every teacher); train_labels: the train set's."""
-    size = args.teacher_check_size
+def check_teachers(teachers, entries, task, dev_features, train_labels, size, allow_weak, batch_size, device):
+    """Evaluate each teacher (model, with its model_config entry) on the first `size` examples
+    of each dev set, batch_size at a time; raise ValueError for a weak one unless allow_weak.
+    dev_features: per teacher, {dev set: features} as it reads them (the same examples, in the
+    same order, for every teacher); train_labels: the train set's."""
     subsets = {name: _first(features, size) for name, features in dev_features[0].items()}
     metric = MAIN_METRIC[task.output_mode]
     if task.labels is not None:
@@ -101,8 +100,7 @@ def check_teachers(teachers, entries, task, dev_features, train_labels, args, de
     rows = []
     for teacher, entry, features in zip(teachers, entries, dev_features, strict=True):
         loaders = {
-            name: batch_loader(_first(features[name], size), args.predict_batch_size, shuffle=False)
-            for name in subsets
+            name: batch_loader(_first(features[name], size), batch_size, shuffle=False) for name in subsets
         }
         scores = {name: values[metric] for name, values in evaluate(teacher, loaders, device, task).items()}
         rows.append(
@@ -118,7 +116,7 @@ def check_teachers(teachers, entries, task, dev_features, train_labels, args, de
     )
     logger.info("%s", check.table())
     weak = check.weak_teachers()
-    if weak and not args.allow_weak_teacher:
+    if weak and not allow_weak:
         raise ValueError(_weak_message(weak, check))
     for teacher in weak:
         logger.warning(

@@ -5,9 +5,9 @@ STS-B's scores clipped to its 0..5 range. A custom task writes predictions.tsv."
 import logging
 import os
 
-from data import feature_batches
 from distillation import atomic_write_text
-from evaluation import predict_outputs
+from pipeline.data import feature_batches
+from pipeline.evaluation import predict_outputs
 from utils_glue import convert_examples_to_features
 
 logger = logging.getLogger(__name__)

@@ -80,6 +80,22 @@ class ModelSetup:
     def teachers_with_own_features(self):
         return [teacher for teacher in self.enabled_teachers if teacher.own_features]
 
+    def check_token_by_token(self, uses):
+        """A teacher with a vocabulary of its own sees other tokens than the student: only its
+        logits can teach. uses: what the run compares token by token (matches, EMD, the
+        student's start from the teacher); an error names them."""
+        own = self.teachers_with_own_features
+        if not own or not uses:
+            return
+        teacher, student = own[0], self.student
+        raise ValueError(
+            f"{self.source}: {teacher.where} reads another vocabulary than the student "
+            f"({teacher.vocab_file}, do_lower_case={teacher.do_lower_case}, against "
+            f"{student.vocab_file}, do_lower_case={student.do_lower_case}): "
+            f"only its logits can teach, but {' and '.join(uses)} compare the models "
+            "token by token (drop them, or give the teacher the student's vocabulary)"
+        )
+
 
 def parse_model_config(path_or_dict):
     """Read and check the JSON (a path, or the already-loaded dict) and return a ModelSetup."""
@@ -131,6 +147,39 @@ def _reject_unknown_keys(raw, allowed, source, where):
 
 
 def _parse_entry(raw, where, source, base_dir):
+    _check_entry_keys(raw, where, source)
+    tokenizer_kwargs = dict(raw.get("tokenizer_kwargs", {}))
+    _check_tokenizer_kwargs(tokenizer_kwargs, source, where)
+    disable = raw.get("disable", False)
+    if disable:  # left out of the run: its paths (and their variables) need not exist
+        paths = {key: raw[key] for key in PATH_KEYS}
+    else:
+        paths = {
+            key: _resolve_path(raw[key], key, where, source, base_dir)
+            for key in PATH_KEYS
+            if raw[key] is not None
+        }
+    entry = ModelEntry(
+        where=where,
+        model_type=raw["model_type"],
+        prefix=raw["prefix"],
+        vocab_file=paths["vocab_file"],
+        config_file=paths["config_file"],
+        checkpoint=paths.get("checkpoint"),
+        tokenizer_kwargs=tokenizer_kwargs,
+        disable=disable,
+        num_hidden_layers=raw.get("num_hidden_layers"),
+        label_order=raw.get("label_order"),
+    )
+    if disable:
+        return entry
+    entry.tokenizer = BertTokenizer(vocab=entry.vocab_file, **tokenizer_kwargs)
+    entry.bert_config = _read_bert_config(entry, source)
+    return entry
+
+
+def _check_entry_keys(raw, where, source):
+    """The entry's keys and the types of their values, before any file is read."""
     if not isinstance(raw, dict):
         raise ValueError(f"{source}: {where}: expected an object, got {raw!r}")
     _reject_unknown_keys(raw, REQUIRED_KEYS + OPTIONAL_KEYS, source, where)
@@ -160,7 +209,10 @@ def _parse_entry(raw, where, source, base_dir):
                 f"{source}: {where}.num_hidden_layers: expected a positive integer, "
                 f"got {raw['num_hidden_layers']}"
             )
+    _check_entry_values(raw, where, source)
 
+
+def _check_entry_values(raw, where, source):
     label_order = raw.get("label_order")
     if label_order is not None and (
         not isinstance(label_order, list)
@@ -171,7 +223,6 @@ def _parse_entry(raw, where, source, base_dir):
             f"{source}: {where}.label_order: expected a list of label names (the "
             f"labels of the classifier's rows, in order), got {label_order!r}"
         )
-
     if raw["model_type"] not in SUPPORTED_MODEL_TYPES:
         raise ValueError(
             f"{source}: {where}.model_type: {raw['model_type']!r} is not supported; "
@@ -181,35 +232,6 @@ def _parse_entry(raw, where, source, base_dir):
     # "bertuncased" and "bert" load alike.
     if not raw["prefix"].strip():
         raise ValueError(f"{source}: {where}.prefix: expected a non-empty label, got {raw['prefix']!r}")
-    tokenizer_kwargs = dict(raw.get("tokenizer_kwargs", {}))
-    _check_tokenizer_kwargs(tokenizer_kwargs, source, where)
-
-    disable = raw.get("disable", False)
-    if disable:  # left out of the run: its paths (and their variables) need not exist
-        paths = {key: raw[key] for key in PATH_KEYS}
-    else:
-        paths = {
-            key: _resolve_path(raw[key], key, where, source, base_dir)
-            for key in PATH_KEYS
-            if raw[key] is not None
-        }
-    entry = ModelEntry(
-        where=where,
-        model_type=raw["model_type"],
-        prefix=raw["prefix"],
-        vocab_file=paths["vocab_file"],
-        config_file=paths["config_file"],
-        checkpoint=paths.get("checkpoint"),
-        tokenizer_kwargs=tokenizer_kwargs,
-        disable=disable,
-        num_hidden_layers=raw.get("num_hidden_layers"),
-        label_order=label_order,
-    )
-    if disable:
-        return entry
-    entry.tokenizer = BertTokenizer(vocab=entry.vocab_file, **tokenizer_kwargs)
-    entry.bert_config = _read_bert_config(entry, source)
-    return entry
 
 
 def _check_tokenizer_kwargs(kwargs, source, where):

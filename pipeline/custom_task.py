@@ -16,19 +16,21 @@ import io
 import json
 import os
 
-from utils_glue import FIELD_SIZE_LIMIT, InputExample, read_header
+from utils_glue import FIELD_SIZE_LIMIT, InputExample, Table, read_header, tsv_text
 
 FORMATS = {".tsv": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl"}
 NAME = "custom"
+# The columns read when their options are not given: --text_a_column, --text_b_column, --label_column.
+COLUMN_DEFAULTS = {"text_a_column": "text", "text_b_column": None, "label_column": "label"}
 
 
 class CustomTask:
-    """The GlueTask interface over your own files (see utils_glue.GlueTask)."""
+    """The task interface (pipeline/tasks.py's Task) over your own files."""
 
     name = NAME
-    folder = None
     metrics = ("acc",)
     skip_labels = ()
+    takes_columns = True  # the columns are named by options (COLUMN_DEFAULTS)
 
     output_mode = "classification"
 
@@ -50,6 +52,16 @@ class CustomTask:
         self.test_sets = {"predictions": test_file} if test_file else {}  # -> predictions.tsv
 
     @classmethod
+    def open(cls, data_dir, columns=None):
+        """(the task of data_dir's files, data_dir); columns: {option name: column or None},
+        the ones not given read as COLUMN_DEFAULTS."""
+        if not os.path.isdir(data_dir):
+            raise FileNotFoundError(f"--data_dir {data_dir}: no such folder")
+        named = {name: (columns or {}).get(name) or default for name, default in COLUMN_DEFAULTS.items()}
+        task = cls.from_files(data_dir, named["text_a_column"], named["label_column"], named["text_b_column"])
+        return task, data_dir
+
+    @classmethod
     def from_files(cls, data_dir, text_a_column, label_column, text_b_column=None):
         """The task of data_dir's train, dev and (optional) test files; the labels are the
         train file's."""
@@ -59,18 +71,23 @@ class CustomTask:
         labels = _discover_labels(os.path.join(data_dir, train), text_a_column, label_column)
         return cls(text_a_column, label_column, labels, text_b_column, train, dev, test)
 
-    def with_files_in(self, data_dir):
-        """This task reading the files data_dir holds (a task rebuilt from task.json has none)."""
+    def locate(self, data_dir):
+        """(this task reading the files data_dir holds, data_dir): a task rebuilt from task.json
+        has none of its own."""
         files = {split: _find_file(data_dir, split, required=False) for split in ("train", "dev", "test")}
         return CustomTask(self.text_a_column, self.label_column, self.labels, self.text_b_column,
-                          files["train"], files["dev"], files["test"])  # fmt: skip
+                          files["train"], files["dev"], files["test"]), data_dir  # fmt: skip
 
     @classmethod
-    def from_record(cls, record):
+    def from_record(cls, record, path=None):
         """The task a run's task.json describes (see record), without its data files."""
         return cls(
             record["text_a_column"], record["label_column"], record["labels"], record.get("text_b_column")
         )
+
+    @classmethod
+    def without_record(cls, folder):
+        raise ValueError(f"{folder}: no task.json to read the custom task's labels from")
 
     @property
     def num_labels(self):
@@ -96,6 +113,31 @@ class CustomTask:
     @property
     def text_columns(self):
         return (self.text_a_column, self.text_b_column) if self.text_b_column else (self.text_a_column,)
+
+    @property
+    def train_columns(self):
+        return self.text_a_column, self.text_b_column, self.label_column
+
+    where_files_go = (
+        "task custom reads your train, dev and (optional) test files, .tsv, .csv or .jsonl, at --data_dir"
+    )
+
+    def read_table(self, path):
+        """The rows of one of your files, to rewrite in its layout (table_text)."""
+        format = FORMATS.get(os.path.splitext(path)[1].lower(), "tsv")
+        rows = [record for _, record in read_records(path, list(self.text_columns))]
+        return Table(rows, list(rows[0]) if rows and format != "jsonl" else None, format)
+
+    def table_text(self, table):
+        if table.format == "jsonl":
+            return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in table.rows)
+        if table.format == "csv":
+            buffer = io.StringIO()
+            writer = csv.DictWriter(buffer, fieldnames=table.header, lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(table.rows)
+            return buffer.getvalue()
+        return tsv_text(table)
 
     def data_file(self, data_dir, split):
         files = {"train": self.train_file, **self.dev_sets, **self.test_sets}
