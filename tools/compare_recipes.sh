@@ -82,7 +82,7 @@ run() {  # run NAME "TABLE ROW" SCRIPT [VAR=VALUE ...] [-- MAIN_ARG ...]: one ro
 }
 
 # The recommended recipe's learning rate, written as a person writes it in a variable (5e-4).
-recipe_lr=$(cd "$here" && "$PYTHON" -c 'import numpy; from recipes import RECIPES
+recipe_lr=$(cd "$here" && "$PYTHON" -c 'import numpy; from pipeline.recipes import RECIPES
 print(numpy.format_float_scientific(RECIPES["recommended"]["learning_rate"], trim="-", exp_digits=1))')
 for which in $runs; do
     case $which in
