@@ -311,3 +311,26 @@ def test_main_takes_the_presets_as_the_scripts_pass_them(run_files, tmp_path, mo
         f"unweighted_attention_scores_att_score_mse_{s}_{t}" for s, t in [(0, 1), (1, 2), (2, 4), (3, 5)]
     } <= names
     assert calls["attention"].kinds["eager"] == 0 and calls["attention"].kinds["sdpa"] > 0
+
+
+def test_main_refuses_scores_between_other_head_counts_before_writing(run_files, tmp_path):
+    """main.py gives fit_matches the models' head counts: a 3-head student under the 2-head
+    teacher gets att_score_mse's clear error, not a shape error mid-step, and no run folder."""
+    root = run_files["root"]
+    student_config = write_bert_config(
+        tmp_path / "student.json", num_hidden_layers=4, hidden_size=12, num_attention_heads=3
+    )
+    config = json.loads(run_files["json"].read_text())
+    config["student"] = model_entry(root / "vocab.txt", student_config)
+    model_json = tmp_path / "model.json"
+    model_json.write_text(json.dumps(config))
+    output_dir = tmp_path / "run"
+    with pytest.raises(
+        ValueError, match=r"matches\[0\]: att_score_mse .* the student has 3 heads and the teacher 2"
+    ):
+        main.run(
+            ["--data_dir", str(run_files["data"]), "--output_dir", str(output_dir),
+             "--model_config_json", str(model_json), "--do_train", "--max_seq_length", "24",
+             "--teacher_check_size", "0", "--matches", "L4_att_score_mse_from6"]
+        )  # fmt: skip
+    assert not output_dir.exists()
