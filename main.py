@@ -34,6 +34,7 @@ from pipeline.checkpoints import build_model
 from pipeline.commands import TRAINING_ERRORS, errors_in_one_line, start_logging
 from pipeline.compiling import compile_training, log_compilation
 from pipeline.data import FeatureReader, batch_loader, loader_workers
+from pipeline.distiller_features import request_features
 from pipeline.evaluation import evaluate_missed_checkpoints, record_evaluation
 from pipeline.final_student import evaluate_trained_student, use_final_student
 from pipeline.model_config import parse_model_config
@@ -59,14 +60,10 @@ def build_distiller(args, train_config, teachers, student, matches):
         return BasicTrainer(train_config, student, adaptor)
     if len(teachers) == 1:
         teacher = teachers[0]
-        fitted = fit_matches(
-            matches,
-            student.config.hidden_size,
-            teacher.config.hidden_size,
-            student.config.num_hidden_layers,
-            teacher.config.num_hidden_layers,
-            weight=args.intermediate_weight,
-        )
+        fitted = fit_matches(matches, student.config.hidden_size, teacher.config.hidden_size,
+                             student.config.num_hidden_layers, teacher.config.num_hidden_layers,
+                             weight=args.intermediate_weight, num_heads_S=student.config.num_attention_heads,
+                             num_heads_T=teacher.config.num_attention_heads)  # fmt: skip
         distill_config = options.distillation_config(args, student, fitted)
         return GeneralDistiller(train_config, distill_config, teacher, student, adaptor, adaptor)
     if matches:
@@ -168,13 +165,12 @@ def train_and_evaluate(args, build_distiller, setup, matches, reader, dev, proce
 
 
 def make_distiller(args, build_distiller, setup, teachers, student, matches, length, processes):
-    """The distiller, its models returning the features it reads (hidden states, attention maps)."""
+    """The distiller, its models returning the features it reads (hidden states, attention maps,
+    relations and attention scores at the layers its matches name)."""
     parallel = processes.world_size > 1
     train_config = options.training_config(args, processes.device, parallel, length.ckpt_steps)
     distiller = build_distiller(args, train_config, teachers, student, matches)
-    features = distiller.features_read()
-    for model in teachers + [student]:
-        model.return_features(hidden="hidden" in features, attention="attention" in features)
+    features = request_features(distiller, teachers, student)
     if args.cache_teacher_logits and not distiller.caches_logits():
         raise ValueError(
             f"--cache_teacher_logits keeps the teachers' logits only, but {type(distiller).__name__} here "

@@ -31,6 +31,8 @@ logger = logging.getLogger("distillation")
 
 AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 READS_ALL = frozenset({"hidden", "attention"})  # the features a distiller reads unless it says
+# Features a model computes for the layers it is asked for only (layers_read), never by default.
+PER_LAYER_FEATURES = ("relation", "attention_scores")
 
 
 class AbstractDistiller:
@@ -113,6 +115,12 @@ class AbstractDistiller:
         {'hidden', 'attention'}: a pipeline may ask its models for only these. A distiller
         that does not say is taken to read them all."""
         return set(READS_ALL)
+
+    def layers_read(self):
+        """{'teacher': {feature: [layers]}, 'student': {...}}: the layers of the PER_LAYER_FEATURES
+        that compute_loss reads, which a pipeline asks each model for (and for no other layer);
+        nothing unless a distiller says."""
+        return {"teacher": {}, "student": {}}
 
     def caches_logits(self):
         """Whether training keeps the teachers' logits (DistillationConfig.is_caching_logits)

@@ -313,7 +313,7 @@ def _add_distillation(group):
         "--matches",
         nargs="*",
         default=[],
-        help="Intermediate-match presets (see matches.py), or the path of a JSON list of matches.",
+        help="Intermediate-match presets (see matches.py) and/or paths of JSON lists of matches.",
     )
 
 

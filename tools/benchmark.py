@@ -65,6 +65,7 @@ from modeling import BertForGLUESimple, BertForGLUESimpleAdaptor
 from pipeline import optimization
 from pipeline.compiling import BACKEND, compile_training
 from pipeline.data import batch_loader
+from pipeline.distiller_features import request_features
 from pipeline.evaluation import evaluate
 from pipeline.feature_cache import load_features
 from pipeline.options import COMPILE_PAD_MULTIPLE
@@ -338,6 +339,19 @@ class Setup:
             self.teacher_config.num_hidden_layers,
         )
 
+    def relation_matches(self):
+        """L4_relation_last (MiniLMv2's relations of the last layers) fitted to these sizes, with
+        the most relation heads, up to the preset's 12, that divide both hidden sizes."""
+        common = math.gcd(self.student_config.hidden_size, self.teacher_config.hidden_size)
+        heads = max(h for h in range(1, 13) if common % h == 0)
+        return fit_matches(
+            [{**match, "relation_heads": heads} for match in PRESETS["L4_relation_last"]],
+            self.student_config.hidden_size,
+            self.teacher_config.hidden_size,
+            self.student_config.num_hidden_layers,
+            self.teacher_config.num_hidden_layers,
+        )
+
     def teacher(self, hidden_states, seed=1):
         return self.model(self.teacher_config, hidden_states, seed).eval().requires_grad_(False)
 
@@ -419,6 +433,15 @@ def build_steps(setup):
         adaptor,
         adaptor,
     )
+    relation = without_checkpoints(GeneralDistiller)(
+        setup.train_config("relation"),
+        DistillationConfig(temperature=temperature, intermediate_matches=setup.relation_matches()),
+        setup.teacher(hidden_states=False),
+        setup.student(hidden_states=False),
+        adaptor,
+        adaptor,
+    )
+    request_features(relation, [relation.model_T], relation.model_S)  # the matched layers only
     emd = without_checkpoints(EMDDistiller)(
         setup.train_config("emd"),
         DistillationConfig(temperature=temperature),
@@ -441,6 +464,7 @@ def build_steps(setup):
     return {
         "bare step": BareStep(setup),
         "GeneralDistiller L4t_hidden_mse + L4_hidden_smmd": DistillerStep(setup, general),
+        "GeneralDistiller L4_relation_last (SDPA kept)": DistillerStep(setup, relation),
         "EMDDistiller": DistillerStep(setup, emd),
         "MultiTeacherDistiller, 2 teachers": DistillerStep(setup, multi(False)),
         "MultiTeacherDistiller, 2 teachers, cached logits (epoch >= 2)": DistillerStep(
@@ -963,6 +987,8 @@ def report(args, setup, encoding, step_times, peaks, eval_rate):
             f"| {seconds / bare:.3f}x |"
         )
     lines.append(f"| EMD step / GeneralDistiller step | | {step_times['EMDDistiller'] / general:.3f}x |")
+    relation = step_times["GeneralDistiller L4_relation_last (SDPA kept)"]
+    lines.append(f"| relation step / hidden-state matches' step | | {relation / general:.3f}x |")
     lines.append(f"| evaluation ({args.eval_examples} examples, batch 128) | {eval_rate:,.0f} examples/s | |")
     lines.append(f"| peak memory of the process (max RSS) | {max_rss_mib():,.0f} MiB | |")
     return "\n".join(lines)

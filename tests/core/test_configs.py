@@ -58,8 +58,9 @@ def warnings_about(caplog, text):
 def test_the_package_exports_textbrewers_names():
     for name in EXPORTS:
         assert hasattr(distillation, name), name
-    assert FEATURES == ["hidden", "attention"]
-    assert ADAPTOR_KEYS == ["logits", "logits_mask", "losses", "inputs_mask", "labels", "hidden", "attention"]
+    # TextBrewer's features first, then this project's (a layer's Q/K/V, its pre-softmax scores)
+    assert FEATURES == ["hidden", "attention", "relation", "attention_scores"]
+    assert ADAPTOR_KEYS == ["logits", "logits_mask", "losses", "inputs_mask", "labels", *FEATURES]
 
 
 # ----- TrainingConfig ------------------------------------------------------------------------

@@ -36,6 +36,7 @@ TINY = [
 TRAINING_ROWS = [
     "bare step",
     "GeneralDistiller L4t_hidden_mse + L4_hidden_smmd",
+    "GeneralDistiller L4_relation_last (SDPA kept)",
     "EMDDistiller",
     "MultiTeacherDistiller, 2 teachers",
     "MultiTeacherDistiller, 2 teachers, cached logits (epoch >= 2)",
@@ -98,9 +99,13 @@ def test_the_tables_have_every_row_with_positive_numbers(tmp_path):
     assert positive(rows["EMD step / GeneralDistiller step"][1], r"{n}x")[0] == pytest_approx(
         ratios["EMDDistiller"] / ratios["GeneralDistiller L4t_hidden_mse + L4_hidden_smmd"]
     )
+    assert positive(rows["relation step / hidden-state matches' step"][1], r"{n}x")[0] == pytest_approx(
+        ratios["GeneralDistiller L4_relation_last (SDPA kept)"]
+        / ratios["GeneralDistiller L4t_hidden_mse + L4_hidden_smmd"]
+    )
     positive(rows["evaluation (64 examples, batch 128)"][0], r"{n} examples/s")
     positive(rows["peak memory of the process (max RSS)"][0], r"{n} MiB")
-    assert len(rows) == 1 + 2 + len(TRAINING_ROWS) + 3  # the header and every measurement
+    assert len(rows) == 1 + 2 + len(TRAINING_ROWS) + 4  # the header and every measurement
     check_levers(levers_table, data)
     # Beside TextBrewer (CI installs it): with the same optimizer, and with its example's.
     try:
@@ -175,6 +180,7 @@ def test_each_training_row_runs_its_own_distiller(tmp_path, monkeypatch):
         "bare step": [],
         "EMDDistiller": ["EMDDistiller"] * 2,
         "GeneralDistiller L4t_hidden_mse + L4_hidden_smmd": ["GeneralDistiller"] * 2,
+        "GeneralDistiller L4_relation_last (SDPA kept)": ["GeneralDistiller"] * 2,
     }
     for name, step in steps.items():
         calls.clear()

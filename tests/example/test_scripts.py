@@ -17,6 +17,7 @@ import torch
 from transformers import BertConfig, BertModel
 
 from demo import make_demo_data
+from matches import PRESETS
 from tests.helpers import (
     SPECIAL_TOKENS,
     WORDS,
@@ -239,9 +240,9 @@ def test_a_missing_data_folder_is_named_first_and_nothing_is_written(env, tmp_pa
     assert os.listdir(tmp_path) == ["data"] and os.listdir(data) == []
 
 
-def test_compare_recipes_runs_every_row_and_prints_the_table(env, teacher_checkpoint, tmp_path):
-    # parallel=2: two rows at a time, as the demo runs them.
-    # A student the recommended recipe can start from the tiny teacher: same heads, narrower.
+def student_jsons(tmp_path):
+    """The model configs of compare_recipes.sh's rows (alone_json, tiny_json, multi_json) with a
+    student the recommended recipe can start from the tiny teacher: same heads, narrower."""
     student_config = tmp_path / "student_config.json"
     config = BertConfig(
         vocab_size=len(SPECIAL_TOKENS) + len(WORDS),
@@ -268,6 +269,12 @@ def test_compare_recipes_runs_every_row_and_prints_the_table(env, teacher_checkp
     ):
         jsons[f"{name}_json"] = str(tmp_path / f"{name}.json")
         (tmp_path / f"{name}.json").write_text(json.dumps({"teachers": teachers, "student": student}))
+    return jsons
+
+
+def test_compare_recipes_runs_every_row_and_prints_the_table(env, teacher_checkpoint, tmp_path):
+    # parallel=2: two rows at a time, as the demo runs them.
+    jsons = student_jsons(tmp_path)
     output_root = tmp_path / "compare"
     result = subprocess.run(
         ["bash", os.path.join(REPO, "tools", "compare_recipes.sh")],
@@ -332,6 +339,53 @@ def test_compare_recipes_runs_every_row_and_prints_the_table(env, teacher_checkp
     else:
         assert "=== picture skipped: matplotlib is not installed" in result.stdout
         assert not (output_root / "runs.png").exists()
+
+
+def test_compare_recipes_relation_and_score_rows(env, teacher_checkpoint, tmp_path):
+    """MiniLMv2's relations alone and beside the recipe's matches, TinyBERT's scores beside them:
+    presets and a JSON file mixed in one matches variable, as the SICK commands give them."""
+    relation = tmp_path / "relation.json"  # 4 relation heads: the student is 16 wide
+    relation.write_text(json.dumps([dict(PRESETS["L4_relation_last"][0], relation_heads=4)]))
+    output_root = tmp_path / "compare"
+    result = subprocess.run(
+        ["bash", os.path.join(REPO, "tools", "compare_recipes.sh")],
+        env=dict(
+            env,
+            OUTPUT_ROOT_DIR=str(output_root),
+            TEACHER_CKPT=teacher_checkpoint,
+            n_train="16",
+            parallel="2",
+            runs="relation recommended_relation recommended_scores",
+            relation_matches=str(relation),
+            **student_jsons(tmp_path),
+        ),
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    rows = json.loads((output_root / "results.json").read_text())
+    assert [row["model"] for row in rows] == [
+        "Teacher",
+        f"Init + KD + relations ({relation})",
+        "Recommended recipe + relations",
+        "Recommended recipe + attention scores",
+    ]
+    relation_loss, scores = (
+        "unweighted_relation_relation_kl_3_11",
+        "unweighted_attention_scores_att_score_mse_3_11",
+    )
+    for name, expected in (
+        ("relation", {relation_loss}),
+        ("recommended_relation", {relation_loss, "unweighted_hidden_hidden_mse_4_12"}),
+        ("recommended_scores", {scores, "unweighted_hidden_hidden_mse_4_12"}),
+    ):
+        with open(output_root / f"{name}.log") as f:
+            assert "initialised from the teacher" in f.read()
+        with open(output_root / name / "metrics.jsonl") as f:
+            metrics = [json.loads(line) for line in f if '"step"' in line][-1]
+        losses = {key for key in metrics if key.startswith("unweighted_") and "_kd_" not in key}
+        assert expected <= losses and (relation_loss in losses) == (name != "recommended_scores"), losses
+        assert any("hidden" in key for key in losses) == (name != "relation"), losses
 
 
 def test_compare_recipes_fails_when_a_parallel_row_fails(env, teacher_checkpoint, tmp_path):
