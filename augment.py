@@ -13,9 +13,10 @@ single word piece are replaced (the vocabulary's whole words); special tokens, p
 words split into pieces stay as they are. TextBrewer's token-level helpers (masking, deleting,
 ...) can follow (--token_ops). New examples equal to their original are not written.
 
-The output keeps the input's layout (GLUE's TSV, or your CSV / TSV / JSON Lines), with the
-label column set to '-': main.py --transfer_file trains on such examples from the teachers'
-outputs alone. The same seed gives the same file.
+The output keeps the input's layout (GLUE's TSV, or your CSV / TSV / JSON Lines; a dataset's
+train split, --dataset, gives JSON Lines with its columns), with the label column set to '-':
+main.py --transfer_file trains on such examples from the teachers' outputs alone. The same seed
+gives the same file.
 """
 
 import argparse
@@ -35,7 +36,7 @@ from pipeline.checkpoints import read_tensor
 from pipeline.commands import errors_in_one_line, start_logging
 from pipeline.model_config import parse_model_config
 from pipeline.options import (
-    add_data_dir,
+    add_data_source,
     add_model_config_json,
     add_seed,
     add_task_options,
@@ -204,7 +205,7 @@ def build_parser():
     )
     add_which(parser, "teacher0", "The model whose input embeddings give the neighbours.")
     add_task_options(parser)
-    add_data_dir(parser, help="The task's folder (its train file is augmented).")
+    add_data_source(parser, help="The task's folder (its train file is augmented).")
     add(
         "--input",
         default=None,
@@ -254,7 +255,7 @@ def masked_lm_vocabulary_check(folder, student_vocab):
 
 def run(args):
     setup = parse_model_config(args.model_config_json)
-    task, data_dir = open_task(args.task_name, args.data_dir, custom_columns(args))
+    task, data_dir = open_task(args.task_name, args.data_dir, custom_columns(args), args.dataset)
     student = setup.student
     tokenizer = student.tokenizer
     if args.source == "mlm":

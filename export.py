@@ -7,7 +7,9 @@
 The folder holds config.json (BertForSequenceClassification with the task's labels as id2label,
 or one regression output), model.safetensors, vocab.txt and the tokenizer files, so that
 AutoModelForSequenceClassification, AutoTokenizer and pipeline("text-classification") load it
-without this repository; and task.json, the task it was trained for (predict.py reads it).
+without this repository; task.json, the task it was trained for (predict.py reads it); and
+README.md, its model card: what the model is, its teachers, recipe, dev scores and command, read
+from the records of the run folder of its checkpoint (pipeline/model_card.py).
 """
 
 import argparse

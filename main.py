@@ -31,15 +31,16 @@ from matches import fit_matches, read_matches
 from modeling import BertForGLUESimpleAdaptor
 from pipeline import options, student_check
 from pipeline.checkpoints import build_model
-from pipeline.commands import errors_in_one_line, start_logging
+from pipeline.commands import TRAINING_ERRORS, errors_in_one_line, start_logging
 from pipeline.compiling import compile_training, log_compilation
 from pipeline.data import FeatureReader, batch_loader, loader_workers
+from pipeline.distiller_features import request_features
 from pipeline.evaluation import evaluate_missed_checkpoints, record_evaluation
 from pipeline.final_student import evaluate_trained_student, use_final_student
 from pipeline.model_config import parse_model_config
 from pipeline.optimization import build_optimizer, schedule, training_length
 from pipeline.processes import launched
-from pipeline.run_folder import make_output_dir, write_run_records
+from pipeline.run_folder import make_output_dir, write_training_records
 from pipeline.student_init import init_student_from_teacher
 from pipeline.submission import read_test_sets
 from pipeline.tasks import open_task
@@ -59,14 +60,10 @@ def build_distiller(args, train_config, teachers, student, matches):
         return BasicTrainer(train_config, student, adaptor)
     if len(teachers) == 1:
         teacher = teachers[0]
-        fitted = fit_matches(
-            matches,
-            student.config.hidden_size,
-            teacher.config.hidden_size,
-            student.config.num_hidden_layers,
-            teacher.config.num_hidden_layers,
-            weight=args.intermediate_weight,
-        )
+        fitted = fit_matches(matches, student.config.hidden_size, teacher.config.hidden_size,
+                             student.config.num_hidden_layers, teacher.config.num_hidden_layers,
+                             weight=args.intermediate_weight, num_heads_S=student.config.num_attention_heads,
+                             num_heads_T=teacher.config.num_attention_heads)  # fmt: skip
         distill_config = options.distillation_config(args, student, fitted)
         return GeneralDistiller(train_config, distill_config, teacher, student, adaptor, adaptor)
     if matches:
@@ -81,7 +78,7 @@ def run(argv=None, build_distiller=build_distiller, add_options=None, check=None
     args = options.parse_args(argv, add_options, check)
     with launched(args.no_cuda) as processes:
         set_seed(args.random_seed)
-        task, data_dir = open_task(args.task_name, args.data_dir, options.custom_columns(args))
+        task, data_dir = open_task(args.task_name, args.data_dir, options.custom_columns(args), args.dataset)
         options.check_data_files(args, task, data_dir)
         setup = parse_model_config(args.model_config_json)
         matches = read_matches(args.matches)
@@ -151,8 +148,8 @@ def train_and_evaluate(args, build_distiller, setup, matches, reader, dev, proce
     if args.resume:
         distiller.resume_from(latest_state(args.output_dir))
     make_output_dir(args.output_dir)  # only now: every check above has passed
-    if processes.is_main:  # rank 0 alone writes the run's records
-        write_run_records(args.output_dir, task, args.model_config_json)
+    if processes.is_main:  # rank 0 alone writes the run's records, and run.json: what made its models
+        write_training_records(args.output_dir, vars(args), distiller, setup, [*teachers, student], reader)
     if check is not None:
         check.write(args.output_dir)
     if args.resume and dev["loaders"]:
@@ -168,13 +165,12 @@ def train_and_evaluate(args, build_distiller, setup, matches, reader, dev, proce
 
 
 def make_distiller(args, build_distiller, setup, teachers, student, matches, length, processes):
-    """The distiller, its models returning the features it reads (hidden states, attention maps)."""
+    """The distiller, its models returning the features it reads (hidden states, attention maps,
+    relations and attention scores at the layers its matches name)."""
     parallel = processes.world_size > 1
     train_config = options.training_config(args, processes.device, parallel, length.ckpt_steps)
     distiller = build_distiller(args, train_config, teachers, student, matches)
-    features = distiller.features_read()
-    for model in teachers + [student]:
-        model.return_features(hidden="hidden" in features, attention="attention" in features)
+    features = request_features(distiller, teachers, student)
     if args.cache_teacher_logits and not distiller.caches_logits():
         raise ValueError(
             f"--cache_teacher_logits keeps the teachers' logits only, but {type(distiller).__name__} here "
@@ -234,7 +230,7 @@ def main(build=build_distiller, add_options=None, check=None):
     # Under torchrun, rank 0 alone logs progress; the others report warnings and errors.
     start_logging(logging.WARNING if int(os.environ.get("RANK", "0")) != 0 else logging.INFO)
     try:
-        with errors_in_one_line(logger, also=[FloatingPointError]):  # FloatingPointError: a diverged run
+        with errors_in_one_line(logger, also=TRAINING_ERRORS):
             run(build_distiller=build, add_options=add_options, check=check)
     except TrainingInterrupted as stop:
         logger.error(

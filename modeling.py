@@ -26,6 +26,9 @@ class BertForGLUESimple(nn.Module):
       output_hidden_states: also return the embeddings output and every layer's output;
       output_attentions: also return every layer's attention probabilities (this needs the eager
         attention: SDPA computes no attention maps, so it is used only when they are not asked for).
+    return_features also chooses layers whose query, key and value vectors ('relations') or
+    pre-softmax attention scores ('attention_scores') forward returns: those are recomputed from
+    the layer's input through its own projections, so every layer keeps SDPA.
     """
 
     def __init__(self, config, num_labels, output_hidden_states=False, output_attentions=False):
@@ -40,13 +43,32 @@ class BertForGLUESimple(nn.Module):
         self.num_labels = num_labels
         self.output_hidden_states = output_hidden_states
         self.output_attentions = output_attentions
+        self.relation_layers = ()
+        self.score_layers = ()
 
-    def return_features(self, hidden, attention):
-        """Choose what forward returns beyond the logits (see the class docstring)."""
+    def return_features(self, hidden, attention, relation=(), attention_scores=()):
+        """Choose what forward returns beyond the logits (see the class docstring).
+
+        relation, attention_scores: encoder layers, indexed from 0 as the attention maps are
+        (layer k of the model is index k - 1), whose query, key and value vectors or whose
+        pre-softmax scores forward returns; none by default.
+        """
         self.output_hidden_states = hidden
         self.output_attentions = attention
+        self.relation_layers = self._layers(relation, "relation")
+        self.score_layers = self._layers(attention_scores, "attention_scores")
         if attention and self.bert.config._attn_implementation != "eager":
             self.bert.set_attn_implementation("eager")  # SDPA computes no attention maps
+
+    def _layers(self, layers, feature):
+        count = self.config.num_hidden_layers
+        wrong = [layer for layer in layers if not (isinstance(layer, int) and 0 <= layer < count)]
+        if wrong:
+            raise ValueError(
+                f"return_features: {feature} layers {wrong} are out of range for a model with "
+                f"{count} layers (indices 0 to {count - 1})"
+            )
+        return tuple(sorted(set(layers)))
 
     def compile(self, *args, **kwargs):
         """nn.Module.compile, once transformers' hooks that collect hidden states and attention
@@ -65,16 +87,23 @@ class BertForGLUESimple(nn.Module):
             the embeddings output first;
           'attentions' (if built with them): num_hidden_layers tensors (B, heads, L, L), the
             softmax probabilities (in training mode, after attention dropout as BERT uses them);
+          'relations' (if asked for layers): num_hidden_layers entries, None but at those layers:
+            (3, B, L, H), the layer's query, key and value vectors (relation_kl's feature);
+          'attention_scores' (if asked for layers): num_hidden_layers entries, None but at those
+            layers: (B, heads, L, L), Q K^T / sqrt(head size) with -10000 added at padded keys, as
+            TinyBERT's BERT returns them (att_score_mse's feature);
           'loss' (if labels are given): hard_label_loss, a scalar: the mean cross-entropy (the
             mean squared error with one output) over the examples that have a label.
         """
+        mask_2d = attention_mask
         if attention_mask is not None and attention_mask.is_cuda:
             attention_mask = expanded_attention_mask(attention_mask, self.bert.config._attn_implementation)
+        per_layer = bool(self.relation_layers or self.score_layers)  # read from each layer's input
         encoded = self.bert(
             input_ids=input_ids,
             attention_mask=attention_mask,
             token_type_ids=token_type_ids,
-            output_hidden_states=self.output_hidden_states,
+            output_hidden_states=self.output_hidden_states or per_layer,
             output_attentions=self.output_attentions,
             return_dict=True,
         )
@@ -82,11 +111,54 @@ class BertForGLUESimple(nn.Module):
         outputs = {"logits": logits}
         if self.output_hidden_states:
             outputs["hidden_states"] = encoded.hidden_states
+        if per_layer:
+            outputs.update(self._attention_features(encoded.hidden_states, mask_2d))
         if self.output_attentions:
             outputs["attentions"] = encoded.attentions
         if labels is not None:
             outputs["loss"] = hard_label_loss(logits, labels)
         return outputs
+
+    def _attention_features(self, hidden_states, attention_mask):
+        """'relations' and 'attention_scores' of the layers asked for. Layer k's input is
+        hidden_states[k] (the embeddings output, or layer k-1's output), and its own query, key
+        and value projections give exactly the vectors its attention used: no dropout lies
+        between them."""
+        count = self.config.num_hidden_layers
+        relations, scores = [None] * count, [None] * count
+        for k in sorted(set(self.relation_layers) | set(self.score_layers)):
+            attention = self.bert.encoder.layer[k].attention.self
+            inputs = hidden_states[k]
+            query, key = attention.query(inputs), attention.key(inputs)
+            if k in self.relation_layers:
+                relations[k] = torch.stack([query, key, attention.value(inputs)])
+            if k in self.score_layers:
+                scores[k] = pre_softmax_scores(attention, query, key, attention_mask)
+        outputs = {}
+        if self.relation_layers:
+            outputs["relations"] = relations
+        if self.score_layers:
+            outputs["attention_scores"] = scores
+        return outputs
+
+
+# BERT's original additive mask value, which TinyBERT's attention loss expects at padded keys.
+TINYBERT_MASK_VALUE = -10000.0
+
+
+def pre_softmax_scores(attention, query, key, attention_mask=None):
+    """(B, heads, L, L): each head's Q K^T times the module's scaling (1 / sqrt(head size)), plus
+    -10000 at padded keys when a (B, L) attention_mask is given. attention: a BertSelfAttention;
+    query, key: (B, L, H) from its projections."""
+    batch, length = query.shape[:2]
+    size = attention.attention_head_size
+    query = query.view(batch, length, -1, size).transpose(1, 2)
+    key = key.view(batch, length, -1, size).transpose(1, 2)
+    scores = torch.matmul(query, key.transpose(-1, -2)) * attention.scaling
+    if attention_mask is not None:
+        padded = (1.0 - attention_mask[:, None, None, :].to(scores.dtype)) * TINYBERT_MASK_VALUE
+        scores = scores + padded
+    return scores
 
 
 def hard_label_loss(logits, labels):
@@ -122,6 +194,10 @@ def BertForGLUESimpleAdaptor(batch, model_outputs):
         adapted["hidden"] = model_outputs["hidden_states"]
     if "attentions" in model_outputs:
         adapted["attention"] = model_outputs["attentions"]
+    if "relations" in model_outputs:
+        adapted["relation"] = model_outputs["relations"]
+    if "attention_scores" in model_outputs:
+        adapted["attention_scores"] = model_outputs["attention_scores"]
     if "loss" in model_outputs:
         adapted["losses"] = model_outputs["loss"]
     if "labels" in batch:

@@ -8,6 +8,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 
 : "${OUTPUT_ROOT_DIR:=output-root-dir}"
 : "${DATA_ROOT_DIR:=data-root-dir}"       # holds GLUE's task folders (MNLI/, RTE/, ...), or a custom task's files
+: "${dataset:=}"                          # or a Hugging Face dataset in its place: nyu-mll/glue, or a folder
 : "${task:=mnli}"                         # a GLUE task (cola sst-2 mrpc sts-b qqp mnli qnli rte wnli) or custom
 : "${model_config_json_file:=DistillBertToTiny.json}"  # set the teacher's checkpoint there
 : "${accu:=1}"
@@ -32,10 +33,13 @@ fi
 [[ "$model_config_json_file" == */* ]] || model_config_json_file="${here}/jsons/${model_config_json_file}"
 : "${OUTPUT_DIR:=${OUTPUT_ROOT_DIR}/${task}_${recipe}${temperature:+_t$temperature}_T4tiny_${matches// /-}${lr:+_lr$lr}_e${ep}_bs${batch_size}}"  # this run's folder (main.py makes it once its checks have passed)
 
+# The task's files, or the dataset (docs/tasks.md, From the Hub).
+data=(--data_dir "$DATA_ROOT_DIR")
+[[ -z $dataset ]] || data=(--dataset "$dataset")
 # $matches is split into words on purpose: one word per preset.
 # shellcheck disable=SC2086
 "$PYTHON" -u "${here}/main.py" \
-    --data_dir "${DATA_ROOT_DIR}" \
+    "${data[@]}" \
     --output_dir "$OUTPUT_DIR" \
     --model_config_json "$model_config_json_file" \
     --task_name "$task" \

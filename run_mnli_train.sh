@@ -7,6 +7,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 
 : "${OUTPUT_ROOT_DIR:=output-root-dir}"   # one folder per run is made here
 : "${DATA_ROOT_DIR:=data-root-dir}"       # holds GLUE's task folders: MNLI/train.tsv, dev_matched.tsv, ...
+: "${dataset:=}"                          # or a Hugging Face dataset in its place: nyu-mll/glue, or a folder
 : "${task:=mnli}"                         # a GLUE task (cola sst-2 mrpc sts-b qqp mnli qnli rte wnli) or custom
 : "${model_config_json_file:=TrainBertTeacher.json}"  # a file in jsons/, or a path
 : "${accu:=1}"            # gradient accumulation steps
@@ -26,8 +27,11 @@ fi
 [[ "$model_config_json_file" == */* ]] || model_config_json_file="${here}/jsons/${model_config_json_file}"
 : "${OUTPUT_DIR:=${OUTPUT_ROOT_DIR}/${task}_teacher_lr${lr}_e${ep}_bs${batch_size}_l${length}}"  # this run's folder (main.py makes it once its checks have passed)
 
+# The task's files, or the dataset (docs/tasks.md, From the Hub).
+data=(--data_dir "$DATA_ROOT_DIR")
+[[ -z $dataset ]] || data=(--dataset "$dataset")
 "$PYTHON" -u "${here}/main.py" \
-    --data_dir "${DATA_ROOT_DIR}" \
+    "${data[@]}" \
     --output_dir "$OUTPUT_DIR" \
     --model_config_json "$model_config_json_file" \
     --task_name "$task" \

@@ -5,6 +5,7 @@ how, its labels, and its metrics; examples are encoded into tensors here too.
     task.get_examples(data_dir, "train")          # InputExamples of train.tsv
     task.dev_sets                                 # {"rte": "dev.tsv"}; MNLI: mnli and mnli-mm
     compute_metrics("rte", preds, labels)         # {"acc": ...}
+    processors["mnli-mm"]().get_dev_examples(d)   # the original's API: dev_mismatched.tsv
 
 GLUE's files are read with QUOTE_NONE: their sentences hold quote characters as plain text.
 Your own data: `CustomTask` (pipeline/custom_task.py) reads TSV, CSV or JSON Lines with named columns.
@@ -12,6 +13,7 @@ Your own data: `CustomTask` (pipeline/custom_task.py) reads TSV, CSV or JSON Lin
 
 import csv
 import dataclasses
+import functools
 import logging
 import os
 import typing
@@ -84,6 +86,16 @@ class Table:
     rows: list
     header: list | None  # None: no header row (CoLA's train file, JSON Lines)
     format: str = "tsv"  # tsv, csv or jsonl
+
+
+def file_version(path):
+    """{data_file (absolute), data_size, data_mtime_ns}: which version of a data file is read."""
+    path = os.path.abspath(path)
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: data file not found") from None
+    return {"data_file": path, "data_size": str(stat.st_size), "data_mtime_ns": str(stat.st_mtime_ns)}
 
 
 def tsv_text(table):
@@ -197,6 +209,14 @@ class GlueTask:
 
     def is_test_set(self, split):
         return split in self.test_sets
+
+    def data_version(self, data_dir, split):
+        """Which version of a split's file is read (the feature cache's key): file_version."""
+        return file_version(self.data_file(data_dir, split))
+
+    def from_dataset(self, source, columns=None):
+        """This task, reading a dataset's splits (pipeline/hub_dataset.py): its labels are GLUE's."""
+        return self
 
     def get_examples(self, data_dir, split):
         path = self.data_file(data_dir, split)
@@ -400,6 +420,31 @@ TASKS = {
 }
 # The dev set names of every task, for compute_metrics (MNLI's mnli-mm among them).
 DEV_SET_TASKS = {dev_set: task for task in TASKS.values() for dev_set in task.dev_sets}
+
+
+class GlueProcessor:
+    """The original example's processor of one dev set's name, over its GlueTask: the task's
+    train file, that dev set (processors["mnli-mm"]: dev_mismatched.tsv) and its labels."""
+
+    def __init__(self, task, dev_set):
+        self.task, self.dev_set = task, dev_set
+
+    def get_train_examples(self, data_dir):
+        return self.task.get_train_examples(data_dir)
+
+    def get_dev_examples(self, data_dir):
+        return self.task.get_examples(data_dir, self.dev_set)
+
+    def get_labels(self):
+        """The labels in the classifier's order; [None] for STS-B's one output, as the original."""
+        return self.task.label_list or [None]
+
+
+# The original's tables, by dev set name: processors[name]() (a processor, as its classes gave),
+# output_modes[name], and GLUE_TASKS_NUM_LABELS by task.
+processors = {name: functools.partial(GlueProcessor, task, name) for name, task in DEV_SET_TASKS.items()}
+output_modes = {name: task.output_mode for name, task in DEV_SET_TASKS.items()}
+GLUE_TASKS_NUM_LABELS = {name: task.num_labels for name, task in TASKS.items()}
 
 
 def get_task(name):

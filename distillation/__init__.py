@@ -9,6 +9,7 @@ the names below "the run's files and state" are the toolbox the example builds o
 
 from . import data_utils, utils  # textbrewer.utils and textbrewer.data_utils, as attributes
 from .adaptors import move_to_device
+from .checkpoint_writer import CheckpointWriteError
 from .configs import DistillationConfig, IntermediateMatch, TrainingConfig
 from .distillers import (
     BasicDistiller,
@@ -66,6 +67,7 @@ __all__ = [
     "safe_torch_load",
     "EXAMPLE_INDEX_KEY",
     "TrainingInterrupted",
+    "CheckpointWriteError",
     "latest_state",
     "checkpoint_path",
     "checkpoint_steps",

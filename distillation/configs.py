@@ -4,6 +4,7 @@ Neither config changes during training or touches the disk: schedules are applie
 the distillers, and output_dir is created when training starts.
 """
 
+import inspect
 import json
 import logging
 
@@ -17,6 +18,7 @@ from .schedulers import TEMPERATURE_SCHEDULER, TEMPERATURE_SCHEDULER_BUILDERS, W
 logger = logging.getLogger(__name__)
 
 MIXED_PRECISION = ("no", "fp16", "bf16")
+_BUILT_IN_LOSSES = frozenset(MATCH_LOSS_MAP)  # before any register_new
 TEACHER_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
@@ -137,9 +139,25 @@ class TrainingConfig(_Config):
 
 
 class IntermediateMatch(_Config):
-    """One intermediate match: which layers, which feature, which loss, its weight and projection."""
+    """One intermediate match: which layers, which feature, which loss, its weight and projection.
 
-    def __init__(self, layer_T, layer_S, feature, loss, weight, proj=None, proj_group=None):
+    Beyond TextBrewer's keys, a match may give its loss options (LOSS_OPTIONS), passed to the
+    loss as keyword arguments when set: relation_heads and relation_weights ([Q, K, V]) of
+    relation_kl.
+    """
+
+    def __init__(
+        self,
+        layer_T,
+        layer_S,
+        feature,
+        loss,
+        weight,
+        proj=None,
+        proj_group=None,
+        relation_heads=None,
+        relation_weights=None,
+    ):
         self.layer_T = layer_T
         self.layer_S = layer_S
         self.feature = feature
@@ -147,15 +165,29 @@ class IntermediateMatch(_Config):
         self.weight = weight
         self.proj = proj
         self.proj_group = proj_group or {}
+        self.relation_heads = relation_heads
+        self.relation_weights = relation_weights
 
     KEYS = ("layer_T", "layer_S", "feature", "loss", "weight", "proj")
+    LOSS_OPTIONS = ("relation_heads", "relation_weights")
+    # Features with no vector to project: length x length matrices, or vectors split into heads.
+    UNPROJECTED = ("relation", "attention_scores")
+
+    def _public(self):  # the repr leaves out the loss options a match does not set
+        unset = {key for key in self.LOSS_OPTIONS if getattr(self, key) is None}
+        return {key: value for key, value in super()._public().items() if key not in unset}
+
+    def loss_options(self):
+        """{option: value} of the loss options this match sets."""
+        return {key: getattr(self, key) for key in self.LOSS_OPTIONS if getattr(self, key) is not None}
 
     def as_dict(self):
-        """The match as TextBrewer's configs take it: {layer_T, layer_S, feature, loss, weight, proj?}."""
+        """The match as TextBrewer's configs take it: {layer_T, layer_S, feature, loss, weight, proj?},
+        plus the loss options it sets."""
         match = {key: getattr(self, key) for key in self.KEYS if key != "proj"}
         if self.proj is not None:
             match["proj"] = list(self.proj) + ([self.proj_group] if self.proj_group else [])
-        return match
+        return {**match, **self.loss_options()}
 
     @classmethod
     def from_dict(cls, match, index):
@@ -165,10 +197,11 @@ class IntermediateMatch(_Config):
         where = f"intermediate_matches[{index}]"
         if not isinstance(match, dict):
             raise ValueError(f"{where}: expected a dict, got {match!r}")
-        unknown = sorted(set(match) - set(cls.KEYS))
+        known = cls.KEYS + cls.LOSS_OPTIONS
+        unknown = sorted(set(match) - set(known))
         if unknown:
             raise ValueError(
-                f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; known: {', '.join(cls.KEYS)}"
+                f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; known: {', '.join(known)}"
             )
         missing = [key for key in cls.KEYS[:5] if key not in match]
         if missing:
@@ -201,7 +234,70 @@ class IntermediateMatch(_Config):
                     f"dim_out, {{options}}] with kind in {', '.join(PROJ_MAP)}; got {proj!r}"
                 )
             proj, proj_group = list(proj[:3]), (proj[3] if len(proj) == 4 else {})
-        return cls(layer_T, layer_S, match["feature"], match["loss"], match["weight"], proj, proj_group)
+            if match["feature"] in cls.UNPROJECTED:
+                raise ValueError(
+                    f"{where}: the {match['feature']!r} feature takes no proj: its loss compares "
+                    "length x length matrices, whatever the two hidden sizes"
+                )
+        _check_feature_and_loss(match, where)
+        options = {key: match[key] for key in cls.LOSS_OPTIONS if match.get(key) is not None}
+        _check_loss_options(match["loss"], options, where)
+        return cls(
+            layer_T, layer_S, match["feature"], match["loss"], match["weight"], proj, proj_group, **options
+        )
+
+
+# The features this project added, and the built-in losses that read each; a loss registered
+# by the user may read any feature.
+_ATTENTION_LOSSES = ("attention_mse", "attention_mse_sum", "attention_ce", "attention_ce_mean")
+_LOSSES_OF_FEATURE = {
+    "relation": ("relation_kl",),  # (3, batch, length, hidden): query, key and value vectors
+    "attention_scores": ("att_score_mse",) + _ATTENTION_LOSSES,  # (batch, heads, length, length)
+}
+_FEATURES_OF_LOSS = {"relation_kl": ("relation",), "att_score_mse": ("attention_scores", "attention")}
+
+
+def _check_feature_and_loss(match, where):
+    feature, loss = match["feature"], match["loss"]
+    if loss in _FEATURES_OF_LOSS and feature not in _FEATURES_OF_LOSS[loss]:
+        raise ValueError(
+            f"{where}: loss {loss!r} reads feature {' or '.join(map(repr, _FEATURES_OF_LOSS[loss]))}, "
+            f"not {feature!r}"
+        )
+    if feature in _LOSSES_OF_FEATURE and loss in _BUILT_IN_LOSSES and loss not in _LOSSES_OF_FEATURE[feature]:
+        raise ValueError(
+            f"{where}: feature {feature!r} is read by loss "
+            f"{' or '.join(map(repr, _LOSSES_OF_FEATURE[feature]))}, not {loss!r}"
+        )
+
+
+def _check_loss_options(loss, options, where):
+    if "relation_heads" in options:
+        heads = options["relation_heads"]
+        if not isinstance(heads, int) or isinstance(heads, bool) or heads < 1:
+            raise ValueError(f"{where}: relation_heads must be a positive integer, got {heads!r}")
+    if "relation_weights" in options:
+        weights = options["relation_weights"]
+        if (
+            not isinstance(weights, (list, tuple))
+            or len(weights) != 3
+            or not all(isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0 for w in weights)
+        ):
+            raise ValueError(
+                f"{where}: relation_weights must be a list of 3 numbers >= 0 (the Q-Q, K-K and V-V "
+                f"relations' weights), got {weights!r}"
+            )
+    taken = _keyword_parameters(MATCH_LOSS_MAP[loss])
+    refused = [key for key in options if key not in taken]
+    if refused:
+        raise ValueError(f"{where}: loss {loss!r} takes no {', '.join(refused)}")
+
+
+def _keyword_parameters(function):
+    try:
+        return set(inspect.signature(function).parameters)
+    except (TypeError, ValueError):  # no signature to read (e.g. a builtin)
+        return set()
 
 
 def _is_layer(layer, pair):
@@ -217,7 +313,8 @@ class DistillationConfig(_Config):
       attribute holds, as in TextBrewer, None or the function (logits_S, logits_T, temperature)
       -> temperature, because distillers written for TextBrewer call it themselves.
     hard_label_weight_scheduler, kd_loss_weight_scheduler: 'none', 'linear_decay', 'linear_growth'.
-    intermediate_matches: dicts {layer_T, layer_S, feature, loss, weight, proj?}.
+    intermediate_matches: dicts {layer_T, layer_S, feature, loss, weight, proj?}, and the loss
+      options relation_heads? and relation_weights? of relation_kl.
     is_caching_logits: the teachers' logits of the first epoch are reused in later epochs.
     padded_length (not in TextBrewer): the length inputs were padded to, when each batch is then
     cut to its longest example; the losses whose masked value depends on it ('mmd', 'nst',

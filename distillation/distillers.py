@@ -13,7 +13,7 @@ from .adaptors import as_list, call_model, move_to_device, out_of_inference_mode
 from .losses import KD_LOSS_MAP, MATCH_LOSS_MAP
 from .projections import PROJ_MAP
 from .task_sampling import TaskBatches
-from .trainer import READS_ALL, AbstractDistiller
+from .trainer import PER_LAYER_FEATURES, READS_ALL, AbstractDistiller
 
 
 class BasicTrainer(AbstractDistiller):
@@ -98,7 +98,8 @@ class GeneralDistiller(BasicDistiller):
             padded = distill_config.padded_length is not None and _takes_padded_length(
                 MATCH_LOSS_MAP[match.loss]
             )
-            self._match_options.append({"padded_length": distill_config.padded_length} if padded else {})
+            options = {"padded_length": distill_config.padded_length} if padded else {}
+            self._match_options.append({**options, **match.loss_options()})
             proj = None
             if match.proj is not None:
                 kind, dim_in, dim_out = match.proj
@@ -110,6 +111,16 @@ class GeneralDistiller(BasicDistiller):
         return _unless_overridden(
             self, GeneralDistiller, {match.feature for match in self.d_config.intermediate_matches}
         )
+
+    def layers_read(self):
+        """The layers of the per-layer features (PER_LAYER_FEATURES) that the matches read."""
+        layers = {"teacher": {}, "student": {}}
+        for match in self.d_config.intermediate_matches:
+            if match.feature in PER_LAYER_FEATURES:
+                for side, layer in (("teacher", match.layer_T), ("student", match.layer_S)):
+                    chosen = layers[side].setdefault(match.feature, set())
+                    chosen.update(layer if isinstance(layer, list) else [layer])
+        return {side: {f: sorted(chosen) for f, chosen in by.items()} for side, by in layers.items()}
 
     def compute_loss(self, results_S, results_T):
         total, losses = self.compute_prediction_loss(results_S, results_T)
@@ -126,10 +137,13 @@ class GeneralDistiller(BasicDistiller):
             feature_S = _feature(results_S, match.feature, index, "student")
             feature_T = _feature(results_T, match.feature, index, "teacher")
             if isinstance(match.layer_S, list):
-                inter_S = [_project(proj, feature_S[layer]) for layer in match.layer_S]
-                inter_T = [feature_T[layer] for layer in match.layer_T]
+                inter_S = [
+                    _project(proj, _layer(feature_S, layer, index, "student")) for layer in match.layer_S
+                ]
+                inter_T = [_layer(feature_T, layer, index, "teacher") for layer in match.layer_T]
             else:
-                inter_S, inter_T = _project(proj, feature_S[match.layer_S]), feature_T[match.layer_T]
+                inter_S = _project(proj, _layer(feature_S, match.layer_S, index, "student"))
+                inter_T = _layer(feature_T, match.layer_T, index, "teacher")
             loss = MATCH_LOSS_MAP[match.loss](inter_S, inter_T, mask=mask, **options)
             total = total + match.weight * loss
             losses[name] = loss
@@ -284,6 +298,18 @@ def _feature(results, feature, index, side):
             f"adaptor, which returned only {', '.join(results)}"
         )
     return results[feature]
+
+
+def _layer(feature, layer, index, side):
+    """One layer's entry of a feature list; a per-layer feature holds None where not asked for."""
+    value = feature[layer]
+    if value is None:
+        raise ValueError(
+            f"intermediate_matches[{index}] reads layer {layer}, which the {side}'s model did not "
+            "return (a per-layer feature is computed only for the layers it is asked for: "
+            "see GeneralDistiller.layers_read)"
+        )
+    return value
 
 
 @functools.lru_cache(maxsize=None)

@@ -44,9 +44,25 @@ def _umask():
     return mask
 
 
-def atomic_torch_save(obj, path):
+def atomic_torch_save(obj, path, sync=False):
+    """torch.save obj to path, whole or not at all. sync: the file is on the disk (fsync) before
+    its rename, and the rename after it, so a crash of the machine, not only of the process,
+    keeps the old file or the new one (the checkpoint writer's way, checkpoint_writer.py)."""
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
+        if sync:
+            fsync_path(tmp)
+    if sync:
+        fsync_path(os.path.dirname(os.path.abspath(path)))
+
+
+def fsync_path(path):
+    """Flush what the page cache holds of a file (or of a folder's entries) to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def atomic_write_text(path, text):

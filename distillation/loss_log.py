@@ -1,7 +1,9 @@
 """The loss terms of a run: summed on the device between log lines, then averaged and written.
 
 Each log line goes to the logger, to {log_dir}/metrics.jsonl (one JSON object per line) and to
-TensorBoard when it is installed. Nothing here waits for the device except a log line and the
+TensorBoard's event files in log_dir when the tensorboard package is installed (rank 0 alone,
+flushed at each line as metrics.jsonl is; a resumed run hides the steps its interrupted run
+logged after the resume state). Nothing here waits for the device except a log line and the
 finite-loss check that comes with it.
 """
 
@@ -96,6 +98,9 @@ class LossLog:
                         kept.append(line.rstrip("\n"))
         kept.append(json.dumps({"step": step, "resumed": True}))
         atomic_write_text(path, "\n".join(kept) + "\n")
+        # TensorBoard reads a run's event files in order, and a START mark at step + 1 in the
+        # new file hides the later steps of the older ones (purge_step).
+        self._open_tensorboard(purge_step=step + 1)
 
     # ----- resume: the sums since the last log line continue after a resume -----------------
     def state_dict(self):
@@ -110,15 +115,21 @@ class LossLog:
             self._tensorboard.close()
         self._tensorboard = None
 
-    def _write_tensorboard(self, record, step):
+    def _open_tensorboard(self, purge_step=None):
+        """The run's event file writer, opened at its first use; False without tensorboard."""
         if self._tensorboard is None:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:  # tensorboard is optional
                 self._tensorboard = False
-                return
-            self._tensorboard = SummaryWriter(log_dir=self.log_dir)
-        if self._tensorboard:
+            else:
+                self._tensorboard = SummaryWriter(log_dir=self.log_dir, purge_step=purge_step)
+        return self._tensorboard
+
+    def _write_tensorboard(self, record, step):
+        writer = self._open_tensorboard()
+        if writer:
             for name, value in record.items():
                 if name != "step":
-                    self._tensorboard.add_scalar(name, value, step)
+                    writer.add_scalar(name, value, step)
+            writer.flush()  # a killed run keeps its lines, as in metrics.jsonl

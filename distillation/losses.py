@@ -13,6 +13,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from .relation_losses import att_score_mse_loss, relation_kl_loss
+
 # TextBrewer's convention without a mask: attention scores at or below this are masked entries.
 MASKED_SCORE = -1e-3
 
@@ -215,4 +217,7 @@ MATCH_LOSS_MAP = {
     "fsp": fsp_loss,
     "mmd": mmd_loss,
     "nst": mmd_loss,
+    # beyond TextBrewer 0.2.1 (relation_losses.py)
+    "relation_kl": relation_kl_loss,
+    "att_score_mse": att_score_mse_loss,
 }

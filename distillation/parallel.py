@@ -9,13 +9,6 @@ def is_main_process():
     return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
 
-def any_process(flag, device):
-    """Whether flag is set on any process (a signal may reach the processes a step apart)."""
-    flag = torch.tensor([int(flag)], device=device)
-    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-    return bool(flag.item())
-
-
 def average_gradients(params):
     """One all-reduce for the gradients of params (a parameter a batch missed counts 0)."""
     if not params:
@@ -26,3 +19,11 @@ def average_gradients(params):
     flat /= dist.get_world_size()
     for param, averaged in zip(params, flat.split([p.numel() for p in params])):
         param.grad = averaged.view_as(param).clone()
+
+
+def flags_of_any_process(flags, device):
+    """Whether each of flags is set on any process (a signal may reach the processes a step
+    apart; rank 0 alone knows that its checkpoint writer failed), in one all-reduce."""
+    flags = torch.tensor([int(flag) for flag in flags], device=device)
+    dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+    return [bool(flag) for flag in flags.tolist()]

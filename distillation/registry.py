@@ -4,7 +4,9 @@ from .losses import KD_LOSS_MAP, MATCH_LOSS_MAP, PAIR_LOSSES
 from .projections import PROJ_MAP
 from .schedulers import TEMPERATURE_SCHEDULER, WEIGHT_SCHEDULER
 
-FEATURES = ["hidden", "attention"]
+# TextBrewer's two features, then this project's: a layer's query, key and value vectors
+# ('relation', for relation_kl) and its pre-softmax attention scores ('attention_scores').
+FEATURES = ["hidden", "attention", "relation", "attention_scores"]
 ADAPTOR_KEYS = ["logits", "logits_mask", "losses", "inputs_mask", "labels"] + FEATURES
 
 _MAPS = {

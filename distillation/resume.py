@@ -44,9 +44,14 @@ def save_state(output_dir, step, keep_last, **state):
     Returns its path."""
     path = resume_state_path(output_dir, step)
     atomic_torch_save(state, path)
+    prune_states(output_dir, keep_last)
+    return path
+
+
+def prune_states(output_dir, keep_last):
+    """Delete all but the newest keep_last resume states of output_dir."""
     for old in resume_state_steps(output_dir)[:-keep_last]:
         os.remove(resume_state_path(output_dir, old))
-    return path
 
 
 def load_state(path):

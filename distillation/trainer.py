@@ -19,17 +19,20 @@ from tqdm import tqdm
 
 from . import resume
 from .adaptors import PerTeacher, call_model, move_to_device, out_of_inference_mode, post_adaptor, split_sides
+from .checkpoint_writer import BackgroundWriter, CheckpointWriteError
 from .configs import TEACHER_DTYPES
-from .io import atomic_torch_save, remove_unfinished_writes
+from .io import remove_unfinished_writes
 from .logit_cache import TeacherLogitCache, split_indices
 from .loss_log import LossLog
-from .parallel import any_process, average_gradients, is_main_process
+from .parallel import average_gradients, flags_of_any_process, is_main_process
 from .run_files import checkpoint_path, resume_state_path
 
 logger = logging.getLogger("distillation")
 
 AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 READS_ALL = frozenset({"hidden", "attention"})  # the features a distiller reads unless it says
+# Features a model computes for the layers it is asked for only (layers_read), never by default.
+PER_LAYER_FEATURES = ("relation", "attention_scores")
 
 
 class AbstractDistiller:
@@ -46,6 +49,8 @@ class AbstractDistiller:
     # The methods (or function attributes) that compute pure tensor pieces of compute_loss,
     # compiled by compile(); what reads the training step or leaves the device stays eager.
     compiled_losses = ()
+    # What writes checkpoints and resume states: a copy at the step, the files in a thread.
+    checkpoint_writer = BackgroundWriter
 
     def __init__(self, train_config, distill_config, model_T, model_S, adaptor_T, adaptor_S):
         self.t_config = train_config
@@ -73,6 +78,7 @@ class AbstractDistiller:
             model_S  # the DistributedDataParallel wrapper while training on several processes
         )
         self.compiled = False  # compile() was called
+        self._writer = None  # made by the first train(); its host buffers serve every checkpoint
 
     # ----- where training stands, for a compute_loss that depends on it ---------------------
     @property
@@ -111,6 +117,12 @@ class AbstractDistiller:
         {'hidden', 'attention'}: a pipeline may ask its models for only these. A distiller
         that does not say is taken to read them all."""
         return set(READS_ALL)
+
+    def layers_read(self):
+        """{'teacher': {feature: [layers]}, 'student': {...}}: the layers of the PER_LAYER_FEATURES
+        that compute_loss reads, which a pipeline asks each model for (and for no other layer);
+        nothing unless a distiller says."""
+        return {"teacher": {}, "student": {}}
 
     def caches_logits(self):
         """Whether training keeps the teachers' logits (DistillationConfig.is_caching_logits)
@@ -187,7 +199,10 @@ class AbstractDistiller:
         Checkpoints gs{step}.pkl (the student's state_dict) go to t_config.output_dir:
         ckpt_frequency times per epoch (every ckpt_epoch_frequency epochs, and in the last), or
         every ckpt_steps steps with num_steps; always at the last step. callback(model=, step=)
-        runs after each. A resume state is saved beside each checkpoint (see resume_from).
+        runs after each, with the student as the checkpoint holds it. A resume state is saved
+        beside each checkpoint (see resume_from). Both are copied to host memory at the step
+        and written in the background (checkpoint_writer.py): train() returns once the last is
+        on the disk, and a failed write raises CheckpointWriteError at the next step.
         SIGINT and SIGTERM end the current step, save a resume state and raise
         TrainingInterrupted. **args are passed to every model call.
 
@@ -214,48 +229,16 @@ class AbstractDistiller:
                 self._end_epoch(run)
                 if run.global_step == run.total_steps:
                     break
+            self._writer.wait()  # the last checkpoint is on the disk when train() returns
         logger.info("Training finished at step %d", run.global_step)
 
     def _start(self, optimizer, dataloader, num_epochs, num_steps, schedule, max_grad_norm):
         """Check the arguments and make the run: its length, schedule, scaler, logs and cache.
         schedule: (scheduler_class, scheduler_args, scheduler) as train() takes them."""
-        scheduler_class, scheduler_args, scheduler = schedule
-        if (num_epochs is None) == (num_steps is None):
-            raise ValueError("train: give exactly one of num_epochs and num_steps")
-        accumulation = self.t_config.gradient_accumulation_steps
-        steps_per_epoch = len(dataloader) // accumulation
-        if steps_per_epoch == 0:
-            raise ValueError(
-                f"train: the dataloader has {len(dataloader)} batches, fewer than "
-                f"gradient_accumulation_steps={accumulation}"
-            )
-        total_steps = num_steps if num_steps is not None else int(num_epochs) * steps_per_epoch
-        num_epochs = int(num_epochs) if num_epochs is not None else math.ceil(total_steps / steps_per_epoch)
-        added_groups = self._add_projections_to(optimizer)
-        if scheduler_class is not None:  # built now, so it also schedules the projections' groups
-            scheduler = scheduler_class(optimizer, **(scheduler_args or {}))
-        elif scheduler is not None and added_groups:
-            raise ValueError(
-                "train: the scheduler was built before the projections' parameter "
-                "groups joined the optimizer; pass scheduler_class and "
-                "scheduler_args instead of scheduler"
-            )
-        if self.t_config.teacher_dtype is not None:  # once; before training the teachers stay as given
-            for teacher in self.teachers:
-                teacher.to(TEACHER_DTYPES[self.t_config.teacher_dtype])
-        os.makedirs(self.t_config.output_dir, exist_ok=True)
-        if self.t_config.log_dir:
-            os.makedirs(self.t_config.log_dir, exist_ok=True)
+        steps_per_epoch, total_steps, num_epochs = self._run_length(dataloader, num_epochs, num_steps)
+        scheduler = self._scheduler_with_projections(optimizer, *schedule)
+        self._prepare_files_and_logs()
         scaler = torch.amp.GradScaler(self.device.type, enabled=self.t_config.mixed_precision == "fp16")
-        if self.logit_cache is None and self.caches_logits():
-            # A dict batch may carry its examples' dataset indices under EXAMPLE_INDEX_KEY: the
-            # cache is then keyed by example.
-            self.logit_cache = TeacherLogitCache(isinstance(self.model_T, (list, tuple)), self.device)
-        if self.loss_log is not None:
-            self.loss_log.close()
-        self.loss_log = LossLog(
-            self.device, self.t_config.log_dir, check_finite=self.t_config.mixed_precision != "fp16"
-        )
         by_steps = num_steps is not None
         # TextBrewer: every (steps per epoch, or ckpt_steps with num_steps) // print_freq steps,
         # and once per that period when print_freq exceeds it.
@@ -265,7 +248,7 @@ class AbstractDistiller:
             scheduler,
             scaler,
             steps_per_epoch,
-            accumulation,
+            self.t_config.gradient_accumulation_steps,
             total_steps,
             num_epochs,
             max_grad_norm,
@@ -274,12 +257,7 @@ class AbstractDistiller:
             checkpoints=self._checkpoint_steps(total_steps, steps_per_epoch, num_epochs, by_steps),
             log_every=self.log_every_steps or (period // self.print_freq or period),
         )
-        if self._pending_resume is not None:
-            self._restore(run, self._pending_resume)
-            self._pending_resume = None
-            self.loss_log.note_resume(run.global_step)
-            if is_main_process():  # what a killed run was writing when it died
-                remove_unfinished_writes(self.t_config.output_dir)
+        self._restore_pending_resume(run)
         logger.info(
             "Training %s for %d steps (%d per epoch, %d epochs) from step %d\n%s\n%s",
             type(self).__name__,
@@ -292,6 +270,64 @@ class AbstractDistiller:
         )
         return run
 
+    def _run_length(self, dataloader, num_epochs, num_steps):
+        """(optimizer steps per epoch, steps in all, epochs) of a train() call; exactly one of
+        num_epochs and num_steps is given."""
+        if (num_epochs is None) == (num_steps is None):
+            raise ValueError("train: give exactly one of num_epochs and num_steps")
+        accumulation = self.t_config.gradient_accumulation_steps
+        steps_per_epoch = len(dataloader) // accumulation
+        if steps_per_epoch == 0:
+            raise ValueError(
+                f"train: the dataloader has {len(dataloader)} batches, fewer than "
+                f"gradient_accumulation_steps={accumulation}"
+            )
+        total_steps = num_steps if num_steps is not None else int(num_epochs) * steps_per_epoch
+        num_epochs = int(num_epochs) if num_epochs is not None else math.ceil(total_steps / steps_per_epoch)
+        return steps_per_epoch, total_steps, num_epochs
+
+    def _scheduler_with_projections(self, optimizer, scheduler_class, scheduler_args, scheduler):
+        """The projections' parameters join the optimizer; the scheduler that schedules them too."""
+        added_groups = self._add_projections_to(optimizer)
+        if scheduler_class is not None:  # built now, so it also schedules the projections' groups
+            return scheduler_class(optimizer, **(scheduler_args or {}))
+        if scheduler is not None and added_groups:
+            raise ValueError(
+                "train: the scheduler was built before the projections' parameter "
+                "groups joined the optimizer; pass scheduler_class and "
+                "scheduler_args instead of scheduler"
+            )
+        return scheduler
+
+    def _prepare_files_and_logs(self):
+        """Once the arguments are checked: the teachers' dtype, the output folders, the teacher
+        logit cache and a new loss log."""
+        if self.t_config.teacher_dtype is not None:  # once; before training the teachers stay as given
+            for teacher in self.teachers:
+                teacher.to(TEACHER_DTYPES[self.t_config.teacher_dtype])
+        os.makedirs(self.t_config.output_dir, exist_ok=True)
+        if self.t_config.log_dir:
+            os.makedirs(self.t_config.log_dir, exist_ok=True)
+        if self.logit_cache is None and self.caches_logits():
+            # A dict batch may carry its examples' dataset indices under EXAMPLE_INDEX_KEY: the
+            # cache is then keyed by example.
+            self.logit_cache = TeacherLogitCache(isinstance(self.model_T, (list, tuple)), self.device)
+        if self.loss_log is not None:
+            self.loss_log.close()
+        self.loss_log = LossLog(
+            self.device, self.t_config.log_dir, check_finite=self.t_config.mixed_precision != "fp16"
+        )
+
+    def _restore_pending_resume(self, run):
+        """The state resume_from() named, restored into run (once)."""
+        if self._pending_resume is None:
+            return
+        self._restore(run, self._pending_resume)
+        self._pending_resume = None
+        self.loss_log.note_resume(run.global_step)
+        if is_main_process():  # what a killed run was writing when it died
+            remove_unfinished_writes(self.t_config.output_dir)
+
     @contextlib.contextmanager
     def _training(self, run):
         """The student in training mode (inside DistributedDataParallel on several processes)
@@ -300,6 +336,8 @@ class AbstractDistiller:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
             self._student_forward = DistributedDataParallel(self.model_S, device_ids=device_ids)
         self._run = run
+        if self._writer is None:
+            self._writer = self.checkpoint_writer()
         self.model_S.train()
         run.optimizer.zero_grad(set_to_none=True)
         try:
@@ -308,6 +346,7 @@ class AbstractDistiller:
             self._student_forward = self.model_S
             if run.progress is not None:
                 run.progress.close()
+            self._writer.close()  # a checkpoint handed to the writer is written, whatever stopped
 
     def _accumulate(self, run, batch, args):
         """Forward and backward one micro-batch; True when it closes an accumulation group."""
@@ -340,8 +379,17 @@ class AbstractDistiller:
         run.progress.update(1)
 
     def _checkpoint_or_stop(self, run, callback, stop):
-        """After a step: a log line, a checkpoint, or a stop on a signal. True at the last step."""
+        """After a step: a failed write stops the run; a log line, a checkpoint, or a stop on a
+        signal. True at the last step."""
         log, step = self.loss_log, run.global_step
+        stopping, write_failed = bool(stop), self._writer.failed  # rank 0 alone writes
+        if run.parallel:  # every process stops at the same step
+            stopping, write_failed = flags_of_any_process([stopping, write_failed], self.device)
+        if write_failed:
+            self._writer.check()  # rank 0: the writer's own error
+            raise CheckpointWriteError(
+                f"step {step}: process 0 could not write a checkpoint (its error says why)"
+            )
         if step % run.log_every == 0 or step == run.total_steps:
             log.check_finite(run.parallel)
             log.write(
@@ -357,9 +405,13 @@ class AbstractDistiller:
             log.check_finite(run.parallel)
             self._check_stall(step)  # before the callback, which may record it
             self._save_checkpoint(run, callback)
-        if any_process(bool(stop), self.device) if run.parallel else stop:
+        if stopping:
             log.check_finite(run.parallel)
-            path = self._save_resume_state(run)
+            if step in run.checkpoints:  # its state is with the writer already
+                path = resume_state_path(self.t_config.output_dir, step)
+            else:
+                path = self._save_resume_state(run)
+            self._writer.wait()  # the state is on the disk before the run stops
             raise resume.TrainingInterrupted(stop.signal_number, step, path)
         return step == run.total_steps
 
@@ -523,12 +575,9 @@ class AbstractDistiller:
         return steps
 
     def _save_checkpoint(self, run, callback):
-        """gs{step}.pkl, its resume state, then the callback (e.g. an evaluation)."""
-        if is_main_process():
-            path = checkpoint_path(self.t_config.output_dir, run.global_step)
-            atomic_torch_save(self.model_S.state_dict(), path)
-            logger.info("Saved %s", path)
-        self._save_resume_state(run)
+        """gs{step}.pkl and its resume state (handed to the writer), then the callback (e.g. an
+        evaluation) on the student, whose weights are the checkpoint's until the next step."""
+        self._save_resume_state(run, with_checkpoint=True)
         if callback is not None and is_main_process():
             # The callback may draw random numbers (a DataLoader's seed, a sampled example):
             # it must not move the generators the next step uses, or a resumed run would differ.
@@ -536,8 +585,10 @@ class AbstractDistiller:
                 callback(model=self.model_S, step=run.global_step)
             self.model_S.train()
 
-    def _save_resume_state(self, run):
-        """Save where the run stands; every process adds its own generators, loss sums and cache."""
+    def _save_resume_state(self, run, with_checkpoint=False):
+        """Save where the run stands (and gs{step}.pkl before it, with_checkpoint): copied now,
+        written by the writer. Every process adds its own generators, loss sums and cache;
+        rank 0 writes. Returns the resume state's path."""
         local = {
             "rng": resume.capture_rng(),
             "loss_log": self.loss_log.state_dict(),
@@ -548,23 +599,29 @@ class AbstractDistiller:
         if run.parallel:
             per_process = [None] * dist.get_world_size()
             dist.all_gather_object(per_process, local)
+        output_dir, step = self.t_config.output_dir, run.global_step
+        path = resume_state_path(output_dir, step)
         if not is_main_process():
-            return resume_state_path(self.t_config.output_dir, run.global_step)
-        return resume.save_state(
-            self.t_config.output_dir,
-            run.global_step,
-            self.t_config.keep_resume_states,
-            global_step=run.global_step,
-            epoch=run.epoch,
-            batches_done=run.batches_done,
-            model_S=self.model_S.state_dict(),
-            projs=[proj.state_dict() if proj is not None else None for proj in self.projs],
-            optimizer=run.optimizer.state_dict(),
-            scheduler=run.scheduler.state_dict() if run.scheduler is not None else None,
-            scaler=run.scaler.state_dict(),
-            per_process=per_process,
-            distiller=self.extra_state(),
-        )
+            return path
+        student = self.model_S.state_dict()
+        state = {
+            "global_step": step,
+            "epoch": run.epoch,
+            "batches_done": run.batches_done,
+            "model_S": student,
+            "projs": [proj.state_dict() if proj is not None else None for proj in self.projs],
+            "optimizer": run.optimizer.state_dict(),
+            "scheduler": run.scheduler.state_dict() if run.scheduler is not None else None,
+            "scaler": run.scaler.state_dict(),
+            "per_process": per_process,
+            "distiller": self.extra_state(),
+        }
+        files = [(checkpoint_path(output_dir, step), student)] if with_checkpoint else []
+        keep = self.t_config.keep_resume_states
+        # The checkpoint first, then its state, then older states go: a kill at any moment leaves
+        # a whole state whose checkpoints are all on the disk.
+        self._writer.write(files + [(path, state)], then=lambda: resume.prune_states(output_dir, keep))
+        return path
 
     def _restore(self, run, state):
         parallel = run.parallel

@@ -5,7 +5,18 @@ import contextlib
 import logging
 import sys
 
-USER_ERRORS = (ValueError, FileNotFoundError, PermissionError)
+from distillation import CheckpointWriteError
+
+
+class MissingDependency(ImportError):
+    """An optional library a command needs and this environment lacks; the message says how to
+    install it."""
+
+
+USER_ERRORS = (ValueError, FileNotFoundError, PermissionError, MissingDependency)
+# What stops a training run that its user can act on, also in one line: a diverged run, and a
+# checkpoint that could not be written (a full disk; --resume continues once there is room).
+TRAINING_ERRORS = (FloatingPointError, CheckpointWriteError)
 
 
 def start_logging(level=logging.INFO):

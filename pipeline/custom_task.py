@@ -16,10 +16,11 @@ import io
 import json
 import os
 
-from utils_glue import FIELD_SIZE_LIMIT, InputExample, Table, read_header, tsv_text
+from utils_glue import FIELD_SIZE_LIMIT, InputExample, Table, file_version, read_header, tsv_text
 
 FORMATS = {".tsv": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl"}
-NAME = "custom"
+NAME = "custom"  # also the name of its dev set
+TEST_SET = "predictions"  # the test set's name: --do_test writes predictions.tsv
 # The columns read when their options are not given: --text_a_column, --text_b_column, --label_column.
 COLUMN_DEFAULTS = {"text_a_column": "text", "text_b_column": None, "label_column": "label"}
 
@@ -49,7 +50,7 @@ class CustomTask:
         self.labels = tuple(labels)
         self.train_file = train_file
         self.dev_sets = {NAME: dev_file} if dev_file else {}
-        self.test_sets = {"predictions": test_file} if test_file else {}  # -> predictions.tsv
+        self.test_sets = {TEST_SET: test_file} if test_file else {}  # -> predictions.tsv
 
     @classmethod
     def open(cls, data_dir, columns=None):
@@ -57,9 +58,23 @@ class CustomTask:
         the ones not given read as COLUMN_DEFAULTS."""
         if not os.path.isdir(data_dir):
             raise FileNotFoundError(f"--data_dir {data_dir}: no such folder")
-        named = {name: (columns or {}).get(name) or default for name, default in COLUMN_DEFAULTS.items()}
+        named = named_columns(columns)
         task = cls.from_files(data_dir, named["text_a_column"], named["label_column"], named["text_b_column"])
         return task, data_dir
+
+    @classmethod
+    def from_dataset(cls, source, columns=None):
+        """The task of a dataset's splits (pipeline/hub_dataset.py's source): the columns the
+        options name, the labels its train split's, sorted as a file's are (a ClassLabel column:
+        all the names it declares)."""
+        named = named_columns(columns)
+        label_column = named["label_column"]
+        values = source.label_texts("train", label_column)
+        labels = sorted_labels(values, f"--dataset {source}, split train", label_column)
+        names = source.label_names("train", label_column)
+        if names:
+            labels = tuple(sorted(set(names), key=_natural_key))
+        return cls(named["text_a_column"], label_column, labels, named["text_b_column"])
 
     @classmethod
     def from_files(cls, data_dir, text_a_column, label_column, text_b_column=None):
@@ -129,15 +144,7 @@ class CustomTask:
         return Table(rows, list(rows[0]) if rows and format != "jsonl" else None, format)
 
     def table_text(self, table):
-        if table.format == "jsonl":
-            return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in table.rows)
-        if table.format == "csv":
-            buffer = io.StringIO()
-            writer = csv.DictWriter(buffer, fieldnames=table.header, lineterminator="\n")
-            writer.writeheader()
-            writer.writerows(table.rows)
-            return buffer.getvalue()
-        return tsv_text(table)
+        return table_text(table)
 
     def data_file(self, data_dir, split):
         files = {"train": self.train_file, **self.dev_sets, **self.test_sets}
@@ -147,6 +154,10 @@ class CustomTask:
 
     def is_test_set(self, split):
         return split in self.test_sets
+
+    def data_version(self, data_dir, split):
+        """Which version of a split's file is read (the feature cache's key)."""
+        return file_version(self.data_file(data_dir, split))
 
     def get_examples(self, data_dir, split):
         return self.read_file(self.data_file(data_dir, split), labelled=not self.is_test_set(split))
@@ -183,13 +194,37 @@ class CustomTask:
         return label
 
 
+def named_columns(columns=None):
+    """{option name: column} of a custom task's columns: those given, COLUMN_DEFAULTS' otherwise."""
+    return {name: (columns or {}).get(name) or default for name, default in COLUMN_DEFAULTS.items()}
+
+
+def table_text(table):
+    """A Table as the text of a file in its format (TSV, CSV or JSON Lines)."""
+    if table.format == "jsonl":
+        return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in table.rows)
+    if table.format == "csv":
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=table.header, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(table.rows)
+        return buffer.getvalue()
+    return tsv_text(table)
+
+
 def _discover_labels(path, text_a_column, label_column):
-    labels = {record[label_column] for _, record in read_records(path, [text_a_column, label_column])}
+    values = [record[label_column] for _, record in read_records(path, [text_a_column, label_column])]
+    return sorted_labels(values, path, label_column)
+
+
+def sorted_labels(values, where, label_column):
+    """The labels of a train split's label values, sorted (numbers in numeric order): at least two."""
+    labels = set(values)
     if not labels:
-        raise ValueError(f"{path}: no examples (the file has no rows)")
+        raise ValueError(f"{where}: no examples (the file has no rows)")
     if len(labels) == 1:
         raise ValueError(
-            f"{path}: the label column {label_column!r} holds one value only "
+            f"{where}: the label column {label_column!r} holds one value only "
             f"({next(iter(labels))!r}); a classifier needs at least two labels"
         )
     return tuple(sorted(labels, key=_natural_key))

@@ -125,7 +125,7 @@ def label_report(preds, labels, label_list):
         "precision": precision.tolist(),
         "recall": recall.tolist(),
         "f1": f1.tolist(),
-        "support": support.tolist(),
+        "support": [int(count) for count in support],  # scikit-learn gives floats when one is 0
         "confusion": confusion_matrix(labels, preds, labels=ids).tolist(),
     }
 

@@ -1,6 +1,7 @@
 """A trained model as a Hugging Face model folder (export.py's command, and main.py's
 --export_dir): config.json naming the task's labels, model.safetensors, the tokenizer's files and
-vocab.txt, and task.json; written beside its destination and renamed into place."""
+vocab.txt, task.json, and README.md, its model card (model_card.py); written beside its
+destination and renamed into place."""
 
 import copy
 import logging
@@ -11,6 +12,7 @@ import tempfile
 from transformers import BertForSequenceClassification
 
 from pipeline.label_order import write_labels
+from pipeline.model_card import write_model_card
 from pipeline.tasks import write_task_record
 
 logger = logging.getLogger("export")
@@ -29,7 +31,7 @@ def export_model(trained, output_dir):
     os.makedirs(parent, exist_ok=True)
     building = tempfile.mkdtemp(prefix=".export-", dir=parent)
     try:
-        _write_folder(trained, building)
+        _write_folder(trained, building, os.path.basename(output_dir))
         if os.path.exists(output_dir):
             shutil.rmtree(output_dir)
         os.replace(building, output_dir)
@@ -54,7 +56,7 @@ def check_export_dir(output_dir):
         raise ValueError(f"export folder {output_dir} is a file")
 
 
-def _write_folder(trained, folder):
+def _write_folder(trained, folder, name):
     config = copy.deepcopy(trained.bert_config)
     config.architectures = ["BertForSequenceClassification"]
     labels = trained.task.label_list
@@ -73,3 +75,4 @@ def _write_folder(trained, folder):
     if trained.vocab_file:  # transformers 5 writes tokenizer.json only; keep the plain vocabulary too
         shutil.copyfile(trained.vocab_file, os.path.join(folder, "vocab.txt"))
     write_task_record(folder, trained.task)
+    write_model_card(folder, trained, name)

@@ -1,8 +1,9 @@
 """Encoded features, built once per data file and setting, then mapped from a safetensors cache.
 
 The cache key names everything the features depend on: the data file (absolute path, size,
-mtime_ns), the vocabulary's bytes (sha256), do_lower_case, max_seq_length, the task, the split,
-the label list and the cache format. It is stored in the file's metadata; a file whose stored
+mtime_ns; a dataset's split: the dataset, its configuration and the split's fingerprint), the
+vocabulary's bytes (sha256), do_lower_case, max_seq_length, the task, the split, the label list
+and the cache format. It is stored in the file's metadata; a file whose stored
 key differs from the current one is rebuilt, never reused.
 
 The features stay as narrow as they are stored (int32 ids, uint8 masks and labels, float32
@@ -24,7 +25,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from distillation import atomic_path, file_sha256
-from utils_glue import convert_examples_to_features
+from utils_glue import convert_examples_to_features, file_version
 
 logger = logging.getLogger(__name__)
 
@@ -38,9 +39,9 @@ STORAGE_DTYPES = {
 }
 SCORE_DTYPE = torch.float32  # the labels of a regression task
 TRANSFER = "transfer"  # the split of main.py --transfer_file's examples
-# Parts of the key that say which version of the data file was encoded. They are left out of
-# the file name, so a rewritten data file replaces its old cache instead of orphaning it.
-DATA_VERSION_PARTS = ("data_size", "data_mtime_ns")
+# Parts of the key that say which version of the data file (or dataset) was encoded. They are
+# left out of the file name, so a rewritten data file replaces its old cache instead of orphaning it.
+DATA_VERSION_PARTS = ("data_size", "data_mtime_ns", "data_fingerprint")
 
 
 def storage_dtypes(label_list):
@@ -59,11 +60,7 @@ def data_file_of(task, data_dir, split, transfer_file=None):
 
 def cache_key(task, data_dir, split, tokenizer, vocab_file, max_seq_length, transfer_file=None):
     """The str -> str dict that identifies one set of features."""
-    data_file = os.path.abspath(data_file_of(task, data_dir, split, transfer_file))
-    try:
-        stat = os.stat(data_file)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{data_file}: data file not found") from None
+    version = file_version(transfer_file) if split == TRANSFER else task.data_version(data_dir, split)
     if not os.path.isfile(vocab_file):
         raise FileNotFoundError(f"{vocab_file}: vocabulary file not found")
     labels = task.label_list
@@ -71,9 +68,7 @@ def cache_key(task, data_dir, split, tokenizer, vocab_file, max_seq_length, tran
         "format_version": FORMAT_VERSION,
         "task": task.name,
         "split": split,
-        "data_file": data_file,
-        "data_size": str(stat.st_size),
-        "data_mtime_ns": str(stat.st_mtime_ns),
+        **version,
         "vocab_sha256": file_sha256(vocab_file),
         "do_lower_case": str(getattr(tokenizer, "do_lower_case", None)),
         "max_seq_length": str(max_seq_length),
@@ -117,7 +112,7 @@ def load_features(
     if not os.access(cache_dir, os.W_OK):
         raise PermissionError(f"feature cache directory {cache_dir} cannot be written")
 
-    logger.info("Building features for %s", key["data_file"])
+    logger.info("Building features for %s", data_file_of(task, data_dir, split, transfer_file))
     start = time.perf_counter()
     examples = task.get_examples(data_dir, split) if labelled else task.read_transfer_file(transfer_file)
     features = convert_examples_to_features(

@@ -2,6 +2,7 @@
 Face folder (--export_dir); and --do_predict without --do_train, which evaluates the JSON's
 trained student instead of training one."""
 
+from distillation import checkpoint_steps
 from pipeline.evaluation import record_evaluation
 from pipeline.exporting import export_model
 from pipeline.run_folder import make_output_dir, write_run_records
@@ -9,14 +10,17 @@ from pipeline.submission import write_submissions
 from pipeline.trained_models import TrainedModel, load_trained_entry
 
 
-def use_final_student(student, entry, task, output_dir, test_sets, export_dir, batch_size, device):
+def use_final_student(student, entry, task, output_dir, test_sets, export_dir, batch_size, device, step=None):
     """Submission files for test_sets ({name: (examples, features)}) in output_dir, and the
-    export of the student (of model_config entry `entry`) to export_dir, each when asked for."""
+    export of the student (of model_config entry `entry`) to export_dir, each when asked for.
+    step: the student's in the run's records (default: its newest checkpoint's, the last step)."""
     if test_sets:
         write_submissions(student, test_sets, output_dir, batch_size, device, task.label_list)
     if export_dir:
-        trained = TrainedModel(student, entry.tokenizer, entry.bert_config, entry.vocab_file,
-                               entry.do_lower_case, f"the final student of {output_dir}", task)  # fmt: skip
+        steps = checkpoint_steps(output_dir)
+        step = step if step is not None else steps[-1] if steps else None
+        trained = TrainedModel(student, entry.tokenizer, entry.bert_config, entry.vocab_file, entry.do_lower_case,
+                               f"the final student of {output_dir}", task, output_dir, step)  # fmt: skip
         export_model(trained, export_dir)
 
 
@@ -29,4 +33,7 @@ def evaluate_trained_student(setup, task, dev_loaders, output_dir, test_sets, ex
     write_run_records(output_dir, task, setup.source)
     if dev_loaders:
         record_evaluation(output_dir, 0, student, dev_loaders, device, task)
-    use_final_student(student, setup.student, task, output_dir, test_sets, export_dir, batch_size, device)
+    # Its evaluation is step 0 of output_dir's records: the model as given, not trained there.
+    use_final_student(
+        student, setup.student, task, output_dir, test_sets, export_dir, batch_size, device, step=0
+    )

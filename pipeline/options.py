@@ -3,7 +3,7 @@ checked in one place before any work:
 
     main.py / main.emd.py   build_parser (main.emd.py adds its --emd_* options: add_options)
     predict.py, export.py   add_model_options, and the shared declarations below
-    augment.py              add_data_dir, add_task_options, add_model_config_json, add_which, add_seed
+    augment.py              add_data_source, add_task_options, add_model_config_json, add_which, add_seed
 
 check_args finds the mistakes in the options alone; check_setup, those against the model config
 JSON and the folders. Library modules never see the namespace: main.py passes them values.
@@ -11,6 +11,8 @@ JSON and the folders. Library modules never see the namespace: main.py passes th
 
 import argparse
 import os
+import shlex
+import sys
 
 from distillation import DistillationConfig, TrainingConfig, latest_state
 from distillation.configs import TEACHER_DTYPES
@@ -38,8 +40,21 @@ DATA_DIR_HELP = (
 
 
 # The declarations shared by several programs.
-def add_data_dir(parser, help=DATA_DIR_HELP):
-    parser.add_argument("--data_dir", required=True, help=help)
+def add_data_dir(parser, help=DATA_DIR_HELP, required=True):
+    parser.add_argument("--data_dir", required=required, help=help)
+
+
+def add_data_source(parser, help=DATA_DIR_HELP):
+    """--data_dir (its files; help: what they are) or --dataset (a Hugging Face dataset), one of them."""
+    group = parser.add_mutually_exclusive_group(required=True)
+    add_data_dir(group, help, required=False)
+    group.add_argument(
+        "--dataset",
+        default=None,
+        help="Or a Hugging Face dataset (needs `pip install datasets`): a Hub id whose configuration is "
+        "the task (nyu-mll/glue), a folder written by save_to_disk, or a folder of the Hub's parquet "
+        "files (docs/tasks.md, From the Hub).",
+    )
 
 
 def add_output_dir(parser, help):
@@ -140,7 +155,7 @@ def build_parser(
 
 
 def _add_files(group):
-    add_data_dir(group)
+    add_data_source(group)
     add_output_dir(group, "Checkpoints gs{step}.pkl, logs and eval_results.txt go here.")
     add_model_config_json(group)
     add_task_options(group)
@@ -148,7 +163,7 @@ def _add_files(group):
         "--cache_dir",
         default=None,
         help="Where encoded features are cached (default: <data_dir>/cache, or feature_cache beside "
-        "output_dir when data_dir is read-only).",
+        "output_dir with --dataset or when data_dir is read-only).",
     )
 
 
@@ -298,7 +313,7 @@ def _add_distillation(group):
         "--matches",
         nargs="*",
         default=[],
-        help="Intermediate-match presets (see matches.py), or the path of a JSON list of matches.",
+        help="Intermediate-match presets (see matches.py) and/or paths of JSON lists of matches.",
     )
 
 
@@ -328,6 +343,8 @@ def parse_args(argv=None, add_options=None, check=None):
     recipe, _ = parser.parse_known_args(argv)
     parser.set_defaults(**RECIPES[recipe.recipe])
     args = parser.parse_args(argv)
+    # The command, for the run's record (run.json) and its model card.
+    args.command = shlex.join(["python", parser.prog, *(sys.argv[1:] if argv is None else argv)])
     if args.pad_to_multiple_of is None and args.compile:
         args.pad_to_multiple_of = COMPILE_PAD_MULTIPLE
     problems = check_args(args) + (check(args) if check is not None else [])
@@ -395,13 +412,16 @@ def teacher_check_asked(args):
 
 
 def check_data_files(args, task, data_dir):
-    """The data files the actions will read, before the model config: the first thing wrong,
-    in the task's terms."""
+    """The data files (or a dataset's splits) the actions will read, before the model config:
+    the first thing wrong, in the task's terms."""
     splits = ["train"] if args.do_train else []
     # The dev sets are read to evaluate, and to check the teachers (where there are any).
     splits += list(task.dev_sets) if args.do_eval or args.do_predict or teacher_check_asked(args) else []
     splits += list(task.test_sets) if args.do_test else []
-    check_task_files(task, data_dir, splits, args.data_dir)
+    if args.dataset is not None:  # hub_dataset.DatasetTask: the splits were listed as it opened
+        task.check_splits(splits)
+    else:
+        check_task_files(task, data_dir, splits, args.data_dir)
     if args.transfer_file and not os.path.isfile(args.transfer_file):
         raise FileNotFoundError(f"--transfer_file {args.transfer_file}: no such file")
 
@@ -481,9 +501,10 @@ def distillation_config(args, student, intermediate_matches=None):
 
 
 def cache_dir(args, data_dir):
-    """--cache_dir, or by default beside the data; beside the output folder when that is read-only."""
+    """--cache_dir, or by default beside the data; beside the output folder for a dataset, or
+    when the data's folder is read-only."""
     if args.cache_dir:
         return args.cache_dir
-    if os.access(data_dir, os.W_OK):
+    if not args.dataset and os.access(data_dir, os.W_OK):
         return os.path.join(data_dir, "cache")
     return os.path.join(os.path.dirname(os.path.abspath(args.output_dir)), "feature_cache")

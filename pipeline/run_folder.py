@@ -1,10 +1,12 @@
 """The run's folder (--output_dir): checked before any work, made only once every check has
 passed, so a run that stops before it starts leaves nothing behind."""
 
+import json
 import os
 import shutil
 
-from distillation import atomic_path
+from distillation import atomic_path, atomic_write_text
+from pipeline.run_record import RUN_RECORD, describe_run
 from pipeline.tasks import write_task_record
 
 
@@ -37,3 +39,11 @@ def write_run_records(output_dir, task, model_config_json):
     write_task_record(output_dir, task)
     with atomic_path(os.path.join(output_dir, os.path.basename(model_config_json) + ".run")) as copy:
         shutil.copyfile(model_config_json, copy)
+
+
+def write_training_records(output_dir, options, distiller, setup, models, reader):
+    """A training run's records: write_run_records', and run.json, what made its models (the
+    model card of an export reads it; run_record.describe_run has its arguments)."""
+    write_run_records(output_dir, reader.task, setup.source)
+    record = describe_run(options, distiller, setup, models, reader)
+    atomic_write_text(os.path.join(output_dir, RUN_RECORD), json.dumps(record, indent=1, default=str) + "\n")

@@ -3,7 +3,8 @@
 export.py learn the task and its labels.
 
 Both kinds answer the same questions (Task, below), so no other module asks which kind a task
-is: a GLUE task is a utils_glue.GlueTask, your files a custom_task.CustomTask.
+is: a GLUE task is a utils_glue.GlueTask, your files a custom_task.CustomTask. Either reads a
+Hugging Face dataset's splits instead of files as a hub_dataset.DatasetTask (--dataset).
 """
 
 import json
@@ -13,6 +14,7 @@ import typing
 from distillation import atomic_write_text
 from pipeline.custom_task import NAME as CUSTOM
 from pipeline.custom_task import CustomTask
+from pipeline.hub_dataset import open_dataset, read_dataset
 from utils_glue import TASKS
 
 DEFAULT_TASK = "mnli"
@@ -38,7 +40,9 @@ class Task(typing.Protocol):
     where_files_go: str  # for messages: where --data_dir should hold the task's files
 
     def locate(self, data_dir): ...  # (the task reading the files under data_dir, their folder)
+    def from_dataset(self, source, columns=None): ...  # the task of a dataset's splits (hub_dataset)
     def data_file(self, data_dir, split): ...  # the path of 'train', a dev set or a test set
+    def data_version(self, data_dir, split): ...  # {str: str}: which version of it is read
     def is_test_set(self, split): ...
     def get_examples(self, data_dir, split): ...  # utils_glue.InputExamples
     def read_file(self, path, labelled=True): ...
@@ -56,10 +60,17 @@ def task_kind(name=None):
     return TASK_KINDS[name]
 
 
-def open_task(name, data_dir, columns=None):
-    """(task, the folder of its files) from --task_name, --data_dir and a custom task's columns
-    ({option name: column or None})."""
+def open_task(name, data_dir, columns=None, dataset=None):
+    """(task, where its data is: the folder of its files, or the dataset) from --task_name,
+    --data_dir or --dataset, and a custom task's columns ({option name: column or None})."""
+    if dataset is not None:
+        return open_dataset(task_kind(name), dataset, columns)
     return task_kind(name).open(data_dir, columns)
+
+
+def with_data(task, data_dir=None, dataset=None):
+    """(a known task (a trained model's) reading --data_dir's files or --dataset's splits, where)."""
+    return read_dataset(task, dataset) if dataset is not None else task.locate(data_dir)
 
 
 def check_data_files(task, data_dir, splits, data_root):

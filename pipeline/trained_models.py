@@ -19,6 +19,7 @@ import re
 from transformers import AutoTokenizer, BertConfig
 
 from distillation import checkpoint_path, checkpoint_steps
+from distillation.run_files import CHECKPOINT_NAME
 from modeling import BertForGLUESimple
 from pipeline.checkpoints import _shorten, load_checkpoint
 from pipeline.model_config import parse_model_config
@@ -36,6 +37,8 @@ class TrainedModel:
     do_lower_case: bool
     source: str  # what was loaded, for messages and tables
     task: object  # a utils_glue.GlueTask or custom_task.CustomTask: the labels of the rows
+    run_folder: str | None = None  # the folder of the run that made it (its records: model_card.py)
+    step: int | None = None  # the step of its checkpoint in that run, when known
 
 
 def load_trained(model=None, model_config_json=None, which="student", checkpoint=None, task_name=None):
@@ -66,6 +69,7 @@ def load_from_json(model_config_json, which="student", checkpoint=None, task_nam
     folder = checkpoint if os.path.isdir(checkpoint) else os.path.dirname(checkpoint)
     task = model_task(folder, task_name)
     model = load_trained_entry(entry, task, checkpoint)
+    step = CHECKPOINT_NAME.match(os.path.basename(checkpoint))
     return TrainedModel(
         model,
         entry.tokenizer,
@@ -74,6 +78,8 @@ def load_from_json(model_config_json, which="student", checkpoint=None, task_nam
         entry.do_lower_case,
         f"{entry.where} {checkpoint}",
         task,
+        folder,
+        int(step.group(1)) if step else None,
     )
 
 

@@ -5,6 +5,8 @@ Nothing here reads data from outside the repository; every file is generated in 
 temporary directory so the tests run offline and leave nothing behind.
 """
 
+import csv
+import importlib.util
 import json
 import os
 import random
@@ -13,6 +15,7 @@ import signal
 import subprocess
 import time
 
+import numpy as np
 import torch
 
 from modeling import BertForGLUESimple
@@ -55,11 +58,11 @@ TEST_HEADER = list(MNLI_TEST_COLUMNS)
 LABELS = list(MNLI_LABELS)
 
 
-def make_pair(rng):
-    """One premise/hypothesis pair whose label is decided by a rule."""
+def make_pair(rng, label=None):
+    """One premise/hypothesis pair whose label is decided by a rule (drawn, unless given)."""
     subject, verb, place = rng.choice(SUBJECTS), rng.choice(VERBS), rng.choice(PLACES)
     premise = f"the {subject} {verb} in the {place} ."
-    label = rng.choice(LABELS)
+    label = label or rng.choice(LABELS)
     if label == "entailment":
         hypothesis = f"a {subject} {verb} ."
     elif label == "contradiction":
@@ -114,6 +117,36 @@ def write_tiny_mnli(root, n_train=64, n_dev=24, seed=0):
         data_dir / "dev_mismatched.tsv", [make_pair(rng) for _ in range(mismatched_size(n_dev))], dev=True
     )
     return data_dir
+
+
+def write_counted_mnli(root, counts, seed=0):
+    """MNLI/{file} under root for each file of counts ({file name: {label: how many pairs}}), the
+    labels in a shuffled order; returns the MNLI folder. A model that always answers one label
+    scores its share of that file, counted by hand from counts."""
+    rng = random.Random(seed)
+    data_dir = root / "MNLI"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    for name, per_label in counts.items():
+        labels = [label for label, n in per_label.items() for _ in range(n)]
+        rng.shuffle(labels)
+        write_mnli_file(data_dir / name, [make_pair(rng, label) for label in labels], dev=name != "train.tsv")
+    return data_dir
+
+
+def write_constant_classifier(path, config_file, label, num_labels=None, seed=0):
+    """A complete BertForGLUESimple checkpoint at path (its encoder random, seeded) that answers
+    the classifier row `label` for every input: the row weights zero, the bias one-hot. Its
+    classifier has num_labels rows (default: MNLI's 3)."""
+    from transformers import BertConfig
+
+    num_labels = num_labels or len(LABELS)
+    torch.manual_seed(seed)
+    model = BertForGLUESimple(BertConfig.from_json_file(str(config_file)), num_labels)
+    with torch.no_grad():
+        model.classifier.weight.zero_()
+        model.classifier.bias.copy_(10.0 * torch.nn.functional.one_hot(torch.tensor(label), num_labels))
+    torch.save(model.state_dict(), path)
+    return path
 
 
 def write_mnli_test_file(path, pairs):
@@ -295,6 +328,41 @@ def kill_run_mid_way(command, output_dir, kill_steps, last_step, rng, max_delay,
     raise AssertionError(f"three runs reached gs{last_step}.pkl before they could be killed")
 
 
+# A sitecustomize for a run in a subprocess: the disk under its checkpoint writer turns slow or
+# full for the files named in the environment (the fsync of their temporary file).
+DISK_HOOK = """import os, time
+import distillation.io as io
+slow = dict(item.split(":") for item in os.environ.get("SLOW_WRITES", "").split(",") if item)
+full = set(os.environ.get("FULL_WRITES", "").split(","))
+original = io.fsync_path
+def fsync_path(path):
+    name = os.path.basename(path)
+    if name.startswith(io.TEMPORARY_PREFIX):
+        name = name[len(io.TEMPORARY_PREFIX):].rsplit("-", 1)[0]
+        if name in full:
+            raise OSError(28, os.strerror(28), path)
+        if name in slow:
+            open(os.path.join(os.path.dirname(__file__), "writing-" + name), "w").close()
+            time.sleep(float(slow[name]))
+    original(path)
+io.fsync_path = fsync_path
+"""
+
+
+def disk_hook_env(folder, slow=None, full=()):
+    """The environment of a run whose writes of the files named in slow ({name: seconds}) take
+    that much longer, each leaving folder/writing-NAME as it starts waiting, and whose writes of
+    the files named in full fail as on a full disk (ENOSPC)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "sitecustomize.py").write_text(DISK_HOOK)
+    return dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join([str(folder), REPO]),
+        SLOW_WRITES=",".join(f"{name}:{seconds}" for name, seconds in (slow or {}).items()),
+        FULL_WRITES=",".join(full),
+    )
+
+
 def load_main_emd():
     """main.emd.py as a module (its name has a dot, so it cannot be imported by name)."""
     import importlib.util
@@ -456,6 +524,125 @@ def write_glue_task(root, task, seed=0):
     return folder
 
 
+# ----- GLUE as the Hub's nyu-mll/glue lays it out, made from GLUE's files (pipeline/hub_dataset.py) ---
+# nyu-mll/glue as its dataset card describes it: configuration, text columns, the ClassLabel's
+# names in the order of their numbers (None: a float32 score).
+HUB = {
+    "cola": ("cola", ("sentence",), ("unacceptable", "acceptable")),
+    "sst-2": ("sst2", ("sentence",), ("negative", "positive")),
+    "mrpc": ("mrpc", ("sentence1", "sentence2"), ("not_equivalent", "equivalent")),
+    "sts-b": ("stsb", ("sentence1", "sentence2"), None),
+    "qqp": ("qqp", ("question1", "question2"), ("not_duplicate", "duplicate")),
+    "mnli": ("mnli", ("premise", "hypothesis"), ("entailment", "neutral", "contradiction")),
+    "qnli": ("qnli", ("question", "sentence"), ("entailment", "not_entailment")),
+    "rte": ("rte", ("sentence1", "sentence2"), ("entailment", "not_entailment")),
+    "wnli": ("wnli", ("sentence1", "sentence2"), ("not_entailment", "entailment")),
+}
+# What GLUE's files mean by 0 and 1: CoLA 1 acceptable, SST-2 1 positive, MRPC 1 equivalent,
+# QQP 1 duplicate, WNLI 1 entailment.
+MEANING = {
+    "cola": ("unacceptable", "acceptable"),
+    "sst-2": ("negative", "positive"),
+    "mrpc": ("not_equivalent", "equivalent"),
+    "qqp": ("not_duplicate", "duplicate"),
+    "wnli": ("not_entailment", "entailment"),
+}
+# The splits on the Hub and GLUE's files they hold.
+SPLITS = {"train": "train.tsv", "validation": "dev.tsv", "test": "test.tsv"}
+MNLI_SPLITS = {
+    "train": "train.tsv",
+    "validation_matched": "dev_matched.tsv",
+    "validation_mismatched": "dev_mismatched.tsv",
+    "test_matched": "test_matched.tsv",
+    "test_mismatched": "test_mismatched.tsv",
+}
+# Where GLUE's files keep (text_a, text_b, label) and a test file (index, text_a, text_b).
+FILE_COLUMNS = {
+    "cola": ((3, None, 1), ("index", "sentence", None)),
+    "sst-2": (("sentence", None, "label"), ("index", "sentence", None)),
+    "mrpc": (("#1 String", "#2 String", "Quality"), ("index", "#1 String", "#2 String")),
+    "sts-b": (("sentence1", "sentence2", "score"), ("index", "sentence1", "sentence2")),
+    "qqp": (("question1", "question2", "is_duplicate"), ("id", "question1", "question2")),
+    "mnli": (("sentence1", "sentence2", "gold_label"), ("index", "sentence1", "sentence2")),
+    "qnli": (("question", "sentence", "label"), ("index", "question", "sentence")),
+    "rte": (("sentence1", "sentence2", "label"), ("index", "sentence1", "sentence2")),
+    "wnli": (("sentence1", "sentence2", "label"), ("index", "sentence1", "sentence2")),
+}
+
+
+def read_rows(path, task, test):
+    """The rows of one of GLUE's files, read with the csv module: (a, b, label) or (index, a, b);
+    rows shorter than the header (QQP's) are left out, as the Hub leaves them out."""
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    columns = FILE_COLUMNS[task][1 if test else 0]
+    if isinstance(columns[0], str) or test:
+        header, rows = rows[0], rows[1:]
+        rows = [dict(zip(header, row)) for row in rows if len(row) == len(header)]
+    return [tuple(row[c] if c is not None else None for c in columns) for row in rows]
+
+
+def hub_dataset(task, folder, names=None):
+    """The Hub's layout of the task from GLUE's files in folder: its columns, its ClassLabel
+    numbering (or `names`, another order), -1 and the file's index in the test splits."""
+    from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
+
+    _, texts, hub_names = HUB[task]
+    names = names or hub_names
+    label = ClassLabel(names=list(names)) if names else Value("float32")
+    features = Features({**{c: Value("string") for c in texts}, "label": label, "idx": Value("int32")})
+    splits = {}
+    for split, file in (MNLI_SPLITS if task == "mnli" else SPLITS).items():
+        test = split.startswith("test")
+        rows = read_rows(folder / file, task, test)
+        if test:
+            index, a, b = zip(*rows)
+            labels, index = [-1] * len(rows), [int(i) for i in index]
+        else:
+            a, b, gold = zip(*rows)
+            labels = [number_of(task, y, names) for y in gold]
+            index = list(range(len(rows)))
+        values = {texts[0]: list(a), **({texts[1]: list(b)} if len(texts) > 1 else {})}
+        splits[split] = Dataset.from_dict({**values, "label": labels, "idx": index}, features=features)
+    return DatasetDict(splits)
+
+
+def number_of(task, label, names):
+    """A file's label as the dataset numbers it: by its name (GLUE's 0/1 by what they mean)."""
+    if names is None:
+        return float(np.float32(label))
+    return names.index(MEANING[task][int(label)] if task in MEANING else label)
+
+
+def write_parquet_folder(dataset, root, config):
+    """The Hub's files: root/<configuration>/<split>-00000-of-00001.parquet."""
+    (root / config).mkdir(parents=True)
+    for split, data in dataset.items():
+        data.to_parquet(str(root / config / f"{split}-00000-of-00001.parquet"))
+    return root
+
+
+# The commit the fake Hub cache below claims to hold (any 40 hex digits).
+HUB_COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def write_hub_cache(cache_dir, repo_id, config, parquet_folder):
+    """What load_dataset(repo_id, config) leaves in HF_DATASETS_CACHE after a download (arrow
+    files in <namespace>___<name>/<config>/0.0.0/<commit>/), made here from parquet_folder's
+    files without a network: with HF_DATASETS_OFFLINE=1 the dataset is then read from it."""
+    from datasets.packaged_modules.parquet.parquet import Parquet
+
+    namespace, name = repo_id.split("/")
+    files = {
+        path.name.split("-")[0]: str(path) for path in sorted((parquet_folder / config).glob("*.parquet"))
+    }
+    builder = Parquet(cache_dir=str(cache_dir), dataset_name=name, config_name=config, config_id=config,
+                      hash=HUB_COMMIT, data_files=files)  # fmt: skip
+    builder.download_and_prepare()
+    # The builder names its folder after the dataset alone; the Hub's, after its namespace too.
+    os.rename(cache_dir / name, cache_dir / f"{namespace}___{name}")
+
+
 # ----- a tiny BertForGLUESimple and a batch for it (test_modeling.py, test_checkpoints.py) -----
 NUM_LABELS = 3
 BATCH, LENGTH = 4, 7  # make_batch's shape
@@ -500,3 +687,30 @@ def assert_same_weights(model_a, model_b, keys):
     state_a, state_b = model_a.state_dict(), model_b.state_dict()
     for key in keys:
         assert torch.equal(state_a[key], state_b[key]), key
+
+
+# ----- TensorBoard's event files (distillation/loss_log.py) ------------------------------------
+TENSORBOARD_REASON = "the tensorboard package is not installed (requirements-test.txt installs it)"
+
+
+def has_tensorboard():
+    return importlib.util.find_spec("tensorboard") is not None
+
+
+def event_files(folder):
+    """The TensorBoard event files in folder (events.out.tfevents.<second>.<host>.<pid>.<n>)."""
+    return sorted(name for name in os.listdir(folder) if name.startswith("events.out.tfevents."))
+
+
+def tensorboard_scalars(folder):
+    """{tag: [(step, value), ...]} of the event files in folder, as TensorBoard reads them: its
+    own reader (EventAccumulator), the files in name order, a restart's purge mark hiding the
+    later steps of the files before it."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    accumulator = EventAccumulator(str(folder), size_guidance={"scalars": 0})  # 0: keep every value
+    accumulator.Reload()
+    return {
+        tag: [(event.step, event.value) for event in accumulator.Scalars(tag)]
+        for tag in accumulator.Tags()["scalars"]
+    }

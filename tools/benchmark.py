@@ -3,6 +3,7 @@
     python -m tools.benchmark                # about two minutes on 2 CPU cores
     python -m tools.benchmark --device cuda --bf16 --batch 32 --length 128
     python -m tools.benchmark --levers --batch 32 --lengths_from MNLI/train.tsv --vocab_file vocab.txt
+    python -m tools.benchmark --checkpoints_only   # about 10 minutes on 2 CPU cores
 
 Everything is generated: a synthetic MNLI-layout train file with MNLI-like sentence lengths (and
 a vocabulary built from its words) for the encoding, random token ids for the models. A training
@@ -16,6 +17,14 @@ on the same models and batches, in interleaved rounds, and the ratio ours/TextBr
 once with the same optimizer on both sides (the libraries alone), once with the optimizer each
 project's MNLI example builds (main.py's fused AdamW; TextBrewer's AdamW with torch's defaults).
 
+--checkpoints adds a table of what a checkpoint costs (--checkpoints_only prints it alone): epochs
+with one checkpoint each, several epochs per train() call, of the GeneralDistiller writing its
+checkpoints and resume states in the background (as it does), of the same writing them in the
+training step (the writer before the background one: WritesInTheStep) and of TextBrewer
+0.2.1's (the student alone, in the step), with the same optimizer, in interleaved rounds: the
+time of an epoch after the first of its call (the previous checkpoint's write goes on beside
+it), and how long training waited at a checkpoint and at the end of train().
+
 --levers adds a second table: whole epochs of the GeneralDistiller over examples with the
 lengths of a generated MNLI-like histogram (and of a real MNLI-layout train file, with
 --lengths_from), eager against compiled (--compile) and random against grouped batches
@@ -26,6 +35,7 @@ each epoch and what the compilation cost.
 import argparse
 import contextlib
 import dataclasses
+import itertools
 import logging
 import math
 import os
@@ -45,14 +55,17 @@ from distillation import (
     GeneralDistiller,
     MultiTeacherDistiller,
     TrainingConfig,
+    atomic_torch_save,
     move_to_device,
 )
+from distillation.checkpoint_writer import BackgroundWriter
 from distiller_emd import EMDDistiller
 from matches import PRESETS, fit_matches
 from modeling import BertForGLUESimple, BertForGLUESimpleAdaptor
 from pipeline import optimization
 from pipeline.compiling import BACKEND, compile_training
 from pipeline.data import batch_loader
+from pipeline.distiller_features import request_features
 from pipeline.evaluation import evaluate
 from pipeline.feature_cache import load_features
 from pipeline.options import COMPILE_PAD_MULTIPLE
@@ -70,7 +83,20 @@ SYLLABLES = ["ka", "lo", "mi", "ne", "ru", "ta", "vi", "so", "pe", "du", "an", "
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    add = parser.add_argument
+    for add_options in (add_model_options, add_textbrewer_options, add_checkpoint_options, add_lever_options):
+        add_options(parser.add_argument)
+    args = parser.parse_args(argv)
+    if args.checkpoint_epochs < 2:
+        parser.error("--checkpoint_epochs must be at least 2: the first epoch of a call is not timed")
+    if args.lengths_from and not args.vocab_file:
+        parser.error("--lengths_from needs --vocab_file: the vocabulary whose word pieces are counted")
+    if args.lever_examples < args.batch:
+        parser.error(f"--lever_examples must be at least --batch ({args.batch}), got {args.lever_examples}")
+    return args
+
+
+def add_model_options(add):
+    """The models' sizes, the batches, the rounds of the step table, the device."""
     add("--teacher_layers", type=int, default=12)
     add("--teacher_hidden", type=int, default=256)
     add(
@@ -96,6 +122,9 @@ def parse_args(argv=None):
         "--fp16", action="store_true", help="fp16 autocast (and a GradScaler on CUDA) in every configuration."
     )
     add("--seed", type=int, default=0)
+
+
+def add_textbrewer_options(add):
     add(
         "--textbrewer_rounds",
         type=int,
@@ -104,6 +133,33 @@ def parse_args(argv=None):
     )
     add("--textbrewer_epoch_steps", type=int, default=72, help="Steps of one epoch in those rounds.")
     add("--textbrewer_only", action="store_true", help="Run only the TextBrewer comparison.")
+
+
+def add_checkpoint_options(add):
+    add(
+        "--checkpoints",
+        action="store_true",
+        help="Also time epochs with one checkpoint each: ours written in the background, ours "
+        "written in the step (before), TextBrewer 0.2.1's.",
+    )
+    add("--checkpoints_only", action="store_true", help="Run only the --checkpoints table.")
+    add(
+        "--checkpoint_epoch_steps",
+        type=int,
+        nargs="+",
+        default=[24, 72],
+        help="--checkpoints: epoch lengths.",
+    )
+    add(
+        "--checkpoint_epochs",
+        type=int,
+        default=2,
+        help="--checkpoints: epochs per train() call; the first of each is not timed.",
+    )
+    add("--checkpoint_rounds", type=int, default=3, help="--checkpoints: interleaved rounds.")
+
+
+def add_lever_options(add):
     add(
         "--levers",
         action="store_true",
@@ -129,12 +185,6 @@ def parse_args(argv=None):
         default=BACKEND,
         help=f"torch.compile's backend in --levers (default {BACKEND}; 'eager' checks the path quickly).",
     )
-    args = parser.parse_args(argv)
-    if args.lengths_from and not args.vocab_file:
-        parser.error("--lengths_from needs --vocab_file: the vocabulary whose word pieces are counted")
-    if args.lever_examples < args.batch:
-        parser.error(f"--lever_examples must be at least --batch ({args.batch}), got {args.lever_examples}")
-    return args
 
 
 # ----- feature encoding --------------------------------------------------------------------------
@@ -289,6 +339,19 @@ class Setup:
             self.teacher_config.num_hidden_layers,
         )
 
+    def relation_matches(self):
+        """L4_relation_last (MiniLMv2's relations of the last layers) fitted to these sizes, with
+        the most relation heads, up to the preset's 12, that divide both hidden sizes."""
+        common = math.gcd(self.student_config.hidden_size, self.teacher_config.hidden_size)
+        heads = max(h for h in range(1, 13) if common % h == 0)
+        return fit_matches(
+            [{**match, "relation_heads": heads} for match in PRESETS["L4_relation_last"]],
+            self.student_config.hidden_size,
+            self.teacher_config.hidden_size,
+            self.student_config.num_hidden_layers,
+            self.teacher_config.num_hidden_layers,
+        )
+
     def teacher(self, hidden_states, seed=1):
         return self.model(self.teacher_config, hidden_states, seed).eval().requires_grad_(False)
 
@@ -370,6 +433,15 @@ def build_steps(setup):
         adaptor,
         adaptor,
     )
+    relation = without_checkpoints(GeneralDistiller)(
+        setup.train_config("relation"),
+        DistillationConfig(temperature=temperature, intermediate_matches=setup.relation_matches()),
+        setup.teacher(hidden_states=False),
+        setup.student(hidden_states=False),
+        adaptor,
+        adaptor,
+    )
+    request_features(relation, [relation.model_T], relation.model_S)  # the matched layers only
     emd = without_checkpoints(EMDDistiller)(
         setup.train_config("emd"),
         DistillationConfig(temperature=temperature),
@@ -392,6 +464,7 @@ def build_steps(setup):
     return {
         "bare step": BareStep(setup),
         "GeneralDistiller L4t_hidden_mse + L4_hidden_smmd": DistillerStep(setup, general),
+        "GeneralDistiller L4_relation_last (SDPA kept)": DistillerStep(setup, relation),
         "EMDDistiller": DistillerStep(setup, emd),
         "MultiTeacherDistiller, 2 teachers": DistillerStep(setup, multi(False)),
         "MultiTeacherDistiller, 2 teachers, cached logits (epoch >= 2)": DistillerStep(
@@ -683,6 +756,177 @@ def textbrewer_report(args, result):
     return "\n".join(lines)
 
 
+# ----- the cost of a checkpoint -----------------------------------------------------------------
+
+
+class WritesInTheStep:
+    """Checkpoints and resume states written as before the background writer: in the training
+    thread, while training waits, without a copy (a checkpoint_writer for the "before" row)."""
+
+    failed = False
+
+    def write(self, files, then=None):
+        for path, state in files:
+            atomic_torch_save(state, path)
+        if then is not None:
+            then()
+
+    def check(self):
+        pass
+
+    def wait(self):
+        pass
+
+    def close(self):
+        pass
+
+
+class CheckpointTimes:
+    """When each checkpoint of a train() call ended (the epoch boundaries), how long training
+    waited at each, and how long train() waited after the last (for the last write)."""
+
+    def __init__(self):
+        self.ends, self.waits, self.final_waits = [], [], []
+
+    def timed_save(self, save):
+        start = time.perf_counter()
+        save()
+        self.ends.append(time.perf_counter())
+        self.waits.append(self.ends[-1] - start)
+
+    def timed_train(self, train):
+        self.ends.clear()
+        train()
+        self.final_waits.append(time.perf_counter() - self.ends[-1])
+        return [later - earlier for earlier, later in itertools.pairwise(self.ends)]
+
+
+def checkpoint_timed(distiller_class, writer):
+    """distiller_class writing its checkpoints with writer, timed (its `times`)."""
+
+    def _save_checkpoint(self, run, callback):
+        self.times.timed_save(lambda: distiller_class._save_checkpoint(self, run, callback))
+
+    return type(
+        f"Checkpointed{distiller_class.__name__}",
+        (distiller_class,),
+        {"checkpoint_writer": writer, "_save_checkpoint": _save_checkpoint},
+    )
+
+
+def checkpoint_distillers(setup):
+    """{name: distiller with `times`} for the checkpoint table: the GeneralDistiller with the
+    example's matches writing in the background, the same writing in the step, TextBrewer's
+    (when installed) writing the student alone; the same teacher, students alike."""
+    matches = setup.published_matches()
+    teacher = setup.teacher(hidden_states=True)
+    adaptor = BertForGLUESimpleAdaptor
+    distillers = {}
+    for name, writer in (("ours, written in the background", BackgroundWriter),
+                         ("ours, written in the step (before)", WritesInTheStep)):  # fmt: skip
+        distillers[name] = checkpoint_timed(GeneralDistiller, writer)(
+            setup.train_config(f"checkpoints-{len(distillers)}"),
+            DistillationConfig(temperature=8, intermediate_matches=matches, padded_length=setup.args.length),
+            teacher,
+            setup.student(hidden_states=True),
+            adaptor,
+            adaptor,
+        )
+        distillers[name].log_every_steps = 10**9
+    with contextlib.suppress(ImportError):
+        import textbrewer
+
+        class TimedTextBrewer(textbrewer.GeneralDistiller):
+            def save_and_callback(self, *arguments):
+                self.times.timed_save(lambda: super(TimedTextBrewer, self).save_and_callback(*arguments))
+
+        distillers["TextBrewer 0.2.1"] = TimedTextBrewer(
+            textbrewer.TrainingConfig(output_dir=os.path.join(setup.workdir, "checkpoints-textbrewer"),
+                                      device=setup.device),
+            textbrewer.DistillationConfig(temperature=8, intermediate_matches=[m.as_dict() for m in matches]),
+            teacher,
+            setup.student(hidden_states=True),
+            adaptor,
+            adaptor,
+        )  # fmt: skip
+    for distiller in distillers.values():
+        distiller.times = CheckpointTimes()
+    return distillers
+
+
+def time_checkpoints(setup, epoch_steps):
+    """{name: (median seconds per epoch, median wait at a checkpoint, median wait at the end of
+    train(), bytes written per checkpoint)} of epochs of epoch_steps steps, each with its
+    checkpoint, for checkpoint_distillers: the same models, batches and optimizer (main.py's),
+    --checkpoint_epochs epochs per train() call, in interleaved rounds."""
+    args = setup.args
+    generator = torch.Generator().manual_seed(args.seed + 2)
+    features = third_half_padded(epoch_steps * args.batch, args.length, generator)
+    loader = batch_loader(features, args.batch, shuffle=True, seed=args.seed)
+    warm_loader = batch_loader(
+        {k: v[: 2 * args.batch] for k, v in features.items()}, args.batch, shuffle=False
+    )
+    distillers = checkpoint_distillers(setup)
+    for distiller in distillers.values():
+        # A new optimizer per call: TextBrewer adds the projections to it at every train().
+        distiller.train(
+            optimization.build_optimizer(distiller.model_S, 1e-4, 0.01), warm_loader, num_epochs=1
+        )
+        distiller.times = CheckpointTimes()  # the warm-up made the host buffers: not timed
+    epochs = {name: [] for name in distillers}
+    for round_index in range(args.checkpoint_rounds):
+        names = list(distillers)
+        for name in names[round_index % len(names) :] + names[: round_index % len(names)]:
+            distiller = distillers[name]
+            synchronize(setup.device)
+            epochs[name] += distiller.times.timed_train(
+                lambda d=distiller: d.train(
+                    optimization.build_optimizer(d.model_S, 1e-4, 0.01),
+                    loader,
+                    num_epochs=args.checkpoint_epochs,
+                )
+            )
+    last = epoch_steps * args.checkpoint_epochs
+    return {
+        name: (statistics.median(epochs[name]), statistics.median(distiller.times.waits),
+               statistics.median(distiller.times.final_waits), bytes_written(distiller.t_config.output_dir, last))
+        for name, distiller in distillers.items()
+    }  # fmt: skip
+
+
+def bytes_written(output_dir, step):
+    """The sizes of gs{step}.pkl and resume_gs{step}.pt (those there) in output_dir."""
+    paths = [os.path.join(output_dir, file) for file in (f"gs{step}.pkl", f"resume_gs{step}.pt")]
+    return sum(os.path.getsize(path) for path in paths if os.path.exists(path))
+
+
+def checkpoints_report(args, results):
+    """results: {epoch steps: time_checkpoints' result}."""
+    lines = [
+        f"Checkpoints: the GeneralDistiller (five hidden_mse pairs with linear projections, five mmd pairs), "
+        f"one checkpoint an epoch, {args.checkpoint_epochs} epochs per train() call (the first not timed), "
+        f"the same optimizer (main.py's) on every side, median of {args.checkpoint_rounds} interleaved rounds",
+        "",
+        "| epoch | writes | MiB a checkpoint | epoch | per step | / TextBrewer | waits at a checkpoint "
+        "| waits at the end of train() |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    summary = []
+    for epoch_steps, result in results.items():
+        theirs = result.get("TextBrewer 0.2.1")
+        for name, (epoch, wait, final_wait, written) in result.items():
+            ratio = f"{epoch / theirs[0]:.3f}x" if theirs else "n/a"
+            lines.append(
+                f"| {epoch_steps} steps | {name} | {written / 2**20:,.0f} | {epoch:.2f} s | "
+                f"{epoch / epoch_steps * 1000:.0f} ms | {ratio} | {wait:.3f} s | {final_wait:.3f} s |"
+            )
+        after = result["ours, written in the background"][1]
+        before = result["ours, written in the step (before)"][1]
+        summary.append(f"{after / before:.3f}x with {epoch_steps}-step epochs")
+    lines += ["", "Training waits at a checkpoint, in the background / in the step: " + ", ".join(summary)]
+    return "\n".join(lines)
+
+
 # ----- the report --------------------------------------------------------------------------------
 
 
@@ -743,6 +987,8 @@ def report(args, setup, encoding, step_times, peaks, eval_rate):
             f"| {seconds / bare:.3f}x |"
         )
     lines.append(f"| EMD step / GeneralDistiller step | | {step_times['EMDDistiller'] / general:.3f}x |")
+    relation = step_times["GeneralDistiller L4_relation_last (SDPA kept)"]
+    lines.append(f"| relation step / hidden-state matches' step | | {relation / general:.3f}x |")
     lines.append(f"| evaluation ({args.eval_examples} examples, batch 128) | {eval_rate:,.0f} examples/s | |")
     lines.append(f"| peak memory of the process (max RSS) | {max_rss_mib():,.0f} MiB | |")
     return "\n".join(lines)
@@ -756,6 +1002,11 @@ def run(argv=None):
     logging.basicConfig(level=logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="mnli-benchmark-") as workdir:
         setup = Setup(args, workdir)
+        if args.checkpoints or args.checkpoints_only:
+            results = {steps: time_checkpoints(setup, steps) for steps in args.checkpoint_epoch_steps}
+            print(checkpoints_report(args, results))
+            if args.checkpoints_only:
+                return
         if not args.textbrewer_only:
             encoding = time_encoding(args, workdir)
             step_times, peaks = time_steps(setup, build_steps(setup))

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Compare distillation recipes on one dataset and one teacher: the student trained alone, the
 # published recipe, the recommended recipe and its ablation (the start from the teacher's weights
-# alone, then with KD), BERT-EMD and multi-teacher, all with the same epochs, batch and length.
+# alone, then with KD), the recommended recipe with MiniLMv2's relations (in place of its
+# matches, or beside them) or TinyBERT's attention scores beside them, BERT-EMD and
+# multi-teacher, all with the same epochs, batch and length.
 # Prints a table of dev accuracy and wall time (Markdown, and JSON in
 # $OUTPUT_ROOT_DIR/results.json; a row whose student stopped learning is marked (!)), and
 # draws the rows' losses and dev accuracy into $OUTPUT_ROOT_DIR/runs.png when matplotlib is
@@ -13,6 +15,8 @@
 # BERT_DIR holds the teacher's vocab.txt and config.json; TEACHER_CKPT is the fine-tuned teacher
 # (run_mnli_train.sh writes it; the table's teacher row is read from the folder holding it).
 # Multi-teacher runs only when TEACHER_CKPT_2 is set. Shorter runs: `ep=1`, `n_train=2000`.
+# The relation and score rows read `relation_matches` and `score_matches` (presets for a 12-layer
+# teacher by default; a 6-layer one takes L4_relation_last_from6 and L4_att_score_mse_from6).
 # `parallel=2` runs two rows at once with half the cores each (or OMP_NUM_THREADS each, when it
 # is set): on CPUs this finishes sooner, because one small model does not keep several cores busy.
 # `extra_main_args="--no_cuda"` gives main.py options to every row.
@@ -30,7 +34,9 @@ here=$(dirname "$tools")  # the repository: its scripts run the rows
 : "${torch_seed:=9580}"
 : "${n_train:=0}"          # train on the first n_train pairs of train.tsv only (0: all of them)
 : "${runs:=alone alone_recipe_lr published init_only init_kd recommended emd multiteacher}"  # rows, in this order
-: "${matches:=L4t_hidden_mse L4_hidden_smmd}"  # the published recipe's matches (presets or a JSON file)
+: "${matches:=L4t_hidden_mse L4_hidden_smmd}"  # the published recipe's matches (presets and/or JSON files)
+: "${relation_matches:=L4_relation_last}"      # MiniLMv2's relations (rows relation, recommended_relation)
+: "${score_matches:=L4_att_score_mse}"         # TinyBERT's attention scores (row recommended_scores)
 : "${emd_recipe:=recommended}"    # the recipe of the EMD and multi-teacher rows
 : "${multi_recipe:=recommended}"
 : "${alone_json:=TrainTinyAlone.json}"          # the JSON configs (in jsons/, or paths)
@@ -40,7 +46,7 @@ here=$(dirname "$tools")  # the repository: its scripts run the rows
 : "${PYTHON:=python}"
 export TEACHER_CKPT TEACHER_CKPT_2 PYTHON
 
-known_runs="alone alone_recipe_lr published init_only init_kd recommended emd multiteacher"
+known_runs="alone alone_recipe_lr published init_only init_kd recommended relation recommended_relation recommended_scores emd multiteacher"
 for which in $runs; do  # every row is checked before the first one starts
     [[ " $known_runs " == *" $which "* ]] || { echo "unknown run '$which' in runs (expected: $known_runs)" >&2; exit 1; }
 done
@@ -97,6 +103,16 @@ for which in $runs; do
                      model_config_json_file="$tiny_json" recipe=recommended -- --matches --cache_teacher_logits ;;
         recommended) run recommended "Recommended recipe, lr $recipe_lr" run_mnli_distill_T4tiny.sh \
                          model_config_json_file="$tiny_json" recipe=recommended matches="$matches" ;;
+        # The recommended recipe with MiniLMv2's relations in place of its matches, then beside
+        # them, and with TinyBERT's pre-softmax attention scores beside them (docs/relations.md).
+        relation) run relation "Init + KD + relations ($relation_matches)" run_mnli_distill_T4tiny.sh \
+                      model_config_json_file="$tiny_json" recipe=recommended matches="$relation_matches" ;;
+        recommended_relation) run recommended_relation "Recommended recipe + relations" run_mnli_distill_T4tiny.sh \
+                                  model_config_json_file="$tiny_json" recipe=recommended \
+                                  matches="$matches $relation_matches" ;;
+        recommended_scores) run recommended_scores "Recommended recipe + attention scores" run_mnli_distill_T4tiny.sh \
+                                model_config_json_file="$tiny_json" recipe=recommended \
+                                matches="$matches $score_matches" ;;
         emd) run emd "BERT-EMD ($emd_recipe)" run_mnli_distill_T4tiny_emd.sh \
                  model_config_json_file="$tiny_json" recipe="$emd_recipe" ;;
         multiteacher)

@@ -58,8 +58,9 @@ def warnings_about(caplog, text):
 def test_the_package_exports_textbrewers_names():
     for name in EXPORTS:
         assert hasattr(distillation, name), name
-    assert FEATURES == ["hidden", "attention"]
-    assert ADAPTOR_KEYS == ["logits", "logits_mask", "losses", "inputs_mask", "labels", "hidden", "attention"]
+    # TextBrewer's features first, then this project's (a layer's Q/K/V, its pre-softmax scores)
+    assert FEATURES == ["hidden", "attention", "relation", "attention_scores"]
+    assert ADAPTOR_KEYS == ["logits", "logits_mask", "losses", "inputs_mask", "labels", *FEATURES]
 
 
 # ----- TrainingConfig ------------------------------------------------------------------------
@@ -353,7 +354,7 @@ def test_weights_at_follows_the_linear_schedules_and_leaves_the_config_alone():
 
 
 def test_temperature_without_a_schedule_is_the_base_temperature():
-    logits = torch.randn(3, 4)
+    logits = torch.randn(3, 4, generator=torch.Generator().manual_seed(0))
     assert DistillationConfig(temperature=8).temperature_for(logits, logits) == 8
     assert (
         DistillationConfig(temperature=8, temperature_scheduler="constant").temperature_for(logits, logits)

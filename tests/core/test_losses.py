@@ -28,6 +28,7 @@ from distillation.losses import (
     mmd_loss,
     pkd_loss,
 )
+from distillation.relation_losses import att_score_mse_loss, relation_kl_loss
 
 BATCH, LENGTH, HEADS, HIDDEN_S, HIDDEN_T, CLASSES = 3, 5, 2, 4, 6, 3
 LENGTHS = [5, 3, 2]  # real tokens per example; the rest is padding
@@ -285,6 +286,8 @@ def test_match_loss_map_names():
         "fsp": fsp_loss,
         "mmd": mmd_loss,
         "nst": mmd_loss,
+        "relation_kl": relation_kl_loss,
+        "att_score_mse": att_score_mse_loss,
     }
 
 
@@ -510,6 +513,42 @@ def pair_features(seed, hidden_T):
     return S, T
 
 
+def cropped_relation_kl_reference(S, T, lengths, heads=12):
+    """Per example, on its real tokens: for each of Q, K, V, KL(softmax(X_a X_a^T / sqrt(d))
+    of the teacher || of the student), summed over rows, over heads * n_b; the examples' mean,
+    summed over the three kinds. (tests/core/test_relation_losses.py: loop by loop.)"""
+
+    def log_relations(X, n):
+        X = X[:n].reshape(n, heads, -1).transpose(0, 1)  # (heads, n, d)
+        return torch.log_softmax(X @ X.transpose(1, 2) / X.size(-1) ** 0.5, dim=-1)
+
+    total = 0
+    for kind in range(3):
+        per_example = []
+        for b, n in enumerate(lengths):
+            log_S, log_T = log_relations(S[kind, b], n), log_relations(T[kind, b], n)
+            per_example.append((log_T.exp() * (log_T - log_S)).sum() / (heads * n))
+        total = total + sum(per_example) / len(per_example)
+    return total
+
+
+def tinybert_scores_reference(S, T, lengths):
+    """TinyBERT: padded keys' scores (its -10000) and any score <= -1e2 are 0; the mean over
+    every entry, padded rows included."""
+    keep = torch.ones(S.shape, dtype=torch.bool)
+    for b, n in enumerate(lengths):
+        keep[b, :, :, n:] = False
+    zeroed = [torch.where(keep & (X > -1e2), X, torch.zeros_like(X)) for X in (S, T)]
+    return (zeroed[0] - zeroed[1]).pow(2).sum() / S.numel()
+
+
+def relation_features(seed):
+    """(3, batch, length, hidden): 12 relation heads (the default) of sizes 1 and 2."""
+    return cropped_randn(3, CROP_BATCH, CROP_LENGTH, 12, seed=seed), cropped_randn(
+        3, CROP_BATCH, CROP_LENGTH, 24, seed=seed + 1
+    )
+
+
 # name -> (reference, features); gram/fsp compare (hidden, hidden) matrices, so S and T share a
 # hidden size, while mmd/nst compare (L, L) matrices and take different ones.
 MATCH_CASES = {
@@ -524,6 +563,8 @@ MATCH_CASES = {
     "fsp": (cropped_gram_reference, lambda: pair_features(28, CROP_HIDDEN_S)),
     "mmd": (cropped_similarity_reference, lambda: pair_features(32, CROP_HIDDEN_T)),
     "nst": (cropped_similarity_reference, lambda: pair_features(36, CROP_HIDDEN_T)),
+    "relation_kl": (cropped_relation_kl_reference, lambda: relation_features(38)),
+    "att_score_mse": (tinybert_scores_reference, lambda: attention_features(40)),
 }
 # With a mask, TextBrewer 0.2.1's mmd/nst divide the similarities by the padded length.
 MASKED_DIVISOR = {"mmd": CROP_LENGTH, "nst": CROP_LENGTH}

@@ -137,6 +137,7 @@ def test_display_parameters_tree_matches_textbrewer():
     textbrewer_utils = pytest.importorskip("textbrewer.utils", reason=REFERENCE_REASON)
     from transformers import BertConfig, BertForMaskedLM
 
+    torch.manual_seed(0)
     model = BertForMaskedLM(
         BertConfig(
             vocab_size=40, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32
@@ -234,7 +235,8 @@ def test_get_outputs_from_batch():
 
 
 def test_select_logits_with_mask():
-    logits3, logits2 = torch.randn(2, 3, 4), torch.randn(2, 4)
+    generator = torch.Generator().manual_seed(0)
+    logits3, logits2 = torch.randn(2, 3, 4, generator=generator), torch.randn(2, 4, generator=generator)
     mask = torch.tensor([[1, 1, 0], [1, 0, 0]])
     selected, untouched = select_logits_with_mask([logits3, logits2], [mask])
     assert selected.shape == (3, 4) and torch.equal(selected[2], logits3[1, 0]) and untouched is logits2

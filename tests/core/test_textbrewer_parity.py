@@ -155,12 +155,19 @@ def configs(tmp_path, **distill):
 # ----- the maps --------------------------------------------------------------------------------
 
 
+# What this project adds to TextBrewer's names (relation_losses.py): new names only.
+ADDED_MATCH_LOSSES = {"relation_kl", "att_score_mse"}
+ADDED_FEATURES = {"relation", "attention_scores"}
+
+
 def test_the_maps_have_textbrewers_names():
     assert set(distillation.KD_LOSS_MAP) == set(tb_presets.KD_LOSS_MAP)
-    assert set(distillation.MATCH_LOSS_MAP) == set(tb_presets.MATCH_LOSS_MAP)
+    assert set(distillation.MATCH_LOSS_MAP) == set(tb_presets.MATCH_LOSS_MAP) | ADDED_MATCH_LOSSES
+    assert not ADDED_MATCH_LOSSES & set(tb_presets.MATCH_LOSS_MAP)
     assert set(distillation.PROJ_MAP) == set(tb_presets.PROJ_MAP)
     assert set(distillation.WEIGHT_SCHEDULER) == set(tb_presets.WEIGHT_SCHEDULER)
-    assert set(distillation.FEATURES) == set(tb_presets.FEATURES)
+    assert set(distillation.FEATURES) == set(tb_presets.FEATURES) | ADDED_FEATURES
+    assert not ADDED_FEATURES & set(tb_presets.FEATURES)
 
 
 # ----- every loss on the models' features ------------------------------------------------------

@@ -70,7 +70,7 @@ def test_each_batch_is_cut_to_its_longest_example_rounded_up_to_the_multiple():
     lengths = mnli_like_lengths(64)
     mask = (torch.arange(64) < lengths[:, None]).long()
     features = {
-        "input_ids": torch.randint(5, 40, mask.shape) * mask,
+        "input_ids": torch.randint(5, 40, mask.shape, generator=torch.Generator().manual_seed(0)) * mask,
         "attention_mask": mask,
         "token_type_ids": torch.zeros_like(mask),
         "labels": torch.arange(64) % 3,

@@ -5,11 +5,17 @@ import os
 import re
 import subprocess
 import sys
+import threading
 
 import torch
 
+import distillation.io
+from distillation import DistillationConfig, GeneralDistiller
+from distillation.checkpoint_writer import BackgroundWriter
+from modeling import BertForGLUESimpleAdaptor
 from tests.helpers import write_tiny_mnli, write_vocab
 from tools import benchmark
+from tools.benchmark import WritesInTheStep
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TINY = [
@@ -30,6 +36,7 @@ TINY = [
 TRAINING_ROWS = [
     "bare step",
     "GeneralDistiller L4t_hidden_mse + L4_hidden_smmd",
+    "GeneralDistiller L4_relation_last (SDPA kept)",
     "EMDDistiller",
     "MultiTeacherDistiller, 2 teachers",
     "MultiTeacherDistiller, 2 teachers, cached logits (epoch >= 2)",
@@ -92,9 +99,13 @@ def test_the_tables_have_every_row_with_positive_numbers(tmp_path):
     assert positive(rows["EMD step / GeneralDistiller step"][1], r"{n}x")[0] == pytest_approx(
         ratios["EMDDistiller"] / ratios["GeneralDistiller L4t_hidden_mse + L4_hidden_smmd"]
     )
+    assert positive(rows["relation step / hidden-state matches' step"][1], r"{n}x")[0] == pytest_approx(
+        ratios["GeneralDistiller L4_relation_last (SDPA kept)"]
+        / ratios["GeneralDistiller L4t_hidden_mse + L4_hidden_smmd"]
+    )
     positive(rows["evaluation (64 examples, batch 128)"][0], r"{n} examples/s")
     positive(rows["peak memory of the process (max RSS)"][0], r"{n} MiB")
-    assert len(rows) == 1 + 2 + len(TRAINING_ROWS) + 3  # the header and every measurement
+    assert len(rows) == 1 + 2 + len(TRAINING_ROWS) + 4  # the header and every measurement
     check_levers(levers_table, data)
     # Beside TextBrewer (CI installs it): with the same optimizer, and with its example's.
     try:
@@ -169,8 +180,76 @@ def test_each_training_row_runs_its_own_distiller(tmp_path, monkeypatch):
         "bare step": [],
         "EMDDistiller": ["EMDDistiller"] * 2,
         "GeneralDistiller L4t_hidden_mse + L4_hidden_smmd": ["GeneralDistiller"] * 2,
+        "GeneralDistiller L4_relation_last (SDPA kept)": ["GeneralDistiller"] * 2,
     }
     for name, step in steps.items():
         calls.clear()
         step.run(2)
         assert calls == expected.get(name, ["MultiTeacherDistiller"] * 2), name
+
+
+def test_the_checkpoint_table_times_each_way_of_writing_with_its_own_writer(tmp_path):
+    """--checkpoints_only: for each epoch length, ours written in the background, ours written in
+    the step (the writer before it) and TextBrewer's, each with positive times; the background
+    row really wrote in the background (its files are the same size as the step's row's)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "tools.benchmark", *TINY, "--checkpoints_only", "--checkpoint_epoch_steps", "3",
+         "4", "--checkpoint_rounds", "1"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Sizes:" not in result.stdout  # the other tables are left out
+    rows = [
+        [cell.strip() for cell in line.strip("|").split("|")]
+        for line in result.stdout.splitlines()
+        if line.startswith("| ") and "---" not in line
+    ][1:]
+    try:
+        import textbrewer  # noqa: F401
+
+        names = ["ours, written in the background", "ours, written in the step (before)", "TextBrewer 0.2.1"]
+    except ImportError:
+        names = ["ours, written in the background", "ours, written in the step (before)"]
+    assert [row[:2] for row in rows] == [[f"{steps} steps", name] for steps in (3, 4) for name in names]
+    for _, name, mib, epoch, per_step, ratio, wait, final_wait in rows:
+        assert float(epoch.removesuffix(" s")) > 0 and float(per_step.removesuffix(" ms")) >= 0
+        assert float(wait.removesuffix(" s")) > 0 and final_wait.endswith(" s")
+        assert ratio.endswith("x") or ratio == "n/a"
+        if name.startswith("ours"):  # the student, and its resume state beside it
+            assert mib == rows[0][2] and int(mib) > 0
+    assert re.search(
+        r"in the background / in the step: [0-9.]+x with 3-step epochs, [0-9.]+x with 4-step", result.stdout
+    )
+
+
+def test_the_step_row_writes_in_the_training_thread_and_the_background_row_beside_it(tmp_path, monkeypatch):
+    """The two writers of the checkpoint table: the "before" row's files are written by the
+    training thread itself, the background row's by the checkpoint writer's thread."""
+    threads = []
+    original = distillation.io.atomic_path
+
+    def recording(path):
+        threads.append(threading.current_thread().name)
+        return original(path)
+
+    monkeypatch.setattr(distillation.io, "atomic_path", recording)
+    torch.set_num_threads(1)
+    setup = benchmark.Setup(benchmark.parse_args(TINY), str(tmp_path))
+    for writer, thread in ((WritesInTheStep, "MainThread"), (BackgroundWriter, "checkpoint-writer")):
+        distiller = benchmark.checkpoint_timed(GeneralDistiller, writer)(
+            setup.train_config(thread),
+            DistillationConfig(),
+            setup.teacher(hidden_states=False),
+            setup.student(hidden_states=False),
+            BertForGLUESimpleAdaptor,
+            BertForGLUESimpleAdaptor,
+        )
+        distiller.times = benchmark.CheckpointTimes()
+        threads.clear()
+        optimizer = torch.optim.SGD(distiller.model_S.parameters(), lr=0.1)
+        distiller.times.timed_train(lambda d=distiller, o=optimizer: d.train(o, setup.loader(), num_steps=1))
+        assert threads == [thread, thread]  # gs1.pkl, resume_gs1.pt
+        assert len(distiller.times.waits) == len(distiller.times.final_waits) == 1

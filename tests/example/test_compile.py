@@ -55,7 +55,8 @@ def setup(tmp_path_factory):
         jsons[name].write_text(
             json.dumps({"teachers": [entries[t] for t in teachers], "student": entries[student]})
         )
-    matches = root / "matches.json"  # projected hidden states and a pair loss
+    # projected hidden states, a pair loss, and the per-layer features: relations, attention scores
+    matches = root / "matches.json"
     matches.write_text(
         json.dumps(
             [
@@ -63,6 +64,23 @@ def setup(tmp_path_factory):
                 for s, t in ((0, 0), (1, 2), (2, 3))
             ]
             + [{"layer_S": [2, 2], "layer_T": [3, 3], "feature": "hidden", "loss": "mmd", "weight": 1}]
+            + [
+                {
+                    "layer_S": 1,
+                    "layer_T": 2,
+                    "feature": "relation",
+                    "loss": "relation_kl",
+                    "weight": 1,
+                    "relation_heads": 4,
+                },
+                {
+                    "layer_S": 0,
+                    "layer_T": 1,
+                    "feature": "attention_scores",
+                    "loss": "att_score_mse",
+                    "weight": 1,
+                },
+            ]
         )
     )
     return {

@@ -12,7 +12,18 @@ import torch
 import main
 from modeling import BertForGLUESimple
 from pipeline.model_config import parse_model_config
-from tests.helpers import counting_teacher_calls, wait_for, write_bert_config, write_tiny_mnli, write_vocab
+from tests.helpers import (
+    TENSORBOARD_REASON,
+    counting_teacher_calls,
+    disk_hook_env,
+    event_files,
+    has_tensorboard,
+    tensorboard_scalars,
+    wait_for,
+    write_bert_config,
+    write_tiny_mnli,
+    write_vocab,
+)
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -191,12 +202,29 @@ def test_batches_grouped_by_length_are_split_over_compiled_processes_as_one_proc
 
 
 def test_only_rank_zero_writes(single, double):
-    expected = sorted(os.listdir(single))
-    assert sorted(os.listdir(double)) == expected
+    """The same files as one process writes; TensorBoard's event file (named after the second it
+    was opened in and its process) one, where tensorboard is installed, with the steps once."""
+    names = [sorted(set(os.listdir(folder)) - set(event_files(folder))) for folder in (single, double)]
+    assert names[1] == names[0]
     for name in ("eval_results.txt", "metrics.jsonl"):
         lines_1 = (single / name).read_text().splitlines()
         lines_2 = (double / name).read_text().splitlines()
         assert len(lines_2) == len(lines_1)  # one writer: no line written twice
+    assert [json.loads(line)["step"] for line in open(double / "metrics.jsonl")] == [2, 4]
+    expected_files = 1 if has_tensorboard() else 0
+    assert len(event_files(single)) == len(event_files(double)) == expected_files
+
+
+def test_rank_zero_alone_writes_the_losses_to_tensorboard(double):
+    """The two-process run's one event file holds each term of metrics.jsonl at its step, once."""
+    pytest.importorskip("tensorboard", reason=TENSORBOARD_REASON)
+    assert len(event_files(double)) == 1  # not one per process
+    records = [json.loads(line) for line in open(double / "metrics.jsonl")]
+    scalars = tensorboard_scalars(double)
+    assert set(scalars) == set(records[0]) - {"step"}
+    for tag, values in scalars.items():
+        assert [step for step, _ in values] == [record["step"] for record in records], tag
+        assert [value for _, value in values] == pytest.approx([record[tag] for record in records], rel=1e-6)
 
 
 def test_batch_not_divisible_by_processes_is_an_error(setup):
@@ -228,6 +256,28 @@ def test_batch_not_divisible_by_processes_is_an_error(setup):
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
     assert done.returncode != 0
     assert "--train_batch_size 7" in done.stderr and "2 processes" in done.stderr
+
+
+def test_a_failed_write_on_rank_zero_stops_every_process_with_its_error(setup):
+    """Rank 0 alone writes, in the background; when its write of gs2.pkl fails (a full disk),
+    every process stops at a following step, rank 0 with the writer's error and the other
+    saying where to look, and nothing waits forever."""
+    output_dir = setup["root"] / "full_disk"
+    env = disk_hook_env(setup["root"] / "full_disk_hook", full=["gs2.pkl"])
+    env["OMP_NUM_THREADS"] = "1"
+    for variable in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(variable, None)
+    options = cache_run_options(setup, output_dir, "--ckpt_frequency", "2", "--num_train_epochs", "2")
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone"]
+    done = subprocess.run(
+        [*command, "main.py", *options], cwd=REPO, env=env, capture_output=True, text=True, timeout=180
+    )
+    assert done.returncode != 0
+    assert re.search(r"writing \S*gs2\.pkl failed: \[Errno 28\] No space left on device", done.stderr)
+    assert "process 0 could not write a checkpoint" in done.stderr
+    assert (
+        sorted(f for f in os.listdir(output_dir) if f.endswith((".pkl", ".pt")) or f.startswith(".tmp")) == []
+    )
 
 
 # ----- teacher logits cached by example index ----------------------------------------------------
@@ -363,7 +413,8 @@ def test_two_processes_killed_and_resumed_end_as_an_uninterrupted_two_process_ru
     assert launch(straight).wait(timeout=180) == 0
     killed = setup["root"] / "resume_killed"
     process = launch(killed)
-    kill_after = random.Random(os.getpid()).choice([2, 4, 6, 8])  # 12 steps, a state every 2
+    # 12 steps, a state every 2; the kill point changes from run to run: any one must do.
+    kill_after = random.Random(os.getpid()).choice([2, 4, 6, 8])  # varies on purpose
     wait_for(killed / f"resume_gs{kill_after}.pt", process, timeout=180)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()

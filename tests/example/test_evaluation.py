@@ -5,10 +5,20 @@ import json
 import numpy as np
 import pytest
 
+import main
 from pipeline import evaluation
 from pipeline.data import feature_batches
 from pipeline.trained_models import load_exported
-from tests.helpers import write_random_classifier, write_tiny_mnli
+from tests.helpers import (
+    model_entry,
+    write_bert_config,
+    write_constant_classifier,
+    write_counted_mnli,
+    write_model_json,
+    write_random_classifier,
+    write_tiny_mnli,
+    write_vocab,
+)
 from utils_glue import LABELS, TASKS, convert_examples_to_features, read_mnli_tsv
 
 
@@ -31,6 +41,13 @@ def test_label_report_counts_each_label():
     assert report["recall"] == pytest.approx([2 / 3, 0.5, 1.0])
     assert report["f1"] == pytest.approx([0.8, 0.5, 2 / 3])
     assert report["support"] == [3, 2, 1]
+
+
+def test_a_label_absent_from_the_gold_labels_is_counted_as_zero_and_the_report_prints():
+    # scikit-learn returns the supports as floats when a label has none: the report's %d failed.
+    report = evaluation.label_report(np.array([0, 0, 0]), np.array([2, 2, 1]), LABELS)
+    assert report["support"] == [0, 1, 2] and all(type(n) is int for n in report["support"])
+    assert "contradiction     0.0000  0.0000  0.0000        0" in evaluation.format_label_report("x", report)
 
 
 def test_a_label_never_predicted_has_zero_precision_without_a_warning(recwarn):
@@ -63,6 +80,33 @@ def test_evaluation_writes_the_report_beside_the_results(tmp_path, model_files):
         confusion = np.array(record["reports"][task]["confusion"])
         assert confusion.sum(axis=1).tolist() == np.bincount(gold, minlength=3).tolist()
         assert np.trace(confusion) / confusion.sum() == pytest.approx(results[task]["acc"])
+
+
+# Counted by hand: entailment is 12 of dev_matched's 24 pairs and 3 of dev_mismatched's 16.
+COUNTS = {
+    "train.tsv": {"contradiction": 3, "entailment": 2, "neutral": 3},
+    "dev_matched.tsv": {"contradiction": 5, "entailment": 12, "neutral": 7},
+    "dev_mismatched.tsv": {"contradiction": 6, "entailment": 3, "neutral": 7},
+}
+
+
+def test_each_dev_set_is_scored_on_its_own_file_and_all_is_their_mean(tmp_path):
+    """main.py --do_predict with a model that always answers entailment: mnli scores 12/24 = 0.5,
+    mnli-mm 3/16 = 0.1875, All their mean 0.34375 (the pooled 15/40 would be 0.375, the first
+    file's twice 0.5)."""
+    data = write_counted_mnli(tmp_path / "data", COUNTS)
+    vocab = write_vocab(tmp_path / "vocab.txt")
+    config = write_bert_config(
+        tmp_path / "config.json", num_hidden_layers=1, hidden_size=16, intermediate_size=32
+    )
+    checkpoint = write_constant_classifier(tmp_path / "entailment.pkl", config, LABELS.index("entailment"))
+    model_json = write_model_json(tmp_path / "model.json", [], model_entry(vocab, config, checkpoint))
+    main.run(["--data_dir", str(data), "--output_dir", str(tmp_path / "run"), "--model_config_json", model_json,
+              "--do_predict", "--max_seq_length", "24", "--predict_batch_size", "5"])  # fmt: skip
+    line = (tmp_path / "run" / evaluation.RESULTS_TEXT).read_text()
+    assert line == "step: 0 Acc:mnli=0.50000 mnli-mm=0.18750 All=0.34375\n"
+    record = json.loads((tmp_path / "run" / evaluation.RESULTS_JSONL).read_text())
+    assert record["acc"] == pytest.approx({"mnli": 12 / 24, "mnli-mm": 3 / 16, "All": (12 / 24 + 3 / 16) / 2})
 
 
 def test_all_is_the_mean_of_the_sets_accuracies_not_the_pooled_accuracy(tmp_path):

@@ -99,7 +99,10 @@ def reevaluate(files, config, checkpoint, output_dir):
 
 def assert_results_are_the_checkpoints(files, config, output_dir, steps, tmp_path):
     """eval_results.txt has one line per checkpoint, at exactly `steps`, and each line's
-    accuracies are those of its own checkpoint evaluated again (not of another model or step)."""
+    accuracies are those of its own checkpoint evaluated again (not of another model or step).
+    Both sides go through the same evaluation: what the numbers are (each dev set scored on its
+    own file, All their mean, each task's metric) is for test_evaluation.py's hand count
+    (test_each_dev_set_is_scored_on_its_own_file_and_all_is_their_mean) and test_tasks.py."""
     lines = result_lines(output_dir)
     assert [RESULT_LINE.match(line).group(1) for line in lines] == [str(step) for step in steps]
     records = [json.loads(line) for line in open(os.path.join(output_dir, "eval_results.jsonl"))]

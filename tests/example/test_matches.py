@@ -93,3 +93,14 @@ def test_a_projection_that_does_not_fit_the_models():
     ]
     with pytest.raises(ValueError, match=r"matches\[0\]: proj linear 312 -> 1024 does not fit"):
         fit_matches(bad, 312, 768, 4, 12)
+
+
+def test_presets_and_json_files_mix_in_their_order(tmp_path):
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps(PRESETS["L4t_hidden_mse"][:2]))
+    matches = read_matches([str(path), "L4_relation_last", str(path)])
+    assert (
+        matches == PRESETS["L4t_hidden_mse"][:2] + PRESETS["L4_relation_last"] + PRESETS["L4t_hidden_mse"][:2]
+    )
+    with pytest.raises(ValueError, match="unknown preset 'L4_relation'"):
+        read_matches([str(path), "L4_relation"])

@@ -9,10 +9,12 @@ outside the training step, or restored wrongly, changes the weights; they are co
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -21,7 +23,10 @@ from transformers import BertConfig
 from modeling import BertForGLUESimple
 from tests.helpers import (
     counting_teacher_calls,
+    disk_hook_env,
+    has_tensorboard,
     kill_run_mid_way,
+    tensorboard_scalars,
     wait_for,
     write_bert_config,
     write_tiny_mnli,
@@ -177,7 +182,7 @@ def test_sigkill_at_a_random_moment_then_resume_is_bit_identical(setup, straight
     """Killed during a step, a checkpoint write or an evaluation: the resumed run ends as the
     uninterrupted one, every checkpoint evaluated once."""
     straight = straight_runs(name)
-    rng = random.Random(f"{os.getpid()}-{name}")
+    rng = random.Random(f"{os.getpid()}-{name}")  # varies on purpose: any kill point must do
     # The cached run is killed in epoch 2, when the teachers no longer run. At least six steps
     # (two checkpoints and their evaluations) remain after the kill point, and a resume state
     # exists before it (gs6.pkl comes after resume_gs3.pt: a kill before the first state leaves
@@ -206,10 +211,15 @@ def test_sigkill_at_a_random_moment_then_resume_is_bit_identical(setup, straight
     assert logged == sorted(set(logged))
     straight_records = [json.loads(line) for line in read(straight, "metrics.jsonl").splitlines()]
     assert [r for r in records if not r.get("resumed")] == straight_records
+    if has_tensorboard():  # and TensorBoard shows each step once (tests/core/test_tensorboard.py)
+        scalars = tensorboard_scalars(output_dir)
+        assert [step for step, _ in scalars["loss"]] == [r["step"] for r in straight_records]
+        assert [loss for _, loss in scalars["loss"]] == pytest.approx([r["loss"] for r in straight_records])
 
 
 def test_killed_during_an_evaluation_the_checkpoint_is_evaluated_on_resume(setup, straight_runs):
-    """The state of step 6 is saved, then the process dies in the middle of evaluating gs6."""
+    """The state of step 6 is on the disk, then the process dies in the middle of evaluating gs6
+    (the evaluation runs while the writer writes: the death waits for the state)."""
     name = "general_with_projections"
     straight = straight_runs(name)
     output_dir = setup["root"] / "killed_in_evaluation"
@@ -217,22 +227,94 @@ def test_killed_during_an_evaluation_the_checkpoint_is_evaluated_on_resume(setup
     hook = setup["root"] / "die_in_evaluation"
     hook.mkdir(exist_ok=True)
     (hook / "sitecustomize.py").write_text(
-        "import os, signal\n"
+        "import os, signal, time\n"
         "from pipeline import evaluation\n"
         "calls = [0]\n"
         "original = evaluation.predict_labels\n"
         "def dying(*args, **kwargs):\n"
         "    calls[0] += 1\n"
         "    if calls[0] == 5:  # the teacher check: mnli, mnli-mm; gs3: the same; gs6: mnli, then death\n"
+        "        while not os.path.exists(os.environ['DIE_AFTER']):\n"
+        "            time.sleep(0.01)\n"
         "        os.kill(os.getpid(), signal.SIGKILL)\n"
         "    return original(*args, **kwargs)\n"
         "evaluation.predict_labels = dying\n"
     )
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(hook), REPO]))
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join([str(hook), REPO]),
+        DIE_AFTER=str(output_dir / "resume_gs6.pt"),
+    )
     killed = subprocess.run(command(setup, name, output_dir), env=env, capture_output=True)
     assert killed.returncode == -signal.SIGKILL
     assert os.path.exists(output_dir / "resume_gs6.pt")
     assert [json.loads(line)["step"] for line in read(output_dir, "eval_results.jsonl").splitlines()] == [3]
+
+    subprocess.run(command(setup, name, output_dir, "--resume"), check=True, capture_output=True)
+    assert_identical_runs(output_dir, straight)
+
+
+def eval_steps(output_dir):
+    path = os.path.join(output_dir, "eval_results.jsonl")
+    if not os.path.exists(path):
+        return []
+    return [json.loads(line)["step"] for line in read(output_dir, "eval_results.jsonl").splitlines()]
+
+
+def test_sigkill_during_a_background_write_then_resume_is_bit_identical(setup, straight_runs):
+    """The writer of resume_gs6.pt is slowed down (a slow disk); meanwhile training goes on: gs6
+    is evaluated beside the write. A kill then leaves the write half done; the resumed run
+    continues from resume_gs3.pt and ends as the uninterrupted one."""
+    name = "general_with_projections"
+    straight = straight_runs(name)
+    output_dir = setup["root"] / "killed_in_write"
+    hook = setup["root"] / "slow_disk"
+    env = disk_hook_env(hook, slow={"resume_gs6.pt": 120})
+    process = subprocess.Popen(
+        command(setup, name, output_dir),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    wait_for(hook / "writing-resume_gs6.pt", process)
+    deadline = time.time() + 60
+    while 6 not in eval_steps(output_dir) and time.time() < deadline:  # the evaluation goes on
+        time.sleep(0.01)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert eval_steps(output_dir) == [3, 6]
+    files = os.listdir(output_dir)
+    assert "gs6.pkl" in files and "resume_gs6.pt" not in files and "gs9.pkl" not in files
+    assert [f for f in files if f.startswith(".tmp-")] == [
+        next(f for f in files if f.startswith(".tmp-resume_gs6.pt"))
+    ]
+
+    subprocess.run(command(setup, name, output_dir, "--resume"), check=True, capture_output=True)
+    assert_identical_runs(output_dir, straight)
+
+
+def test_a_full_disk_stops_the_run_with_one_clear_line_and_resume_continues(setup, straight_runs):
+    """The write of resume_gs6.pt fails as on a full disk: the run stops at a following step,
+    before the next checkpoint, with the error in one line; what was written before stays whole,
+    and --resume (the disk freed) ends as the uninterrupted run."""
+    name = "general_with_projections"
+    straight = straight_runs(name)
+    output_dir = setup["root"] / "full_disk"
+    env = disk_hook_env(setup["root"] / "full_disk_hook", full=["resume_gs6.pt"])
+    failed = subprocess.run(command(setup, name, output_dir), env=env, capture_output=True, text=True)
+    assert failed.returncode == 1
+    assert "Traceback" not in failed.stderr
+    error = failed.stderr.strip().splitlines()[-1]
+    assert re.search(
+        r"ERROR main: writing \S*resume_gs6\.pt failed: \[Errno 28\] No space left on device", error
+    )
+    files = sorted(os.listdir(output_dir))
+    assert [f for f in files if f.endswith((".pkl", ".pt")) or f.startswith(".tmp")] == [
+        "gs3.pkl",
+        "gs6.pkl",
+        "resume_gs3.pt",
+    ]
 
     subprocess.run(command(setup, name, output_dir, "--resume"), check=True, capture_output=True)
     assert_identical_runs(output_dir, straight)

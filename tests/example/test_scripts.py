@@ -17,12 +17,16 @@ import torch
 from transformers import BertConfig, BertModel
 
 from demo import make_demo_data
+from matches import PRESETS
 from tests.helpers import (
     SPECIAL_TOKENS,
     WORDS,
+    hub_dataset,
     kill_run_mid_way,
     mismatched_size,
     write_glue_task,
+    write_hub_cache,
+    write_parquet_folder,
     write_tiny_mnli,
     write_vocab,
 )
@@ -76,6 +80,7 @@ def env(tmp_path_factory):
         intermediate_size=64,
         max_position_embeddings=64,
     )
+    torch.manual_seed(0)
     BertModel(config).save_pretrained(bert_dir)
     write_vocab(bert_dir / "vocab.txt")
     write_tiny_mnli(root / "data", n_train=32, n_dev=N_DEV)
@@ -235,9 +240,9 @@ def test_a_missing_data_folder_is_named_first_and_nothing_is_written(env, tmp_pa
     assert os.listdir(tmp_path) == ["data"] and os.listdir(data) == []
 
 
-def test_compare_recipes_runs_every_row_and_prints_the_table(env, teacher_checkpoint, tmp_path):
-    # parallel=2: two rows at a time, as the demo runs them.
-    # A student the recommended recipe can start from the tiny teacher: same heads, narrower.
+def student_jsons(tmp_path):
+    """The model configs of compare_recipes.sh's rows (alone_json, tiny_json, multi_json) with a
+    student the recommended recipe can start from the tiny teacher: same heads, narrower."""
     student_config = tmp_path / "student_config.json"
     config = BertConfig(
         vocab_size=len(SPECIAL_TOKENS) + len(WORDS),
@@ -264,6 +269,12 @@ def test_compare_recipes_runs_every_row_and_prints_the_table(env, teacher_checkp
     ):
         jsons[f"{name}_json"] = str(tmp_path / f"{name}.json")
         (tmp_path / f"{name}.json").write_text(json.dumps({"teachers": teachers, "student": student}))
+    return jsons
+
+
+def test_compare_recipes_runs_every_row_and_prints_the_table(env, teacher_checkpoint, tmp_path):
+    # parallel=2: two rows at a time, as the demo runs them.
+    jsons = student_jsons(tmp_path)
     output_root = tmp_path / "compare"
     result = subprocess.run(
         ["bash", os.path.join(REPO, "tools", "compare_recipes.sh")],
@@ -328,6 +339,53 @@ def test_compare_recipes_runs_every_row_and_prints_the_table(env, teacher_checkp
     else:
         assert "=== picture skipped: matplotlib is not installed" in result.stdout
         assert not (output_root / "runs.png").exists()
+
+
+def test_compare_recipes_relation_and_score_rows(env, teacher_checkpoint, tmp_path):
+    """MiniLMv2's relations alone and beside the recipe's matches, TinyBERT's scores beside them:
+    presets and a JSON file mixed in one matches variable, as the SICK commands give them."""
+    relation = tmp_path / "relation.json"  # 4 relation heads: the student is 16 wide
+    relation.write_text(json.dumps([dict(PRESETS["L4_relation_last"][0], relation_heads=4)]))
+    output_root = tmp_path / "compare"
+    result = subprocess.run(
+        ["bash", os.path.join(REPO, "tools", "compare_recipes.sh")],
+        env=dict(
+            env,
+            OUTPUT_ROOT_DIR=str(output_root),
+            TEACHER_CKPT=teacher_checkpoint,
+            n_train="16",
+            parallel="2",
+            runs="relation recommended_relation recommended_scores",
+            relation_matches=str(relation),
+            **student_jsons(tmp_path),
+        ),
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    rows = json.loads((output_root / "results.json").read_text())
+    assert [row["model"] for row in rows] == [
+        "Teacher",
+        f"Init + KD + relations ({relation})",
+        "Recommended recipe + relations",
+        "Recommended recipe + attention scores",
+    ]
+    relation_loss, scores = (
+        "unweighted_relation_relation_kl_3_11",
+        "unweighted_attention_scores_att_score_mse_3_11",
+    )
+    for name, expected in (
+        ("relation", {relation_loss}),
+        ("recommended_relation", {relation_loss, "unweighted_hidden_hidden_mse_4_12"}),
+        ("recommended_scores", {scores, "unweighted_hidden_hidden_mse_4_12"}),
+    ):
+        with open(output_root / f"{name}.log") as f:
+            assert "initialised from the teacher" in f.read()
+        with open(output_root / name / "metrics.jsonl") as f:
+            metrics = [json.loads(line) for line in f if '"step"' in line][-1]
+        losses = {key for key in metrics if key.startswith("unweighted_") and "_kd_" not in key}
+        assert expected <= losses and (relation_loss in losses) == (name != "recommended_scores"), losses
+        assert any("hidden" in key for key in losses) == (name != "relation"), losses
 
 
 def test_compare_recipes_fails_when_a_parallel_row_fails(env, teacher_checkpoint, tmp_path):
@@ -415,6 +473,7 @@ def write_stand_in_minilm_package(root, vocab):
         intermediate_size=64,
         max_position_embeddings=64,
     )
+    torch.manual_seed(0)
     BertModel(config).save_pretrained(package / "model")
     (package / "model" / "vocab.txt").write_text("\n".join(vocab) + "\n")
     (package / "__init__.py").write_text(
@@ -525,7 +584,7 @@ def test_t4tiny_script_killed_mid_run_and_resumed_ends_as_an_uninterrupted_run(e
     subprocess.run(["bash", script, *options], env=runs["straight"], check=True, capture_output=True)
 
     killed_dir = runs["killed"]["OUTPUT_DIR"]
-    rng = random.Random(os.getpid())
+    rng = random.Random(os.getpid())  # varies on purpose: any kill point must do
     # At least six steps remain after the kill, and a resume state exists before it (gs4.pkl
     # comes after resume_gs2.pt).
     kill_run_mid_way(
@@ -573,3 +632,48 @@ def test_every_script_takes_the_task(env, tmp_path):
         )
         with open(tmp_path / "out" / name / "task.json") as f:
             assert json.load(f)["labels"] == ["entailment", "not_entailment"]
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("datasets") is None, reason="the `datasets` library is not installed"
+)
+def test_the_train_script_reads_nyu_mll_glue_offline_from_the_local_cache(env, tmp_path):
+    """dataset=nyu-mll/glue task=rte bash run_mnli_train.sh, offline: the Hub's rte configuration
+    from HF_DATASETS_CACHE (made here from GLUE's files, as a download leaves it) trains the
+    same teacher as RTE's files, and its export's card names the dataset and the run's scores."""
+    folder = write_glue_task(tmp_path / "glue", "rte")
+    parquet = write_parquet_folder(hub_dataset("rte", folder), tmp_path / "hub", "rte")
+    write_hub_cache(tmp_path / "hf-cache", "nyu-mll/glue", "rte", parquet)
+    offline = dict(
+        env, HF_DATASETS_CACHE=str(tmp_path / "hf-cache"), HF_DATASETS_OFFLINE="1", HF_HUB_OFFLINE="1"
+    )
+    files, hub = tmp_path / "files", tmp_path / "hub-run"
+    run_script(
+        "run_mnli_train.sh",
+        dict(offline, task="rte", DATA_ROOT_DIR=str(tmp_path / "glue"), OUTPUT_DIR=str(files)),
+    )
+    run_script("run_mnli_train.sh", dict(offline, task="rte", dataset="nyu-mll/glue", DATA_ROOT_DIR="/nonexistent",
+               OUTPUT_DIR=str(hub)), "--export_dir", str(tmp_path / "rte-hf"))  # fmt: skip
+    checkpoints = sorted(name for name in os.listdir(files) if name.endswith(".pkl"))
+    assert checkpoints and checkpoints == sorted(name for name in os.listdir(hub) if name.endswith(".pkl"))
+    for name in checkpoints:
+        a, b = (torch.load(run / name, weights_only=True) for run in (files, hub))
+        assert all(torch.equal(a[key], b[key]) for key in a), name
+    assert (files / "eval_results.txt").read_text() == (hub / "eval_results.txt").read_text()
+    train = json.loads((hub / "run.json").read_text())["data"]["train"]
+    assert train["dataset"] == "nyu-mll/glue" and (train["dataset_config"], train["dataset_split"]) == (
+        "rte",
+        "train",
+    )
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(tmp_path / "rte-hf" / "README.md").data
+    record = json.loads((hub / "eval_results.jsonl").read_text().splitlines()[-1])
+    assert card.datasets == ["nyu-mll/glue"]
+    [result] = card.eval_results
+    assert (result.dataset_type, result.dataset_config, result.dataset_split) == (
+        "nyu-mll/glue",
+        "rte",
+        "validation",
+    )
+    assert result.metric_value == record["metrics"]["rte"]["acc"]

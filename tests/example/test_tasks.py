@@ -274,6 +274,53 @@ def test_each_glue_task_trains_evaluates_and_writes_its_submission_file(files, t
                 assert prediction == names[int(output.argmax())]
 
 
+def test_sts_b_is_scored_on_its_raw_predictions_not_the_clipped_ones(files, tmp_path):
+    """GLUE's STS-B submission file clips scores to 0..5; the dev metrics must not. A regressor
+    whose outputs run far outside 0..5, scored by --do_predict, against scipy's Pearson and
+    Spearman r of its raw outputs computed here."""
+    from scipy.stats import pearsonr, spearmanr
+
+    glue_root = tmp_path / "glue"
+    folder = write_glue_task(glue_root, "sts-b")
+    examples = read_labelled(folder / "dev.tsv", "sts-b")
+    pairs = [(a, b) for a, b, _ in examples]
+    torch.manual_seed(0)
+    model = BertForGLUESimple(parse_model_config(files["json"]).student.bert_config, 1).eval()
+    tokenizer = BertTokenizer(vocab=str(files["vocab"]), do_lower_case=True)
+    with torch.no_grad():  # the output: the pooled vectors along their widest direction, to 2.5 +- 5
+        model.bert.pooler.dense.weight.mul_(30.0)  # the random pooler's outputs, spread apart
+        pooled = model.bert(**tokenizer([a for a, _ in pairs], [b for _, b in pairs], padding=True,
+                                        return_tensors="pt")).pooler_output  # fmt: skip
+        centred = pooled - pooled.mean(dim=0)
+        direction = torch.linalg.svd(centred, full_matrices=False).Vh[0]
+        scale = 5.0 / float((centred @ direction).std())
+        model.classifier.weight.copy_(scale * direction[None, :])
+        model.classifier.bias.fill_(2.5 - scale * float(pooled.mean(dim=0) @ direction))
+    checkpoint = tmp_path / "regressor.pkl"
+    torch.save(model.state_dict(), checkpoint)
+    model_json = tmp_path / "regressor.json"
+    student = json.loads(open(files["json"]).read())["student"]
+    model_json.write_text(json.dumps({"teachers": [], "student": dict(student, checkpoint=str(checkpoint))}))
+    output_dir = tmp_path / "predict"
+    main.run(["--data_dir", str(glue_root), "--output_dir", str(output_dir), "--model_config_json",
+              str(model_json), "--do_predict", "--task_name", "sts-b", "--max_seq_length", str(LENGTH)])  # fmt: skip
+    examples = read_labelled(folder / "dev.tsv", "sts-b")
+    outputs = model_outputs(checkpoint, files["config"], files["vocab"], [(a, b) for a, b, _ in examples], 1)[
+        :, 0
+    ]
+    gold = np.array([float(y) for _, _, y in examples])
+    raw = {"pearson": pearsonr(outputs, gold)[0], "spearmanr": spearmanr(outputs, gold)[0]}
+    clipped = np.clip(outputs, 0, 5)
+    # The fixture tells the two apart: outputs on both sides of 0..5, whose r clipping moves by
+    # 20 times the tolerance below (that of batched against one-by-one outputs, as above).
+    assert outputs.min() < 0 and outputs.max() > 5
+    assert abs(pearsonr(clipped, gold)[0] - raw["pearson"]) > 0.02
+    assert abs(spearmanr(clipped, gold)[0] - raw["spearmanr"]) > 0.02
+    record = json.loads((output_dir / "eval_results.jsonl").read_text())
+    assert record["metrics"]["sts-b"] == pytest.approx(raw, abs=1e-3)
+    assert record["pearson"] == pytest.approx({"sts-b": raw["pearson"], "All": raw["pearson"]}, abs=1e-3)
+
+
 def test_regression_kd_is_the_mse_of_the_outputs_without_temperature(files):
     """STS-B: KD is the mean squared error between the student's and the teacher's one output,
     whatever --temperature says; the hard-label term is the MSE against the gold scores."""
@@ -297,6 +344,7 @@ def test_regression_kd_is_the_mse_of_the_outputs_without_temperature(files):
             "0.5",
         ]
     )
+    torch.manual_seed(0)
     student = BertForGLUESimple(parse_model_config(files["json"]).student.bert_config, 1)
     config = distillation_config(args, student)
     assert (config.kd_loss_type, config.temperature) == ("mse", 1)

@@ -16,6 +16,8 @@ from tests.helpers import (
     LABELS,
     model_entry,
     write_bert_config,
+    write_constant_classifier,
+    write_counted_mnli,
     write_model_json,
     write_tiny_mnli,
     write_vocab,
@@ -227,6 +229,57 @@ def test_the_reported_score_is_what_do_predict_gives_the_checkpoint(files, tmp_p
         gold = [line.split("\t")[-1] for line in (files["data"] / file).read_text().splitlines()[1:]]
         assert check["baseline"][name] == pytest.approx(gold.count(majority) / len(gold))
     assert "teacher_check.txt" in os.listdir(output_dir)
+
+
+# Counted by hand: the train set's most frequent label is neutral (12 of 24 pairs); the dev sets
+# (94 and 68 pairs) hold more entailment than neutral, and contradiction in between.
+BAR_COUNTS = {
+    "train.tsv": {"contradiction": 7, "entailment": 5, "neutral": 12},
+    "dev_matched.tsv": {"contradiction": 31, "entailment": 33, "neutral": 30},
+    "dev_mismatched.tsv": {"contradiction": 23, "entailment": 25, "neutral": 20},
+}
+SHARES = {  # a teacher always answering the label: its accuracy on mnli, mnli-mm
+    "neutral": {"mnli": 30 / 94, "mnli-mm": 20 / 68},  # the baseline itself
+    "contradiction": {"mnli": 31 / 94, "mnli-mm": 23 / 68},  # +1.1 points (under the bar), +4.4
+    "entailment": {"mnli": 33 / 94, "mnli-mm": 25 / 68},  # +3.2 and +7.4 points: over it
+}
+
+
+def test_a_teacher_must_beat_the_train_sets_most_frequent_label_by_2_points(tmp_path):
+    """Three teachers that always answer one label: at the baseline, 1.1 points over it on one
+    dev set (and 4.4 on the other), and more than 2 points over it on both. The first two stop
+    the run; the table holds the shares counted by hand."""
+    data = write_counted_mnli(tmp_path / "data", BAR_COUNTS)
+    vocab = write_vocab(tmp_path / "vocab.txt")
+    config = write_bert_config(
+        tmp_path / "config.json", num_hidden_layers=1, hidden_size=16, intermediate_size=32
+    )
+    labels = ["neutral", "contradiction", "entailment"]
+    teachers = [
+        model_entry(
+            vocab, config, write_constant_classifier(tmp_path / f"{label}.pkl", config, LABELS.index(label))
+        )
+        for label in labels
+    ]
+    model_json = write_json(tmp_path / "three.json", teachers, model_entry(vocab, config))
+    output_dir = tmp_path / "run"
+    argv = [
+        "--data_dir", str(data), "--output_dir", str(output_dir), "--model_config_json", model_json,
+        "--do_train", "--max_seq_length", "24", "--train_batch_size", "24", "--num_train_epochs", "1",
+    ]  # fmt: skip
+    with pytest.raises(ValueError, match="teacher check failed") as error:
+        main.run(argv)
+    first_line = str(error.value).splitlines()[0]
+    assert "teachers[0]" in first_line and "teachers[1]" in first_line and "teachers[2]" not in first_line
+    assert not output_dir.exists()
+    main.run(argv + ["--allow_weak_teacher"])
+    check = json.loads((output_dir / "teacher_check.json").read_text())
+    assert check["sizes"] == {"mnli": 94, "mnli-mm": 68} and check["baseline_label"] == "neutral"
+    assert check["baseline"] == pytest.approx(SHARES["neutral"])
+    assert check["bar"] == pytest.approx({name: share + 0.02 for name, share in SHARES["neutral"].items()})
+    for teacher, label in zip(check["teachers"], labels, strict=True):
+        assert teacher["scores"] == pytest.approx(SHARES[label]), label
+    assert [teacher["weak"] for teacher in check["teachers"]] == [True, True, False]
 
 
 def test_a_teacher_with_random_weights_never_starts_a_run(files, tmp_path):

@@ -13,6 +13,7 @@ import main
 from distillation import checkpoint_steps
 from modeling import UNLABELLED, BertForGLUESimple
 from tests.helpers import (
+    LABELS,
     TRAIN_HEADER,
     counting_teacher_calls,
     make_pair,
@@ -93,6 +94,49 @@ def test_unlabelled_examples_carry_no_hard_label_term():
     assert loss["loss"].item() == pytest.approx(
         (((predicted[0] - 1) ** 2 + (predicted[2] - 3) ** 2) / 2).item(), rel=1e-5
     )
+
+
+def test_the_transfer_pairs_reach_the_student_unlabelled(files, tmp_path):
+    """What the data layer hands the student's forward pass, each epoch: every pair of train.tsv
+    with its own label, every transfer pair once with UNLABELLED (not 0, contradiction's row,
+    which would teach them a hard label). The pairs are told apart by their token ids, encoded
+    here from the files' text; the transfer pairs' premises end in 'today', which no train
+    premise holds."""
+    from collections import Counter
+
+    from transformers import BertTokenizer
+
+    rng = random.Random(11)
+    transfer = [make_pair(rng)[:2] for _ in range(20)]
+    transfer = [(premise[:-1] + "today .", hypothesis) for premise, hypothesis in transfer]
+    rows = [mnli_row(i, *pair, "-", dev=False) for i, pair in enumerate(transfer)]
+    (tmp_path / "transfer.tsv").write_text("\n".join("\t".join(r) for r in [TRAIN_HEADER] + rows) + "\n")
+    train = [line.split("\t") for line in (files["data"] / "train.tsv").read_text().splitlines()[1:]]
+    tokenizer = BertTokenizer(vocab=str(files["vocab"]), do_lower_case=True)
+
+    def ids(premise, hypothesis):
+        return tuple(tokenizer(premise, hypothesis)["input_ids"])
+
+    expected = Counter(
+        [(ids(row[8], row[9]), LABELS.index(row[-1])) for row in train]
+        + [(ids(*pair), UNLABELLED) for pair in transfer]
+    )
+    assert not {ids(*pair) for pair in transfer} & {ids(row[8], row[9]) for row in train}
+    seen = []
+
+    def build(args, train_config, teachers, student, matches):
+        def record(module, args, kwargs):
+            for row, mask, label in zip(kwargs["input_ids"], kwargs["attention_mask"], kwargs["labels"]):
+                seen.append((tuple(row[mask.bool()].tolist()), int(label)))
+
+        student.register_forward_pre_hook(record, with_kwargs=True)
+        return main.build_distiller(args, train_config, teachers, student, matches)
+
+    argv = options(files, tmp_path / "run", "--teacher_check_size", "0")
+    argv[argv.index("--transfer_file") + 1] = str(tmp_path / "transfer.tsv")
+    main.run(argv, build_distiller=build)
+    epochs = 2
+    assert Counter(seen) == Counter({pair: n * epochs for pair, n in expected.items()})
 
 
 def test_a_transfer_set_joins_the_epoch_and_its_logits_are_computed_once(files, tmp_path):
@@ -189,6 +233,73 @@ def test_augmentation_is_deterministic_and_writes_the_train_layout(files, tmp_pa
     assert changed > 0
     # ... and trains as a transfer set.
     main.run(options(files, tmp_path / "run") + ["--transfer_file", str(tmp_path / "a.tsv")])
+
+
+# A WordPiece vocabulary with pieces ('playing' is play ##ing, 'walked' walk ##ed, 'birds'
+# bird ##s), and its whole words in pairs, each word's nearest neighbour its partner.
+PARTNERS = [
+    ("the", "a"),
+    ("dog", "cat"),
+    ("bird", "park"),
+    ("in", "near"),
+    ("play", "jump"),
+    ("walk", "sleep"),
+]
+PIECES = ["##ing", "##ed", "##s"]
+# Each pair's every single-piece word replaced by its partner; split words and '.' as they were.
+AUGMENTED = {
+    ("the dog playing in the park .", "a cat walked near birds ."): (
+        "a cat playing near a bird .",
+        "the dog walked in birds .",
+    ),
+    ("birds sleeping near a dog .", "the cat jumped in the park ."): (
+        "birds sleeping in the cat .",
+        "a dog jumped near a bird .",
+    ),
+}
+
+
+def test_each_single_piece_word_becomes_its_nearest_whole_word_in_the_teachers_embeddings(tmp_path):
+    """augment.py --candidates 1 --replace_prob 1 on a vocabulary with real '##' pieces. In the
+    teacher's embeddings every whole word lies at the centre 2 * e0 plus a unit vector of its
+    own, shared in part with its partner's (its nearest whole word); the pieces, the special
+    tokens and '.' lie at the centre itself, nearer still. Each word that is one whole piece
+    becomes its partner; a word split into pieces and '.' stay; no '##' piece is written."""
+    words = [word for pair in PARTNERS for word in pair]
+    vocab = write_vocab(tmp_path / "vocab.txt", words=words + PIECES + ["."])
+    tokens = vocab.read_text().splitlines()
+    config = write_bert_config(tmp_path / "config.json", vocab_size=len(tokens))
+    torch.manual_seed(0)
+    teacher = BertForGLUESimple(BertConfig.from_json_file(str(config)), 3)
+    with torch.no_grad():
+        table = teacher.bert.embeddings.word_embeddings.weight
+        table.zero_()
+        table[:, 0] = 2.0
+        for k, (first, second) in enumerate(PARTNERS):  # cosine 0.87 between partners, 0.8 others
+            table[tokens.index(first), 2 * k + 1 : 2 * k + 3] = torch.tensor([1.0, 0.4]) / 1.16**0.5
+            table[tokens.index(second), 2 * k + 2] = 1.0
+        table[tokens.index("park")] *= 3.0  # the same cosines; by dot products, everyone's nearest
+    torch.save(teacher.state_dict(), tmp_path / "teacher.pkl")
+    entry = {"model_type": "bert", "prefix": "bert", "vocab_file": str(vocab), "config_file": str(config)}
+    model_json = tmp_path / "model.json"
+    model_json.write_text(
+        json.dumps(
+            {
+                "teachers": [dict(entry, checkpoint=str(tmp_path / "teacher.pkl"))],
+                "student": dict(entry, checkpoint=None),
+            }
+        )
+    )
+    data = tmp_path / "data"
+    data.mkdir()
+    rows = [mnli_row(i, *pair, "neutral", dev=False) for i, pair in enumerate(AUGMENTED)]
+    (data / "train.tsv").write_text("\n".join("\t".join(r) for r in [TRAIN_HEADER] + rows) + "\n")
+    augment.main(
+        ["--model_config_json", str(model_json), "--data_dir", str(data), "--output", str(tmp_path / "new.tsv"),
+         "--n", "1", "--replace_prob", "1", "--candidates", "1", "--seed", "3"]
+    )  # fmt: skip
+    new_rows = [line.split("\t") for line in (tmp_path / "new.tsv").read_text().splitlines()[1:]]
+    assert [(row[8], row[9]) for row in new_rows] == list(AUGMENTED.values())
 
 
 def test_special_tokens_punctuation_and_pieces_stay(files):

@@ -161,6 +161,57 @@ def test_the_mnli_task_reads_its_files(tmp_path):
         task.data_file(data_dir, "test")
 
 
+# The original's processors: each name, its output mode and its labels, written out here.
+ORIGINAL_PROCESSORS = {
+    "cola": ("classification", ["0", "1"]),
+    "mnli": ("classification", ["contradiction", "entailment", "neutral"]),
+    "mnli-mm": ("classification", ["contradiction", "entailment", "neutral"]),
+    "mrpc": ("classification", ["0", "1"]),
+    "sst-2": ("classification", ["0", "1"]),
+    "sts-b": ("regression", [None]),
+    "qqp": ("classification", ["0", "1"]),
+    "qnli": ("classification", ["entailment", "not_entailment"]),
+    "rte": ("classification", ["entailment", "not_entailment"]),
+    "wnli": ("classification", ["0", "1"]),
+}
+
+
+def test_the_originals_processors_and_output_modes(tmp_path, tokenizer):
+    """`from utils_glue import processors, output_modes` as the original's main.py and its
+    users' scripts use them: processors[task_name](), its get_labels, get_train_examples and
+    get_dev_examples, output_modes[task_name]; mnli-mm reads dev_mismatched.tsv."""
+    from tests.helpers import N_DEV, N_TRAIN, write_glue_task
+    from utils_glue import GLUE_TASKS_NUM_LABELS, output_modes, processors
+
+    assert sorted(processors) == sorted(output_modes) == sorted(ORIGINAL_PROCESSORS)
+    for task_name, (output_mode, labels) in ORIGINAL_PROCESSORS.items():
+        task = task_name.removesuffix("-mm")
+        data_dir = write_glue_task(tmp_path / task_name, task)
+        processor = processors[task_name]()
+        assert output_modes[task_name] == output_mode
+        label_list = processor.get_labels()
+        assert label_list == labels and len(label_list) == GLUE_TASKS_NUM_LABELS[task]
+        assert len(processor.get_train_examples(data_dir)) == N_TRAIN
+        dev = processor.get_dev_examples(data_dir)
+        assert len(dev) == (N_DEV - 8 if task_name == "mnli-mm" else N_DEV)  # MNLI's two sizes
+        if output_mode == "classification":
+            assert {example.label for example in dev} <= set(label_list)
+        else:
+            assert all(0 <= example.label <= 5 for example in dev)
+    # MNLI's dev sets, read and scored as the original's predict() did: each its own file.
+    data_dir = tmp_path / "mnli" / "MNLI"
+    for task_name, file in (("mnli", "dev_matched.tsv"), ("mnli-mm", "dev_mismatched.tsv")):
+        rows = [line.split("\t") for line in (data_dir / file).read_text().splitlines()[1:]]
+        dev = processors[task_name]().get_dev_examples(data_dir)
+        assert [(e.text_a, e.text_b, e.label) for e in dev] == [(row[8], row[9], row[-1]) for row in rows]
+        features = convert_examples_to_features(dev, processors[task_name]().get_labels(), 24, tokenizer)
+        always_entailment = np.ones(len(dev), dtype=np.int64)  # row 1 of the original's order
+        share = [row[-1] for row in rows].count("entailment") / len(rows)
+        assert compute_metrics(task_name, always_entailment, features["labels"].numpy()) == {
+            "acc": pytest.approx(share)
+        }
+
+
 def test_compute_metrics():
     assert compute_metrics("mnli", [0, 1, 2, 2], [0, 1, 1, 2]) == {"acc": 0.75}
     result = compute_metrics("mnli-mm", np.array([2, 0, 1]), np.array([1, 1, 1]))
