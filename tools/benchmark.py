@@ -681,33 +681,9 @@ def time_against_textbrewer(setup):
     except ImportError:
         return None
     args = setup.args
-    matches = setup.published_matches()
     generator = torch.Generator().manual_seed(args.seed + 2)
     features = third_half_padded(args.textbrewer_epoch_steps * args.batch, args.length, generator)
-    adaptor = BertForGLUESimpleAdaptor
-    teacher = setup.teacher(hidden_states=True)
-
-    class TimedTextBrewer(textbrewer.GeneralDistiller):
-        def save_and_callback(self, *unused):  # no checkpoints, as on our side
-            pass
-
-    ours = without_checkpoints(GeneralDistiller)(
-        setup.train_config("ours"),
-        DistillationConfig(temperature=8, intermediate_matches=matches, padded_length=args.length),
-        teacher,
-        setup.student(hidden_states=True),
-        adaptor,
-        adaptor,
-    )
-    theirs = TimedTextBrewer(
-        textbrewer.TrainingConfig(output_dir=os.path.join(setup.workdir, "textbrewer"), device=setup.device),
-        textbrewer.DistillationConfig(temperature=8, intermediate_matches=[m.as_dict() for m in matches]),
-        teacher,
-        setup.student(hidden_states=True),
-        adaptor,
-        adaptor,
-    )
-    ours.log_every_steps = 10**9
+    ours, theirs = side_by_side_distillers(setup, textbrewer)
     loader = batch_loader(features, args.batch, shuffle=True, seed=args.seed)
 
     def example_optimizer(model, learning_rate, weight_decay_rate):  # TextBrewer's example's
@@ -725,9 +701,7 @@ def time_against_textbrewer(setup):
     for run_epoch in runs.values():  # warm-up
         run_epoch()
     times = {name: [] for name in runs}
-    for round_index in range(args.textbrewer_rounds):
-        names = list(runs)
-        order = names[round_index % len(names) :] + names[: round_index % len(names)]
+    for order in turning_orders(list(runs), args.textbrewer_rounds):
         for name in order:
             synchronize(setup.device)
             start = time.perf_counter()
@@ -735,6 +709,43 @@ def time_against_textbrewer(setup):
             synchronize(setup.device)
             times[name].append((time.perf_counter() - start) / args.textbrewer_epoch_steps)
     return {name: statistics.median(values) for name, values in times.items()}
+
+
+def turning_orders(names, rounds):
+    """Each round's order of the names, turned by one every round, so that no side always runs
+    first (or after the same neighbour)."""
+    return [names[i % len(names) :] + names[: i % len(names)] for i in range(rounds)]
+
+
+def side_by_side_distillers(setup, textbrewer):
+    """(ours, TextBrewer's) GeneralDistiller with the example's matches on the same teacher and
+    the same student's initial weights, neither writing checkpoints."""
+    matches = setup.published_matches()
+    adaptor = BertForGLUESimpleAdaptor
+    teacher = setup.teacher(hidden_states=True)
+
+    class TimedTextBrewer(textbrewer.GeneralDistiller):
+        def save_and_callback(self, *unused):  # no checkpoints, as on our side
+            pass
+
+    ours = without_checkpoints(GeneralDistiller)(
+        setup.train_config("ours"),
+        DistillationConfig(temperature=8, intermediate_matches=matches, padded_length=setup.args.length),
+        teacher,
+        setup.student(hidden_states=True),
+        adaptor,
+        adaptor,
+    )
+    ours.log_every_steps = 10**9
+    theirs = TimedTextBrewer(
+        textbrewer.TrainingConfig(output_dir=os.path.join(setup.workdir, "textbrewer"), device=setup.device),
+        textbrewer.DistillationConfig(temperature=8, intermediate_matches=[m.as_dict() for m in matches]),
+        teacher,
+        setup.student(hidden_states=True),
+        adaptor,
+        adaptor,
+    )
+    return ours, theirs
 
 
 def textbrewer_report(args, result):
@@ -874,9 +885,8 @@ def time_checkpoints(setup, epoch_steps):
         )
         distiller.times = CheckpointTimes()  # the warm-up made the host buffers: not timed
     epochs = {name: [] for name in distillers}
-    for round_index in range(args.checkpoint_rounds):
-        names = list(distillers)
-        for name in names[round_index % len(names) :] + names[: round_index % len(names)]:
+    for order in turning_orders(list(distillers), args.checkpoint_rounds):
+        for name in order:
             distiller = distillers[name]
             synchronize(setup.device)
             epochs[name] += distiller.times.timed_train(
