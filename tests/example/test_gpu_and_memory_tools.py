@@ -35,6 +35,7 @@ def test_the_gpu_check_runs_its_cpu_path_and_says_what_it_skipped():
     assert names == [
         "bare step",
         "GeneralDistiller L4t_hidden_mse + L4_hidden_smmd",
+        "GeneralDistiller L4_relation_last (SDPA kept)",
         "EMDDistiller",
         "MultiTeacherDistiller, 2 teachers",
         "MultiTeacherDistiller, 2 teachers, cached logits (epoch >= 2)",
