@@ -16,7 +16,7 @@ from distillation import DistillationConfig, GeneralDistiller, TrainingConfig
 from matches import PRESETS, fit_matches, read_matches
 from modeling import BertForGLUESimple, BertForGLUESimpleAdaptor
 from pipeline.distiller_features import request_features
-from tests.helpers import model_entry, write_bert_config, write_tiny_mnli, write_vocab
+from tests.helpers import model_entry, write_bert_config, write_model_json, write_tiny_mnli, write_vocab
 
 VOCAB, LENGTH = 40, 9
 
@@ -278,13 +278,10 @@ def run_files(tmp_path_factory):
     teacher = BertForGLUESimple(BertConfig.from_json_file(str(teacher_config)), 3)
     torch.save(teacher.state_dict(), root / "teacher.pkl")
     model_json = root / "model.json"
-    model_json.write_text(
-        json.dumps(
-            {
-                "teachers": [model_entry(vocab, teacher_config, str(root / "teacher.pkl"))],
-                "student": model_entry(vocab, student_config),
-            }
-        )
+    write_model_json(
+        model_json,
+        [model_entry(vocab, teacher_config, str(root / "teacher.pkl"))],
+        model_entry(vocab, student_config),
     )
     return {"root": root, "data": write_tiny_mnli(root / "data", n_train=32, n_dev=8), "json": model_json}
 

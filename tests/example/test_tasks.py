@@ -17,6 +17,7 @@ from distillation import checkpoint_steps
 from modeling import BertForGLUESimple
 from pipeline.model_config import parse_model_config
 from tests.helpers import (
+    FILE_COLUMNS,
     LAYOUTS,
     N_DEV,
     N_TEST,
@@ -29,18 +30,6 @@ from tests.helpers import (
 
 LENGTH = 24
 
-# Where the labelled files keep (text_a, text_b, label), and the test files (index, text_a, text_b).
-COLUMNS = {
-    "cola": ((3, None, 1), ("index", "sentence", None)),
-    "sst-2": (("sentence", None, "label"), ("index", "sentence", None)),
-    "mrpc": (("#1 String", "#2 String", "Quality"), ("index", "#1 String", "#2 String")),
-    "sts-b": (("sentence1", "sentence2", "score"), ("index", "sentence1", "sentence2")),
-    "qqp": (("question1", "question2", "is_duplicate"), ("id", "question1", "question2")),
-    "mnli": (("sentence1", "sentence2", "gold_label"), ("index", "sentence1", "sentence2")),
-    "qnli": (("question", "sentence", "label"), ("index", "question", "sentence")),
-    "rte": (("sentence1", "sentence2", "label"), ("index", "sentence1", "sentence2")),
-    "wnli": (("sentence1", "sentence2", "label"), ("index", "sentence1", "sentence2")),
-}
 # GLUE's label spellings, in the order of the classifier's rows (None: a regression task).
 LABEL_NAMES = {
     "cola": ["0", "1"],
@@ -68,7 +57,7 @@ TEST_FILES = {
 
 def read_labelled(path, task):
     """[(text_a, text_b, label)] read with the csv module from the layout above."""
-    (a, b, y), _ = COLUMNS[task]
+    (a, b, y), _ = FILE_COLUMNS[task]
     with open(path, encoding="utf-8-sig", newline="") as f:  # MRPC starts with a byte-order mark
         rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
     if isinstance(a, str):
@@ -77,7 +66,7 @@ def read_labelled(path, task):
 
 
 def read_test(path, task):
-    _, (index, a, b) = COLUMNS[task]
+    _, (index, a, b) = FILE_COLUMNS[task]
     with open(path, encoding="utf-8-sig", newline="") as f:  # MRPC starts with a byte-order mark
         rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
     return [(row[index], row[a], row[b] if b else None) for row in rows]
