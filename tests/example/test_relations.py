@@ -141,8 +141,9 @@ class AttentionCalls:
                 )
 
 
-def one_step(tmp_path, teacher, student, matches):
-    distiller = GeneralDistiller(
+def general_distiller(tmp_path, teacher, student, matches):
+    """A GeneralDistiller of `matches` between the two models, its checkpoints in tmp_path."""
+    return GeneralDistiller(
         TrainingConfig(output_dir=str(tmp_path), device="cpu"),
         DistillationConfig(intermediate_matches=matches),
         teacher,
@@ -150,6 +151,10 @@ def one_step(tmp_path, teacher, student, matches):
         BertForGLUESimpleAdaptor,
         BertForGLUESimpleAdaptor,
     )
+
+
+def one_step(tmp_path, teacher, student, matches):
+    distiller = general_distiller(tmp_path, teacher, student, matches)
     request_features(distiller, [teacher], student)
     optimizer = torch.optim.SGD(student.parameters(), lr=0.1)
     distiller.train(optimizer, [batch(size=3)], num_steps=1)
@@ -211,14 +216,7 @@ def test_attention_maps_switch_every_layer_to_eager_where_relations_do_not(tmp_p
 def test_a_layer_the_model_was_not_asked_for_is_a_clear_error(tmp_path):
     teacher, student = model(6, 32, 4, seed=1), model(4, 24, 4, seed=2)
     matches = fit_matches(RELATION_AND_SCORES[:1], 24, 32, 4, 6)
-    distiller = GeneralDistiller(
-        TrainingConfig(output_dir=str(tmp_path), device="cpu"),
-        DistillationConfig(intermediate_matches=matches),
-        teacher,
-        student,
-        BertForGLUESimpleAdaptor,
-        BertForGLUESimpleAdaptor,
-    )
+    distiller = general_distiller(tmp_path, teacher, student, matches)
     assert distiller.layers_read() == {"teacher": {"relation": [5]}, "student": {"relation": [3]}}
     teacher.return_features(hidden=False, attention=False, relation=[4])
     student.return_features(hidden=False, attention=False, relation=[3])
